@@ -1,0 +1,803 @@
+//! Decoding and validating a `.cli.json` document into [`Config`].
+//!
+//! One pass over the document records every problem (unknown keys, wrong types, bad enum
+//! values, missing required keys, broken cross-references) with its key path. The rules follow
+//! the open-cli config contract: `additionalProperties: false` everywhere, per-source-type key
+//! rules, MCP transport field rules, and the cross-reference checks between services, sources,
+//! tool sets and agent profiles.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::diag::{Diagnostic, join};
+use crate::model::*;
+use crate::reader::{Cx, Obj, check_one_of, kind};
+
+/// Decode a parsed document. Returns the config only when no problem was found.
+pub fn decode(doc: &Value) -> Result<Config, Vec<Diagnostic>> {
+    let cx = Cx::new();
+    let config = decode_root(&cx, doc);
+    match config {
+        Some(c) if !cx.has_errors() => Ok(c),
+        _ => Err(cx.into_items()),
+    }
+}
+
+fn decode_root(cx: &Cx, doc: &Value) -> Option<Config> {
+    let mut o = Obj::new(cx, doc, "")?;
+    let cli = o.required("cli");
+    let mode = o.object("mode").and_then(decode_mode);
+    if !o.has("mode") {
+        cx.err("mode", "is required");
+    }
+    let runtime = o.object("runtime").map(decode_runtime);
+    let sources = decode_map(&mut o, "sources", decode_source);
+    if o.has("mcpServers") {
+        cx.err(
+            "mcpServers",
+            "is not supported by this version; declare the server under `sources.<name>` with `type: mcp`",
+        );
+    }
+    if !o.has("sources") && !o.has("mcpServers") && runtime.is_none() {
+        cx.err(
+            "",
+            "at least one of `sources`, `mcpServers` or `runtime` is required",
+        );
+    }
+    let services = decode_map(&mut o, "services", decode_service);
+    let curation = o
+        .object("curation")
+        .map(decode_curation)
+        .unwrap_or_default();
+    let agents = o.object("agents").map(decode_agents).unwrap_or_default();
+    let policy = o.object("policy").map(decode_policy).unwrap_or_default();
+    let secrets = decode_map(&mut o, "secrets", decode_secret);
+    o.finish();
+    let config = Config {
+        cli: cli?,
+        mode: mode?,
+        runtime,
+        sources,
+        services,
+        curation,
+        agents,
+        policy,
+        secrets,
+    };
+    check_references(cx, &config);
+    Some(config)
+}
+
+/// Decode a `{ name: object }` map, checking each name is a usable identifier.
+fn decode_map<T>(
+    o: &mut Obj<'_>,
+    key: &'static str,
+    f: impl Fn(Obj<'_>) -> Option<T>,
+) -> BTreeMap<String, T> {
+    let cx = o.cx();
+    let mut out = BTreeMap::new();
+    for (name, v, path) in o.entries(key) {
+        if key != "secrets" && !is_identifier(&name) {
+            cx.err(
+                &path,
+                "name must start with a letter or digit and contain only letters, digits, `_`, `-` and `.`",
+            );
+        }
+        if let Some(t) = Obj::new(cx, v, &path).and_then(&f) {
+            out.insert(name, t);
+        }
+    }
+    out
+}
+
+/// Identifiers of sources, services, aliases, tool sets and profiles. Tool IDs are
+/// `<serviceId>:<operation>`, so a `:` in a service ID would make them ambiguous.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn decode_mode(mut o: Obj<'_>) -> Option<Mode> {
+    if !o.has("default") {
+        o.cx().err(o.key_path("default"), "is required");
+    }
+    let default = o.one_of("default", ModeKind::ALL).and_then(ModeKind::parse);
+    o.finish();
+    Some(Mode { default: default? })
+}
+
+fn decode_runtime(mut o: Obj<'_>) -> Runtime {
+    let cx = o.cx();
+    let mode = o
+        .one_of("mode", RuntimeMode::ALL)
+        .and_then(RuntimeMode::parse);
+    if let Some(m) = mode
+        && m != RuntimeMode::Remote
+    {
+        cx.err(
+            o.key_path("mode"),
+            format!("`{m}` is not supported: open-cli-toolbox is a remote runtime; use `remote`"),
+        );
+    }
+    if o.has("local") {
+        cx.err(
+            o.key_path("local"),
+            "is no longer supported; configure a remote runtime (`runtime.remote`) instead",
+        );
+    }
+    let remote = o.object("remote").map(decode_remote);
+    let server = o.object("server").map(|mut s| {
+        let auth = s.object("auth").and_then(decode_server_auth);
+        s.finish();
+        RuntimeServer { auth }
+    });
+    o.finish();
+    Runtime {
+        mode,
+        remote,
+        server,
+    }
+}
+
+fn decode_remote(mut o: Obj<'_>) -> Remote {
+    let url = o.nonempty("url");
+    if let Some(u) = &url {
+        check_http_url(o.cx(), &o.key_path("url"), u);
+    }
+    let request_config_path = o.nonempty("requestConfigPath");
+    let oauth = o.object("oauth").and_then(decode_remote_oauth);
+    o.finish();
+    Remote {
+        url,
+        request_config_path,
+        oauth,
+    }
+}
+
+fn decode_remote_oauth(mut o: Obj<'_>) -> Option<RemoteOAuth> {
+    let cx = o.cx();
+    if !o.has("mode") {
+        cx.err(o.key_path("mode"), "is required");
+    }
+    let mode = o
+        .one_of("mode", RemoteOAuthMode::ALL)
+        .and_then(RemoteOAuthMode::parse);
+    let audience = o.nonempty("audience");
+    let scopes = o.strings("scopes");
+    let token_ref = o.nonempty("tokenRef");
+    if let Some(r) = &token_ref
+        && !(r.starts_with("env:") && r.len() > 4 || r.starts_with("file:") && r.len() > 5)
+    {
+        cx.err(
+            o.key_path("tokenRef"),
+            format!("must be `env:NAME` or `file:PATH`, found `{r}`"),
+        );
+    }
+    let client = o.object("client").and_then(|mut c| {
+        let token_url = c.required("tokenURL");
+        if let Some(u) = &token_url {
+            check_http_url(cx, &c.key_path("tokenURL"), u);
+        }
+        let client_id = required_secret_ref(&mut c, "clientId");
+        let client_secret = required_secret_ref(&mut c, "clientSecret");
+        c.finish();
+        Some(RemoteOAuthClient {
+            token_url: token_url?,
+            client_id: client_id?,
+            client_secret: client_secret?,
+        })
+    });
+    let browser_login = o.object("browserLogin").map(|mut b| {
+        let callback_port = b.uint("callbackPort", 1, 65535).map(|p| p as u16);
+        b.finish();
+        BrowserLogin { callback_port }
+    });
+    let delegation = o.object("delegation").map(|mut d| {
+        let enabled = d.bool("enabled").unwrap_or(false);
+        let token_exchange_url = d.nonempty("tokenExchangeURL");
+        let scopes = d.strings("scopes");
+        d.finish();
+        Delegation {
+            enabled,
+            token_exchange_url,
+            scopes,
+        }
+    });
+    match mode {
+        Some(RemoteOAuthMode::ProvidedToken) if token_ref.is_none() => cx.err(
+            o.key_path("tokenRef"),
+            "is required when mode is `providedToken`",
+        ),
+        Some(RemoteOAuthMode::OAuthClient) if !o.has("client") => cx.err(
+            o.key_path("client"),
+            "is required when mode is `oauthClient`",
+        ),
+        _ => {}
+    }
+    o.finish();
+    Some(RemoteOAuth {
+        mode: mode?,
+        audience,
+        scopes,
+        token_ref,
+        client,
+        browser_login,
+        delegation,
+    })
+}
+
+fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
+    let cx = o.cx();
+    let profile = o
+        .one_of("validationProfile", ValidationProfile::ALL)
+        .and_then(ValidationProfile::parse);
+    let legacy = o.one_of("mode", &["oauth2Introspection"]);
+    let profile = match (profile, legacy) {
+        (Some(p), None) => Some(p),
+        (None, Some(_)) | (Some(ValidationProfile::OAuth2Introspection), Some(_)) => {
+            Some(ValidationProfile::OAuth2Introspection)
+        }
+        (Some(_), Some(_)) => {
+            cx.err(
+                o.key_path("mode"),
+                "contradicts `validationProfile`; remove the legacy `mode` key",
+            );
+            None
+        }
+        (None, None) => {
+            if !o.has("validationProfile") && !o.has("mode") {
+                cx.err(o.key_path("validationProfile"), "is required");
+            }
+            None
+        }
+    };
+    let issuer = o.nonempty("issuer");
+    let jwks_url = o.nonempty("jwksURL");
+    let audience = o.required("audience");
+    let introspection_url = o.nonempty("introspectionURL");
+    let authorization_url = o.nonempty("authorizationURL");
+    let token_url = o.nonempty("tokenURL");
+    let browser_client_id = o.nonempty("browserClientId");
+    let client_id = optional_secret_ref(&mut o, "clientId");
+    let client_secret = optional_secret_ref(&mut o, "clientSecret");
+    for (key, url) in [
+        ("issuer", &issuer),
+        ("jwksURL", &jwks_url),
+        ("introspectionURL", &introspection_url),
+        ("authorizationURL", &authorization_url),
+        ("tokenURL", &token_url),
+    ] {
+        if let Some(u) = url {
+            check_http_url(cx, &o.key_path(key), u);
+        }
+    }
+    match profile {
+        Some(ValidationProfile::OidcJwks) if issuer.is_none() => cx.err(
+            o.key_path("issuer"),
+            "is required when validationProfile is `oidc_jwks`",
+        ),
+        Some(ValidationProfile::OAuth2Introspection) if introspection_url.is_none() => cx.err(
+            o.key_path("introspectionURL"),
+            "is required when validationProfile is `oauth2_introspection`",
+        ),
+        _ => {}
+    }
+    o.finish();
+    Some(ServerAuth {
+        validation_profile: profile?,
+        issuer,
+        jwks_url,
+        audience: audience?,
+        introspection_url,
+        authorization_url,
+        token_url,
+        browser_client_id,
+        client_id,
+        client_secret,
+    })
+}
+
+fn decode_source(mut o: Obj<'_>) -> Option<Source> {
+    let cx = o.cx();
+    if !o.has("type") {
+        cx.err(o.key_path("type"), "is required");
+    }
+    let kind = o
+        .one_of("type", SourceType::ALL)
+        .and_then(SourceType::parse);
+    let uri = o.nonempty("uri");
+    let enabled = o.bool("enabled").unwrap_or(true);
+    let refresh = o.object("refresh").map(|mut r| {
+        let max_age_seconds = r.uint("maxAgeSeconds", 0, u64::from(u32::MAX));
+        let manual_only = r.bool("manualOnly").unwrap_or(false);
+        r.finish();
+        Refresh {
+            max_age_seconds,
+            manual_only,
+        }
+    });
+    let transport = o.object("transport").and_then(decode_transport);
+    let disabled_tools = o.strings("disabledTools");
+    let oauth = o.object("oauth").and_then(decode_oauth_settings);
+    let is_mcp = kind == Some(SourceType::Mcp);
+    if is_mcp {
+        if o.has("uri") {
+            cx.err(
+                o.key_path("uri"),
+                "is not allowed on an `mcp` source; use `transport.url`",
+            );
+        }
+        if !o.has("transport") {
+            cx.err(o.key_path("transport"), "is required on an `mcp` source");
+        }
+        check_mcp_oauth(cx, &o, transport.as_ref(), oauth.as_ref());
+    } else if let Some(k) = kind {
+        if uri.is_none() && !o.has("uri") {
+            cx.err(o.key_path("uri"), format!("is required on a `{k}` source"));
+        }
+        if let Some(u) = &uri {
+            check_document_uri(cx, &o.key_path("uri"), u);
+        }
+        for key in ["transport", "disabledTools", "oauth"] {
+            if o.has(key) {
+                cx.err(
+                    o.key_path(key),
+                    format!("is only allowed on `mcp` sources, not on `{k}`"),
+                );
+            }
+        }
+    }
+    o.finish();
+    Some(Source {
+        kind: kind?,
+        uri,
+        enabled,
+        refresh,
+        transport,
+        disabled_tools,
+        oauth,
+    })
+}
+
+fn decode_transport(mut o: Obj<'_>) -> Option<McpTransport> {
+    let cx = o.cx();
+    if !o.has("type") {
+        cx.err(o.key_path("type"), "is required");
+    }
+    let kind = o
+        .one_of("type", McpTransportType::ALL)
+        .and_then(McpTransportType::parse);
+    let command = o.nonempty("command");
+    let args = o.strings("args");
+    let env = o.string_map("env");
+    let url = o.nonempty("url");
+    let headers = o.string_map("headers");
+    let header_secrets = o.string_map("headerSecrets");
+    if let Some(k) = kind {
+        let (needs, forbids): (&str, &[&'static str]) = match k {
+            McpTransportType::Stdio => ("command", &["url", "headers", "headerSecrets"]),
+            McpTransportType::Sse | McpTransportType::StreamableHttp => {
+                ("url", &["command", "args", "env"])
+            }
+        };
+        if !o.has(if needs == "command" { "command" } else { "url" }) {
+            cx.err(
+                o.key_path(needs),
+                format!("is required for transport type `{k}`"),
+            );
+        }
+        for key in forbids {
+            if o.has(key) {
+                cx.err(
+                    o.key_path(key),
+                    format!("is not allowed for transport type `{k}`"),
+                );
+            }
+        }
+        if let Some(u) = &url {
+            check_http_url(cx, &o.key_path("url"), u);
+        }
+    }
+    for name in header_secrets.keys() {
+        if headers.keys().any(|h| h.eq_ignore_ascii_case(name)) {
+            cx.err(
+                join(&o.key_path("headerSecrets"), name),
+                format!("duplicates transport.headers.{name}"),
+            );
+        }
+    }
+    o.finish();
+    Some(McpTransport {
+        kind: kind?,
+        command,
+        args,
+        env,
+        url,
+        headers,
+        header_secrets,
+    })
+}
+
+fn check_mcp_oauth(
+    cx: &Cx,
+    o: &Obj<'_>,
+    transport: Option<&McpTransport>,
+    oauth: Option<&OAuthSettings>,
+) {
+    let (Some(oauth), Some(t)) = (oauth, transport) else {
+        return;
+    };
+    let path = o.key_path("oauth");
+    if t.kind != McpTransportType::StreamableHttp {
+        cx.err(
+            &path,
+            format!(
+                "is only allowed with transport type `streamable-http`, not `{}`",
+                t.kind
+            ),
+        );
+    }
+    match oauth.mode {
+        OAuthMode::ClientCredentials => {}
+        OAuthMode::OpenIdConnect => cx.err(
+            join(&path, "mode"),
+            "`openIdConnect` is not a direct oauth mode; use `clientCredentials` with `issuer`",
+        ),
+        m => cx.err(
+            join(&path, "mode"),
+            format!("must be `clientCredentials` for mcp transport oauth, found `{m}`"),
+        ),
+    }
+    if oauth.client_id.is_none() {
+        cx.err(
+            join(&path, "clientId"),
+            "is required for `clientCredentials`",
+        );
+    }
+    if oauth.client_secret.is_none() {
+        cx.err(
+            join(&path, "clientSecret"),
+            "is required for `clientCredentials`",
+        );
+    }
+    if oauth.issuer.is_none() && oauth.token_url.is_none() {
+        cx.err(
+            &path,
+            "needs `issuer` or `tokenURL` for `clientCredentials`",
+        );
+    }
+    let interactive = [
+        ("authorizationURL", oauth.authorization_url.is_some()),
+        ("interactive", oauth.interactive.is_some()),
+        ("callbackPort", oauth.callback_port.is_some()),
+        ("redirectURI", oauth.redirect_uri.is_some()),
+    ];
+    for (key, present) in interactive {
+        if present {
+            cx.err(join(&path, key), "is not allowed for `clientCredentials`");
+        }
+    }
+    let owned = |h: &String| h.eq_ignore_ascii_case("authorization");
+    if t.headers.keys().any(owned) || t.header_secrets.keys().any(owned) {
+        cx.err(
+            o.key_path("transport"),
+            "the `Authorization` header is owned by oauth and cannot be set explicitly",
+        );
+    }
+}
+
+fn decode_service(mut o: Obj<'_>) -> Option<Service> {
+    let source = o.required("source");
+    let alias = o.nonempty("alias");
+    if let Some(a) = &alias
+        && !is_identifier(a)
+    {
+        o.cx().err(
+            o.key_path("alias"),
+            "must start with a letter or digit and contain only letters, digits, `_`, `-` and `.`",
+        );
+    }
+    let overlays = o.strings("overlays");
+    let skills = o.strings("skills");
+    let workflows = o.strings("workflows");
+    o.finish();
+    Some(Service {
+        source: source?,
+        alias,
+        overlays,
+        skills,
+        workflows,
+    })
+}
+
+fn decode_curation(mut o: Obj<'_>) -> Curation {
+    let tool_sets = decode_map(&mut o, "toolSets", |mut t| {
+        let allow = t.strings("allow");
+        let deny = t.strings("deny");
+        t.finish();
+        Some(ToolSet { allow, deny })
+    });
+    o.finish();
+    Curation { tool_sets }
+}
+
+fn decode_agents(mut o: Obj<'_>) -> Agents {
+    let default_profile = o.nonempty("defaultProfile");
+    let profiles = decode_map(&mut o, "profiles", |mut p| {
+        let mode = p.one_of("mode", ModeKind::ALL).and_then(ModeKind::parse);
+        let tool_set = p.nonempty("toolSet");
+        p.finish();
+        Some(AgentProfile { mode, tool_set })
+    });
+    o.finish();
+    Agents {
+        default_profile,
+        profiles,
+    }
+}
+
+fn decode_policy(mut o: Obj<'_>) -> Policy {
+    let deny = o.strings("deny");
+    let approval_required = o.strings("approvalRequired");
+    let allow_exec_secrets = o.bool("allowExecSecrets").unwrap_or(false);
+    o.finish();
+    Policy {
+        deny,
+        approval_required,
+        allow_exec_secrets,
+    }
+}
+
+fn decode_secret(mut o: Obj<'_>) -> Option<Secret> {
+    let is_oauth = o.value("type").and_then(Value::as_str) == Some("oauth2");
+    if is_oauth {
+        o.value("type");
+        let settings = decode_oauth_fields(&mut o);
+        o.finish();
+        return Some(Secret::OAuth2(OAuth2Secret {
+            kind: "oauth2",
+            settings: settings?,
+        }));
+    }
+    decode_secret_ref(o).map(Secret::Ref)
+}
+
+/// A secret reference object (`{ type, value?, command? }`).
+fn decode_secret_ref(mut o: Obj<'_>) -> Option<SecretRef> {
+    let cx = o.cx();
+    if !o.has("type") {
+        cx.err(o.key_path("type"), "is required");
+    }
+    let kind = match o.string("type") {
+        Some(t) if t == "oauth2" => {
+            cx.err(
+                o.key_path("type"),
+                "`oauth2` is only allowed for top-level `secrets` entries",
+            );
+            None
+        }
+        Some(t) => {
+            check_one_of(cx, &o.key_path("type"), &t, SecretType::ALL).and_then(SecretType::parse)
+        }
+        None => None,
+    };
+    let value = o.string("value");
+    let command = o.strings("command");
+    match kind {
+        Some(SecretType::Exec) if value.is_none() && command.is_empty() => cx.err(
+            o.path(),
+            "an `exec` secret needs `command` (argv) or `value` (an executable path)",
+        ),
+        Some(SecretType::Exec) => {}
+        Some(k) => {
+            if value.as_deref().is_none_or(str::is_empty) {
+                cx.err(
+                    o.key_path("value"),
+                    format!("is required for a `{k}` secret"),
+                );
+            }
+            if !command.is_empty() {
+                cx.err(o.key_path("command"), "is only allowed on `exec` secrets");
+            }
+        }
+        None => {}
+    }
+    o.finish();
+    Some(SecretRef {
+        kind: kind?,
+        value,
+        command,
+    })
+}
+
+fn optional_secret_ref(o: &mut Obj<'_>, key: &'static str) -> Option<SecretRef> {
+    let v = o.value(key)?;
+    let path = o.key_path(key);
+    match v {
+        Value::Object(_) => Obj::new(o.cx(), v, &path).and_then(decode_secret_ref),
+        other => {
+            o.cx().err(
+                path,
+                format!(
+                    "must be a secret reference object like {{\"type\": \"env\", \"value\": \"NAME\"}}, found {}",
+                    kind(other)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn required_secret_ref(o: &mut Obj<'_>, key: &'static str) -> Option<SecretRef> {
+    if !o.has(key) {
+        o.cx().err(o.key_path(key), "is required");
+        return None;
+    }
+    optional_secret_ref(o, key)
+}
+
+fn decode_oauth_settings(mut o: Obj<'_>) -> Option<OAuthSettings> {
+    let s = decode_oauth_fields(&mut o);
+    o.finish();
+    s
+}
+
+fn decode_oauth_fields(o: &mut Obj<'_>) -> Option<OAuthSettings> {
+    let cx = o.cx();
+    if !o.has("mode") {
+        cx.err(o.key_path("mode"), "is required");
+    }
+    let mode = match o.string("mode") {
+        Some(m) if m == "implicit" || m == "password" => {
+            cx.err(
+                o.key_path("mode"),
+                format!("the OAuth `{m}` flow is not supported (it is deprecated by OAuth 2.1); use `clientCredentials` or `authorizationCode`"),
+            );
+            None
+        }
+        Some(m) => {
+            check_one_of(cx, &o.key_path("mode"), &m, OAuthMode::ALL).and_then(OAuthMode::parse)
+        }
+        None => None,
+    };
+    let issuer = o.nonempty("issuer");
+    let authorization_url = o.nonempty("authorizationURL");
+    let token_url = o.nonempty("tokenURL");
+    for (key, url) in [
+        ("issuer", &issuer),
+        ("authorizationURL", &authorization_url),
+        ("tokenURL", &token_url),
+    ] {
+        if let Some(u) = url {
+            check_http_url(cx, &o.key_path(key), u);
+        }
+    }
+    let client_id = optional_secret_ref(o, "clientId");
+    let client_secret = optional_secret_ref(o, "clientSecret");
+    let scopes = o.strings("scopes");
+    let audience = o.nonempty("audience");
+    let interactive = o.bool("interactive");
+    let callback_port = o.uint("callbackPort", 1, 65535).map(|p| p as u16);
+    let redirect_uri = o.nonempty("redirectURI");
+    let token_storage = o
+        .one_of("tokenStorage", TokenStorage::ALL)
+        .and_then(TokenStorage::parse);
+    Some(OAuthSettings {
+        mode: mode?,
+        issuer,
+        authorization_url,
+        token_url,
+        client_id,
+        client_secret,
+        scopes,
+        audience,
+        interactive,
+        callback_port,
+        redirect_uri,
+        token_storage,
+    })
+}
+
+/// Cross-reference checks that need the whole document.
+fn check_references(cx: &Cx, c: &Config) {
+    let mut aliases: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut mcp_served: BTreeSet<&str> = BTreeSet::new();
+    for (id, svc) in &c.services {
+        let path = join("services", id);
+        match c.sources.get(&svc.source) {
+            None => cx.err(
+                join(&path, "source"),
+                format!(
+                    "names source `{}`, which is not defined in `sources`{}",
+                    svc.source,
+                    known(c.sources.keys())
+                ),
+            ),
+            Some(src) if src.kind == SourceType::Mcp => {
+                if *id != svc.source {
+                    cx.err(
+                        join(&path, "source"),
+                        format!(
+                            "an `mcp` source must be served by a service with the same ID (`{}`)",
+                            svc.source
+                        ),
+                    );
+                } else {
+                    mcp_served.insert(&svc.source);
+                }
+            }
+            Some(_) => {}
+        }
+        let alias = svc.alias.as_deref().unwrap_or(id);
+        if let Some(other) = aliases.insert(alias, id) {
+            cx.err(
+                join(&path, "alias"),
+                format!("`{alias}` is already used by service `{other}`"),
+            );
+        }
+    }
+    for (name, set) in &c.agents.profiles {
+        if let Some(ts) = &set.tool_set
+            && !c.curation.tool_sets.contains_key(ts)
+        {
+            cx.err(
+                join(&join("agents.profiles", name), "toolSet"),
+                format!(
+                    "names tool set `{ts}`, which is not defined in `curation.toolSets`{}",
+                    known(c.curation.tool_sets.keys())
+                ),
+            );
+        }
+    }
+    if let Some(p) = &c.agents.default_profile
+        && !c.agents.profiles.contains_key(p)
+    {
+        cx.err(
+            "agents.defaultProfile",
+            format!(
+                "names profile `{p}`, which is not defined in `agents.profiles`{}",
+                known(c.agents.profiles.keys())
+            ),
+        );
+    }
+}
+
+fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        " (none are defined)".to_string()
+    } else {
+        format!(" (defined: {})", names.join(", "))
+    }
+}
+
+fn check_http_url(cx: &Cx, path: &str, url: &str) {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') => {}
+        _ => cx.err(
+            path,
+            format!("must be an absolute http:// or https:// URL, found `{url}`"),
+        ),
+    }
+}
+
+/// A document location: local path (relative to the config file), `file://` or `http(s)://`.
+fn check_document_uri(cx: &Cx, path: &str, uri: &str) {
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        check_http_url(cx, path, uri);
+    } else if let Some((scheme, _)) = uri.split_once("://")
+        && scheme != "file"
+    {
+        cx.err(
+            path,
+            format!(
+                "unsupported URI scheme `{scheme}`; use a file path, file://, http:// or https://"
+            ),
+        );
+    }
+}

@@ -1,0 +1,435 @@
+//! The validated `.cli.json` model.
+//!
+//! These types have no `Deserialize`: they are produced only by [`crate::decode`], which
+//! checks every key and value and reports problems with their key paths. They do implement
+//! `Serialize` (in the file's own camelCase spelling) so `config show` can print the effective
+//! configuration; secret values are redacted on the way out, and `Debug` redacts them too.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+/// Declares a string enumeration with its wire spelling, `ALL` for messages and lookups.
+macro_rules! str_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [&'static str] = &[$($s),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $s),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+str_enum!(
+    /// `mode.default` and agent profile modes.
+    ModeKind { Discover => "discover", Curated => "curated" }
+);
+str_enum!(
+    /// `runtime.mode`. This implementation is always a remote runtime.
+    RuntimeMode { Auto => "auto", Embedded => "embedded", Local => "local", Remote => "remote" }
+);
+str_enum!(
+    /// `sources.<name>.type`.
+    SourceType { ApiCatalog => "apiCatalog", ServiceRoot => "serviceRoot", OpenApi => "openapi", Mcp => "mcp" }
+);
+str_enum!(
+    /// `sources.<name>.transport.type`.
+    McpTransportType { Stdio => "stdio", Sse => "sse", StreamableHttp => "streamable-http" }
+);
+str_enum!(
+    /// `secrets.<key>.type` for plain secret references.
+    SecretType { Literal => "literal", Env => "env", File => "file", OsKeychain => "osKeychain", Exec => "exec" }
+);
+str_enum!(
+    /// OAuth modes of `oauth2` secrets and MCP transport `oauth`.
+    OAuthMode { AuthorizationCode => "authorizationCode", ClientCredentials => "clientCredentials", OpenIdConnect => "openIdConnect" }
+);
+str_enum!(
+    /// Where OAuth tokens are cached.
+    TokenStorage { Instance => "instance", Memory => "memory" }
+);
+str_enum!(
+    /// `runtime.remote.oauth.mode`: how the CLI obtains its runtime token.
+    RemoteOAuthMode { ProvidedToken => "providedToken", OAuthClient => "oauthClient", BrowserLogin => "browserLogin" }
+);
+str_enum!(
+    /// `runtime.server.auth.validationProfile`.
+    ValidationProfile { OidcJwks => "oidc_jwks", OAuth2Introspection => "oauth2_introspection" }
+);
+
+/// A whole, validated `.cli.json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    pub cli: String,
+    pub mode: Mode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
+    pub sources: BTreeMap<String, Source>,
+    pub services: BTreeMap<String, Service>,
+    #[serde(skip_serializing_if = "Curation::is_empty")]
+    pub curation: Curation,
+    #[serde(skip_serializing_if = "Agents::is_empty")]
+    pub agents: Agents,
+    pub policy: Policy,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Mode {
+    pub default: ModeKind,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Runtime {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RuntimeMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Remote>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<RuntimeServer>,
+}
+
+/// `runtime.remote`: how a client reaches the runtime.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Remote {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_config_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<RemoteOAuth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteOAuth {
+    pub mode: RemoteOAuthMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<RemoteOAuthClient>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser_login: Option<BrowserLogin>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<Delegation>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteOAuthClient {
+    #[serde(rename = "tokenURL")]
+    pub token_url: String,
+    #[serde(rename = "clientId")]
+    pub client_id: SecretRef,
+    #[serde(rename = "clientSecret")]
+    pub client_secret: SecretRef,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrowserLogin {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Delegation {
+    pub enabled: bool,
+    #[serde(rename = "tokenExchangeURL", skip_serializing_if = "Option::is_none")]
+    pub token_exchange_url: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RuntimeServer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ServerAuth>,
+}
+
+/// `runtime.server.auth`: how the runtime validates callers' bearer tokens.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerAuth {
+    pub validation_profile: ValidationProfile,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(rename = "jwksURL", skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    pub audience: String,
+    #[serde(rename = "introspectionURL", skip_serializing_if = "Option::is_none")]
+    pub introspection_url: Option<String>,
+    #[serde(rename = "authorizationURL", skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
+    #[serde(rename = "tokenURL", skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser_client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<SecretRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
+}
+
+/// `sources.<name>`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    #[serde(rename = "type")]
+    pub kind: SourceType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<Refresh>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<McpTransport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disabled_tools: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthSettings>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refresh {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u64>,
+    pub manual_only: bool,
+}
+
+/// `sources.<name>.transport` of an MCP source.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct McpTransport {
+    #[serde(rename = "type")]
+    pub kind: McpTransportType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub header_secrets: BTreeMap<String, String>,
+}
+
+/// `services.<id>`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skills: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workflows: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Curation {
+    pub tool_sets: BTreeMap<String, ToolSet>,
+}
+
+impl Curation {
+    pub fn is_empty(&self) -> bool {
+        self.tool_sets.is_empty()
+    }
+}
+
+/// A named allow/deny list of tool ID glob patterns.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ToolSet {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Agents {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_profile: Option<String>,
+    pub profiles: BTreeMap<String, AgentProfile>,
+}
+
+impl Agents {
+    pub fn is_empty(&self) -> bool {
+        self.default_profile.is_none() && self.profiles.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentProfile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ModeKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_set: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approval_required: Vec<String>,
+    pub allow_exec_secrets: bool,
+}
+
+/// `secrets.<key>`: a plain reference or OAuth2 client settings.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Secret {
+    Ref(SecretRef),
+    OAuth2(OAuth2Secret),
+}
+
+/// Where a secret value comes from. `Debug` and `Serialize` never show a literal value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    pub kind: SecretType,
+    /// The literal value, env variable name, file path or keychain entry (by `kind`).
+    pub value: Option<String>,
+    /// argv for `exec` secrets.
+    pub command: Vec<String>,
+}
+
+const REDACTED: &str = "<redacted>";
+
+impl SecretRef {
+    /// The reference as it may be shown to people: literal values redacted.
+    fn shown_value(&self) -> Option<&str> {
+        match (self.kind, self.value.as_deref()) {
+            (SecretType::Literal, Some(_)) => Some(REDACTED),
+            (_, v) => v,
+        }
+    }
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretRef")
+            .field("kind", &self.kind)
+            .field("value", &self.shown_value())
+            .field("command", &self.command)
+            .finish()
+    }
+}
+
+impl Serialize for SecretRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", &self.kind)?;
+        if let Some(v) = self.shown_value() {
+            m.serialize_entry("value", v)?;
+        }
+        if !self.command.is_empty() {
+            m.serialize_entry("command", &self.command)?;
+        }
+        m.end()
+    }
+}
+
+/// `secrets.<key>` with `type: oauth2`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OAuth2Secret {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub settings: OAuthSettings,
+}
+
+/// OAuth client settings shared by `oauth2` secrets and MCP transport `oauth`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthSettings {
+    pub mode: OAuthMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(rename = "authorizationURL", skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
+    #[serde(rename = "tokenURL", skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<SecretRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interactive: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_port: Option<u16>,
+    #[serde(rename = "redirectURI", skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_storage: Option<TokenStorage>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_secrets_never_show() {
+        let s = SecretRef {
+            kind: SecretType::Literal,
+            value: Some("hunter2".into()),
+            command: vec![],
+        };
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(json.contains(REDACTED));
+        let env = SecretRef {
+            kind: SecretType::Env,
+            value: Some("API_KEY".into()),
+            command: vec![],
+        };
+        assert!(serde_json::to_string(&env).unwrap().contains("API_KEY"));
+    }
+}

@@ -1,0 +1,118 @@
+//! Bodies of the runtime's `/v1` HTTP API and its error codes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ntc::{Catalog, EffectiveView};
+
+/// The contract version this implementation speaks (`GET /v1/runtime/info`).
+pub const CONTRACT_VERSION: &str = "1.1";
+/// Scope prefixes of the authorization envelope.
+pub const SCOPE_PREFIXES: [&str; 3] = ["bundle:", "profile:", "tool:"];
+pub const BROWSER_CONFIG_ENDPOINT: &str = "/v1/auth/browser-config";
+
+/// Stable error codes of the JSON error body. Agents branch on these, never on messages.
+pub mod codes {
+    /// A request named a config file other than the one the runtime is bound to.
+    pub const RUNTIME_ATTACH_MISMATCH: &str = "runtime_attach_mismatch";
+    pub const AUTHN_FAILED: &str = "authn_failed";
+    pub const AUTHZ_DENIED: &str = "authz_denied";
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const NOT_IMPLEMENTED: &str = "not_implemented";
+    pub const NOT_READY: &str = "not_ready";
+    pub const UNKNOWN_AGENT_PROFILE: &str = "unknown_agent_profile";
+    pub const INTERNAL: &str = "internal_error";
+}
+
+/// `{"error": {...}}`: every error the runtime answers itself has this shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// `GET /v1/catalog/effective`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EffectiveCatalog {
+    pub catalog: Catalog,
+    pub view: EffectiveView,
+}
+
+/// `GET /v1/runtime/info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeInfo {
+    pub contract_version: String,
+    /// Version of the runtime build (the reference never sends one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub capabilities: Vec<String>,
+    pub instance_id: String,
+    pub url: String,
+    pub runtime_mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<String>,
+    pub auth: AuthInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthInfo {
+    pub required: bool,
+    pub scope_prefixes: Vec<String>,
+    pub token_validation_profiles: Vec<String>,
+    pub browser_login: BrowserLoginInfo,
+    pub authorization_envelope: AuthorizationEnvelope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrowserLoginInfo {
+    pub configured: bool,
+    pub config_endpoint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationEnvelope {
+    pub version: String,
+    pub scope_prefixes: Vec<String>,
+}
+
+/// Our addition to runtime info: what the loaded catalog holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogSummary {
+    pub generated_at: String,
+    pub source_fingerprint: String,
+    pub services: usize,
+    pub tools: usize,
+    pub views: Vec<String>,
+}
+
+/// `GET /healthz` and `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+}

@@ -1,0 +1,284 @@
+//! The runtime's own HTTP API (`/v1/...`, `/healthz`, `/readyz`), answered locally.
+//!
+//! Routing and handlers are plain functions of a [`Request`] and the [`RuntimeState`]; they
+//! know nothing of Pingora, so they are unit-tested without a session. The gateway turns a
+//! [`Reply`] into a response. Every error is `{"error":{"code","message","requestId"}}` with a
+//! stable code from [`open_cli_config::wire::codes`].
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use open_cli_config::wire::{
+    AuthInfo, AuthorizationEnvelope, BROWSER_CONFIG_ENDPOINT, BrowserLoginInfo, CONTRACT_VERSION,
+    ErrorBody, ErrorDetail, Health, RuntimeInfo, SCOPE_PREFIXES, codes,
+};
+use serde::Serialize;
+
+use crate::snapshot::ApiError;
+use crate::state::RuntimeState;
+
+/// Capabilities this build implements; advertised in runtime info. Only what works is listed.
+pub const CAPABILITIES: [&str; 1] = ["catalog"];
+
+/// The parts of an HTTP request the API looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+}
+
+/// A complete response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn json<T: Serialize>(status: u16, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => Self::raw(status, Bytes::from(body)),
+            Err(e) => Self::error(
+                &ApiError::new(500, codes::INTERNAL, format!("cannot encode response: {e}")),
+                "",
+            ),
+        }
+    }
+
+    fn raw(status: u16, body: Bytes) -> Self {
+        Self {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn error(e: &ApiError, request_id: &str) -> Self {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: e.code.to_string(),
+                message: e.message.clone(),
+                request_id: (!request_id.is_empty()).then(|| request_id.to_string()),
+            },
+        };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        Self::raw(e.status, Bytes::from(body))
+    }
+}
+
+type Handler = fn(&RuntimeState, &Request<'_>) -> Result<Reply, ApiError>;
+
+/// `(path, allowed methods, handler)`.
+const ROUTES: &[(&str, &[&str], Handler)] = &[
+    ("/healthz", &["GET"], healthz),
+    ("/readyz", &["GET"], readyz),
+    ("/v1/runtime/info", &["GET"], runtime_info),
+    ("/v1/catalog/effective", &["GET"], catalog_effective),
+    ("/v1/auth/browser-config", &["GET"], browser_config),
+    ("/v1/tools/execute", &["POST"], not_implemented),
+    ("/v1/workflows/run", &["POST"], not_implemented),
+    ("/v1/refresh", &["GET", "POST"], not_implemented),
+    ("/v1/audit/events", &["GET"], not_implemented),
+];
+
+/// Answer one request.
+pub fn handle(state: &RuntimeState, req: &Request<'_>, request_id: &str) -> Reply {
+    let Some((_, methods, handler)) = ROUTES.iter().find(|(p, _, _)| *p == req.path) else {
+        let e = ApiError::new(
+            404,
+            codes::NOT_FOUND,
+            format!("no route for `{}`", req.path),
+        );
+        return Reply::error(&e, request_id);
+    };
+    if !methods.contains(&req.method) {
+        let e = ApiError::new(
+            405,
+            codes::METHOD_NOT_ALLOWED,
+            format!(
+                "`{}` does not accept {}; use {}",
+                req.path,
+                req.method,
+                methods.join(" or ")
+            ),
+        );
+        let mut reply = Reply::error(&e, request_id);
+        reply.headers.push(("allow", methods.join(", ")));
+        return reply;
+    }
+    handler(state, req).unwrap_or_else(|e| Reply::error(&e, request_id))
+}
+
+fn healthz(_: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {
+    Ok(Reply::json(
+        200,
+        &Health {
+            status: "ok".into(),
+        },
+    ))
+}
+
+/// Ready once a catalog is loaded (it is built before the listener serves) and until
+/// shutdown begins, so load balancers stop sending new work while in-flight requests drain.
+fn readyz(state: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::new(
+            503,
+            codes::NOT_READY,
+            "the runtime is shutting down",
+        ));
+    }
+    Ok(Reply::json(
+        200,
+        &Health {
+            status: "ready".into(),
+        },
+    ))
+}
+
+fn runtime_info(state: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {
+    let snapshot = state.snapshot();
+    let prefixes: Vec<String> = SCOPE_PREFIXES.iter().map(|s| s.to_string()).collect();
+    let info = RuntimeInfo {
+        contract_version: CONTRACT_VERSION.into(),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        capabilities: CAPABILITIES.iter().map(|s| s.to_string()).collect(),
+        instance_id: state.instance.id.clone(),
+        url: state.url.clone(),
+        runtime_mode: "remote".into(),
+        config_path: Some(state.bound.path.display().to_string()),
+        audit_path: Some(state.instance.audit_path.display().to_string()),
+        state_dir: Some(state.instance.state_dir.display().to_string()),
+        cache_dir: Some(state.instance.cache_dir.display().to_string()),
+        auth: AuthInfo {
+            required: false,
+            scope_prefixes: prefixes.clone(),
+            token_validation_profiles: Vec::new(),
+            browser_login: BrowserLoginInfo {
+                configured: false,
+                config_endpoint: BROWSER_CONFIG_ENDPOINT.into(),
+            },
+            authorization_envelope: AuthorizationEnvelope {
+                version: "1.0".into(),
+                scope_prefixes: prefixes,
+            },
+            audience: None,
+            principal: None,
+        },
+        catalog: Some(snapshot.summary.clone()),
+    };
+    Ok(Reply::json(200, &info))
+}
+
+fn catalog_effective(state: &RuntimeState, req: &Request<'_>) -> Result<Reply, ApiError> {
+    let q = Query::parse(req.query)?;
+    check_binding(state, q.get("config"))?;
+    let snapshot = state.snapshot();
+    let view = snapshot.select_view(q.get("agentProfile"), q.get("mode"))?;
+    let body = snapshot.effective_body(view).ok_or_else(|| {
+        ApiError::new(
+            500,
+            codes::INTERNAL,
+            format!("view `{view}` has no rendered body"),
+        )
+    })?;
+    Ok(Reply::raw(200, body))
+}
+
+fn browser_config(_: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {
+    Err(ApiError::new(
+        404,
+        codes::NOT_FOUND,
+        "browser login is not configured on this runtime",
+    ))
+}
+
+fn not_implemented(_: &RuntimeState, req: &Request<'_>) -> Result<Reply, ApiError> {
+    Err(ApiError::new(
+        501,
+        codes::NOT_IMPLEMENTED,
+        format!(
+            "`{} {}` is not implemented by this runtime version; see `capabilities` in GET /v1/runtime/info",
+            req.method, req.path
+        ),
+    ))
+}
+
+/// A caller may name the config it expects; it must be the one this runtime is bound to.
+fn check_binding(state: &RuntimeState, requested: Option<&str>) -> Result<(), ApiError> {
+    match requested {
+        Some(path) if !path.is_empty() && !state.bound.matches(path) => Err(ApiError::new(
+            409,
+            codes::RUNTIME_ATTACH_MISMATCH,
+            format!(
+                "this runtime is bound to a different config than `{path}`; omit `config` to use the bound config, or start a runtime for that file"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Decoded query parameters. A parameter given twice with different values is an error:
+/// silently picking one could widen what a caller sees.
+#[derive(Debug, Default)]
+struct Query<'a> {
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl<'a> Query<'a> {
+    fn parse(raw: Option<&'a str>) -> Result<Self, ApiError> {
+        let mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            if let Some((_, prev)) = pairs.iter().find(|(pk, _)| *pk == k) {
+                if *prev != v {
+                    return Err(ApiError::new(
+                        400,
+                        codes::INVALID_REQUEST,
+                        format!(
+                            "query parameter `{k}` is given more than once with different values"
+                        ),
+                    ));
+                }
+                continue;
+            }
+            pairs.push((k, v));
+        }
+        Ok(Self { pairs })
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_rejects_conflicting_duplicates() {
+        let q = Query::parse(Some("mode=curated&agentProfile=a%20b")).unwrap();
+        assert_eq!(q.get("mode"), Some("curated"));
+        assert_eq!(q.get("agentProfile"), Some("a b"));
+        assert!(Query::parse(Some("mode=a&mode=a")).is_ok());
+        let e = Query::parse(Some("mode=a&mode=b")).unwrap_err();
+        assert_eq!(e.code, codes::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn error_replies_carry_code_and_request_id() {
+        let r = Reply::error(
+            &ApiError::new(409, codes::RUNTIME_ATTACH_MISMATCH, "m"),
+            "req-1",
+        );
+        let v: ErrorBody = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(r.status, 409);
+        assert_eq!(v.error.code, "runtime_attach_mismatch");
+        assert_eq!(v.error.request_id.as_deref(), Some("req-1"));
+    }
+}

@@ -1,0 +1,299 @@
+//! Building the Normalized Tool Catalog from a validated config.
+//!
+//! The runtime builds the catalog **once** at start-up (and later on an explicit refresh),
+//! never per request: requests read an immutable [`crate::snapshot::Snapshot`]. A build
+//! collects every problem of every source before failing, and names the source, file and
+//! operation of each.
+
+pub mod glob;
+pub mod openapi;
+pub mod slug;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use open_cli_config::LoadedConfig;
+use open_cli_config::model::{Config, ModeKind, SourceType, ToolSet};
+use open_cli_config::ntc::{
+    CATALOG_VERSION, Catalog, EffectiveView, Provenance, ServiceEntry, SourceEntry, Tool,
+};
+use sha2::{Digest, Sha256};
+
+use glob::Pattern;
+use openapi::{Document, ServiceRef};
+
+/// Every problem found while building; the build fails if there is at least one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "catalog build failed with {n} problem{}",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Build the catalog for a loaded config.
+pub fn build(loaded: &LoadedConfig) -> Result<Catalog, BuildError> {
+    let cfg = &loaded.config;
+    let now = now_rfc3339();
+    let mut problems = Vec::new();
+    let mut hasher = Sha256::new();
+    let mut sources = Vec::new();
+    let mut services = Vec::new();
+    let mut tools: Vec<Tool> = Vec::new();
+
+    for (source_id, source) in cfg.sources.iter().filter(|(_, s)| s.enabled) {
+        let at = format!("sources.{source_id}");
+        if source.kind != SourceType::OpenApi {
+            problems.push(format!(
+                "{at}: source type `{}` is not supported by this version of the runtime yet",
+                source.kind
+            ));
+            continue;
+        }
+        let uri = source.uri.clone().unwrap_or_default();
+        let path = match local_path(&uri, &loaded.base_dir) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(format!("{at}: {e}"));
+                continue;
+            }
+        };
+        let at = format!("{at} ({})", path.display());
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{at}: cannot read the OpenAPI document: {e}"));
+                continue;
+            }
+        };
+        hasher.update(source_id.as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        let doc = match Document::parse(&text, &path.to_string_lossy()) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!("{at}: {e}"));
+                continue;
+            }
+        };
+        sources.push(SourceEntry {
+            id: source_id.clone(),
+            kind: source.kind.to_string(),
+            uri,
+            provenance: Provenance {
+                method: "explicit".into(),
+                at: now.clone(),
+                fetches: Vec::new(),
+            },
+        });
+        let mut doc_problems = Vec::new();
+        let doc_servers = doc.servers(&mut doc_problems);
+        for (service_id, alias) in services_of(cfg, source_id, &doc, &path) {
+            let svc_tools =
+                openapi::tools(&doc, &ServiceRef { id: &service_id }, &mut doc_problems);
+            services.push(ServiceEntry {
+                id: service_id.clone(),
+                alias,
+                source_id: source_id.clone(),
+                title: doc.title().unwrap_or(&service_id).to_string(),
+                servers: doc_servers.clone(),
+            });
+            tools.extend(svc_tools);
+        }
+        doc_problems.sort();
+        doc_problems.dedup();
+        problems.extend(doc_problems.into_iter().map(|p| format!("{at}: {p}")));
+    }
+
+    tools.sort_by(|a, b| a.id.cmp(&b.id));
+    for pair in tools.windows(2) {
+        if pair[0].id == pair[1].id {
+            problems.push(format!(
+                "duplicate tool ID `{}`: both {} {} and {} {} produce it; give one of them a distinct operationId",
+                pair[0].id, pair[0].method, pair[0].path, pair[1].method, pair[1].path
+            ));
+        }
+    }
+    let views = match effective_views(cfg, &tools) {
+        Ok(v) => v,
+        Err(mut e) => {
+            problems.append(&mut e);
+            Vec::new()
+        }
+    };
+    if !problems.is_empty() {
+        return Err(BuildError { problems });
+    }
+    services.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Catalog {
+        catalog_version: CATALOG_VERSION.to_string(),
+        generated_at: now,
+        source_fingerprint: hex::encode(hasher.finalize()),
+        sources,
+        services,
+        tools,
+        workflows: Vec::new(),
+        effective_views: views,
+    })
+}
+
+/// The services a source feeds: those naming it in `services`, else one derived service.
+fn services_of(
+    cfg: &Config,
+    source_id: &str,
+    doc: &Document,
+    path: &Path,
+) -> Vec<(String, String)> {
+    let named: Vec<(String, String)> = cfg
+        .services
+        .iter()
+        .filter(|(_, s)| s.source == source_id)
+        .map(|(id, s)| (id.clone(), s.alias.clone().unwrap_or_else(|| id.clone())))
+        .collect();
+    if !named.is_empty() {
+        return named;
+    }
+    let id = derived_service_id(doc, path);
+    vec![(id.clone(), id)]
+}
+
+/// Service ID for an unreferenced source: first non-parameter segment of the first path,
+/// else the slug of `info.title`, else the slug of the file name.
+fn derived_service_id(doc: &Document, path: &Path) -> String {
+    let first_path = doc
+        .root
+        .get("paths")
+        .and_then(|p| p.as_object())
+        .and_then(|p| p.keys().min().cloned());
+    first_path
+        .and_then(|p| {
+            p.split('/')
+                .find(|s| !s.is_empty() && !s.starts_with('{'))
+                .map(slug::slug)
+        })
+        .filter(|s| !s.is_empty())
+        .or_else(|| doc.title().map(slug::slug).filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| {
+            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+            slug::slug(stem.split('.').next().unwrap_or_default())
+        })
+}
+
+/// A local document location: a path (relative to the config's directory) or `file://`.
+fn local_path(uri: &str, base: &Path) -> Result<PathBuf, String> {
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        return Err(format!(
+            "remote OpenAPI documents (`{uri}`) are not supported by this version yet; download it and use a local path"
+        ));
+    }
+    let p = match uri.strip_prefix("file://") {
+        Some(rest) => PathBuf::from(rest),
+        None => PathBuf::from(uri),
+    };
+    Ok(if p.is_absolute() { p } else { base.join(p) })
+}
+
+/// A compiled tool set.
+#[derive(Debug, Clone)]
+pub struct CompiledToolSet {
+    allow: Vec<Pattern>,
+    deny: Vec<Pattern>,
+}
+
+impl CompiledToolSet {
+    pub fn compile(name: &str, set: &ToolSet) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut compile = |list: &[String], key: &str| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    Pattern::new(p)
+                        .map_err(|e| {
+                            problems.push(format!("curation.toolSets.{name}.{key}[{i}]: {e}"))
+                        })
+                        .ok()
+                })
+                .collect::<Vec<_>>()
+        };
+        let allow = compile(&set.allow, "allow");
+        let deny = compile(&set.deny, "deny");
+        if problems.is_empty() {
+            Ok(Self { allow, deny })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Allowed when no `allow` list is given or a pattern matches, and no `deny` matches.
+    /// A `deny` of `**` next to a non-empty `allow` is skipped, so `allow: [...]` plus
+    /// `deny: ["**"]` reads as an allowlist (contract §5).
+    pub fn admits(&self, tool_id: &str) -> bool {
+        let allowed = self.allow.is_empty() || self.allow.iter().any(|p| p.matches(tool_id));
+        let denied = self
+            .deny
+            .iter()
+            .any(|p| !(p.as_str() == "**" && !self.allow.is_empty()) && p.matches(tool_id));
+        allowed && !denied
+    }
+}
+
+/// `discover` (every tool) and one view per agent profile, sorted by name.
+fn effective_views(cfg: &Config, tools: &[Tool]) -> Result<Vec<EffectiveView>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut sets = BTreeMap::new();
+    for (name, set) in &cfg.curation.tool_sets {
+        match CompiledToolSet::compile(name, set) {
+            Ok(c) => {
+                sets.insert(name.as_str(), c);
+            }
+            Err(mut e) => problems.append(&mut e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let mut views = vec![EffectiveView {
+        name: "discover".into(),
+        mode: ModeKind::Discover.to_string(),
+        tools: tools.to_vec(),
+    }];
+    for (name, profile) in &cfg.agents.profiles {
+        let mode = profile.mode.unwrap_or(cfg.mode.default);
+        let set = profile.tool_set.as_deref().and_then(|s| sets.get(s));
+        let tools = match (mode, set) {
+            (ModeKind::Curated, Some(set)) => tools
+                .iter()
+                .filter(|t| set.admits(&t.id))
+                .cloned()
+                .collect(),
+            _ => tools.to_vec(),
+        };
+        views.push(EffectiveView {
+            name: name.clone(),
+            mode: mode.to_string(),
+            tools,
+        });
+    }
+    Ok(views)
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,685 @@
+//! OpenAPI 3.0 / 3.1 documents → catalog tools (contract §1.6–1.7).
+//!
+//! The document is kept as a `serde_json::Value` (YAML is converted on read) rather than typed
+//! OpenAPI structs: 3.0 and 3.1 differ in schema dialect, and tools only need a few fields
+//! plus faithful JSON snapshots of schemas. Internal `$ref`s (`#/...`) are resolved; schemas in
+//! the catalog are snapshots with references inlined, and a recursive reference is left as
+//! `{"$ref": ...}` where it recurs, so recursive schemas never hang the build.
+
+use std::collections::BTreeMap;
+
+use open_cli_config::ntc::{
+    AuthAlternative, AuthRequirement, MediaType, OAuthFlow, Parameter, RequestBody, Safety, Tool,
+};
+use serde_json::{Map, Value};
+
+use super::slug::slug;
+
+/// HTTP methods that become tools, in the order they are considered.
+pub const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// A parsed OpenAPI document.
+#[derive(Debug)]
+pub struct Document {
+    pub root: Value,
+}
+
+/// Problems are plain sentences; the caller prefixes the source and file.
+pub type Problems = Vec<String>;
+
+impl Document {
+    /// Parse JSON or YAML text. `hint` is the file name, used to pick the parser first.
+    pub fn parse(text: &str, hint: &str) -> Result<Self, String> {
+        let lower = hint.to_ascii_lowercase();
+        let root: Value = if lower.ends_with(".json") {
+            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?
+        } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+            serde_yaml_ng::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?
+        } else {
+            serde_json::from_str(text)
+                .or_else(|_| serde_yaml_ng::from_str(text))
+                .map_err(|e| format!("neither JSON nor YAML: {e}"))?
+        };
+        let doc = Self { root };
+        doc.check_version()?;
+        Ok(doc)
+    }
+
+    fn check_version(&self) -> Result<(), String> {
+        if let Some(v) = self.root.get("swagger") {
+            return Err(format!(
+                "Swagger {} documents are not supported; convert it to OpenAPI 3 first (for example with `npx swagger2openapi`)",
+                v.as_str().unwrap_or("2.0")
+            ));
+        }
+        match self.root.get("openapi").and_then(Value::as_str) {
+            Some(v) if v.starts_with("3.0.") || v.starts_with("3.1.") => Ok(()),
+            Some(v) => Err(format!(
+                "OpenAPI version `{v}` is not supported; use 3.0.x or 3.1.x"
+            )),
+            None => Err("not an OpenAPI document: the `openapi` version field is missing".into()),
+        }
+    }
+
+    pub fn title(&self) -> Option<&str> {
+        self.root.pointer("/info/title").and_then(Value::as_str)
+    }
+
+    /// Follow `$ref` chains to the referenced value.
+    pub fn resolve<'a>(&'a self, v: &'a Value) -> Result<&'a Value, String> {
+        let mut cur = v;
+        for _ in 0..32 {
+            match cur.get("$ref").and_then(Value::as_str) {
+                Some(r) => cur = self.lookup(r)?,
+                None => return Ok(cur),
+            }
+        }
+        Err("`$ref` chain is longer than 32 links (a reference cycle?)".into())
+    }
+
+    fn lookup(&self, reference: &str) -> Result<&Value, String> {
+        let Some(fragment) = reference.strip_prefix('#') else {
+            return Err(format!(
+                "external `$ref` `{reference}` is not supported yet; inline it or use a `#/...` reference"
+            ));
+        };
+        let pointer = percent_decode(fragment);
+        self.root
+            .pointer(&pointer)
+            .ok_or_else(|| format!("`$ref` `{reference}` points at nothing in the document"))
+    }
+
+    /// A JSON snapshot of a schema with internal references inlined.
+    pub fn snapshot(&self, v: &Value) -> Value {
+        let mut stack = Vec::new();
+        self.inline(v, &mut stack)
+    }
+
+    fn inline(&self, v: &Value, stack: &mut Vec<String>) -> Value {
+        match v {
+            Value::Object(map) => {
+                if let Some(r) = map.get("$ref").and_then(Value::as_str) {
+                    if stack.iter().any(|s| s == r) || stack.len() >= 64 {
+                        return v.clone();
+                    }
+                    let Ok(target) = self.lookup(r) else {
+                        return v.clone();
+                    };
+                    stack.push(r.to_string());
+                    let mut out = self.inline(target, stack);
+                    stack.pop();
+                    // 3.1 allows siblings next to `$ref`; keep them.
+                    if let Value::Object(o) = &mut out {
+                        for (k, sv) in map.iter().filter(|(k, _)| *k != "$ref") {
+                            o.insert(k.clone(), self.inline(sv, stack));
+                        }
+                    }
+                    return out;
+                }
+                Value::Object(
+                    map.iter()
+                        .map(|(k, sv)| (k.clone(), self.inline(sv, stack)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|i| self.inline(i, stack)).collect())
+            }
+            other => other.clone(),
+        }
+    }
+
+    /// Document-level server URLs.
+    pub fn servers(&self, problems: &mut Problems) -> Vec<String> {
+        server_urls(self.root.get("servers"), "servers", problems)
+    }
+}
+
+/// Who the tools belong to.
+#[derive(Debug, Clone)]
+pub struct ServiceRef<'a> {
+    pub id: &'a str,
+}
+
+/// Build one tool per operation of `doc` for the given service.
+pub fn tools(doc: &Document, service: &ServiceRef<'_>, problems: &mut Problems) -> Vec<Tool> {
+    let Some(paths) = doc.root.get("paths").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let doc_servers = doc.servers(problems);
+    let mut keys: Vec<&String> = paths.keys().collect();
+    keys.sort();
+    let mut out = Vec::new();
+    for path in keys {
+        let item = match doc.resolve(&paths[path]) {
+            Ok(Value::Object(item)) => item,
+            Ok(_) => {
+                problems.push(format!("paths.{path}: must be an object"));
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("paths.{path}: {e}"));
+                continue;
+            }
+        };
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            let Value::Object(op) = op else {
+                problems.push(format!("paths.{path}.{method}: must be an object"));
+                continue;
+            };
+            if op.get("x-cli-ignore").and_then(Value::as_bool) == Some(true) {
+                continue;
+            }
+            let ctx = OpCtx {
+                doc,
+                service,
+                path,
+                method,
+                item,
+                op,
+                doc_servers: &doc_servers,
+            };
+            if let Some(tool) = ctx.tool(problems) {
+                out.push(tool);
+            }
+        }
+    }
+    out
+}
+
+struct OpCtx<'a> {
+    doc: &'a Document,
+    service: &'a ServiceRef<'a>,
+    path: &'a str,
+    method: &'static str,
+    item: &'a Map<String, Value>,
+    op: &'a Map<String, Value>,
+    doc_servers: &'a [String],
+}
+
+impl OpCtx<'_> {
+    fn at(&self) -> String {
+        format!("{} {}", self.method.to_ascii_uppercase(), self.path)
+    }
+
+    fn str_ext(&self, key: &str) -> Option<String> {
+        self.op
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    }
+
+    fn tool(&self, problems: &mut Problems) -> Option<Tool> {
+        let operation_id = self.str_ext("operationId");
+        let identity = operation_id
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.method, self.path));
+        let before = problems.len();
+        let (path_params, flags) = self.parameters(problems);
+        let request_body = self.request_body(problems);
+        let auth_alternatives = self.security(problems);
+        let safety = self.safety(problems);
+        let servers = self.servers(problems);
+        if problems.len() > before {
+            return None;
+        }
+        let description = self
+            .str_ext("x-cli-description")
+            .or_else(|| self.str_ext("description"));
+        Some(Tool {
+            id: format!("{}:{identity}", self.service.id),
+            service_id: self.service.id.to_string(),
+            operation_id,
+            method: self.method.to_ascii_uppercase(),
+            path: self.path.to_string(),
+            group: self.group(),
+            command: self
+                .str_ext("x-cli-name")
+                .unwrap_or_else(|| slug(&identity)),
+            aliases: string_list(self.op.get("x-cli-aliases")),
+            summary: self.str_ext("summary"),
+            description,
+            hidden: self.op.get("x-cli-hidden").and_then(Value::as_bool) == Some(true),
+            path_params,
+            flags,
+            request_body,
+            auth: flatten_auth(&auth_alternatives),
+            auth_alternatives,
+            safety,
+            output: self.op.get("x-cli-output").cloned(),
+            pagination: self.op.get("x-cli-pagination").cloned(),
+            retry: self.op.get("x-cli-retry").cloned(),
+            guidance: None,
+            servers,
+            backend: None,
+        })
+    }
+
+    fn group(&self) -> String {
+        if let Some(g) = self.str_ext("x-cli-group") {
+            return g;
+        }
+        let tag = self
+            .op
+            .get("tags")
+            .and_then(Value::as_array)
+            .and_then(|t| t.first())
+            .and_then(Value::as_str)
+            .map(slug)
+            .filter(|s| !s.is_empty());
+        tag.or_else(|| {
+            self.path
+                .split('/')
+                .find(|seg| !seg.is_empty() && !seg.starts_with('{'))
+                .map(slug)
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "misc".to_string())
+    }
+
+    /// Path parameters in path-template order, then the other parameters in declared order.
+    fn parameters(&self, problems: &mut Problems) -> (Vec<Parameter>, Vec<Parameter>) {
+        let mut merged: Vec<(String, String, &Map<String, Value>)> = Vec::new();
+        for (origin, list) in [
+            ("path item", self.item.get("parameters")),
+            ("operation", self.op.get("parameters")),
+        ] {
+            let Some(list) = list else { continue };
+            let Some(list) = list.as_array() else {
+                problems.push(format!(
+                    "{}: {origin} `parameters` must be an array",
+                    self.at()
+                ));
+                continue;
+            };
+            for (i, p) in list.iter().enumerate() {
+                let p = match self.doc.resolve(p) {
+                    Ok(Value::Object(p)) => p,
+                    Ok(_) => {
+                        problems.push(format!("{}: parameter {i} must be an object", self.at()));
+                        continue;
+                    }
+                    Err(e) => {
+                        problems.push(format!("{}: parameter {i}: {e}", self.at()));
+                        continue;
+                    }
+                };
+                let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
+                let loc = p.get("in").and_then(Value::as_str).unwrap_or_default();
+                if name.is_empty() || !matches!(loc, "path" | "query" | "header" | "cookie") {
+                    problems.push(format!(
+                        "{}: parameter {i} needs a `name` and `in` of path, query, header or cookie",
+                        self.at()
+                    ));
+                    continue;
+                }
+                merged.retain(|(n, l, _)| !(n == name && l == loc));
+                merged.push((name.to_string(), loc.to_string(), p));
+            }
+        }
+        let mut path_params = Vec::new();
+        let mut flags: Vec<Parameter> = Vec::new();
+        for (name, loc, p) in &merged {
+            let param = Parameter {
+                name: p
+                    .get("x-cli-name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| slug(name)),
+                original_name: name.clone(),
+                location: loc.clone(),
+                required: loc == "path" || p.get("required").and_then(Value::as_bool) == Some(true),
+                description: p
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                schema: p.get("schema").map(|s| self.doc.snapshot(s)),
+            };
+            if loc == "path" {
+                path_params.push(param);
+            } else {
+                flags.push(param);
+            }
+        }
+        let template: Vec<&str> = self
+            .path
+            .split('{')
+            .skip(1)
+            .filter_map(|s| s.split_once('}').map(|(n, _)| n))
+            .collect();
+        for t in &template {
+            if !path_params.iter().any(|p| p.original_name == *t) {
+                problems.push(format!(
+                    "{}: path parameter `{t}` is not declared",
+                    self.at()
+                ));
+            }
+        }
+        path_params.sort_by_key(|p| template.iter().position(|t| *t == p.original_name));
+        dedupe_flag_names(&mut flags);
+        (path_params, flags)
+    }
+
+    fn request_body(&self, problems: &mut Problems) -> Option<RequestBody> {
+        let body = self.op.get("requestBody")?;
+        let body = match self.doc.resolve(body) {
+            Ok(b) => b,
+            Err(e) => {
+                problems.push(format!("{}: requestBody: {e}", self.at()));
+                return None;
+            }
+        };
+        let mut content_types: Vec<MediaType> = body
+            .get("content")
+            .and_then(Value::as_object)
+            .map(|c| {
+                c.iter()
+                    .map(|(media_type, m)| MediaType {
+                        media_type: media_type.clone(),
+                        schema: m.get("schema").map(|s| self.doc.snapshot(s)),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        content_types.sort_by(|a, b| a.media_type.cmp(&b.media_type));
+        Some(RequestBody {
+            required: body.get("required").and_then(Value::as_bool) == Some(true),
+            content_types,
+        })
+    }
+
+    fn security(&self, problems: &mut Problems) -> Vec<AuthAlternative> {
+        let Some(reqs) = self
+            .op
+            .get("security")
+            .or_else(|| self.doc.root.get("security"))
+        else {
+            return Vec::new();
+        };
+        let Some(reqs) = reqs.as_array() else {
+            problems.push(format!("{}: `security` must be an array", self.at()));
+            return Vec::new();
+        };
+        let schemes = self.doc.root.pointer("/components/securitySchemes");
+        let mut out = Vec::new();
+        for req in reqs {
+            let Some(req) = req.as_object() else {
+                problems.push(format!(
+                    "{}: each `security` entry must be an object",
+                    self.at()
+                ));
+                continue;
+            };
+            let mut requirements = Vec::new();
+            for (name, scopes) in req {
+                let scheme = schemes
+                    .and_then(|s| s.get(name))
+                    .map(|s| self.doc.resolve(s));
+                match scheme {
+                    Some(Ok(s)) => {
+                        requirements.push(requirement(name, s, string_list(Some(scopes))))
+                    }
+                    Some(Err(e)) => {
+                        problems.push(format!("{}: security scheme `{name}`: {e}", self.at()))
+                    }
+                    None => problems.push(format!(
+                        "{}: security scheme `{name}` is not defined in components.securitySchemes",
+                        self.at()
+                    )),
+                }
+            }
+            out.push(AuthAlternative { requirements });
+        }
+        out
+    }
+
+    fn safety(&self, problems: &mut Problems) -> Safety {
+        let m = self.method;
+        let mut s = Safety {
+            destructive: m == "delete",
+            read_only: m == "get",
+            requires_approval: false,
+            idempotent: matches!(m, "get" | "put" | "delete"),
+        };
+        let Some(ext) = self.op.get("x-cli-safety") else {
+            return s;
+        };
+        let Some(ext) = ext.as_object() else {
+            problems.push(format!("{}: `x-cli-safety` must be an object", self.at()));
+            return s;
+        };
+        for (k, v) in ext {
+            let slot = match k.as_str() {
+                "destructive" => &mut s.destructive,
+                "readOnly" => &mut s.read_only,
+                "requiresApproval" => &mut s.requires_approval,
+                "idempotent" => &mut s.idempotent,
+                other => {
+                    problems.push(format!(
+                        "{}: `x-cli-safety.{other}` is unknown; use destructive, readOnly, requiresApproval or idempotent",
+                        self.at()
+                    ));
+                    continue;
+                }
+            };
+            match v.as_bool() {
+                Some(b) => *slot = b,
+                None => problems.push(format!(
+                    "{}: `x-cli-safety.{k}` must be a boolean",
+                    self.at()
+                )),
+            }
+        }
+        s
+    }
+
+    fn servers(&self, problems: &mut Problems) -> Vec<String> {
+        if let Some(s) = self.op.get("servers") {
+            return server_urls(Some(s), &format!("{} servers", self.at()), problems);
+        }
+        if let Some(s) = self.item.get("servers") {
+            return server_urls(Some(s), &format!("paths.{} servers", self.path), problems);
+        }
+        self.doc_servers.to_vec()
+    }
+}
+
+/// Parameters whose slugs collide get their location appended (`id`, `id-header`).
+fn dedupe_flag_names(flags: &mut [Parameter]) {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for f in flags.iter() {
+        *seen.entry(f.name.clone()).or_default() += 1;
+    }
+    let mut first = BTreeMap::new();
+    for f in flags.iter_mut() {
+        if seen[&f.name] > 1 && first.insert(f.name.clone(), ()).is_some() {
+            f.name = format!("{}-{}", f.name, f.location);
+        }
+    }
+}
+
+fn requirement(name: &str, s: &Value, scopes: Vec<String>) -> AuthRequirement {
+    let text = |k: &str| s.get(k).and_then(Value::as_str).map(str::to_string);
+    let kind = text("type").unwrap_or_default();
+    let mut oauth_flows = Vec::new();
+    if let Some(flows) = s.get("flows").and_then(Value::as_object) {
+        for mode in [
+            "clientCredentials",
+            "authorizationCode",
+            "implicit",
+            "password",
+        ] {
+            if let Some(f) = flows.get(mode) {
+                let t = |k: &str| f.get(k).and_then(Value::as_str).map(str::to_string);
+                oauth_flows.push(OAuthFlow {
+                    mode: mode.to_string(),
+                    authorization_url: t("authorizationUrl"),
+                    token_url: t("tokenUrl"),
+                    refresh_url: t("refreshUrl"),
+                });
+            }
+        }
+    }
+    AuthRequirement {
+        name: name.to_string(),
+        scheme: text("scheme").map(|s| s.to_ascii_lowercase()),
+        location: if kind == "apiKey" { text("in") } else { None },
+        param_name: if kind == "apiKey" { text("name") } else { None },
+        kind,
+        scopes,
+        oauth_flows,
+        open_id_connect_url: text("openIdConnectUrl"),
+    }
+}
+
+/// The de-duplicated flattening of all alternatives (`auth[]`, kept for older clients).
+fn flatten_auth(alts: &[AuthAlternative]) -> Vec<AuthRequirement> {
+    let mut out: Vec<AuthRequirement> = Vec::new();
+    for r in alts.iter().flat_map(|a| &a.requirements) {
+        match out.iter_mut().find(|o| o.name == r.name) {
+            Some(o) => {
+                for s in &r.scopes {
+                    if !o.scopes.contains(s) {
+                        o.scopes.push(s.clone());
+                    }
+                }
+            }
+            None => out.push(r.clone()),
+        }
+    }
+    out
+}
+
+fn server_urls(servers: Option<&Value>, at: &str, problems: &mut Problems) -> Vec<String> {
+    let Some(list) = servers.and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        let Some(url) = s.get("url").and_then(Value::as_str) else {
+            problems.push(format!("{at}[{i}]: `url` is required"));
+            continue;
+        };
+        match expand_server_vars(url, s.get("variables")) {
+            Ok(u) => out.push(u.trim_end_matches('/').to_string()),
+            Err(e) => problems.push(format!("{at}[{i}]: {e}")),
+        }
+    }
+    out
+}
+
+fn expand_server_vars(url: &str, vars: Option<&Value>) -> Result<String, String> {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else {
+            return Err(format!("unterminated `{{` in server URL `{url}`"));
+        };
+        let name = &rest[start + 1..start + len];
+        let value = vars
+            .and_then(|v| v.get(name))
+            .and_then(|v| v.get("default"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("server variable `{name}` of `{url}` has no default"))?;
+        out.push_str(value);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Decode `%XX` escapes of a URI fragment (JSON pointers in `$ref`s may carry them).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(v: Value) -> Document {
+        Document { root: v }
+    }
+
+    #[test]
+    fn rejects_swagger_and_unknown_versions() {
+        let e = Document::parse(r#"{"swagger":"2.0"}"#, "a.json").unwrap_err();
+        assert!(e.contains("Swagger 2.0"), "{e}");
+        let e = Document::parse("openapi: 4.0.0\n", "a.yaml").unwrap_err();
+        assert!(e.contains("`4.0.0` is not supported"), "{e}");
+        assert!(Document::parse("openapi: 3.1.0\ninfo: {title: x}\n", "a.yml").is_ok());
+    }
+
+    #[test]
+    fn recursive_schemas_are_snapshotted_without_hanging() {
+        let d = doc(json!({"components": {"schemas": {
+            "Node": {"type": "object", "properties": {"child": {"$ref": "#/components/schemas/Node"}}}
+        }}}));
+        let snap = d.snapshot(&json!({"$ref": "#/components/schemas/Node"}));
+        assert_eq!(
+            snap,
+            json!({"type": "object", "properties": {"child": {"$ref": "#/components/schemas/Node"}}})
+        );
+    }
+
+    #[test]
+    fn server_variables_take_defaults() {
+        let mut p = Vec::new();
+        let urls = server_urls(
+            Some(
+                &json!([{"url": "https://{env}.example.com/v1/", "variables": {"env": {"default": "api"}}}]),
+            ),
+            "servers",
+            &mut p,
+        );
+        assert_eq!(urls, vec!["https://api.example.com/v1"]);
+        server_urls(
+            Some(&json!([{"url": "https://{env}.x"}])),
+            "servers",
+            &mut p,
+        );
+        assert_eq!(
+            p,
+            vec!["servers[0]: server variable `env` of `https://{env}.x` has no default"]
+        );
+    }
+
+    #[test]
+    fn escaped_pointer_refs_resolve() {
+        let d = doc(json!({"paths": {"/items/{id}": {"x": 1}}}));
+        let r = json!({"$ref": "#/paths/~1items~1%7Bid%7D"});
+        let v = d.resolve(&r).unwrap();
+        assert_eq!(v, &json!({"x": 1}));
+    }
+}

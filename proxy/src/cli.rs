@@ -1,0 +1,60 @@
+//! Command line of `open-cli-toolbox`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+/// The open-cli runtime: serves a governed tool catalog built from API descriptions.
+#[derive(Debug, Parser)]
+#[command(
+    name = "open-cli-toolbox",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Opt {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a config file and build its catalog; print every problem and exit 1 if any.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The `.cli.json` to check.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The `.cli.json` this runtime is bound to (required to serve).
+    #[arg(long, value_name = "FILE", env = "OPEN_CLI_TOOLBOX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address; port 0 picks a free port (see `url` in runtime.json).
+    #[arg(long, default_value = "127.0.0.1:8765", value_name = "HOST:PORT")]
+    pub addr: String,
+    /// State root; the instance keeps runtime.json and audit.log under `instances/<id>`.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Instance ID; defaults to `<config dir>-<hash of the config path>`.
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+    /// Worker threads; defaults to the number of CPUs.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before exit.
+    /// The process exits as soon as they are done.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub shutdown_grace_seconds: u64,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,70 @@
+//! `open-cli-toolbox`: the open-cli runtime, built on Pingora.
+//!
+//! Request path (every phase lives in its own module and only delegates):
+//!
+//! ```text
+//! accept (pingora) ─► gateway::request_filter ─► api::handle ─► route handler
+//!                                                     │
+//!                       snapshot (ArcSwap, built once) ┘   catalog::build at start-up
+//! ```
+//!
+//! - [`server`]: start-up (config → catalog → listener), signal handling and draining;
+//! - [`gateway`]: the Pingora `ProxyHttp` implementation, request IDs, access log;
+//! - [`api`]: the `/v1` API, `/healthz`, `/readyz`, as plain functions;
+//! - [`snapshot`]: the immutable, pre-rendered catalog state and view selection;
+//! - [`catalog`]: OpenAPI → Normalized Tool Catalog;
+//! - [`instance`]: state directories and `runtime.json`.
+//!
+//! Design notes for the next engineer are in `docs/`.
+
+pub mod api;
+pub mod catalog;
+pub mod cli;
+pub mod gateway;
+pub mod instance;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+pub mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Command, Opt};
+
+/// Exit codes of `open-cli-toolbox`.
+pub mod exit {
+    /// Served and shut down cleanly, or the config is valid.
+    pub const OK: u8 = 0;
+    /// The config or catalog is invalid, or the runtime could not start.
+    pub const FAILED: u8 = 1;
+    /// Command-line usage error.
+    pub const USAGE: u8 = 2;
+}
+
+pub fn run() -> ExitCode {
+    let opt = Opt::parse();
+    telemetry::init(opt.serve.log_format);
+    // One crypto provider for every TLS user in the process (pingora and reqwest).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let result = match &opt.command {
+        Some(Command::Validate(v)) => server::validate(&v.config).map(|ok| println!("{ok}")),
+        None => match &opt.serve.config {
+            Some(config) => server::serve(&opt.serve, config),
+            None => {
+                eprintln!(
+                    "error: --config FILE is required\nhint: the runtime serves exactly one config; try `open-cli-toolbox --config config/examples/quickstart.cli.json`"
+                );
+                return ExitCode::from(exit::USAGE);
+            }
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    open_cli_proxy::run()
+}

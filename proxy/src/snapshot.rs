@@ -1,0 +1,202 @@
+//! The immutable, pre-rendered state that requests read.
+//!
+//! A [`Snapshot`] is built once from a catalog and swapped atomically (`ArcSwap`) when the
+//! catalog is rebuilt; a request loads the current snapshot once and uses it throughout, so
+//! it never sees half of an old catalog and half of a new one. Response bodies that do not
+//! depend on the caller are serialised here, once, instead of on every request.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use open_cli_config::model::ModeKind;
+use open_cli_config::ntc::Catalog;
+use open_cli_config::wire::CatalogSummary;
+
+/// An error a route answers with (`{"error":{"code","message","requestId"}}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub catalog: Catalog,
+    /// `GET /v1/catalog/effective` body per view name: `{"catalog":…,"view":…}`.
+    effective: BTreeMap<String, Bytes>,
+    mode_default: ModeKind,
+    default_profile: Option<String>,
+    pub summary: CatalogSummary,
+}
+
+impl Snapshot {
+    pub fn new(
+        catalog: Catalog,
+        mode_default: ModeKind,
+        default_profile: Option<String>,
+    ) -> Result<Self, serde_json::Error> {
+        let catalog_json = serde_json::to_vec(&catalog)?;
+        let mut effective = BTreeMap::new();
+        for view in &catalog.effective_views {
+            let view_json = serde_json::to_vec(view)?;
+            let mut body = Vec::with_capacity(catalog_json.len() + view_json.len() + 24);
+            body.extend_from_slice(b"{\"catalog\":");
+            body.extend_from_slice(&catalog_json);
+            body.extend_from_slice(b",\"view\":");
+            body.extend_from_slice(&view_json);
+            body.push(b'}');
+            effective.insert(view.name.clone(), Bytes::from(body));
+        }
+        let summary = CatalogSummary {
+            generated_at: catalog.generated_at.clone(),
+            source_fingerprint: catalog.source_fingerprint.clone(),
+            services: catalog.services.len(),
+            tools: catalog.tools.len(),
+            views: catalog
+                .effective_views
+                .iter()
+                .map(|v| v.name.clone())
+                .collect(),
+        };
+        Ok(Self {
+            catalog,
+            effective,
+            mode_default,
+            default_profile,
+            summary,
+        })
+    }
+
+    /// Pick the view a request asks for (contract §2): an explicit `agentProfile` names its
+    /// view; otherwise the mode (`mode` parameter, else `mode.default`) decides, and `curated`
+    /// uses `agents.defaultProfile` when it has a view; else `discover`.
+    ///
+    /// Unlike the reference, an unknown profile or mode is an error rather than a silent
+    /// fall-back to `discover`: an agent that asked for a narrow view must not get a wide one.
+    pub fn select_view(
+        &self,
+        agent_profile: Option<&str>,
+        mode: Option<&str>,
+    ) -> Result<&str, ApiError> {
+        if let Some(p) = agent_profile.filter(|p| !p.is_empty()) {
+            return match self.effective.get_key_value(p) {
+                Some((name, _)) if name != "discover" => Ok(name),
+                _ => Err(ApiError::new(
+                    404,
+                    open_cli_config::wire::codes::UNKNOWN_AGENT_PROFILE,
+                    format!(
+                        "agent profile `{p}` is not defined{}",
+                        self.known_profiles()
+                    ),
+                )),
+            };
+        }
+        let mode = match mode.filter(|m| !m.is_empty()) {
+            None => self.mode_default,
+            Some(m) => ModeKind::parse(m).ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    open_cli_config::wire::codes::INVALID_REQUEST,
+                    format!("mode must be `discover` or `curated`, found `{m}`"),
+                )
+            })?,
+        };
+        if mode == ModeKind::Curated
+            && let Some(p) = &self.default_profile
+            && let Some((name, _)) = self.effective.get_key_value(p.as_str())
+        {
+            return Ok(name);
+        }
+        Ok("discover")
+    }
+
+    pub fn effective_body(&self, view: &str) -> Option<Bytes> {
+        self.effective.get(view).cloned()
+    }
+
+    fn known_profiles(&self) -> String {
+        let names: Vec<&str> = self
+            .effective
+            .keys()
+            .map(String::as_str)
+            .filter(|n| *n != "discover")
+            .collect();
+        if names.is_empty() {
+            " (this runtime defines no agent profiles)".into()
+        } else {
+            format!(" (defined: {})", names.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use open_cli_config::ntc::EffectiveView;
+
+    fn snap(mode: ModeKind, default_profile: Option<&str>) -> Snapshot {
+        let view = |name: &str| EffectiveView {
+            name: name.into(),
+            mode: "discover".into(),
+            tools: vec![],
+        };
+        let catalog = Catalog {
+            catalog_version: "1.0.0".into(),
+            generated_at: "t".into(),
+            source_fingerprint: "f".into(),
+            sources: vec![],
+            services: vec![],
+            tools: vec![],
+            workflows: vec![],
+            effective_views: vec![view("discover"), view("sandbox")],
+        };
+        Snapshot::new(catalog, mode, default_profile.map(str::to_string)).unwrap()
+    }
+
+    #[test]
+    fn selects_views_like_the_contract() {
+        let s = snap(ModeKind::Discover, Some("sandbox"));
+        assert_eq!(s.select_view(None, None), Ok("discover"));
+        assert_eq!(s.select_view(Some("sandbox"), None), Ok("sandbox"));
+        assert_eq!(s.select_view(None, Some("curated")), Ok("sandbox"));
+        assert_eq!(s.select_view(None, Some("discover")), Ok("discover"));
+        let curated = snap(ModeKind::Curated, Some("sandbox"));
+        assert_eq!(curated.select_view(None, None), Ok("sandbox"));
+        let no_default = snap(ModeKind::Curated, None);
+        assert_eq!(no_default.select_view(None, None), Ok("discover"));
+    }
+
+    #[test]
+    fn unknown_profiles_and_modes_are_errors() {
+        let s = snap(ModeKind::Discover, None);
+        let e = s.select_view(Some("nope"), None).unwrap_err();
+        assert_eq!((e.status, e.code), (404, "unknown_agent_profile"));
+        assert!(e.message.contains("defined: sandbox"), "{}", e.message);
+        assert_eq!(
+            s.select_view(Some("discover"), None).unwrap_err().status,
+            404
+        );
+        let e = s.select_view(None, Some("wide")).unwrap_err();
+        assert_eq!((e.status, e.code), (400, "invalid_request"));
+    }
+
+    #[test]
+    fn effective_bodies_are_the_wire_shape() {
+        let s = snap(ModeKind::Discover, None);
+        let body = s.effective_body("sandbox").unwrap();
+        let v: open_cli_config::wire::EffectiveCatalog = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v.view.name, "sandbox");
+        assert_eq!(v.catalog.effective_views.len(), 2);
+    }
+}

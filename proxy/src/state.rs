@@ -1,0 +1,99 @@
+//! Process-wide runtime state shared by every request.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::instance::Instance;
+use crate::snapshot::Snapshot;
+
+#[derive(Debug)]
+pub struct RuntimeState {
+    snapshot: ArcSwap<Snapshot>,
+    pub instance: Instance,
+    /// `http://<listen address>`.
+    pub url: String,
+    pub bound: BoundConfig,
+    draining: AtomicBool,
+    inflight: AtomicUsize,
+}
+
+impl RuntimeState {
+    pub fn new(snapshot: Snapshot, instance: Instance, url: String, bound: BoundConfig) -> Self {
+        Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            instance,
+            url,
+            bound,
+            draining: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+        }
+    }
+
+    /// The current catalog snapshot; hold the `Arc` for the whole request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Replace the snapshot; requests in flight keep the one they loaded.
+    pub fn swap(&self, next: Snapshot) {
+        self.snapshot.store(Arc::new(next));
+    }
+
+    /// Stop reporting ready (shutdown has begun).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::SeqCst)
+    }
+
+    /// Count a request as in flight until the guard drops.
+    pub fn track(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        InflightGuard(Arc::clone(self))
+    }
+}
+
+#[derive(Debug)]
+pub struct InflightGuard(Arc<RuntimeState>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The config file the runtime was started with. Requests may name a config path only to
+/// confirm they talk to the runtime they expect; the runtime never loads a path a caller names.
+#[derive(Debug, Clone)]
+pub struct BoundConfig {
+    /// Absolute, lexically normalised path as given on the command line.
+    pub path: PathBuf,
+    /// The same file with symlinks resolved, when that succeeded at start-up.
+    pub canonical: Option<PathBuf>,
+}
+
+impl BoundConfig {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            canonical: std::fs::canonicalize(path).ok(),
+        }
+    }
+
+    /// Whether a caller-named path denotes the bound config. Compared lexically (relative
+    /// paths against the runtime's working directory); the caller's path is never opened or
+    /// stat'ed, so the answer leaks nothing about the runtime host's files.
+    pub fn matches(&self, requested: &str) -> bool {
+        let requested = open_cli_config::load::absolute(Path::new(requested));
+        requested == self.path || self.canonical.as_deref() == Some(requested.as_path())
+    }
+}
