@@ -1,1 +1,57 @@
+//! `open-cli`: the command-line client of an open-cli runtime.
+//!
+//! It never links the runtime: it speaks the `/v1` HTTP API with the wire types of
+//! `open-cli-config`. Data goes to stdout, messages to stderr; exit codes are in
+//! [`error::exit`].
 
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod error;
+pub mod output;
+pub mod resolve;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use args::{CatalogCommand, Cli, Command, RuntimeCommand, ToolCommand};
+use client::{Client, ViewSelector};
+use error::CliError;
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(&cli).and_then(|text| output::print(&text)) {
+        Ok(()) => ExitCode::from(error::exit::OK),
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit)
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<String, CliError> {
+    let g = &cli.global;
+    let config = resolve::client_config(g.config.as_deref())?;
+    let target = resolve::target(g.runtime.as_deref(), config.as_ref().map(|(_, c)| c))?;
+    let client = Client::new(
+        &target.url,
+        Duration::from_secs(g.timeout.max(1)),
+        target.request_config_path,
+    )?;
+    let format = output::resolve(g.format);
+    let view = ViewSelector {
+        mode: g.mode.clone(),
+        agent_profile: g.agent_profile.clone(),
+    };
+    match &cli.command {
+        Command::Runtime(RuntimeCommand::Info) => commands::runtime::info(&client, format),
+        Command::Catalog(CatalogCommand::List(args)) => {
+            commands::catalog::list(&client, &view, args, format)
+        }
+        Command::Tool(ToolCommand::Schema { reference }) => {
+            commands::tool::schema(&client, &view, reference, format)
+        }
+    }
+}

@@ -54,7 +54,8 @@ fn decode_root(cx: &Cx, doc: &Value) -> Option<Config> {
     let policy = o.object("policy").map(decode_policy).unwrap_or_default();
     let secrets = decode_map(&mut o, "secrets", decode_secret);
     o.finish();
-    let config = Config {
+    check_references(cx, &sources, &services, &curation, &agents);
+    Some(Config {
         cli: cli?,
         mode: mode?,
         runtime,
@@ -64,9 +65,7 @@ fn decode_root(cx: &Cx, doc: &Value) -> Option<Config> {
         agents,
         policy,
         secrets,
-    };
-    check_references(cx, &config);
-    Some(config)
+    })
 }
 
 /// Decode a `{ name: object }` map, checking each name is a usable identifier.
@@ -335,7 +334,7 @@ fn decode_source(mut o: Obj<'_>) -> Option<Source> {
         check_mcp_oauth(cx, &o, transport.as_ref(), oauth.as_ref());
     } else if let Some(k) = kind {
         if uri.is_none() && !o.has("uri") {
-            cx.err(o.key_path("uri"), format!("is required on a `{k}` source"));
+            cx.err(o.key_path("uri"), format!("is required for `{k}` sources"));
         }
         if let Some(u) = &uri {
             check_document_uri(cx, &o.key_path("uri"), u);
@@ -556,10 +555,10 @@ fn decode_secret(mut o: Obj<'_>) -> Option<Secret> {
         o.value("type");
         let settings = decode_oauth_fields(&mut o);
         o.finish();
-        return Some(Secret::OAuth2(OAuth2Secret {
+        return Some(Secret::OAuth2(Box::new(OAuth2Secret {
             kind: "oauth2",
             settings: settings?,
-        }));
+        })));
     }
     decode_secret_ref(o).map(Secret::Ref)
 }
@@ -595,7 +594,7 @@ fn decode_secret_ref(mut o: Obj<'_>) -> Option<SecretRef> {
             if value.as_deref().is_none_or(str::is_empty) {
                 cx.err(
                     o.key_path("value"),
-                    format!("is required for a `{k}` secret"),
+                    format!("is required for `{k}` secrets"),
                 );
             }
             if !command.is_empty() {
@@ -701,18 +700,24 @@ fn decode_oauth_fields(o: &mut Obj<'_>) -> Option<OAuthSettings> {
 }
 
 /// Cross-reference checks that need the whole document.
-fn check_references(cx: &Cx, c: &Config) {
+fn check_references(
+    cx: &Cx,
+    sources: &BTreeMap<String, Source>,
+    services: &BTreeMap<String, Service>,
+    curation: &Curation,
+    agents: &Agents,
+) {
     let mut aliases: BTreeMap<&str, &str> = BTreeMap::new();
     let mut mcp_served: BTreeSet<&str> = BTreeSet::new();
-    for (id, svc) in &c.services {
+    for (id, svc) in services {
         let path = join("services", id);
-        match c.sources.get(&svc.source) {
+        match sources.get(&svc.source) {
             None => cx.err(
                 join(&path, "source"),
                 format!(
                     "names source `{}`, which is not defined in `sources`{}",
                     svc.source,
-                    known(c.sources.keys())
+                    known(sources.keys())
                 ),
             ),
             Some(src) if src.kind == SourceType::Mcp => {
@@ -738,27 +743,33 @@ fn check_references(cx: &Cx, c: &Config) {
             );
         }
     }
-    for (name, set) in &c.agents.profiles {
+    for (name, set) in &agents.profiles {
         if let Some(ts) = &set.tool_set
-            && !c.curation.tool_sets.contains_key(ts)
+            && !curation.tool_sets.contains_key(ts)
         {
             cx.err(
                 join(&join("agents.profiles", name), "toolSet"),
                 format!(
                     "names tool set `{ts}`, which is not defined in `curation.toolSets`{}",
-                    known(c.curation.tool_sets.keys())
+                    known(curation.tool_sets.keys())
                 ),
             );
         }
     }
-    if let Some(p) = &c.agents.default_profile
-        && !c.agents.profiles.contains_key(p)
+    if agents.profiles.contains_key("discover") {
+        cx.err(
+            "agents.profiles.discover",
+            "`discover` is reserved for the view holding every tool; choose another profile name",
+        );
+    }
+    if let Some(p) = &agents.default_profile
+        && !agents.profiles.contains_key(p)
     {
         cx.err(
             "agents.defaultProfile",
             format!(
                 "names profile `{p}`, which is not defined in `agents.profiles`{}",
-                known(c.agents.profiles.keys())
+                known(agents.profiles.keys())
             ),
         );
     }

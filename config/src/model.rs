@@ -322,7 +322,7 @@ pub struct Policy {
 #[serde(untagged)]
 pub enum Secret {
     Ref(SecretRef),
-    OAuth2(OAuth2Secret),
+    OAuth2(Box<OAuth2Secret>),
 }
 
 /// Where a secret value comes from. `Debug` and `Serialize` never show a literal value.

@@ -1,1 +1,355 @@
+//! Harness for black-box tests of the real binaries.
+//!
+//! Every process runs on an ephemeral port with its own temp directory, is waited for with a
+//! deadline (never a fixed sleep), is killed on drop, and has its stdout/stderr printed when
+//! the test fails. Binaries are found in `OPEN_CLI_BIN_DIR`, else in the target directory this
+//! test binary runs from (`.ci/run` builds them first).
 
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Path of a workspace binary.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("OPEN_CLI_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe().expect("current_exe");
+            // target/<profile>/deps/<test-binary>
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf()
+        }
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; build it first with `cargo build -p open-cli-proxy -p open-cli -p open-cli-testapi` (or set OPEN_CLI_BIN_DIR)",
+        path.display()
+    );
+    path
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// Poll `f` until it returns `Some` or the deadline passes.
+pub fn wait_for<T>(
+    what: &str,
+    deadline: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() >= end {
+            return Err(format!("timed out after {deadline:?} waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process whose output goes to files, killed on drop; logs are printed if the
+/// current test is failing.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub dir: TempDir,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = fs::File::create(dir.path().join("stdout.log")).expect("stdout file");
+        let err = fs::File::create(dir.path().join("stderr.log")).expect("stderr file");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name: name.to_string(),
+            child: Some(child),
+            dir,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn logs(&self) -> String {
+        format!(
+            "----- {} stdout -----\n{}----- {} stderr -----\n{}",
+            self.name,
+            self.stdout(),
+            self.name,
+            self.stderr()
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// The exit status if the process has ended.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Send a signal (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, sig: i32) {
+        let pid = self.pid() as i32;
+        // SAFETY: kill(2) on the PID of a child we spawned and still own; no memory is shared.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    }
+
+    /// Wait for the process to exit, at most `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Result<ExitStatus, String> {
+        wait_for(&format!("{} to exit", self.name), deadline, || {
+            self.try_status()
+        })
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+/// The demo upstream (`open-cli-testapi`) on an ephemeral port.
+#[derive(Debug)]
+pub struct TestApi {
+    pub proc: Proc,
+    pub url: String,
+}
+
+impl TestApi {
+    pub fn start() -> Self {
+        let mut cmd = Command::new(bin("open-cli-testapi"));
+        cmd.args(["--addr", "127.0.0.1:0"]);
+        let mut proc = Proc::spawn("testapi", cmd);
+        let url = wait_for("testapi to listen", START_DEADLINE, || {
+            if let Some(status) = proc.try_status() {
+                panic!("testapi exited early with {status}\n{}", proc.logs());
+            }
+            proc.stdout()
+                .lines()
+                .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
+        Self { proc, url }
+    }
+
+    /// Its OpenAPI document (YAML, `servers` pointing at this instance).
+    pub fn spec_yaml(&self) -> String {
+        http()
+            .get(format!("{}/openapi.yaml", self.url))
+            .send()
+            .and_then(|r| r.text())
+            .expect("spec")
+    }
+
+    pub fn spec_json(&self) -> Value {
+        http()
+            .get(format!("{}/openapi.json", self.url))
+            .send()
+            .and_then(|r| r.json())
+            .expect("spec")
+    }
+}
+
+/// A temp directory holding a config and the documents it references.
+#[derive(Debug)]
+pub struct Fixture {
+    pub dir: TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).expect("mkdir");
+        }
+        fs::write(&p, text).expect("write fixture");
+        p
+    }
+
+    pub fn write_json(&self, name: &str, v: &Value) -> PathBuf {
+        self.write(name, &serde_json::to_string_pretty(v).expect("json"))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A config serving the demo API's document (already written as `demo.openapi.yaml`).
+pub fn demo_config(extra: Value) -> Value {
+    let mut base = serde_json::json!({
+        "cli": "1.0.0",
+        "mode": {"default": "discover"},
+        "sources": {"demo": {"type": "openapi", "uri": "demo.openapi.yaml"}},
+        "services": {"demo": {"source": "demo", "alias": "demo"}},
+        "curation": {"toolSets": {"read-only": {"allow": ["demo:list*", "demo:get*"]}}},
+        "agents": {"defaultProfile": "reader", "profiles": {"reader": {"mode": "curated", "toolSet": "read-only"}}}
+    });
+    if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
+        b.extend(e);
+    }
+    base
+}
+
+/// A running `open-cli-toolbox`.
+#[derive(Debug)]
+pub struct Runtime {
+    pub proc: Proc,
+    pub url: String,
+    pub state_dir: TempDir,
+    pub runtime_json: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Runtime {
+    pub fn start(config: &Path) -> Self {
+        Self::try_start(config, &[]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Start and wait until `runtime.json` names the URL and `/readyz` answers 200.
+    pub fn try_start(config: &Path, extra_args: &[&str]) -> Result<Self, String> {
+        let state_dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(bin("open-cli-toolbox"));
+        cmd.arg("--config")
+            .arg(config)
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--instance-id",
+                "test",
+                "--threads",
+                "2",
+            ])
+            .arg("--state-dir")
+            .arg(state_dir.path())
+            .args(extra_args);
+        let mut proc = Proc::spawn("open-cli-toolbox", cmd);
+        let runtime_json = state_dir.path().join("instances/test/runtime.json");
+        let url = wait_for("runtime.json", START_DEADLINE, || {
+            if let Some(status) = proc.try_status() {
+                return Some(Err(format!("open-cli-toolbox exited early with {status}")));
+            }
+            let text = fs::read_to_string(&runtime_json).ok()?;
+            let v: Value = serde_json::from_str(&text).ok()?;
+            v["url"].as_str().map(|u| Ok(u.to_string()))
+        })
+        .and_then(|r| r)
+        .map_err(|e| format!("{e}\n{}", proc.logs()))?;
+        let client = http();
+        wait_for("/readyz", START_DEADLINE, || {
+            client
+                .get(format!("{url}/readyz"))
+                .send()
+                .ok()
+                .filter(|r| r.status() == 200)
+        })
+        .map_err(|e| format!("{e}\n{}", proc.logs()))?;
+        Ok(Self {
+            proc,
+            url,
+            state_dir,
+            runtime_json,
+            config: config.to_path_buf(),
+        })
+    }
+
+    pub fn get(&self, path_and_query: &str) -> reqwest::blocking::Response {
+        http()
+            .get(format!("{}{path_and_query}", self.url))
+            .send()
+            .expect("request")
+    }
+}
+
+/// A shared blocking HTTP client for tests.
+pub fn http() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// Run a binary to completion with a deadline.
+pub fn run(bin_name: &str, args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Output {
+    let mut cmd = Command::new(bin(bin_name));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .env_remove("OPEN_CLI_RUNTIME_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{bin_name} {args:?} did not finish within 60 s"))
+        .expect("wait")
+}
+
+/// Run `open-cli`.
+pub fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
+    run("open-cli", args, env, None)
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

@@ -1,1 +1,12 @@
+//! Black-box product tests: the real `open-cli-toolbox`, `open-cli` and demo upstream
+//! binaries, on ephemeral loopback ports. Build the binaries first (`scripts/test` does).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The catalog served over HTTP, view selection, request IDs, JSON errors, config binding.
+mod catalog;
+/// The `open-cli` client against a running runtime.
+mod cli;
+/// Config and catalog validation messages (`validate` and start-up).
+mod config;
+/// Start-up, readiness, `runtime.json`, signals.
+mod lifecycle;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
@@ -106,9 +105,7 @@ async fn respond(session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<(
     }
     ctx.status = reply.status;
     session.write_response_header(Box::new(resp), false).await?;
-    session
-        .write_response_body(Some(Bytes::from(reply.body)), true)
-        .await
+    session.write_response_body(Some(reply.body), true).await
 }
 
 /// Honour a caller's request ID when it is short and made of safe characters (it ends up in

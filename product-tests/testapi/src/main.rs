@@ -1,1 +1,384 @@
-fn main() {}
+//! `open-cli-testapi`: the demo upstream of the quickstart and the product tests.
+//!
+//! A small REST API described by `config/examples/demo-api.openapi.yaml` (served at
+//! `/openapi.yaml` and `/openapi.json` with `servers` set to the real listen address):
+//! CRUD on items, path/query/header parameters, JSON bodies, chosen 4xx/5xx statuses, a slow
+//! endpoint, a plain-text endpoint, and one operation per upstream security scheme that
+//! echoes the credential it received. `GET /_debug/requests` returns every request it saw
+//! (method, path, query, headers), so tests can assert what the runtime injected and that the
+//! caller's own token never arrived.
+//!
+//! Usage: `open-cli-testapi [--addr 127.0.0.1:8780]`. Port 0 picks a free port; the first
+//! line on stdout is `listening on http://ADDR`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+const SPEC: &str = include_str!("../../../config/examples/demo-api.openapi.yaml");
+const SPEC_SERVER: &str = "http://127.0.0.1:8780";
+const MAX_RECORDED: usize = 512;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NewItem {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Item {
+    id: u64,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Recorded {
+    method: String,
+    path: String,
+    query: Option<String>,
+    headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    items: BTreeMap<u64, Item>,
+    next_id: u64,
+    requests: VecDeque<Recorded>,
+}
+
+#[derive(Debug, Clone)]
+struct App {
+    base_url: String,
+    store: Arc<Mutex<Store>>,
+}
+
+impl App {
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"code": status.as_u16(), "message": message})),
+    )
+        .into_response()
+}
+
+async fn record(State(app): State<App>, req: Request, next: Next) -> Response {
+    if req.uri().path() != "/_debug/requests" {
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut store = app.store();
+        if store.requests.len() >= MAX_RECORDED {
+            store.requests.pop_front();
+        }
+        store.requests.push_back(Recorded {
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            query: req.uri().query().map(str::to_string),
+            headers,
+        });
+    }
+    next.run(req).await
+}
+
+async fn spec_yaml(State(app): State<App>) -> Response {
+    let body = SPEC.replace(SPEC_SERVER, &app.base_url);
+    ([(header::CONTENT_TYPE, "application/yaml")], body).into_response()
+}
+
+async fn spec_json(State(app): State<App>) -> Response {
+    let body = SPEC.replace(SPEC_SERVER, &app.base_url);
+    match serde_yaml_ng::from_str::<Value>(&body) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    tag: Option<String>,
+}
+
+async fn list_items(
+    State(app): State<App>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let items: Vec<Item> = app
+        .store()
+        .items
+        .values()
+        .filter(|i| q.tag.is_none() || i.tag == q.tag)
+        .take(q.limit.unwrap_or(usize::MAX))
+        .cloned()
+        .collect();
+    let mut resp = Json(items).into_response();
+    if let Some(trace) = headers.get("x-trace-id") {
+        resp.headers_mut().insert("x-trace-id", trace.clone());
+    }
+    resp
+}
+
+/// The 422 answer for an invalid item, if it is invalid.
+fn invalid_item(body: &NewItem) -> Option<Response> {
+    body.name
+        .is_empty()
+        .then(|| error(StatusCode::UNPROCESSABLE_ENTITY, "name must not be empty"))
+}
+
+async fn create_item(State(app): State<App>, Json(body): Json<NewItem>) -> Response {
+    if let Some(r) = invalid_item(&body) {
+        return r;
+    }
+    let mut store = app.store();
+    store.next_id += 1;
+    let item = Item {
+        id: store.next_id,
+        name: body.name,
+        tag: body.tag,
+    };
+    store.items.insert(item.id, item.clone());
+    (StatusCode::CREATED, Json(item)).into_response()
+}
+
+async fn get_item(State(app): State<App>, Path(id): Path<u64>) -> Response {
+    match app.store().items.get(&id) {
+        Some(item) => Json(item.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, &format!("item {id} not found")),
+    }
+}
+
+async fn update_item(
+    State(app): State<App>,
+    Path(id): Path<u64>,
+    Json(body): Json<NewItem>,
+) -> Response {
+    if let Some(r) = invalid_item(&body) {
+        return r;
+    }
+    let mut store = app.store();
+    match store.items.get_mut(&id) {
+        Some(item) => {
+            item.name = body.name;
+            item.tag = body.tag;
+            Json(item.clone()).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, &format!("item {id} not found")),
+    }
+}
+
+async fn delete_item(State(app): State<App>, Path(id): Path<u64>) -> Response {
+    match app.store().items.remove(&id) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => error(StatusCode::NOT_FOUND, &format!("item {id} not found")),
+    }
+}
+
+async fn status(Path(code): Path<u16>) -> Response {
+    match StatusCode::from_u16(code) {
+        Ok(s) if (200..=599).contains(&code) => error(s, &format!("status {code} as requested")),
+        _ => error(StatusCode::BAD_REQUEST, "code must be between 200 and 599"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SlowQuery {
+    ms: u64,
+}
+
+async fn slow(Query(q): Query<SlowQuery>) -> Response {
+    let ms = q.ms.min(60_000);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Json(json!({"sleptMs": ms})).into_response()
+}
+
+async fn text() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "hello from the demo API\n",
+    )
+        .into_response()
+}
+
+/// Echo a credential, or 401 with a challenge when it is missing.
+fn credential(scheme: &str, received: Option<String>, challenge: &str) -> Response {
+    match received {
+        Some(v) => Json(json!({"scheme": scheme, "received": v})).into_response(),
+        None => {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                &format!("missing {scheme} credential"),
+            );
+            if let Ok(v) = challenge.parse() {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            r
+        }
+    }
+}
+
+fn header_value(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn authorization(headers: &HeaderMap, scheme: &str) -> Option<String> {
+    let v = header_value(headers, header::AUTHORIZATION)?;
+    let (s, rest) = v.split_once(' ')?;
+    s.eq_ignore_ascii_case(scheme)
+        .then(|| rest.trim().to_string())
+}
+
+async fn auth_api_key_header(headers: HeaderMap) -> Response {
+    credential(
+        "apiKeyHeader",
+        header_value(&headers, "x-api-key"),
+        "ApiKey",
+    )
+}
+
+async fn auth_api_key_query(Query(q): Query<BTreeMap<String, String>>) -> Response {
+    credential("apiKeyQuery", q.get("api_key").cloned(), "ApiKey")
+}
+
+async fn auth_api_key_cookie(headers: HeaderMap) -> Response {
+    let value = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == "session_key")
+        .map(|(_, v)| v.to_string());
+    credential("apiKeyCookie", value, "ApiKey")
+}
+
+async fn auth_basic(headers: HeaderMap) -> Response {
+    credential(
+        "basicAuth",
+        authorization(&headers, "basic"),
+        "Basic realm=\"demo\"",
+    )
+}
+
+async fn auth_bearer(headers: HeaderMap) -> Response {
+    credential("bearerAuth", authorization(&headers, "bearer"), "Bearer")
+}
+
+async fn auth_oauth2(headers: HeaderMap) -> Response {
+    credential("oauthClient", authorization(&headers, "bearer"), "Bearer")
+}
+
+async fn debug_requests(State(app): State<App>) -> Response {
+    Json(app.store().requests.iter().cloned().collect::<Vec<_>>()).into_response()
+}
+
+async fn debug_clear(State(app): State<App>) -> Response {
+    app.store().requests.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn router(app: App) -> Router {
+    Router::new()
+        .route("/openapi.yaml", get(spec_yaml))
+        .route("/openapi.json", get(spec_json))
+        .route("/items", get(list_items).post(create_item))
+        .route(
+            "/items/{id}",
+            get(get_item).put(update_item).delete(delete_item),
+        )
+        .route("/status/{code}", get(status))
+        .route("/slow", get(slow))
+        .route("/text", get(text))
+        .route("/auth/api-key-header", get(auth_api_key_header))
+        .route("/auth/api-key-query", get(auth_api_key_query))
+        .route("/auth/api-key-cookie", get(auth_api_key_cookie))
+        .route("/auth/basic", get(auth_basic))
+        .route("/auth/bearer", get(auth_bearer))
+        .route("/auth/oauth2", get(auth_oauth2))
+        .route("/_debug/requests", get(debug_requests).delete(debug_clear))
+        .layer(middleware::from_fn_with_state(app.clone(), record))
+        .with_state(app)
+}
+
+fn parse_addr() -> Result<String, String> {
+    let mut args = std::env::args().skip(1);
+    let mut addr = "127.0.0.1:8780".to_string();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "-h" | "--help" => {
+                println!("usage: open-cli-testapi [--addr HOST:PORT]   (default 127.0.0.1:8780)");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(addr)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let addr = match parse_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+    let base_url = format!("http://{local}");
+    println!("listening on {base_url}");
+    let _ = std::io::stdout().flush();
+    let app = App {
+        base_url,
+        store: Arc::default(),
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

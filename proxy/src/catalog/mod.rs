@@ -247,7 +247,7 @@ impl CompiledToolSet {
         let denied = self
             .deny
             .iter()
-            .any(|p| !(p.as_str() == "**" && !self.allow.is_empty()) && p.matches(tool_id));
+            .any(|p| (self.allow.is_empty() || p.as_str() != "**") && p.matches(tool_id));
         allowed && !denied
     }
 }

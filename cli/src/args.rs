@@ -1,0 +1,107 @@
+//! Command-line arguments (clap only; no logic).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// open-cli: list and run the tools an open-cli runtime serves.
+///
+/// The runtime is found by --runtime, then OPEN_CLI_RUNTIME_URL, then `runtime.remote.url`
+/// in the config (--config, else ./.cli.json).
+#[derive(Debug, Parser)]
+#[command(name = "open-cli", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 ok, 1 the runtime refused or failed the request, \
+2 usage or config error, 3 runtime unreachable, 4 unexpected response from the runtime.";
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Runtime base URL, e.g. http://127.0.0.1:8765.
+    #[arg(long, global = true, env = "OPEN_CLI_RUNTIME_URL", value_name = "URL")]
+    pub runtime: Option<String>,
+    /// Client config file (default: ./.cli.json when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output format (default: table on a terminal, json otherwise).
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<Format>,
+    /// Catalog view mode: discover or curated.
+    #[arg(long, global = true, value_name = "MODE")]
+    pub mode: Option<String>,
+    /// Agent profile whose view to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub agent_profile: Option<String>,
+    /// Seconds to wait for the runtime.
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Yaml,
+    Pretty,
+    Table,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Talk to the runtime itself.
+    #[command(subcommand)]
+    Runtime(RuntimeCommand),
+    /// Browse the tool catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Inspect one tool.
+    #[command(subcommand)]
+    Tool(ToolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuntimeCommand {
+    /// Show what the runtime is, what it can do and what it serves.
+    Info,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// List the tools of the selected view.
+    List(CatalogListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogListArgs {
+    /// Only tools of this service (ID or alias).
+    #[arg(long, value_name = "SERVICE")]
+    pub service: Option<String>,
+    /// Only tools of this group.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// Only tools with this safety property.
+    #[arg(long, value_enum)]
+    pub safety: Option<SafetyFilter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SafetyFilter {
+    ReadOnly,
+    Destructive,
+    RequiresApproval,
+    Idempotent,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolCommand {
+    /// Print a tool's full catalog entry: `tool schema <tool-id>` or
+    /// `tool schema <service> [<group>] <command>`.
+    Schema {
+        #[arg(required = true, num_args = 1..=3, value_name = "REF")]
+        reference: Vec<String>,
+    },
+}

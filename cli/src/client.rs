@@ -1,0 +1,151 @@
+//! Typed HTTP client of the runtime API. It shares wire types with the runtime through
+//! `open-cli-config` and does not link Pingora.
+
+use std::time::Duration;
+
+use open_cli_config::wire::{EffectiveCatalog, ErrorBody, RuntimeInfo, codes};
+use serde::de::DeserializeOwned;
+
+use crate::error::{CliError, chain, exit};
+
+#[derive(Debug)]
+pub struct Client {
+    base: String,
+    http: reqwest::blocking::Client,
+    /// Sent as `config` so a runtime bound to another config answers 409 instead of serving
+    /// the wrong catalog (`runtime.remote.requestConfigPath`).
+    request_config_path: Option<String>,
+}
+
+/// Which view of the catalog to ask for.
+#[derive(Debug, Default, Clone)]
+pub struct ViewSelector {
+    pub mode: Option<String>,
+    pub agent_profile: Option<String>,
+}
+
+impl Client {
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        request_config_path: Option<String>,
+    ) -> Result<Self, CliError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            .user_agent(concat!("open-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                CliError::new(exit::PROTOCOL, "cannot create the HTTP client").cause(e.to_string())
+            })?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            request_config_path,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn info(&self) -> Result<RuntimeInfo, CliError> {
+        self.get("/v1/runtime/info", &[])
+    }
+
+    pub fn effective(&self, view: &ViewSelector) -> Result<EffectiveCatalog, CliError> {
+        let mut q: Vec<(&str, &str)> = Vec::new();
+        if let Some(c) = &self.request_config_path {
+            q.push(("config", c));
+        }
+        if let Some(m) = &view.mode {
+            q.push(("mode", m));
+        }
+        if let Some(p) = &view.agent_profile {
+            q.push(("agentProfile", p));
+        }
+        self.get("/v1/catalog/effective", &q)
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T, CliError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .query(query)
+            .send()
+            .map_err(|e| self.transport_error(&e))?;
+        let status = resp.status();
+        let request_id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp.bytes().map_err(|e| self.transport_error(&e))?;
+        if !status.is_success() {
+            return Err(runtime_error(status.as_u16(), &bytes, request_id));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            CliError::new(exit::PROTOCOL, format!("the runtime at {} sent a response this CLI does not understand", self.base))
+                .cause(format!("GET {path}: {e}"))
+                .hint("the runtime may speak a different contract version; compare `open-cli runtime info`")
+        })
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> CliError {
+        let err = if e.is_timeout() {
+            CliError::new(
+                exit::UNREACHABLE,
+                format!("the runtime at {} did not answer in time", self.base),
+            )
+        } else {
+            CliError::new(
+                exit::UNREACHABLE,
+                format!("cannot reach the runtime at {}", self.base),
+            )
+        };
+        let err = chain(e).into_iter().fold(err, CliError::cause);
+        err.hint("is it running? Start one with `open-cli-toolbox --config <file>`, or point --runtime / OPEN_CLI_RUNTIME_URL at the right address")
+    }
+}
+
+/// Turn an error response into a CLI error, keeping the runtime's code and request ID.
+fn runtime_error(status: u16, body: &[u8], request_id: Option<String>) -> CliError {
+    let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(body) else {
+        let text = String::from_utf8_lossy(body);
+        let excerpt: String = text.chars().take(300).collect();
+        return CliError::new(
+            exit::REQUEST_FAILED,
+            format!("the runtime answered HTTP {status}"),
+        )
+        .cause(excerpt.trim().to_string());
+    };
+    let mut err = CliError::new(
+        exit::REQUEST_FAILED,
+        format!(
+            "the runtime refused the request (HTTP {status}, {})",
+            error.code
+        ),
+    )
+    .cause(error.message);
+    if let Some(id) = error.request_id.or(request_id) {
+        err = err.cause(format!("request id: {id}"));
+    }
+    match error.code.as_str() {
+        codes::RUNTIME_ATTACH_MISMATCH => err.hint(
+            "the runtime serves another config; fix `runtime.remote.requestConfigPath` or point --runtime at the runtime for this config",
+        ),
+        codes::UNKNOWN_AGENT_PROFILE => err.exit_usage().hint("list the profiles with `open-cli runtime info` (catalog.views)"),
+        codes::INVALID_REQUEST => err.exit_usage(),
+        codes::AUTHN_FAILED => err.hint("your runtime token is missing, expired or not accepted; check `runtime.remote.oauth`"),
+        _ => err,
+    }
+}
+
+impl CliError {
+    fn exit_usage(mut self) -> Self {
+        self.exit = exit::USAGE;
+        self
+    }
+}

@@ -1,0 +1,95 @@
+//! `open-cli catalog list`.
+
+use open_cli_config::ntc::Tool;
+use open_cli_config::wire::EffectiveCatalog;
+
+use crate::args::{CatalogListArgs, Format, SafetyFilter};
+use crate::client::{Client, ViewSelector};
+use crate::error::CliError;
+use crate::output;
+
+pub fn list(
+    client: &Client,
+    view: &ViewSelector,
+    args: &CatalogListArgs,
+    format: Format,
+) -> Result<String, CliError> {
+    let mut effective = client.effective(view)?;
+    let aliases = aliases(&effective);
+    effective.view.tools.retain(|t| keep(t, args, &aliases));
+    match format {
+        Format::Json | Format::Yaml => Ok(output::machine(format, &effective)?.unwrap_or_default()),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = effective
+                .view
+                .tools
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        alias_of(&aliases, &t.service_id).to_string(),
+                        t.group.clone(),
+                        t.command.clone(),
+                        t.method.clone(),
+                        output::truncate(t.summary.as_deref().unwrap_or_default(), 60),
+                    ]
+                })
+                .collect();
+            Ok(output::table(
+                &["TOOL", "SERVICE", "GROUP", "COMMAND", "METHOD", "SUMMARY"],
+                &rows,
+            ))
+        }
+        Format::Pretty => Ok(effective
+            .view
+            .tools
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}\n  {} {}\n  open-cli {} {} {}\n  {}\n",
+                    t.id,
+                    t.method,
+                    t.path,
+                    alias_of(&aliases, &t.service_id),
+                    t.group,
+                    t.command,
+                    t.summary.as_deref().unwrap_or("(no summary)")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")),
+    }
+}
+
+/// `(service id, alias)` pairs.
+pub fn aliases(e: &EffectiveCatalog) -> Vec<(String, String)> {
+    e.catalog
+        .services
+        .iter()
+        .map(|s| (s.id.clone(), s.alias.clone()))
+        .collect()
+}
+
+pub fn alias_of<'a>(aliases: &'a [(String, String)], service_id: &'a str) -> &'a str {
+    aliases
+        .iter()
+        .find(|(id, _)| id == service_id)
+        .map(|(_, a)| a.as_str())
+        .unwrap_or(service_id)
+}
+
+fn keep(t: &Tool, args: &CatalogListArgs, aliases: &[(String, String)]) -> bool {
+    let service_ok = args
+        .service
+        .as_deref()
+        .is_none_or(|s| s == t.service_id || s == alias_of(aliases, &t.service_id));
+    let group_ok = args.group.as_deref().is_none_or(|g| g == t.group);
+    let safety_ok = match args.safety {
+        None => true,
+        Some(SafetyFilter::ReadOnly) => t.safety.read_only,
+        Some(SafetyFilter::Destructive) => t.safety.destructive,
+        Some(SafetyFilter::RequiresApproval) => t.safety.requires_approval,
+        Some(SafetyFilter::Idempotent) => t.safety.idempotent,
+    };
+    service_ok && group_ok && safety_ok
+}

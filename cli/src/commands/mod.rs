@@ -1,0 +1,5 @@
+//! One module per command group; each returns the text to print.
+
+pub mod catalog;
+pub mod runtime;
+pub mod tool;

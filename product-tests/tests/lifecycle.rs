@@ -1,0 +1,106 @@
+use std::time::Duration;
+
+use open_cli_product_tests::{Fixture, Runtime, TestApi, demo_config, run, text};
+use serde_json::{Value, json};
+
+fn runtime() -> (TestApi, Fixture, Runtime) {
+    let api = TestApi::start();
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let cfg = fx.write_json(".cli.json", &demo_config(json!({})));
+    let rt = Runtime::start(&cfg);
+    (api, fx, rt)
+}
+
+#[test]
+fn runtime_json_names_the_real_port_and_is_removed_on_sigterm() {
+    let (_api, _fx, mut rt) = runtime();
+    let rj: Value =
+        serde_json::from_str(&std::fs::read_to_string(&rt.runtime_json).unwrap()).unwrap();
+    assert_eq!(rj["instanceId"], "test");
+    assert_eq!(rj["url"], rt.url);
+    assert!(
+        !rt.url.ends_with(":0"),
+        "port 0 was resolved to the real port"
+    );
+    assert_eq!(rj["pid"], rt.proc.pid());
+
+    rt.proc.signal(libc::SIGTERM);
+    // "Promptly": well under Pingora's 300 s default grace; an idle runtime exits at once.
+    let status = rt.proc.wait_exit(Duration::from_secs(5)).unwrap();
+    assert!(status.success(), "exit status {status}\n{}", rt.proc.logs());
+    assert!(
+        !rt.runtime_json.exists(),
+        "runtime.json removed on clean exit"
+    );
+    assert!(
+        rt.proc.stderr().contains("drained; exiting"),
+        "{}",
+        rt.proc.logs()
+    );
+}
+
+#[test]
+fn sigint_also_stops_the_runtime_cleanly() {
+    let (_api, _fx, mut rt) = runtime();
+    rt.proc.signal(libc::SIGINT);
+    let status = rt.proc.wait_exit(Duration::from_secs(5)).unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(!rt.runtime_json.exists());
+}
+
+#[test]
+fn serving_requires_a_config_and_a_free_address() {
+    let out = run("open-cli-toolbox", &[], &[], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--config FILE is required"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let (_api, fx, rt) = runtime();
+    let addr = rt.url.trim_start_matches("http://").to_string();
+    let cfg = fx.path().join(".cli.json");
+    let out = run(
+        "open-cli-toolbox",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--addr",
+            &addr,
+            "--state-dir",
+            fx.path().to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("cannot listen on {addr}")),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn logs_carry_the_request_id() {
+    let (_api, _fx, mut rt) = runtime();
+    let client = open_cli_product_tests::http();
+    client
+        .get(format!("{}/v1/runtime/info", rt.url))
+        .header("x-request-id", "log-me-123")
+        .send()
+        .unwrap();
+    rt.proc.signal(libc::SIGTERM);
+    rt.proc.wait_exit(Duration::from_secs(5)).unwrap();
+    let log = rt.proc.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("log-me-123"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("/v1/runtime/info") && line.contains("status=200"),
+        "{line}"
+    );
+}
