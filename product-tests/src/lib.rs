@@ -353,3 +353,12 @@ pub fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// The demo API's own document and [`demo_config`] in a fixture, and a runtime serving them.
+pub fn start_demo_runtime(api: &TestApi) -> (Fixture, Runtime) {
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let config = fx.write_json(".cli.json", &demo_config(serde_json::json!({})));
+    let rt = Runtime::start(&config);
+    (fx, rt)
+}

@@ -1,16 +1,7 @@
 use std::collections::BTreeSet;
 
-use open_cli_product_tests::{Fixture, Runtime, TestApi, demo_config, http};
+use open_cli_product_tests::{TestApi, http, start_demo_runtime};
 use serde_json::Value;
-
-/// Runtime on a config that serves the demo API's own document.
-fn demo_runtime(api: &TestApi) -> (Fixture, Runtime) {
-    let fx = Fixture::new();
-    fx.write("demo.openapi.yaml", &api.spec_yaml());
-    let config = fx.write_json(".cli.json", &demo_config(serde_json::json!({})));
-    let rt = Runtime::start(&config);
-    (fx, rt)
-}
 
 /// Operations of an OpenAPI document, read independently of the runtime's code:
 /// `(operationId, METHOD, path)` for GET/POST/PUT/PATCH/DELETE.
@@ -33,7 +24,7 @@ fn operations(spec: &Value) -> BTreeSet<(String, String, String)> {
 #[test]
 fn catalog_over_http_matches_the_demo_apis_operations() {
     let api = TestApi::start();
-    let (_fx, rt) = demo_runtime(&api);
+    let (_fx, rt) = start_demo_runtime(&api);
     let spec = api.spec_json();
     let resp = rt.get("/v1/catalog/effective");
     assert_eq!(resp.status(), 200);
@@ -135,7 +126,7 @@ fn catalog_over_http_matches_the_demo_apis_operations() {
 #[test]
 fn views_are_selected_by_profile_and_mode() {
     let api = TestApi::start();
-    let (_fx, rt) = demo_runtime(&api);
+    let (_fx, rt) = start_demo_runtime(&api);
     let ids = |q: &str| -> (String, Vec<String>) {
         let v: Value = rt.get(&format!("/v1/catalog/effective{q}")).json().unwrap();
         let ids = v["view"]["tools"]
@@ -179,7 +170,7 @@ fn views_are_selected_by_profile_and_mode() {
 #[test]
 fn a_foreign_config_path_gets_409_and_the_bound_one_is_accepted() {
     let api = TestApi::start();
-    let (fx, rt) = demo_runtime(&api);
+    let (fx, rt) = start_demo_runtime(&api);
     let resp = rt.get("/v1/catalog/effective?config=/etc/open-cli/other.cli.json");
     assert_eq!(resp.status(), 409);
     let e: Value = resp.json().unwrap();
@@ -206,7 +197,7 @@ fn a_foreign_config_path_gets_409_and_the_bound_one_is_accepted() {
 #[test]
 fn request_ids_are_echoed_and_every_error_is_json() {
     let api = TestApi::start();
-    let (_fx, rt) = demo_runtime(&api);
+    let (_fx, rt) = start_demo_runtime(&api);
     let client = http();
     let resp = client
         .get(format!("{}/v1/runtime/info", rt.url))
@@ -261,7 +252,7 @@ fn request_ids_are_echoed_and_every_error_is_json() {
 #[test]
 fn runtime_info_describes_the_instance_and_its_catalog() {
     let api = TestApi::start();
-    let (_fx, rt) = demo_runtime(&api);
+    let (_fx, rt) = start_demo_runtime(&api);
     let v: Value = rt.get("/v1/runtime/info").json().unwrap();
     assert_eq!(v["contractVersion"], "1.1");
     assert_eq!(v["runtimeMode"], "remote");
@@ -301,7 +292,7 @@ fn runtime_info_describes_the_instance_and_its_catalog() {
 #[test]
 fn the_catalog_is_built_once_not_per_request() {
     let api = TestApi::start();
-    let (fx, rt) = demo_runtime(&api);
+    let (fx, rt) = start_demo_runtime(&api);
     let first: Value = rt.get("/v1/catalog/effective").json().unwrap();
     // Deleting the document does not affect a running runtime: nothing is re-read per request.
     std::fs::remove_file(fx.path().join("demo.openapi.yaml")).unwrap();

@@ -1,18 +1,10 @@
-use open_cli_product_tests::{Fixture, Runtime, TestApi, cli, demo_config, run, text};
+use open_cli_product_tests::{Fixture, TestApi, cli, run, start_demo_runtime, text};
 use serde_json::{Value, json};
-
-fn demo_runtime(api: &TestApi) -> (Fixture, Runtime) {
-    let fx = Fixture::new();
-    fx.write("demo.openapi.yaml", &api.spec_yaml());
-    let config = fx.write_json(".cli.json", &demo_config(json!({})));
-    let rt = Runtime::start(&config);
-    (fx, rt)
-}
 
 #[test]
 fn catalog_list_json_matches_the_runtime() {
     let api = TestApi::start();
-    let (_fx, rt) = demo_runtime(&api);
+    let (_fx, rt) = start_demo_runtime(&api);
     let out = cli(
         &["--runtime", &rt.url, "catalog", "list", "--format", "json"],
         &[],
@@ -60,7 +52,7 @@ fn catalog_list_json_matches_the_runtime() {
 #[test]
 fn piped_output_defaults_to_json_and_table_is_aligned() {
     let api = TestApi::start();
-    let (_fx, rt) = demo_runtime(&api);
+    let (_fx, rt) = start_demo_runtime(&api);
     let out = cli(
         &["catalog", "list", "--agent-profile", "reader"],
         &[("OPEN_CLI_RUNTIME_URL", &rt.url)],
@@ -123,7 +115,7 @@ fn piped_output_defaults_to_json_and_table_is_aligned() {
 #[test]
 fn runtime_is_found_by_flag_then_env_then_config() {
     let api = TestApi::start();
-    let (_fx, rt) = demo_runtime(&api);
+    let (_fx, rt) = start_demo_runtime(&api);
     // Client config naming the runtime in runtime.remote.url, read from the working directory.
     let client_dir = Fixture::new();
     client_dir.write_json(".cli.json", &json!({"cli": "1.0.0", "mode": {"default": "discover"}, "runtime": {"mode": "remote", "remote": {"url": rt.url}}}));
@@ -172,7 +164,7 @@ fn runtime_is_found_by_flag_then_env_then_config() {
 #[test]
 fn a_request_config_path_mismatch_is_reported_with_the_runtimes_code() {
     let api = TestApi::start();
-    let (_fx, rt) = demo_runtime(&api);
+    let (_fx, rt) = start_demo_runtime(&api);
     let client_dir = Fixture::new();
     let cfg = client_dir.write_json(
         "client.cli.json",
@@ -218,7 +210,7 @@ fn an_invalid_client_config_is_a_usage_error() {
 #[test]
 fn tool_schema_by_id_and_by_command_words() {
     let api = TestApi::start();
-    let (_fx, rt) = demo_runtime(&api);
+    let (_fx, rt) = start_demo_runtime(&api);
     let by_id = cli(
         &[
             "--runtime",

@@ -1,14 +1,11 @@
 use std::time::Duration;
 
-use open_cli_product_tests::{Fixture, Runtime, TestApi, demo_config, run, text};
-use serde_json::{Value, json};
+use open_cli_product_tests::{Fixture, Runtime, TestApi, run, start_demo_runtime, text};
+use serde_json::Value;
 
 fn runtime() -> (TestApi, Fixture, Runtime) {
     let api = TestApi::start();
-    let fx = Fixture::new();
-    fx.write("demo.openapi.yaml", &api.spec_yaml());
-    let cfg = fx.write_json(".cli.json", &demo_config(json!({})));
-    let rt = Runtime::start(&cfg);
+    let (fx, rt) = start_demo_runtime(&api);
     (api, fx, rt)
 }
 
