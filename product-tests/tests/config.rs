@@ -107,7 +107,7 @@ fn catalog_problems_name_the_source_and_operation() {
         "GET /c/{id}: security scheme `nope` is not defined in components.securitySchemes",
         "GET /c/{id}: path parameter `id` is not declared",
         "sources.gone (",
-        "cannot read the OpenAPI document",
+        "missing.yaml: No such file or directory",
     ] {
         assert!(stderr.contains(want), "missing `{want}` in:\n{stderr}");
     }

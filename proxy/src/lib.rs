@@ -13,6 +13,7 @@
 //! - [`api`]: the `/v1` API, `/healthz`, `/readyz`, as plain functions;
 //! - [`snapshot`]: the immutable, pre-rendered catalog state and view selection;
 //! - [`catalog`]: OpenAPI → Normalized Tool Catalog;
+//! - [`fetch`]: documents from files and HTTP, with the on-disk HTTP cache;
 //! - [`instance`]: state directories and `runtime.json`.
 //!
 //! Design notes for the next engineer are in `docs/`.
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod catalog;
 pub mod cli;
+pub mod fetch;
 pub mod gateway;
 pub mod instance;
 pub mod server;

@@ -24,6 +24,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::catalog;
 use crate::cli::ServeArgs;
+use crate::fetch::Fetcher;
 use crate::gateway::Gateway;
 use crate::instance::Instance;
 use crate::snapshot::Snapshot;
@@ -33,14 +34,6 @@ use crate::state::{BoundConfig, RuntimeState};
 pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     let started = Instant::now();
     let loaded = load_file(config).map_err(|e| e.to_string())?;
-    let catalog = catalog::build(&loaded).map_err(|e| e.to_string())?;
-    let tools = catalog.tools.len();
-    let snapshot = Snapshot::new(
-        catalog,
-        loaded.config.mode.default,
-        loaded.config.agents.default_profile.clone(),
-    )
-    .map_err(|e| format!("cannot render the catalog: {e}"))?;
     let instance = Instance::resolve(
         args.instance_id.as_deref(),
         args.state_dir.as_deref(),
@@ -52,6 +45,27 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
             instance.state_dir.display()
         )
     })?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("open-cli-worker")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let fetcher = Fetcher::new(Some(&instance.cache_dir))?;
+    let catalog = rt
+        .block_on(catalog::build(&loaded, &fetcher))
+        .map_err(|e| e.to_string())?;
+    let tools = catalog.tools.len();
+    let snapshot = Snapshot::new(
+        catalog,
+        loaded.config.mode.default,
+        loaded.config.agents.default_profile.clone(),
+    )
+    .map_err(|e| format!("cannot render the catalog: {e}"))?;
     let listener = std::net::TcpListener::bind(&args.addr)
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     listener
@@ -66,16 +80,6 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         format!("http://{addr}"),
         BoundConfig::new(&loaded.path),
     ));
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("open-cli-worker")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     tracing::info!(
         config = %loaded.path.display(),
         instance = %state.instance.id,
@@ -166,7 +170,14 @@ async fn wait_drained(state: &RuntimeState, deadline: Instant) -> bool {
 /// `open-cli-toolbox validate`: load the config and build its catalog.
 pub fn validate(config: &std::path::Path) -> Result<String, String> {
     let loaded = load_file(config).map_err(|e| e.to_string())?;
-    let catalog = catalog::build(&loaded).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let fetcher = Fetcher::new(None)?;
+    let catalog = rt
+        .block_on(catalog::build(&loaded, &fetcher))
+        .map_err(|e| e.to_string())?;
     Ok(format!(
         "{}: ok: {} source(s), {} service(s), {} tool(s), views: {}",
         loaded.path.display(),

@@ -6,12 +6,12 @@
 //! operation of each.
 
 pub mod glob;
+pub mod load;
 pub mod openapi;
 pub mod slug;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 use open_cli_config::LoadedConfig;
 use open_cli_config::model::{Config, ModeKind, SourceType, ToolSet};
@@ -21,7 +21,9 @@ use open_cli_config::ntc::{
 use sha2::{Digest, Sha256};
 
 use glob::Pattern;
-use openapi::{Document, ServiceRef};
+use openapi::{DocSet, ServiceRef};
+
+use crate::fetch::{Fetcher, Policy, resolve_location};
 
 /// Every problem found while building; the build fails if there is at least one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +48,8 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// Build the catalog for a loaded config.
-pub fn build(loaded: &LoadedConfig) -> Result<Catalog, BuildError> {
+/// Build the catalog for a loaded config, fetching documents through `fetcher`.
+pub async fn build(loaded: &LoadedConfig, fetcher: &Fetcher) -> Result<Catalog, BuildError> {
     let cfg = &loaded.config;
     let now = now_rfc3339();
     let mut problems = Vec::new();
@@ -66,31 +68,32 @@ pub fn build(loaded: &LoadedConfig) -> Result<Catalog, BuildError> {
             continue;
         }
         let uri = source.uri.clone().unwrap_or_default();
-        let path = match local_path(&uri, &loaded.base_dir) {
-            Ok(p) => p,
+        let url = match resolve_location(&uri, &loaded.base_dir) {
+            Ok(u) => u,
             Err(e) => {
                 problems.push(format!("{at}: {e}"));
                 continue;
             }
         };
-        let at = format!("{at} ({})", path.display());
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(format!("{at}: cannot read the OpenAPI document: {e}"));
-                continue;
-            }
+        let at = format!("{at} ({})", display_location(&url));
+        let policy = Policy {
+            max_age_seconds: source.refresh.as_ref().and_then(|r| r.max_age_seconds),
+            manual_only: source.refresh.as_ref().is_some_and(|r| r.manual_only),
         };
-        hasher.update(source_id.as_bytes());
-        hasher.update([0]);
-        hasher.update(text.as_bytes());
-        let doc = match Document::parse(&text, &path.to_string_lossy()) {
+        let docs = match load::load_openapi(fetcher, &url, policy, "explicit").await {
             Ok(d) => d,
             Err(e) => {
                 problems.push(format!("{at}: {e}"));
                 continue;
             }
         };
+        hasher.update(source_id.as_bytes());
+        for (u, bytes) in &docs.raw {
+            hasher.update([0]);
+            hasher.update(u.as_bytes());
+            hasher.update([0]);
+            hasher.update(bytes);
+        }
         sources.push(SourceEntry {
             id: source_id.clone(),
             kind: source.kind.to_string(),
@@ -98,14 +101,14 @@ pub fn build(loaded: &LoadedConfig) -> Result<Catalog, BuildError> {
             provenance: Provenance {
                 method: "explicit".into(),
                 at: now.clone(),
-                fetches: Vec::new(),
+                fetches: docs.fetches,
             },
         });
+        let doc = &docs.docs;
         let mut doc_problems = Vec::new();
         let doc_servers = doc.servers(&mut doc_problems);
-        for (service_id, alias) in services_of(cfg, source_id, &doc, &path) {
-            let svc_tools =
-                openapi::tools(&doc, &ServiceRef { id: &service_id }, &mut doc_problems);
+        for (service_id, alias) in services_of(cfg, source_id, doc, &url) {
+            let svc_tools = openapi::tools(doc, &ServiceRef { id: &service_id }, &mut doc_problems);
             services.push(ServiceEntry {
                 id: service_id.clone(),
                 alias,
@@ -152,12 +155,20 @@ pub fn build(loaded: &LoadedConfig) -> Result<Catalog, BuildError> {
     })
 }
 
+/// A location as people read it: a path for local files, the URL otherwise.
+pub fn display_location(url: &url::Url) -> String {
+    match url.to_file_path() {
+        Ok(p) if url.scheme() == "file" => p.display().to_string(),
+        _ => url.to_string(),
+    }
+}
+
 /// The services a source feeds: those naming it in `services`, else one derived service.
 fn services_of(
     cfg: &Config,
     source_id: &str,
-    doc: &Document,
-    path: &Path,
+    doc: &DocSet,
+    url: &url::Url,
 ) -> Vec<(String, String)> {
     let named: Vec<(String, String)> = cfg
         .services
@@ -168,15 +179,15 @@ fn services_of(
     if !named.is_empty() {
         return named;
     }
-    let id = derived_service_id(doc, path);
+    let id = derived_service_id(doc, url);
     vec![(id.clone(), id)]
 }
 
 /// Service ID for an unreferenced source: first non-parameter segment of the first path,
 /// else the slug of `info.title`, else the slug of the file name.
-fn derived_service_id(doc: &Document, path: &Path) -> String {
+fn derived_service_id(doc: &DocSet, url: &url::Url) -> String {
     let first_path = doc
-        .root
+        .root_doc()
         .get("paths")
         .and_then(|p| p.as_object())
         .and_then(|p| p.keys().min().cloned());
@@ -189,23 +200,12 @@ fn derived_service_id(doc: &Document, path: &Path) -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| doc.title().map(slug::slug).filter(|s| !s.is_empty()))
         .unwrap_or_else(|| {
-            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-            slug::slug(stem.split('.').next().unwrap_or_default())
+            let name = url
+                .path_segments()
+                .and_then(|mut s| s.next_back())
+                .unwrap_or_default();
+            slug::slug(name.split('.').next().unwrap_or_default())
         })
-}
-
-/// A local document location: a path (relative to the config's directory) or `file://`.
-fn local_path(uri: &str, base: &Path) -> Result<PathBuf, String> {
-    if uri.starts_with("http://") || uri.starts_with("https://") {
-        return Err(format!(
-            "remote OpenAPI documents (`{uri}`) are not supported by this version yet; download it and use a local path"
-        ));
-    }
-    let p = match uri.strip_prefix("file://") {
-        Some(rest) => PathBuf::from(rest),
-        None => PathBuf::from(uri),
-    };
-    Ok(if p.is_absolute() { p } else { base.join(p) })
 }
 
 /// A compiled tool set.

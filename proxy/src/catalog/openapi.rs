@@ -6,132 +6,200 @@
 //! the catalog are snapshots with references inlined, and a recursive reference is left as
 //! `{"$ref": ...}` where it recurs, so recursive schemas never hang the build.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use open_cli_config::ntc::{
     AuthAlternative, AuthRequirement, MediaType, OAuthFlow, Parameter, RequestBody, Safety, Tool,
 };
 use serde_json::{Map, Value};
 
+use url::Url;
+
 use super::slug::slug;
 
 /// HTTP methods that become tools, in the order they are considered.
 pub const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
-/// A parsed OpenAPI document.
+/// An OpenAPI document and every document its `$ref`s reach, keyed by URL (no fragment).
 #[derive(Debug)]
-pub struct Document {
-    pub root: Value,
+pub struct DocSet {
+    docs: HashMap<String, Value>,
+    /// URL of the OpenAPI document itself.
+    pub root: String,
 }
 
 /// Problems are plain sentences; the caller prefixes the source and file.
 pub type Problems = Vec<String>;
 
-impl Document {
-    /// Parse JSON or YAML text. `hint` is the file name, used to pick the parser first.
-    pub fn parse(text: &str, hint: &str) -> Result<Self, String> {
-        let lower = hint.to_ascii_lowercase();
-        let root: Value = if lower.ends_with(".json") {
-            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?
-        } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
-            serde_yaml_ng::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?
-        } else {
-            serde_json::from_str(text)
-                .or_else(|_| serde_yaml_ng::from_str(text))
-                .map_err(|e| format!("neither JSON nor YAML: {e}"))?
-        };
-        let doc = Self { root };
-        doc.check_version()?;
-        Ok(doc)
+/// Parse JSON or YAML text. `hint` (file name or URL) picks the parser to try first.
+pub fn parse_document(text: &str, hint: &str) -> Result<Value, String> {
+    let lower = hint.to_ascii_lowercase();
+    if lower.ends_with(".json") {
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
+    } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+        serde_yaml_ng::from_str(text).map_err(|e| format!("invalid YAML: {e}"))
+    } else {
+        serde_json::from_str(text)
+            .or_else(|_| serde_yaml_ng::from_str(text))
+            .map_err(|e| format!("neither JSON nor YAML: {e}"))
+    }
+}
+
+/// Accept OpenAPI 3.0.x and 3.1.x; reject Swagger 2.0 with a conversion hint.
+pub fn check_version(root: &Value) -> Result<(), String> {
+    if let Some(v) = root.get("swagger") {
+        return Err(format!(
+            "Swagger {} documents are not supported; convert it to OpenAPI 3 first (for example with `npx swagger2openapi`)",
+            v.as_str().unwrap_or("2.0")
+        ));
+    }
+    match root.get("openapi").and_then(Value::as_str) {
+        Some(v) if v.starts_with("3.0.") || v.starts_with("3.1.") => Ok(()),
+        Some(v) => Err(format!(
+            "OpenAPI version `{v}` is not supported; use 3.0.x or 3.1.x"
+        )),
+        None => Err("not an OpenAPI document: the `openapi` version field is missing".into()),
+    }
+}
+
+/// The absolute URL (without fragment) and fragment a reference names, relative to `base`.
+pub fn split_ref(base: &str, reference: &str) -> Result<(String, String), String> {
+    let base = Url::parse(base).map_err(|e| format!("bad base URL `{base}`: {e}"))?;
+    let mut url = base
+        .join(reference)
+        .map_err(|e| format!("`$ref` `{reference}` is not a valid reference: {e}"))?;
+    let fragment = url.fragment().unwrap_or_default().to_string();
+    url.set_fragment(None);
+    Ok((url.to_string(), fragment))
+}
+
+/// The documents (URLs without fragment) that `$ref`s anywhere in `v` point to.
+pub fn referenced_documents(base: &str, v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(r) = map.get("$ref").and_then(Value::as_str)
+                && !r.starts_with('#')
+                && let Ok((doc, _)) = split_ref(base, r)
+                && !out.contains(&doc)
+            {
+                out.push(doc);
+            }
+            for child in map.values() {
+                referenced_documents(base, child, out);
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| referenced_documents(base, i, out)),
+        _ => {}
+    }
+}
+
+impl DocSet {
+    pub fn new(root: String, docs: HashMap<String, Value>) -> Self {
+        Self { docs, root }
     }
 
-    fn check_version(&self) -> Result<(), String> {
-        if let Some(v) = self.root.get("swagger") {
-            return Err(format!(
-                "Swagger {} documents are not supported; convert it to OpenAPI 3 first (for example with `npx swagger2openapi`)",
-                v.as_str().unwrap_or("2.0")
-            ));
-        }
-        match self.root.get("openapi").and_then(Value::as_str) {
-            Some(v) if v.starts_with("3.0.") || v.starts_with("3.1.") => Ok(()),
-            Some(v) => Err(format!(
-                "OpenAPI version `{v}` is not supported; use 3.0.x or 3.1.x"
-            )),
-            None => Err("not an OpenAPI document: the `openapi` version field is missing".into()),
-        }
+    /// A set with one document (tests, synthetic documents).
+    pub fn single(root: &str, doc: Value) -> Self {
+        Self::new(root.to_string(), HashMap::from([(root.to_string(), doc)]))
+    }
+
+    pub fn root_doc(&self) -> &Value {
+        self.docs.get(&self.root).unwrap_or(&Value::Null)
     }
 
     pub fn title(&self) -> Option<&str> {
-        self.root.pointer("/info/title").and_then(Value::as_str)
+        self.root_doc()
+            .pointer("/info/title")
+            .and_then(Value::as_str)
     }
 
-    /// Follow `$ref` chains to the referenced value.
-    pub fn resolve<'a>(&'a self, v: &'a Value) -> Result<&'a Value, String> {
-        let mut cur = v;
+    /// Follow `$ref` chains; returns the value and the URL of the document it lives in.
+    pub fn resolve<'a>(
+        &'a self,
+        base: &'a str,
+        v: &'a Value,
+    ) -> Result<(&'a str, &'a Value), String> {
+        let (mut base, mut cur) = (base, v);
         for _ in 0..32 {
             match cur.get("$ref").and_then(Value::as_str) {
-                Some(r) => cur = self.lookup(r)?,
-                None => return Ok(cur),
+                Some(r) => (base, cur) = self.lookup(base, r)?,
+                None => return Ok((base, cur)),
             }
         }
         Err("`$ref` chain is longer than 32 links (a reference cycle?)".into())
     }
 
-    fn lookup(&self, reference: &str) -> Result<&Value, String> {
-        let Some(fragment) = reference.strip_prefix('#') else {
+    fn lookup<'a>(&'a self, base: &str, reference: &str) -> Result<(&'a str, &'a Value), String> {
+        let (doc_url, fragment) = split_ref(base, reference)?;
+        let Some((key, doc)) = self.docs.get_key_value(&doc_url) else {
             return Err(format!(
-                "external `$ref` `{reference}` is not supported yet; inline it or use a `#/...` reference"
+                "`$ref` `{reference}` names a document that was not loaded ({doc_url})"
             ));
         };
-        let pointer = percent_decode(fragment);
-        self.root
-            .pointer(&pointer)
-            .ok_or_else(|| format!("`$ref` `{reference}` points at nothing in the document"))
+        let pointer = percent_decode(&fragment);
+        doc.pointer(&pointer)
+            .map(|v| (key.as_str(), v))
+            .ok_or_else(|| format!("`$ref` `{reference}` points at nothing in {doc_url}"))
     }
 
-    /// A JSON snapshot of a schema with internal references inlined.
-    pub fn snapshot(&self, v: &Value) -> Value {
+    /// A JSON snapshot of a schema with references inlined. A reference that recurs inside
+    /// itself is left as `{"$ref": <absolute URL>}` where it recurs.
+    pub fn snapshot(&self, base: &str, v: &Value) -> Value {
         let mut stack = Vec::new();
-        self.inline(v, &mut stack)
+        self.inline(base, v, &mut stack)
     }
 
-    fn inline(&self, v: &Value, stack: &mut Vec<String>) -> Value {
+    fn inline(&self, base: &str, v: &Value, stack: &mut Vec<String>) -> Value {
         match v {
             Value::Object(map) => {
                 if let Some(r) = map.get("$ref").and_then(Value::as_str) {
-                    if stack.iter().any(|s| s == r) || stack.len() >= 64 {
-                        return v.clone();
+                    let id = split_ref(base, r)
+                        .map(|(d, f)| format!("{d}#{f}"))
+                        .unwrap_or_else(|_| r.to_string());
+                    if stack.contains(&id) || stack.len() >= 64 {
+                        return serde_json::json!({ "$ref": if r.starts_with('#') { r.to_string() } else { id } });
                     }
-                    let Ok(target) = self.lookup(r) else {
+                    let Ok((target_base, target)) = self.lookup(base, r) else {
                         return v.clone();
                     };
-                    stack.push(r.to_string());
-                    let mut out = self.inline(target, stack);
+                    stack.push(id);
+                    let mut out = self.inline(target_base, target, stack);
                     stack.pop();
                     // 3.1 allows siblings next to `$ref`; keep them.
                     if let Value::Object(o) = &mut out {
                         for (k, sv) in map.iter().filter(|(k, _)| *k != "$ref") {
-                            o.insert(k.clone(), self.inline(sv, stack));
+                            o.insert(k.clone(), self.inline(base, sv, stack));
                         }
                     }
                     return out;
                 }
                 Value::Object(
                     map.iter()
-                        .map(|(k, sv)| (k.clone(), self.inline(sv, stack)))
+                        .map(|(k, sv)| (k.clone(), self.inline(base, sv, stack)))
                         .collect(),
                 )
             }
             Value::Array(items) => {
-                Value::Array(items.iter().map(|i| self.inline(i, stack)).collect())
+                Value::Array(items.iter().map(|i| self.inline(base, i, stack)).collect())
             }
             other => other.clone(),
         }
     }
 
-    /// Document-level server URLs.
+    /// Document-level server URLs, resolved against the document's URL when it was fetched
+    /// over HTTP; a remote document without `servers` gets its origin.
     pub fn servers(&self, problems: &mut Problems) -> Vec<String> {
-        server_urls(self.root.get("servers"), "servers", problems)
+        let root = self.root_doc();
+        let urls = server_urls(root.get("servers"), "servers", &self.root, problems);
+        if urls.is_empty()
+            && let Ok(u) = Url::parse(&self.root)
+            && matches!(u.scheme(), "http" | "https")
+        {
+            return vec![u.origin().ascii_serialization()];
+        }
+        urls
     }
 }
 
@@ -142,8 +210,8 @@ pub struct ServiceRef<'a> {
 }
 
 /// Build one tool per operation of `doc` for the given service.
-pub fn tools(doc: &Document, service: &ServiceRef<'_>, problems: &mut Problems) -> Vec<Tool> {
-    let Some(paths) = doc.root.get("paths").and_then(Value::as_object) else {
+pub fn tools(doc: &DocSet, service: &ServiceRef<'_>, problems: &mut Problems) -> Vec<Tool> {
+    let Some(paths) = doc.root_doc().get("paths").and_then(Value::as_object) else {
         return Vec::new();
     };
     let doc_servers = doc.servers(problems);
@@ -151,8 +219,8 @@ pub fn tools(doc: &Document, service: &ServiceRef<'_>, problems: &mut Problems) 
     keys.sort();
     let mut out = Vec::new();
     for path in keys {
-        let item = match doc.resolve(&paths[path]) {
-            Ok(Value::Object(item)) => item,
+        let (base, item) = match doc.resolve(&doc.root, &paths[path]) {
+            Ok((base, Value::Object(item))) => (base, item),
             Ok(_) => {
                 problems.push(format!("paths.{path}: must be an object"));
                 continue;
@@ -173,6 +241,7 @@ pub fn tools(doc: &Document, service: &ServiceRef<'_>, problems: &mut Problems) 
             }
             let ctx = OpCtx {
                 doc,
+                base,
                 service,
                 path,
                 method,
@@ -189,7 +258,9 @@ pub fn tools(doc: &Document, service: &ServiceRef<'_>, problems: &mut Problems) 
 }
 
 struct OpCtx<'a> {
-    doc: &'a Document,
+    doc: &'a DocSet,
+    /// URL of the document holding the path item.
+    base: &'a str,
     service: &'a ServiceRef<'a>,
     path: &'a str,
     method: &'static str,
@@ -281,7 +352,7 @@ impl OpCtx<'_> {
 
     /// Path parameters in path-template order, then the other parameters in declared order.
     fn parameters(&self, problems: &mut Problems) -> (Vec<Parameter>, Vec<Parameter>) {
-        let mut merged: Vec<(String, String, &Map<String, Value>)> = Vec::new();
+        let mut merged: Vec<(String, String, &str, &Map<String, Value>)> = Vec::new();
         for (origin, list) in [
             ("path item", self.item.get("parameters")),
             ("operation", self.op.get("parameters")),
@@ -295,8 +366,8 @@ impl OpCtx<'_> {
                 continue;
             };
             for (i, p) in list.iter().enumerate() {
-                let p = match self.doc.resolve(p) {
-                    Ok(Value::Object(p)) => p,
+                let (pbase, p) = match self.doc.resolve(self.base, p) {
+                    Ok((pbase, Value::Object(p))) => (pbase, p),
                     Ok(_) => {
                         problems.push(format!("{}: parameter {i} must be an object", self.at()));
                         continue;
@@ -315,13 +386,13 @@ impl OpCtx<'_> {
                     ));
                     continue;
                 }
-                merged.retain(|(n, l, _)| !(n == name && l == loc));
-                merged.push((name.to_string(), loc.to_string(), p));
+                merged.retain(|(n, l, _, _)| !(n == name && l == loc));
+                merged.push((name.to_string(), loc.to_string(), pbase, p));
             }
         }
         let mut path_params = Vec::new();
         let mut flags: Vec<Parameter> = Vec::new();
-        for (name, loc, p) in &merged {
+        for (name, loc, pbase, p) in &merged {
             let param = Parameter {
                 name: p
                     .get("x-cli-name")
@@ -335,7 +406,7 @@ impl OpCtx<'_> {
                     .get("description")
                     .and_then(Value::as_str)
                     .map(str::to_string),
-                schema: p.get("schema").map(|s| self.doc.snapshot(s)),
+                schema: p.get("schema").map(|s| self.doc.snapshot(pbase, s)),
             };
             if loc == "path" {
                 path_params.push(param);
@@ -364,7 +435,7 @@ impl OpCtx<'_> {
 
     fn request_body(&self, problems: &mut Problems) -> Option<RequestBody> {
         let body = self.op.get("requestBody")?;
-        let body = match self.doc.resolve(body) {
+        let (bbase, body) = match self.doc.resolve(self.base, body) {
             Ok(b) => b,
             Err(e) => {
                 problems.push(format!("{}: requestBody: {e}", self.at()));
@@ -378,7 +449,7 @@ impl OpCtx<'_> {
                 c.iter()
                     .map(|(media_type, m)| MediaType {
                         media_type: media_type.clone(),
-                        schema: m.get("schema").map(|s| self.doc.snapshot(s)),
+                        schema: m.get("schema").map(|s| self.doc.snapshot(bbase, s)),
                     })
                     .collect()
             })
@@ -394,7 +465,7 @@ impl OpCtx<'_> {
         let Some(reqs) = self
             .op
             .get("security")
-            .or_else(|| self.doc.root.get("security"))
+            .or_else(|| self.doc.root_doc().get("security"))
         else {
             return Vec::new();
         };
@@ -402,7 +473,7 @@ impl OpCtx<'_> {
             problems.push(format!("{}: `security` must be an array", self.at()));
             return Vec::new();
         };
-        let schemes = self.doc.root.pointer("/components/securitySchemes");
+        let schemes = self.doc.root_doc().pointer("/components/securitySchemes");
         let mut out = Vec::new();
         for req in reqs {
             let Some(req) = req.as_object() else {
@@ -416,9 +487,9 @@ impl OpCtx<'_> {
             for (name, scopes) in req {
                 let scheme = schemes
                     .and_then(|s| s.get(name))
-                    .map(|s| self.doc.resolve(s));
+                    .map(|s| self.doc.resolve(&self.doc.root, s));
                 match scheme {
-                    Some(Ok(s)) => {
+                    Some(Ok((_, s))) => {
                         requirements.push(requirement(name, s, string_list(Some(scopes))))
                     }
                     Some(Err(e)) => {
@@ -477,10 +548,20 @@ impl OpCtx<'_> {
 
     fn servers(&self, problems: &mut Problems) -> Vec<String> {
         if let Some(s) = self.op.get("servers") {
-            return server_urls(Some(s), &format!("{} servers", self.at()), problems);
+            return server_urls(
+                Some(s),
+                &format!("{} servers", self.at()),
+                &self.doc.root,
+                problems,
+            );
         }
         if let Some(s) = self.item.get("servers") {
-            return server_urls(Some(s), &format!("paths.{} servers", self.path), problems);
+            return server_urls(
+                Some(s),
+                &format!("paths.{} servers", self.path),
+                &self.doc.root,
+                problems,
+            );
         }
         self.doc_servers.to_vec()
     }
@@ -552,7 +633,17 @@ fn flatten_auth(alts: &[AuthAlternative]) -> Vec<AuthRequirement> {
     out
 }
 
-fn server_urls(servers: Option<&Value>, at: &str, problems: &mut Problems) -> Vec<String> {
+/// Server URLs with variables expanded. Relative URLs are resolved against the document's
+/// URL when it was fetched over HTTP (a local document's relative URLs stay as written).
+fn server_urls(
+    servers: Option<&Value>,
+    at: &str,
+    doc_url: &str,
+    problems: &mut Problems,
+) -> Vec<String> {
+    let remote = Url::parse(doc_url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"));
     let Some(list) = servers.and_then(Value::as_array) else {
         return Vec::new();
     };
@@ -563,7 +654,15 @@ fn server_urls(servers: Option<&Value>, at: &str, problems: &mut Problems) -> Ve
             continue;
         };
         match expand_server_vars(url, s.get("variables")) {
-            Ok(u) => out.push(u.trim_end_matches('/').to_string()),
+            Ok(u) => {
+                let u = match &remote {
+                    Some(base) if !u.contains("://") => {
+                        base.join(&u).map(|j| j.to_string()).unwrap_or(u)
+                    }
+                    _ => u,
+                };
+                out.push(u.trim_end_matches('/').to_string());
+            }
             Err(e) => problems.push(format!("{at}[{i}]: {e}")),
         }
     }
@@ -628,17 +727,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn doc(v: Value) -> Document {
-        Document { root: v }
+    fn doc(v: Value) -> DocSet {
+        DocSet::single("file:///spec/openapi.json", v)
     }
 
     #[test]
     fn rejects_swagger_and_unknown_versions() {
-        let e = Document::parse(r#"{"swagger":"2.0"}"#, "a.json").unwrap_err();
+        let e = check_version(&json!({"swagger": "2.0"})).unwrap_err();
         assert!(e.contains("Swagger 2.0"), "{e}");
-        let e = Document::parse("openapi: 4.0.0\n", "a.yaml").unwrap_err();
+        let e = check_version(&parse_document("openapi: 4.0.0\n", "a.yaml").unwrap()).unwrap_err();
         assert!(e.contains("`4.0.0` is not supported"), "{e}");
-        assert!(Document::parse("openapi: 3.1.0\ninfo: {title: x}\n", "a.yml").is_ok());
+        assert!(check_version(&parse_document("openapi: 3.1.0\n", "a.yml").unwrap()).is_ok());
     }
 
     #[test]
@@ -646,7 +745,7 @@ mod tests {
         let d = doc(json!({"components": {"schemas": {
             "Node": {"type": "object", "properties": {"child": {"$ref": "#/components/schemas/Node"}}}
         }}}));
-        let snap = d.snapshot(&json!({"$ref": "#/components/schemas/Node"}));
+        let snap = d.snapshot(&d.root, &json!({"$ref": "#/components/schemas/Node"}));
         assert_eq!(
             snap,
             json!({"type": "object", "properties": {"child": {"$ref": "#/components/schemas/Node"}}})
@@ -654,19 +753,53 @@ mod tests {
     }
 
     #[test]
-    fn server_variables_take_defaults() {
+    fn external_refs_resolve_against_the_referencing_document() {
+        let root = "http://h/api/openapi.yaml";
+        let docs = HashMap::from([
+            (
+                root.to_string(),
+                json!({"x": {"$ref": "schemas/a.yaml#/A"}}),
+            ),
+            (
+                "http://h/api/schemas/a.yaml".to_string(),
+                json!({"A": {"properties": {"b": {"$ref": "b.yaml"}}}}),
+            ),
+            (
+                "http://h/api/schemas/b.yaml".to_string(),
+                json!({"type": "string"}),
+            ),
+        ]);
+        let d = DocSet::new(root.to_string(), docs);
+        let snap = d.snapshot(root, &json!({"$ref": "schemas/a.yaml#/A"}));
+        assert_eq!(snap, json!({"properties": {"b": {"type": "string"}}}));
+        let mut refs = Vec::new();
+        referenced_documents(root, &d.docs[root], &mut refs);
+        assert_eq!(refs, vec!["http://h/api/schemas/a.yaml"]);
+    }
+
+    #[test]
+    fn server_variables_take_defaults_and_relative_urls_resolve_remotely() {
         let mut p = Vec::new();
         let urls = server_urls(
             Some(
                 &json!([{"url": "https://{env}.example.com/v1/", "variables": {"env": {"default": "api"}}}]),
             ),
             "servers",
+            "file:///x.yaml",
             &mut p,
         );
         assert_eq!(urls, vec!["https://api.example.com/v1"]);
+        let urls = server_urls(
+            Some(&json!([{"url": "/v2"}])),
+            "servers",
+            "http://h:8/specs/a.yaml",
+            &mut p,
+        );
+        assert_eq!(urls, vec!["http://h:8/v2"]);
         server_urls(
             Some(&json!([{"url": "https://{env}.x"}])),
             "servers",
+            "file:///x",
             &mut p,
         );
         assert_eq!(
@@ -679,7 +812,7 @@ mod tests {
     fn escaped_pointer_refs_resolve() {
         let d = doc(json!({"paths": {"/items/{id}": {"x": 1}}}));
         let r = json!({"$ref": "#/paths/~1items~1%7Bid%7D"});
-        let v = d.resolve(&r).unwrap();
+        let (_, v) = d.resolve(&d.root, &r).unwrap();
         assert_eq!(v, &json!({"x": 1}));
     }
 }
