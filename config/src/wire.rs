@@ -21,6 +21,9 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const NOT_IMPLEMENTED: &str = "not_implemented";
     pub const NOT_READY: &str = "not_ready";
+    /// A catalog rebuild failed; the previous catalog is still served.
+    pub const REFRESH_FAILED: &str = "refresh_failed";
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     pub const UNKNOWN_AGENT_PROFILE: &str = "unknown_agent_profile";
     pub const INTERNAL: &str = "internal_error";
 }
@@ -70,6 +73,8 @@ pub struct RuntimeInfo {
     pub auth: AuthInfo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<CatalogSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refresh: Option<RefreshStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,4 +120,41 @@ pub struct CatalogSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     pub status: String,
+}
+
+/// `GET|POST /v1/refresh` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshReport {
+    pub refreshed_at: String,
+    pub sources: Vec<SourceRefresh>,
+    /// Our addition: the catalog now served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogSummary>,
+}
+
+/// How one source's main document was obtained in a rebuild.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRefresh {
+    pub id: String,
+    pub uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+}
+
+/// Our addition to runtime info: how the last rebuild after start-up went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshStatus {
+    pub at: String,
+    /// `api` (`/v1/refresh`) or `sighup`.
+    pub trigger: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

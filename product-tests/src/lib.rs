@@ -154,8 +154,17 @@ pub struct TestApi {
 
 impl TestApi {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Also serve the files of `dir` under `/docs/` (ETag, Last-Modified, 304s, sidecars).
+    pub fn start_with_docs(dir: &Path) -> Self {
+        Self::start_with(&["--docs", dir.to_str().expect("utf-8 path")])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let mut cmd = Command::new(bin("open-cli-testapi"));
-        cmd.args(["--addr", "127.0.0.1:0"]);
+        cmd.args(["--addr", "127.0.0.1:0"]).args(extra);
         let mut proc = Proc::spawn("testapi", cmd);
         let url = wait_for("testapi to listen", START_DEADLINE, || {
             if let Some(status) = proc.try_status() {
@@ -245,7 +254,8 @@ pub fn demo_config(extra: Value) -> Value {
 pub struct Runtime {
     pub proc: Proc,
     pub url: String,
-    pub state_dir: TempDir,
+    pub state_dir: PathBuf,
+    _state_tmp: Option<TempDir>,
     pub runtime_json: PathBuf,
     pub config: PathBuf,
 }
@@ -257,7 +267,24 @@ impl Runtime {
 
     /// Start and wait until `runtime.json` names the URL and `/readyz` answers 200.
     pub fn try_start(config: &Path, extra_args: &[&str]) -> Result<Self, String> {
-        let state_dir = tempfile::tempdir().expect("tempdir");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        Self::try_start_in(config, &dir, extra_args).map(|mut rt| {
+            rt._state_tmp = Some(tmp);
+            rt
+        })
+    }
+
+    /// Start with a given state directory (to observe what survives a restart).
+    pub fn start_in(config: &Path, state_dir: &Path) -> Self {
+        Self::try_start_in(config, state_dir, &[]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_start_in(
+        config: &Path,
+        state_dir: &Path,
+        extra_args: &[&str],
+    ) -> Result<Self, String> {
         let mut cmd = Command::new(bin("open-cli-toolbox"));
         cmd.arg("--config")
             .arg(config)
@@ -270,10 +297,10 @@ impl Runtime {
                 "2",
             ])
             .arg("--state-dir")
-            .arg(state_dir.path())
+            .arg(state_dir)
             .args(extra_args);
         let mut proc = Proc::spawn("open-cli-toolbox", cmd);
-        let runtime_json = state_dir.path().join("instances/test/runtime.json");
+        let runtime_json = state_dir.join("instances/test/runtime.json");
         let url = wait_for("runtime.json", START_DEADLINE, || {
             if let Some(status) = proc.try_status() {
                 return Some(Err(format!("open-cli-toolbox exited early with {status}")));
@@ -296,7 +323,8 @@ impl Runtime {
         Ok(Self {
             proc,
             url,
-            state_dir,
+            state_dir: state_dir.to_path_buf(),
+            _state_tmp: None,
             runtime_json,
             config: config.to_path_buf(),
         })
@@ -361,4 +389,48 @@ pub fn start_demo_runtime(api: &TestApi) -> (Fixture, Runtime) {
     let config = fx.write_json(".cli.json", &demo_config(serde_json::json!({})));
     let rt = Runtime::start(&config);
     (fx, rt)
+}
+
+impl TestApi {
+    /// Requests this upstream received, oldest first.
+    pub fn requests(&self) -> Vec<Value> {
+        http()
+            .get(format!("{}/_debug/requests", self.url))
+            .send()
+            .and_then(|r| r.json())
+            .expect("requests")
+    }
+
+    /// Requests for one path.
+    pub fn requests_for(&self, path: &str) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["path"] == path)
+            .collect()
+    }
+}
+
+impl Runtime {
+    pub fn post(&self, path_and_query: &str, body: &str) -> reqwest::blocking::Response {
+        http()
+            .post(format!("{}{path_and_query}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .expect("request")
+    }
+
+    /// `GET /v1/catalog/effective` as JSON.
+    pub fn catalog(&self) -> Value {
+        self.get("/v1/catalog/effective")
+            .json()
+            .expect("catalog json")
+    }
+
+    /// Stop with SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        self.proc.signal(libc::SIGTERM);
+        let status = self.proc.wait_exit(Duration::from_secs(10)).expect("exit");
+        assert!(status.success(), "{status}\n{}", self.proc.logs());
+    }
 }

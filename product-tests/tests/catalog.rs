@@ -258,7 +258,7 @@ fn runtime_info_describes_the_instance_and_its_catalog() {
     assert_eq!(v["runtimeMode"], "remote");
     assert_eq!(v["instanceId"], "test");
     assert_eq!(v["url"], rt.url);
-    assert_eq!(v["capabilities"], serde_json::json!(["catalog"]));
+    assert_eq!(v["capabilities"], serde_json::json!(["catalog", "refresh"]));
     assert_eq!(v["auth"]["required"], false);
     assert_eq!(
         v["auth"]["scopePrefixes"],
@@ -273,7 +273,7 @@ fn runtime_info_describes_the_instance_and_its_catalog() {
         v["catalog"]["views"],
         serde_json::json!(["discover", "reader"])
     );
-    let state = rt.state_dir.path().join("instances/test");
+    let state = rt.state_dir.join("instances/test");
     assert_eq!(v["stateDir"], state.display().to_string());
     assert_eq!(
         v["auditPath"],

@@ -10,3 +10,5 @@ mod cli;
 mod config;
 /// Start-up, readiness, `runtime.json`, signals.
 mod lifecycle;
+/// Remote descriptions, external `$ref`s, the HTTP document cache, refresh and SIGHUP.
+mod sources;

@@ -6,6 +6,7 @@
 //! stable code from [`open_cli_config::wire::codes`].
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use open_cli_config::wire::{
@@ -18,7 +19,7 @@ use crate::snapshot::ApiError;
 use crate::state::RuntimeState;
 
 /// Capabilities this build implements; advertised in runtime info. Only what works is listed.
-pub const CAPABILITIES: [&str; 1] = ["catalog"];
+pub const CAPABILITIES: [&str; 2] = ["catalog", "refresh"];
 
 /// The parts of an HTTP request the API looks at.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +27,12 @@ pub struct Request<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub query: Option<&'a str>,
+    /// The request body (read by the gateway up to [`MAX_API_BODY`]).
+    pub body: &'a [u8],
 }
+
+/// Largest request body the API accepts.
+pub const MAX_API_BODY: usize = 1024 * 1024;
 
 /// A complete response.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,23 +74,46 @@ impl Reply {
     }
 }
 
-type Handler = fn(&RuntimeState, &Request<'_>) -> Result<Reply, ApiError>;
+type SyncHandler = fn(&RuntimeState, &Request<'_>) -> Result<Reply, ApiError>;
+
+/// How a route is answered: most are plain functions of the current state.
+#[derive(Clone, Copy)]
+enum Handler {
+    Sync(SyncHandler),
+    Refresh,
+}
 
 /// `(path, allowed methods, handler)`.
 const ROUTES: &[(&str, &[&str], Handler)] = &[
-    ("/healthz", &["GET"], healthz),
-    ("/readyz", &["GET"], readyz),
-    ("/v1/runtime/info", &["GET"], runtime_info),
-    ("/v1/catalog/effective", &["GET"], catalog_effective),
-    ("/v1/auth/browser-config", &["GET"], browser_config),
-    ("/v1/tools/execute", &["POST"], not_implemented),
-    ("/v1/workflows/run", &["POST"], not_implemented),
-    ("/v1/refresh", &["GET", "POST"], not_implemented),
-    ("/v1/audit/events", &["GET"], not_implemented),
+    ("/healthz", &["GET"], Handler::Sync(healthz)),
+    ("/readyz", &["GET"], Handler::Sync(readyz)),
+    ("/v1/runtime/info", &["GET"], Handler::Sync(runtime_info)),
+    (
+        "/v1/catalog/effective",
+        &["GET"],
+        Handler::Sync(catalog_effective),
+    ),
+    (
+        "/v1/auth/browser-config",
+        &["GET"],
+        Handler::Sync(browser_config),
+    ),
+    ("/v1/refresh", &["GET", "POST"], Handler::Refresh),
+    (
+        "/v1/tools/execute",
+        &["POST"],
+        Handler::Sync(not_implemented),
+    ),
+    (
+        "/v1/workflows/run",
+        &["POST"],
+        Handler::Sync(not_implemented),
+    ),
+    ("/v1/audit/events", &["GET"], Handler::Sync(not_implemented)),
 ];
 
 /// Answer one request.
-pub fn handle(state: &RuntimeState, req: &Request<'_>, request_id: &str) -> Reply {
+pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &str) -> Reply {
     let Some((_, methods, handler)) = ROUTES.iter().find(|(p, _, _)| *p == req.path) else {
         let e = ApiError::new(
             404,
@@ -108,7 +137,11 @@ pub fn handle(state: &RuntimeState, req: &Request<'_>, request_id: &str) -> Repl
         reply.headers.push(("allow", methods.join(", ")));
         return reply;
     }
-    handler(state, req).unwrap_or_else(|e| Reply::error(&e, request_id))
+    let result = match handler {
+        Handler::Sync(f) => f(state, req),
+        Handler::Refresh => refresh(state, req).await,
+    };
+    result.unwrap_or_else(|e| Reply::error(&e, request_id))
 }
 
 fn healthz(_: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {
@@ -168,6 +201,7 @@ fn runtime_info(state: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError
             principal: None,
         },
         catalog: Some(snapshot.summary.clone()),
+        last_refresh: state.last_refresh.load_full().map(|s| (*s).clone()),
     };
     Ok(Reply::json(200, &info))
 }
@@ -185,6 +219,35 @@ fn catalog_effective(state: &RuntimeState, req: &Request<'_>) -> Result<Reply, A
         )
     })?;
     Ok(Reply::raw(200, body))
+}
+
+/// Rebuild the catalog now (forcing revalidation of cached documents) and swap it in.
+async fn refresh(state: &Arc<RuntimeState>, req: &Request<'_>) -> Result<Reply, ApiError> {
+    let q = Query::parse(req.query)?;
+    check_binding(state, q.get("config"))?;
+    if !req.body.is_empty() {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Body {
+            config_path: Option<String>,
+        }
+        let body: Body = serde_json::from_slice(req.body).map_err(|e| {
+            ApiError::new(
+                400,
+                codes::INVALID_REQUEST,
+                format!("refresh body must be {{\"configPath\": \"...\"}} or empty: {e}"),
+            )
+        })?;
+        check_binding(state, body.config_path.as_deref())?;
+    }
+    match crate::refresh::rebuild(Arc::clone(state), crate::refresh::Trigger::Api).await {
+        Ok(report) => Ok(Reply::json(200, &report)),
+        Err(e) => Err(ApiError::new(
+            502,
+            codes::REFRESH_FAILED,
+            format!("the catalog was not rebuilt; the previous catalog is still served: {e}"),
+        )),
+    }
 }
 
 fn browser_config(_: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {

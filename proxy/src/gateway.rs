@@ -50,19 +50,29 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let header = session.req_header();
         ctx.request_id = request_id(
-            header
+            session
+                .req_header()
                 .headers
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok()),
         );
-        let req = api::Request {
-            method: header.method.as_str(),
-            path: header.uri.path(),
-            query: header.uri.query(),
+        let body = match read_body(session, api::MAX_API_BODY, &ctx.request_id).await? {
+            Ok(b) => b,
+            Err(reply) => {
+                respond(session, ctx, reply).await?;
+                return Ok(true);
+            }
         };
-        let reply = api::handle(&self.state, &req, &ctx.request_id);
+        let header = session.req_header();
+        let (method, uri) = (header.method.clone(), header.uri.clone());
+        let req = api::Request {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query(),
+            body: &body,
+        };
+        let reply = api::handle(&self.state, &req, &ctx.request_id).await;
         respond(session, ctx, reply).await?;
         Ok(true)
     }
@@ -91,6 +101,27 @@ impl ProxyHttp for Gateway {
             "request"
         );
     }
+}
+
+/// Read the whole request body, or answer 413 when it exceeds `limit`.
+async fn read_body(
+    session: &mut Session,
+    limit: usize,
+    request_id: &str,
+) -> Result<std::result::Result<Vec<u8>, Reply>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if body.len() + chunk.len() > limit {
+            let e = crate::snapshot::ApiError::new(
+                413,
+                open_cli_config::wire::codes::PAYLOAD_TOO_LARGE,
+                format!("request bodies are limited to {limit} bytes"),
+            );
+            return Ok(Err(Reply::error(&e, request_id)));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Ok(body))
 }
 
 /// Write a complete local response.

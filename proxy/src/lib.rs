@@ -14,6 +14,7 @@
 //! - [`snapshot`]: the immutable, pre-rendered catalog state and view selection;
 //! - [`catalog`]: OpenAPI → Normalized Tool Catalog;
 //! - [`fetch`]: documents from files and HTTP, with the on-disk HTTP cache;
+//! - [`refresh`]: rebuilding and swapping the catalog while serving;
 //! - [`instance`]: state directories and `runtime.json`.
 //!
 //! Design notes for the next engineer are in `docs/`.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod fetch;
 pub mod gateway;
 pub mod instance;
+pub mod refresh;
 pub mod server;
 pub mod snapshot;
 pub mod state;

@@ -27,8 +27,9 @@ use crate::cli::ServeArgs;
 use crate::fetch::Fetcher;
 use crate::gateway::Gateway;
 use crate::instance::Instance;
+use crate::refresh::{self, Trigger};
 use crate::snapshot::Snapshot;
-use crate::state::{BoundConfig, RuntimeState};
+use crate::state::RuntimeState;
 
 /// Load, build, bind, serve until a signal, drain, clean up.
 pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
@@ -60,12 +61,8 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         .block_on(catalog::build(&loaded, &fetcher))
         .map_err(|e| e.to_string())?;
     let tools = catalog.tools.len();
-    let snapshot = Snapshot::new(
-        catalog,
-        loaded.config.mode.default,
-        loaded.config.agents.default_profile.clone(),
-    )
-    .map_err(|e| format!("cannot render the catalog: {e}"))?;
+    let snapshot = Snapshot::for_config(catalog, &loaded.config)
+        .map_err(|e| format!("cannot render the catalog: {e}"))?;
     let listener = std::net::TcpListener::bind(&args.addr)
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     listener
@@ -74,14 +71,16 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
+    let config_path = loaded.path.clone();
     let state = Arc::new(RuntimeState::new(
         snapshot,
+        loaded,
+        fetcher,
         instance,
         format!("http://{addr}"),
-        BoundConfig::new(&loaded.path),
     ));
     tracing::info!(
-        config = %loaded.path.display(),
+        config = %config_path.display(),
         instance = %state.instance.id,
         tools,
         threads,
@@ -127,9 +126,16 @@ async fn run(
     })?;
     tracing::info!(url = %state.url, runtime_json = %state.instance.runtime_json.display(), "open-cli runtime listening");
 
-    let which = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+    let which = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: re-reading the config and rebuilding the catalog");
+                tokio::spawn(refresh::rebuild(Arc::clone(&state), Trigger::Signal));
+            }
+        }
     };
     state.start_draining();
     let _ = shutdown_tx.send(true);

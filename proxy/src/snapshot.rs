@@ -41,6 +41,18 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The snapshot of a catalog built from `config`.
+    pub fn for_config(
+        catalog: Catalog,
+        config: &open_cli_config::Config,
+    ) -> Result<Self, serde_json::Error> {
+        Self::new(
+            catalog,
+            config.mode.default,
+            config.agents.default_profile.clone(),
+        )
+    }
+
     pub fn new(
         catalog: Catalog,
         mode_default: ModeKind,

@@ -4,14 +4,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use open_cli_config::LoadedConfig;
+use open_cli_config::wire::RefreshStatus;
 
+use crate::fetch::Fetcher;
 use crate::instance::Instance;
 use crate::snapshot::Snapshot;
 
 #[derive(Debug)]
 pub struct RuntimeState {
     snapshot: ArcSwap<Snapshot>,
+    /// The config the current snapshot was built from.
+    config: ArcSwap<LoadedConfig>,
+    pub fetcher: Fetcher,
+    /// Serialises catalog rebuilds.
+    pub rebuild_lock: tokio::sync::Mutex<()>,
+    pub last_refresh: ArcSwapOption<RefreshStatus>,
     pub instance: Instance,
     /// `http://<listen address>`.
     pub url: String,
@@ -21,9 +30,20 @@ pub struct RuntimeState {
 }
 
 impl RuntimeState {
-    pub fn new(snapshot: Snapshot, instance: Instance, url: String, bound: BoundConfig) -> Self {
+    pub fn new(
+        snapshot: Snapshot,
+        config: LoadedConfig,
+        fetcher: Fetcher,
+        instance: Instance,
+        url: String,
+    ) -> Self {
+        let bound = BoundConfig::new(&config.path);
         Self {
             snapshot: ArcSwap::from_pointee(snapshot),
+            config: ArcSwap::from_pointee(config),
+            fetcher,
+            rebuild_lock: tokio::sync::Mutex::new(()),
+            last_refresh: ArcSwapOption::empty(),
             instance,
             url,
             bound,
@@ -37,8 +57,15 @@ impl RuntimeState {
         self.snapshot.load_full()
     }
 
-    /// Replace the snapshot; requests in flight keep the one they loaded.
-    pub fn swap(&self, next: Snapshot) {
+    /// The config the current snapshot was built from.
+    pub fn config(&self) -> Arc<LoadedConfig> {
+        self.config.load_full()
+    }
+
+    /// Replace the snapshot (and the config it came from); requests in flight keep the
+    /// snapshot they loaded.
+    pub fn swap(&self, next: Snapshot, config: Arc<LoadedConfig>) {
+        self.config.store(config);
         self.snapshot.store(Arc::new(next));
     }
 

@@ -8,8 +8,14 @@
 //! (method, path, query, headers), so tests can assert what the runtime injected and that the
 //! caller's own token never arrived.
 //!
-//! Usage: `open-cli-testapi [--addr 127.0.0.1:8780]`. Port 0 picks a free port; the first
-//! line on stdout is `listening on http://ADDR`.
+//! With `--docs DIR` it also serves the files of DIR under `/docs/`, as a document server for
+//! catalog tests: a strong `ETag` (content hash) and `Last-Modified` (file time) on every
+//! answer, `304` for a matching `If-None-Match` or `If-Modified-Since`, and per-file extras
+//! from a sidecar `<file>.meta.json`: `{"headers": {"Cache-Control": "max-age=60", "Link":
+//! ["<a>; rel=x"]}, "status": 500}`.
+//!
+//! Usage: `open-cli-testapi [--addr 127.0.0.1:8780] [--docs DIR]`. Port 0 picks a free port;
+//! the first line on stdout is `listening on http://ADDR`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -63,6 +69,7 @@ struct Store {
 struct App {
     base_url: String,
     store: Arc<Mutex<Store>>,
+    docs: Option<std::path::PathBuf>,
 }
 
 impl App {
@@ -305,6 +312,91 @@ async fn debug_clear(State(app): State<App>) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
+#[derive(Debug, Default, Deserialize)]
+struct DocMeta {
+    #[serde(default)]
+    headers: BTreeMap<String, Value>,
+    status: Option<u16>,
+}
+
+async fn serve_doc(
+    State(app): State<App>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(root) = &app.docs else {
+        return error(StatusCode::NOT_FOUND, "no --docs directory");
+    };
+    if path.split('/').any(|seg| seg == ".." || seg.is_empty()) {
+        return error(StatusCode::BAD_REQUEST, "bad path");
+    }
+    let file = root.join(&path);
+    let meta_file = root.join(format!("{path}.meta.json"));
+    let meta: DocMeta = std::fs::read(&meta_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut resp = match meta.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        Some(s) if !s.is_success() => error(s, "status forced by the .meta.json sidecar"),
+        _ => match std::fs::read(&file) {
+            Err(_) => error(StatusCode::NOT_FOUND, &format!("no document {path}")),
+            Ok(body) => {
+                let etag = format!("\"{:016x}\"", {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    body.hash(&mut h);
+                    h.finish()
+                });
+                let modified = std::fs::metadata(&file)
+                    .and_then(|m| m.modified())
+                    .map(httpdate::fmt_http_date)
+                    .unwrap_or_default();
+                let inm = headers
+                    .get(header::IF_NONE_MATCH)
+                    .and_then(|v| v.to_str().ok());
+                let ims = headers
+                    .get(header::IF_MODIFIED_SINCE)
+                    .and_then(|v| v.to_str().ok());
+                let not_modified = match inm {
+                    Some(tag) => tag == etag,
+                    None => ims.is_some_and(|d| d == modified),
+                };
+                let mut r = if not_modified {
+                    StatusCode::NOT_MODIFIED.into_response()
+                } else {
+                    let ct = if path.ends_with(".json") {
+                        "application/json"
+                    } else {
+                        "application/yaml"
+                    };
+                    ([(header::CONTENT_TYPE, ct)], body).into_response()
+                };
+                if let (Ok(e), Ok(m)) = (etag.parse(), modified.parse()) {
+                    r.headers_mut().insert(header::ETAG, e);
+                    r.headers_mut().insert(header::LAST_MODIFIED, m);
+                }
+                r
+            }
+        },
+    };
+    for (name, value) in meta.headers {
+        let values: Vec<String> = match value {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Value::String(s) => vec![s],
+            other => vec![other.to_string()],
+        };
+        for v in values {
+            if let (Ok(n), Ok(v)) = (header::HeaderName::from_bytes(name.as_bytes()), v.parse()) {
+                resp.headers_mut().append(n, v);
+            }
+        }
+    }
+    resp
+}
+
 fn router(app: App) -> Router {
     Router::new()
         .route("/openapi.yaml", get(spec_yaml))
@@ -324,29 +416,34 @@ fn router(app: App) -> Router {
         .route("/auth/bearer", get(auth_bearer))
         .route("/auth/oauth2", get(auth_oauth2))
         .route("/_debug/requests", get(debug_requests).delete(debug_clear))
+        .route("/docs/{*path}", get(serve_doc))
         .layer(middleware::from_fn_with_state(app.clone(), record))
         .with_state(app)
 }
 
-fn parse_addr() -> Result<String, String> {
+fn parse_args() -> Result<(String, Option<std::path::PathBuf>), String> {
     let mut args = std::env::args().skip(1);
     let mut addr = "127.0.0.1:8780".to_string();
+    let mut docs = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--docs" => docs = Some(args.next().ok_or("--docs needs DIR")?.into()),
             "-h" | "--help" => {
-                println!("usage: open-cli-testapi [--addr HOST:PORT]   (default 127.0.0.1:8780)");
+                println!(
+                    "usage: open-cli-testapi [--addr HOST:PORT] [--docs DIR]   (default 127.0.0.1:8780)"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    Ok(addr)
+    Ok((addr, docs))
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let addr = match parse_addr() {
+    let (addr, docs) = match parse_args() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
@@ -367,6 +464,7 @@ async fn main() -> std::process::ExitCode {
     let app = App {
         base_url,
         store: Arc::default(),
+        docs,
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
