@@ -303,3 +303,43 @@ fn the_catalog_is_built_once_not_per_request() {
         second["catalog"]["generatedAt"]
     );
 }
+
+#[test]
+fn the_catalog_is_gzip_compressed_when_the_client_accepts_it() {
+    let api = TestApi::start();
+    let (_fx, rt) = start_demo_runtime(&api);
+    let client = http();
+    let url = format!("{}/v1/catalog/effective", rt.url);
+    let plain = client.get(&url).send().unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.headers()["vary"], "accept-encoding");
+    let plain = plain.bytes().unwrap();
+    for accept in ["gzip", "br, gzip;q=0.8", "*"] {
+        let resp = client
+            .get(&url)
+            .header("accept-encoding", accept)
+            .send()
+            .unwrap();
+        assert_eq!(resp.headers()["content-encoding"], "gzip", "{accept}");
+        let zipped = resp.bytes().unwrap();
+        assert!(
+            zipped.len() * 3 < plain.len(),
+            "compressed: {} vs {}",
+            zipped.len(),
+            plain.len()
+        );
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&zipped[..]),
+            &mut unzipped,
+        )
+        .unwrap();
+        assert_eq!(unzipped, plain.to_vec());
+    }
+    let refused = client
+        .get(&url)
+        .header("accept-encoding", "gzip;q=0")
+        .send()
+        .unwrap();
+    assert!(refused.headers().get("content-encoding").is_none());
+}

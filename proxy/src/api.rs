@@ -29,6 +29,30 @@ pub struct Request<'a> {
     pub query: Option<&'a str>,
     /// The request body (read by the gateway up to [`MAX_API_BODY`]).
     pub body: &'a [u8],
+    /// The client accepts `Content-Encoding: gzip`.
+    pub accept_gzip: bool,
+}
+
+/// Whether an `Accept-Encoding` value admits gzip (`gzip` or `*`, without `q=0`).
+pub fn accepts_gzip(header: Option<&str>) -> bool {
+    let Some(h) = header else { return false };
+    let mut gzip = None;
+    let mut star = None;
+    for item in h.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q_zero = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        match coding.as_str() {
+            "gzip" | "x-gzip" => gzip = Some(!q_zero),
+            "*" => star = Some(!q_zero),
+            _ => {}
+        }
+    }
+    gzip.or(star).unwrap_or(false)
 }
 
 /// Largest request body the API accepts.
@@ -218,7 +242,15 @@ fn catalog_effective(state: &RuntimeState, req: &Request<'_>) -> Result<Reply, A
             format!("view `{view}` has no rendered body"),
         )
     })?;
-    Ok(Reply::raw(200, body))
+    let mut reply = if req.accept_gzip {
+        let mut r = Reply::raw(200, body.gzip.clone());
+        r.headers.push(("content-encoding", "gzip".into()));
+        r
+    } else {
+        Reply::raw(200, body.identity.clone())
+    };
+    reply.headers.push(("vary", "accept-encoding".into()));
+    Ok(reply)
 }
 
 /// Rebuild the catalog now (forcing revalidation of cached documents) and swap it in.
@@ -322,6 +354,22 @@ impl<'a> Query<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_negotiation_honours_q_values() {
+        for (h, want) in [
+            (None, false),
+            (Some("gzip"), true),
+            (Some("br, gzip;q=0.5"), true),
+            (Some("gzip;q=0"), false),
+            (Some("identity"), false),
+            (Some("*"), true),
+            (Some("*;q=0, gzip"), true),
+            (Some("gzip;q=0, *"), false),
+        ] {
+            assert_eq!(accepts_gzip(h), want, "{h:?}");
+        }
+    }
 
     #[test]
     fn query_rejects_conflicting_duplicates() {

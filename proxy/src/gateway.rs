@@ -71,6 +71,12 @@ impl ProxyHttp for Gateway {
             path: uri.path(),
             query: uri.query(),
             body: &body,
+            accept_gzip: api::accepts_gzip(
+                header
+                    .headers
+                    .get("accept-encoding")
+                    .and_then(|v| v.to_str().ok()),
+            ),
         };
         let reply = api::handle(&self.state, &req, &ctx.request_id).await;
         respond(session, ctx, reply).await?;

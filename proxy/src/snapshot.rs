@@ -30,11 +30,33 @@ impl ApiError {
     }
 }
 
+/// A response body rendered once, plain and gzip-compressed.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub identity: Bytes,
+    pub gzip: Bytes,
+}
+
+impl Rendered {
+    pub fn new(identity: Vec<u8>) -> std::io::Result<Self> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(identity.len() / 8),
+            flate2::Compression::default(),
+        );
+        enc.write_all(&identity)?;
+        Ok(Self {
+            gzip: Bytes::from(enc.finish()?),
+            identity: Bytes::from(identity),
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct Snapshot {
     pub catalog: Catalog,
     /// `GET /v1/catalog/effective` body per view name: `{"catalog":…,"view":…}`.
-    effective: BTreeMap<String, Bytes>,
+    effective: BTreeMap<String, Rendered>,
     mode_default: ModeKind,
     default_profile: Option<String>,
     pub summary: CatalogSummary,
@@ -42,10 +64,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The snapshot of a catalog built from `config`.
-    pub fn for_config(
-        catalog: Catalog,
-        config: &open_cli_config::Config,
-    ) -> Result<Self, serde_json::Error> {
+    pub fn for_config(catalog: Catalog, config: &open_cli_config::Config) -> std::io::Result<Self> {
         Self::new(
             catalog,
             config.mode.default,
@@ -57,7 +76,7 @@ impl Snapshot {
         catalog: Catalog,
         mode_default: ModeKind,
         default_profile: Option<String>,
-    ) -> Result<Self, serde_json::Error> {
+    ) -> std::io::Result<Self> {
         let catalog_json = serde_json::to_vec(&catalog)?;
         let mut effective = BTreeMap::new();
         for view in &catalog.effective_views {
@@ -68,7 +87,7 @@ impl Snapshot {
             body.extend_from_slice(b",\"view\":");
             body.extend_from_slice(&view_json);
             body.push(b'}');
-            effective.insert(view.name.clone(), Bytes::from(body));
+            effective.insert(view.name.clone(), Rendered::new(body)?);
         }
         let summary = CatalogSummary {
             generated_at: catalog.generated_at.clone(),
@@ -133,8 +152,8 @@ impl Snapshot {
         Ok("discover")
     }
 
-    pub fn effective_body(&self, view: &str) -> Option<Bytes> {
-        self.effective.get(view).cloned()
+    pub fn effective_body(&self, view: &str) -> Option<&Rendered> {
+        self.effective.get(view)
     }
 
     fn known_profiles(&self) -> String {
@@ -207,7 +226,15 @@ mod tests {
     fn effective_bodies_are_the_wire_shape() {
         let s = snap(ModeKind::Discover, None);
         let body = s.effective_body("sandbox").unwrap();
-        let v: open_cli_config::wire::EffectiveCatalog = serde_json::from_slice(&body).unwrap();
+        let v: open_cli_config::wire::EffectiveCatalog =
+            serde_json::from_slice(&body.identity).unwrap();
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&body.gzip[..]),
+            &mut unzipped,
+        )
+        .unwrap();
+        assert_eq!(unzipped, body.identity);
         assert_eq!(v.view.name, "sandbox");
         assert_eq!(v.catalog.effective_views.len(), 2);
     }
