@@ -92,6 +92,10 @@ pub struct Tool {
     pub service_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_id: Option<String>,
+    /// The ID was derived from method and path (no `operationId`): it changes if the path is
+    /// renamed, so clients should not persist it (the contract's "unstable" marking).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unstable_id: bool,
     /// Upper-case HTTP method.
     pub method: String,
     pub path: String,

@@ -420,11 +420,18 @@ impl Runtime {
             .expect("request")
     }
 
-    /// `GET /v1/catalog/effective` as JSON.
+    /// `GET /v1/catalog/effective` as JSON, checked against the NTC schema.
     pub fn catalog(&self) -> Value {
-        self.get("/v1/catalog/effective")
-            .json()
-            .expect("catalog json")
+        self.effective("")
+    }
+
+    /// `GET /v1/catalog/effective<query>` as JSON, checked against the NTC schema.
+    pub fn effective(&self, query: &str) -> Value {
+        let resp = self.get(&format!("/v1/catalog/effective{query}"));
+        assert_eq!(resp.status(), 200, "GET /v1/catalog/effective{query}");
+        let body: Value = resp.json().expect("catalog json");
+        assert_valid_effective(&body);
+        body
     }
 
     /// Stop with SIGTERM and wait for a clean exit.
@@ -433,4 +440,41 @@ impl Runtime {
         let status = self.proc.wait_exit(Duration::from_secs(10)).expect("exit");
         assert!(status.success(), "{status}\n{}", self.proc.logs());
     }
+}
+
+/// Assert that an NTC document validates against `config/schemas/ntc.schema.json`.
+pub fn assert_valid_ntc(catalog: &Value) {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| {
+        let path = repo_root().join("config/schemas/ntc.schema.json");
+        let schema: Value = serde_json::from_str(&fs::read_to_string(&path).expect("ntc schema"))
+            .expect("ntc schema json");
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .expect("valid schema")
+    });
+    let errors: Vec<String> = validator
+        .iter_errors(catalog)
+        .take(20)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "catalog does not match the NTC schema:\n{}",
+        errors.join("\n")
+    );
+}
+
+/// An effective-catalog response (`{catalog, view}`): the catalog validates, and the view is
+/// one of its effective views.
+pub fn assert_valid_effective(body: &Value) {
+    assert_valid_ntc(&body["catalog"]);
+    let views = body["catalog"]["effectiveViews"].as_array().expect("views");
+    assert!(
+        views
+            .iter()
+            .any(|v| v["name"] == body["view"]["name"] && v["tools"] == body["view"]["tools"]),
+        "the selected view is one of the catalog's effective views"
+    );
 }

@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 
-use open_cli_product_tests::{TestApi, http, start_demo_runtime};
+use open_cli_product_tests::{TestApi, assert_valid_effective, http, start_demo_runtime};
 use serde_json::Value;
 
 /// Operations of an OpenAPI document, read independently of the runtime's code:
@@ -30,6 +30,7 @@ fn catalog_over_http_matches_the_demo_apis_operations() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json");
     let body: Value = resp.json().unwrap();
+    assert_valid_effective(&body);
 
     let want = operations(&spec);
     let got: BTreeSet<(String, String, String)> = body["catalog"]["tools"]
@@ -128,7 +129,7 @@ fn views_are_selected_by_profile_and_mode() {
     let api = TestApi::start();
     let (_fx, rt) = start_demo_runtime(&api);
     let ids = |q: &str| -> (String, Vec<String>) {
-        let v: Value = rt.get(&format!("/v1/catalog/effective{q}")).json().unwrap();
+        let v = rt.effective(q);
         let ids = v["view"]["tools"]
             .as_array()
             .unwrap()
@@ -293,10 +294,10 @@ fn runtime_info_describes_the_instance_and_its_catalog() {
 fn the_catalog_is_built_once_not_per_request() {
     let api = TestApi::start();
     let (fx, rt) = start_demo_runtime(&api);
-    let first: Value = rt.get("/v1/catalog/effective").json().unwrap();
+    let first = rt.catalog();
     // Deleting the document does not affect a running runtime: nothing is re-read per request.
     std::fs::remove_file(fx.path().join("demo.openapi.yaml")).unwrap();
-    let second: Value = rt.get("/v1/catalog/effective").json().unwrap();
+    let second = rt.catalog();
     assert_eq!(first, second);
     assert_eq!(
         first["catalog"]["generatedAt"],
@@ -342,4 +343,53 @@ fn the_catalog_is_gzip_compressed_when_the_client_accepts_it() {
         .send()
         .unwrap();
     assert!(refused.headers().get("content-encoding").is_none());
+}
+
+#[test]
+fn the_ntc_schema_check_rejects_malformed_catalogs() {
+    let api = TestApi::start();
+    let (_fx, rt) = start_demo_runtime(&api);
+    let good = rt.catalog()["catalog"].clone();
+    let breakages: [(&str, fn(&mut Value)); 4] = [
+        ("tool without safety", |c| {
+            c["tools"][0].as_object_mut().unwrap().remove("safety");
+        }),
+        ("lower-case method", |c| {
+            c["tools"][0]["method"] = "get".into()
+        }),
+        ("unknown top-level key", |c| c["extra"] = true.into()),
+        (
+            "bad cache outcome",
+            |c| c["sources"][0]["provenance"]["fetches"] = serde_json::json!([{"url": "u", "fetchedAt": "2026-01-01T00:00:00Z", "method": "explicit", "cacheOutcome": "hit"}]),
+        ),
+    ];
+    for (what, breakage) in breakages {
+        let mut bad = good.clone();
+        breakage(&mut bad);
+        let result = std::panic::catch_unwind(|| open_cli_product_tests::assert_valid_ntc(&bad));
+        assert!(
+            result.is_err(),
+            "the schema check accepted a catalog with a {what}"
+        );
+    }
+}
+
+#[test]
+fn tool_ids_without_an_operation_id_are_marked_unstable() {
+    let fx = open_cli_product_tests::Fixture::new();
+    fx.write(
+        "api.yaml",
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /things/{thingId}:\n    get:\n      parameters: [{name: thingId, in: path, required: true}]\n      responses: {'200': {description: ok}}\n    put: {operationId: putThing, parameters: [{name: thingId, in: path, required: true}], responses: {'200': {description: ok}}}\n",
+    );
+    let cfg = fx.write_json(
+        ".cli.json",
+        &serde_json::json!({"cli": "1", "mode": {"default": "discover"}, "sources": {"s": {"type": "openapi", "uri": "api.yaml"}}}),
+    );
+    let rt = open_cli_product_tests::Runtime::start(&cfg);
+    let tools = rt.catalog()["catalog"]["tools"].clone();
+    assert_eq!(tools[0]["id"], "things:get:/things/{thingId}");
+    assert_eq!(tools[0]["unstableId"], true);
+    assert_eq!(tools[0]["command"], "get-things-thing-id");
+    assert_eq!(tools[1]["id"], "things:putThing");
+    assert!(tools[1].get("unstableId").is_none());
 }

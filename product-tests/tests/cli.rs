@@ -11,7 +11,7 @@ fn catalog_list_json_matches_the_runtime() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let served: Value = rt.get("/v1/catalog/effective").json().unwrap();
+    let served = rt.catalog();
     assert_eq!(
         listed, served,
         "json output is the runtime's effective catalog"
@@ -225,7 +225,7 @@ fn tool_schema_by_id_and_by_command_words() {
     );
     assert_eq!(by_id.status.code(), Some(0), "{}", text(&by_id.stderr));
     let tool: Value = serde_json::from_slice(&by_id.stdout).unwrap();
-    let served: Value = rt.get("/v1/catalog/effective").json().unwrap();
+    let served = rt.catalog();
     let want = served["catalog"]["tools"]
         .as_array()
         .unwrap()

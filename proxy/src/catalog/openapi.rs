@@ -302,6 +302,7 @@ impl OpCtx<'_> {
         Some(Tool {
             id: format!("{}:{identity}", self.service.id),
             service_id: self.service.id.to_string(),
+            unstable_id: operation_id.is_none(),
             operation_id,
             method: self.method.to_ascii_uppercase(),
             path: self.path.to_string(),
