@@ -350,7 +350,8 @@ fn the_ntc_schema_check_rejects_malformed_catalogs() {
     let api = TestApi::start();
     let (_fx, rt) = start_demo_runtime(&api);
     let good = rt.catalog()["catalog"].clone();
-    let breakages: [(&str, fn(&mut Value)); 4] = [
+    type Breakage = (&'static str, fn(&mut Value));
+    let breakages: [Breakage; 4] = [
         ("tool without safety", |c| {
             c["tools"][0].as_object_mut().unwrap().remove("safety");
         }),
