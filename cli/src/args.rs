@@ -61,6 +61,16 @@ pub enum Command {
     /// Inspect one tool.
     #[command(subcommand)]
     Tool(ToolCommand),
+    /// The client configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the merged config (managed, user, project, local scopes; secrets redacted) and
+    /// which file set each key.
+    Show,
 }
 
 #[derive(Debug, Subcommand)]

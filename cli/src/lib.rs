@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use args::{CatalogCommand, Cli, Command, RuntimeCommand, ToolCommand};
+use args::{CatalogCommand, Cli, Command, ConfigCommand, RuntimeCommand, ToolCommand};
 use client::{Client, ViewSelector};
 use error::CliError;
 
@@ -34,23 +34,32 @@ pub fn run() -> ExitCode {
 fn dispatch(cli: &Cli) -> Result<String, CliError> {
     let g = &cli.global;
     let config = resolve::client_config(g.config.as_deref())?;
-    let target = resolve::target(g.runtime.as_deref(), config.as_ref().map(|(_, c)| c))?;
-    let client = Client::new(
-        &target.url,
-        Duration::from_secs(g.timeout.max(1)),
-        target.request_config_path,
-    )?;
     let format = output::resolve(g.format);
-    let view = ViewSelector {
-        mode: g.mode.clone(),
-        agent_profile: g.agent_profile.clone(),
+    let remote = || -> Result<(Client, ViewSelector), CliError> {
+        let target = resolve::target(g.runtime.as_deref(), config.as_ref().map(|l| &l.config))?;
+        let client = Client::new(
+            &target.url,
+            Duration::from_secs(g.timeout.max(1)),
+            target.request_config_path,
+        )?;
+        let view = ViewSelector {
+            mode: g.mode.clone(),
+            agent_profile: g.agent_profile.clone(),
+        };
+        Ok((client, view))
     };
     match &cli.command {
-        Command::Runtime(RuntimeCommand::Info) => commands::runtime::info(&client, format),
+        Command::Config(ConfigCommand::Show) => commands::config::show(config.as_ref(), format),
+        Command::Runtime(RuntimeCommand::Info) => {
+            let (client, _) = remote()?;
+            commands::runtime::info(&client, format)
+        }
         Command::Catalog(CatalogCommand::List(args)) => {
+            let (client, view) = remote()?;
             commands::catalog::list(&client, &view, args, format)
         }
         Command::Tool(ToolCommand::Schema { reference }) => {
+            let (client, view) = remote()?;
             commands::tool::schema(&client, &view, reference, format)
         }
     }

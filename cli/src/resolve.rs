@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use open_cli_config::{Config, load_file};
+use open_cli_config::{Config, LoadedConfig, load_file};
 
 use crate::error::CliError;
 
@@ -15,8 +15,8 @@ pub struct Target {
     pub request_config_path: Option<String>,
 }
 
-/// Load the client config, if any.
-pub fn client_config(explicit: Option<&Path>) -> Result<Option<(PathBuf, Config)>, CliError> {
+/// Load the client config (merged with its scopes), if any.
+pub fn client_config(explicit: Option<&Path>) -> Result<Option<LoadedConfig>, CliError> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => {
@@ -28,7 +28,7 @@ pub fn client_config(explicit: Option<&Path>) -> Result<Option<(PathBuf, Config)
         }
     };
     match load_file(&path) {
-        Ok(loaded) => Ok(Some((loaded.path, loaded.config))),
+        Ok(loaded) => Ok(Some(loaded)),
         Err(e) => Err(CliError::usage("the client config is not usable").cause(e.to_string())),
     }
 }

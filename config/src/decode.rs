@@ -16,7 +16,19 @@ use crate::reader::{Cx, Obj, check_one_of, kind};
 
 /// Decode a parsed document. Returns the config only when no problem was found.
 pub fn decode(doc: &Value) -> Result<Config, Vec<Diagnostic>> {
-    let cx = Cx::new();
+    decode_with(doc, Cx::new())
+}
+
+/// Check one scope file on its own: every rule except required keys and cross-references,
+/// which only the merged result must satisfy.
+pub fn check_relaxed(doc: &Value) -> Vec<Diagnostic> {
+    match decode_with(doc, Cx::relaxed()) {
+        Ok(_) => Vec::new(),
+        Err(items) => items,
+    }
+}
+
+fn decode_with(doc: &Value, cx: Cx) -> Result<Config, Vec<Diagnostic>> {
     let config = decode_root(&cx, doc);
     match config {
         Some(c) if !cx.has_errors() => Ok(c),
@@ -29,7 +41,7 @@ fn decode_root(cx: &Cx, doc: &Value) -> Option<Config> {
     let cli = o.required("cli");
     let mode = o.object("mode").and_then(decode_mode);
     if !o.has("mode") {
-        cx.err("mode", "is required");
+        cx.missing("mode", "is required");
     }
     let runtime = o.object("runtime").map(decode_runtime);
     let sources = decode_map(&mut o, "sources", decode_source);
@@ -40,7 +52,7 @@ fn decode_root(cx: &Cx, doc: &Value) -> Option<Config> {
         );
     }
     if !o.has("sources") && !o.has("mcpServers") && runtime.is_none() {
-        cx.err(
+        cx.missing(
             "",
             "at least one of `sources`, `mcpServers` or `runtime` is required",
         );
@@ -54,7 +66,9 @@ fn decode_root(cx: &Cx, doc: &Value) -> Option<Config> {
     let policy = o.object("policy").map(decode_policy).unwrap_or_default();
     let secrets = decode_map(&mut o, "secrets", decode_secret);
     o.finish();
-    check_references(cx, &sources, &services, &curation, &agents);
+    if !cx.is_relaxed() {
+        check_references(cx, &sources, &services, &curation, &agents);
+    }
     Some(Config {
         cli: cli?,
         mode: mode?,
@@ -65,6 +79,7 @@ fn decode_root(cx: &Cx, doc: &Value) -> Option<Config> {
         agents,
         policy,
         secrets,
+        managed_deny: Vec::new(),
     })
 }
 
@@ -100,7 +115,7 @@ pub fn is_identifier(s: &str) -> bool {
 
 fn decode_mode(mut o: Obj<'_>) -> Option<Mode> {
     if !o.has("default") {
-        o.cx().err(o.key_path("default"), "is required");
+        o.cx().missing(o.key_path("default"), "is required");
     }
     let default = o.one_of("default", ModeKind::ALL).and_then(ModeKind::parse);
     o.finish();
@@ -158,7 +173,7 @@ fn decode_remote(mut o: Obj<'_>) -> Remote {
 fn decode_remote_oauth(mut o: Obj<'_>) -> Option<RemoteOAuth> {
     let cx = o.cx();
     if !o.has("mode") {
-        cx.err(o.key_path("mode"), "is required");
+        cx.missing(o.key_path("mode"), "is required");
     }
     let mode = o
         .one_of("mode", RemoteOAuthMode::ALL)
@@ -205,11 +220,11 @@ fn decode_remote_oauth(mut o: Obj<'_>) -> Option<RemoteOAuth> {
         }
     });
     match mode {
-        Some(RemoteOAuthMode::ProvidedToken) if token_ref.is_none() => cx.err(
+        Some(RemoteOAuthMode::ProvidedToken) if token_ref.is_none() => cx.missing(
             o.key_path("tokenRef"),
             "is required when mode is `providedToken`",
         ),
-        Some(RemoteOAuthMode::OAuthClient) if !o.has("client") => cx.err(
+        Some(RemoteOAuthMode::OAuthClient) if !o.has("client") => cx.missing(
             o.key_path("client"),
             "is required when mode is `oauthClient`",
         ),
@@ -247,7 +262,7 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
         }
         (None, None) => {
             if !o.has("validationProfile") && !o.has("mode") {
-                cx.err(o.key_path("validationProfile"), "is required");
+                cx.missing(o.key_path("validationProfile"), "is required");
             }
             None
         }
@@ -273,11 +288,11 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
         }
     }
     match profile {
-        Some(ValidationProfile::OidcJwks) if issuer.is_none() => cx.err(
+        Some(ValidationProfile::OidcJwks) if issuer.is_none() => cx.missing(
             o.key_path("issuer"),
             "is required when validationProfile is `oidc_jwks`",
         ),
-        Some(ValidationProfile::OAuth2Introspection) if introspection_url.is_none() => cx.err(
+        Some(ValidationProfile::OAuth2Introspection) if introspection_url.is_none() => cx.missing(
             o.key_path("introspectionURL"),
             "is required when validationProfile is `oauth2_introspection`",
         ),
@@ -301,7 +316,7 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
 fn decode_source(mut o: Obj<'_>) -> Option<Source> {
     let cx = o.cx();
     if !o.has("type") {
-        cx.err(o.key_path("type"), "is required");
+        cx.missing(o.key_path("type"), "is required");
     }
     let kind = o
         .one_of("type", SourceType::ALL)
@@ -329,12 +344,12 @@ fn decode_source(mut o: Obj<'_>) -> Option<Source> {
             );
         }
         if !o.has("transport") {
-            cx.err(o.key_path("transport"), "is required on an `mcp` source");
+            cx.missing(o.key_path("transport"), "is required on an `mcp` source");
         }
         check_mcp_oauth(cx, &o, transport.as_ref(), oauth.as_ref());
     } else if let Some(k) = kind {
         if uri.is_none() && !o.has("uri") {
-            cx.err(o.key_path("uri"), format!("is required for `{k}` sources"));
+            cx.missing(o.key_path("uri"), format!("is required for `{k}` sources"));
         }
         if let Some(u) = &uri {
             check_document_uri(cx, &o.key_path("uri"), u);
@@ -363,7 +378,7 @@ fn decode_source(mut o: Obj<'_>) -> Option<Source> {
 fn decode_transport(mut o: Obj<'_>) -> Option<McpTransport> {
     let cx = o.cx();
     if !o.has("type") {
-        cx.err(o.key_path("type"), "is required");
+        cx.missing(o.key_path("type"), "is required");
     }
     let kind = o
         .one_of("type", McpTransportType::ALL)
@@ -382,7 +397,7 @@ fn decode_transport(mut o: Obj<'_>) -> Option<McpTransport> {
             }
         };
         if !o.has(if needs == "command" { "command" } else { "url" }) {
-            cx.err(
+            cx.missing(
                 o.key_path(needs),
                 format!("is required for transport type `{k}`"),
             );
@@ -450,19 +465,19 @@ fn check_mcp_oauth(
         ),
     }
     if oauth.client_id.is_none() {
-        cx.err(
+        cx.missing(
             join(&path, "clientId"),
             "is required for `clientCredentials`",
         );
     }
     if oauth.client_secret.is_none() {
-        cx.err(
+        cx.missing(
             join(&path, "clientSecret"),
             "is required for `clientCredentials`",
         );
     }
     if oauth.issuer.is_none() && oauth.token_url.is_none() {
-        cx.err(
+        cx.missing(
             &path,
             "needs `issuer` or `tokenURL` for `clientCredentials`",
         );
@@ -567,7 +582,7 @@ fn decode_secret(mut o: Obj<'_>) -> Option<Secret> {
 fn decode_secret_ref(mut o: Obj<'_>) -> Option<SecretRef> {
     let cx = o.cx();
     if !o.has("type") {
-        cx.err(o.key_path("type"), "is required");
+        cx.missing(o.key_path("type"), "is required");
     }
     let kind = match o.string("type") {
         Some(t) if t == "oauth2" => {
@@ -585,14 +600,14 @@ fn decode_secret_ref(mut o: Obj<'_>) -> Option<SecretRef> {
     let value = o.string("value");
     let command = o.strings("command");
     match kind {
-        Some(SecretType::Exec) if value.is_none() && command.is_empty() => cx.err(
+        Some(SecretType::Exec) if value.is_none() && command.is_empty() => cx.missing(
             o.path(),
             "an `exec` secret needs `command` (argv) or `value` (an executable path)",
         ),
         Some(SecretType::Exec) => {}
         Some(k) => {
             if value.as_deref().is_none_or(str::is_empty) {
-                cx.err(
+                cx.missing(
                     o.key_path("value"),
                     format!("is required for `{k}` secrets"),
                 );
@@ -631,7 +646,7 @@ fn optional_secret_ref(o: &mut Obj<'_>, key: &'static str) -> Option<SecretRef> 
 
 fn required_secret_ref(o: &mut Obj<'_>, key: &'static str) -> Option<SecretRef> {
     if !o.has(key) {
-        o.cx().err(o.key_path(key), "is required");
+        o.cx().missing(o.key_path(key), "is required");
         return None;
     }
     optional_secret_ref(o, key)
@@ -646,7 +661,7 @@ fn decode_oauth_settings(mut o: Obj<'_>) -> Option<OAuthSettings> {
 fn decode_oauth_fields(o: &mut Obj<'_>) -> Option<OAuthSettings> {
     let cx = o.cx();
     if !o.has("mode") {
-        cx.err(o.key_path("mode"), "is required");
+        cx.missing(o.key_path("mode"), "is required");
     }
     let mode = match o.string("mode") {
         Some(m) if m == "implicit" || m == "password" => {

@@ -14,6 +14,9 @@ pub struct Diagnostic {
     pub path: String,
     /// What is wrong, in one sentence.
     pub message: String,
+    /// The file the problem is in, when it differs from the [`Diagnostics`] file (a merged
+    /// config attributes each key to the scope file that set it).
+    pub file: Option<PathBuf>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -45,6 +48,7 @@ impl Diagnostics {
         self.items.push(Diagnostic {
             path: path.into(),
             message: message.into(),
+            file: None,
         });
     }
 
@@ -71,7 +75,10 @@ impl fmt::Display for Diagnostics {
             if n == 1 { "" } else { "s" }
         )?;
         for d in &self.items {
-            write!(f, "\n  {file}: {d}")?;
+            match &d.file {
+                Some(own) => write!(f, "\n  {}: {d}", own.display())?,
+                None => write!(f, "\n  {file}: {d}")?,
+            }
         }
         Ok(())
     }
@@ -111,18 +118,31 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// Edit distance where swapping two adjacent characters counts as one edit (optimal string
+/// alignment), so `valeu` is one edit from `value`.
 fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -142,6 +162,7 @@ mod tests {
         let keys = ["type", "uri", "enabled", "refresh"];
         assert_eq!(did_you_mean("urii", &keys), Some("uri"));
         assert_eq!(did_you_mean("enabeld", &keys), Some("enabled"));
+        assert_eq!(did_you_mean("tpye", &keys), Some("type"));
         assert_eq!(did_you_mean("zzzzzz", &keys), None);
     }
 

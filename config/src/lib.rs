@@ -4,7 +4,7 @@
 //! Both the runtime (`open-cli-toolbox`) and the CLI (`open-cli`) use this crate, so the two
 //! can never disagree about a key or a field. It does no network I/O.
 //!
-//! - [`load`]: read a `.cli.json` file ([`load::load_file`]);
+//! - [`load`]: read a `.cli.json` file ([`load::load_file`]) merged with its [`scopes`];
 //! - [`decode`] and [`reader`]: validation that reports every problem with its key path;
 //! - [`model`]: the validated config types (no `Deserialize`; secrets redacted on output);
 //! - [`ntc`]: the catalog types, serialised exactly as the contract's NTC;
@@ -16,6 +16,8 @@ pub mod load;
 pub mod model;
 pub mod ntc;
 pub mod reader;
+pub mod scopes;
+pub mod show;
 pub mod wire;
 
 pub use diag::{Diagnostic, Diagnostics};

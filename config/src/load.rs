@@ -6,18 +6,25 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use crate::decode::decode;
 use crate::diag::Diagnostics;
 use crate::model::Config;
+use crate::scopes::{Layer, ScopePaths, decode_merged, read_and_merge};
 
-/// A validated config and where it came from.
+/// A validated, merged config and where it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
-    /// Absolute path of the file (not resolved through symlinks).
+    /// Absolute path of the project file (not resolved through symlinks).
     pub path: PathBuf,
     /// The directory relative document references (`sources.*.uri`, overlays, …) resolve from.
     pub base_dir: PathBuf,
     pub config: Config,
+    /// The scope files merged, in order.
+    pub layers: Vec<Layer>,
+    /// Key path → the file that set it.
+    pub origins: BTreeMap<String, PathBuf>,
 }
 
 /// Why a config file could not be loaded.
@@ -93,30 +100,39 @@ pub fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Load and validate one config file.
+/// Load a project config file merged with the managed, user and local scopes around it
+/// (see [`crate::scopes`]), and validate the result.
 pub fn load_file(path: &Path) -> Result<LoadedConfig, LoadError> {
-    let path = absolute(path);
-    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let config = parse_str(&text, &path)?;
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let paths = ScopePaths::for_project(path);
+    let merged = read_and_merge(&paths)?;
+    let config = decode_merged(&merged, &paths.project)?;
+    let base_dir = paths
+        .project
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     Ok(LoadedConfig {
-        path,
+        path: paths.project,
         base_dir,
         config,
+        layers: merged.layers,
+        origins: merged.origins,
     })
 }
 
-/// Parse and validate config text; `path` is used in messages.
-pub fn parse_str(text: &str, path: &Path) -> Result<Config, LoadError> {
-    let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| LoadError::Syntax {
+/// Parse JSON, reporting syntax errors with line and column.
+pub fn parse_json(text: &str, path: &Path) -> Result<serde_json::Value, LoadError> {
+    serde_json::from_str(text).map_err(|e| LoadError::Syntax {
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column(),
         message: strip_position(&e.to_string()),
-    })?;
+    })
+}
+
+/// Parse and validate the text of a single file, without other scopes.
+pub fn parse_str(text: &str, path: &Path) -> Result<Config, LoadError> {
+    let doc = parse_json(text, path)?;
     decode(&doc).map_err(|items| {
         LoadError::Invalid(Diagnostics {
             file: Some(path.to_path_buf()),

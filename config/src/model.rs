@@ -97,6 +97,9 @@ pub struct Config {
     pub policy: Policy,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, Secret>,
+    /// `policy.deny` of the managed scope file: denied whatever other scopes say.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub managed_deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

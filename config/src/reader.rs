@@ -16,6 +16,7 @@ use crate::diag::{Diagnostic, did_you_mean, index, join};
 #[derive(Debug, Default)]
 pub struct Cx {
     items: RefCell<Vec<Diagnostic>>,
+    relaxed: bool,
 }
 
 impl Cx {
@@ -23,10 +24,30 @@ impl Cx {
         Self::default()
     }
 
+    /// A context that ignores missing required keys (one scope file of several).
+    pub fn relaxed() -> Self {
+        Self {
+            relaxed: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn is_relaxed(&self) -> bool {
+        self.relaxed
+    }
+
+    /// Record a missing required key; ignored when relaxed.
+    pub fn missing(&self, path: impl Into<String>, message: impl Into<String>) {
+        if !self.relaxed {
+            self.err(path, message);
+        }
+    }
+
     pub fn err(&self, path: impl Into<String>, message: impl Into<String>) {
         self.items.borrow_mut().push(Diagnostic {
             path: path.into(),
             message: message.into(),
+            file: None,
         });
     }
 
@@ -129,7 +150,7 @@ impl<'a> Obj<'a> {
     pub fn required(&mut self, key: &'static str) -> Option<String> {
         if self.map.get(key).is_none_or(Value::is_null) {
             self.known.push(key);
-            self.cx.err(self.key_path(key), "is required");
+            self.cx.missing(self.key_path(key), "is required");
             return None;
         }
         self.nonempty(key)

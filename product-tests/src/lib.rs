@@ -63,6 +63,19 @@ pub fn wait_for<T>(
     }
 }
 
+/// Keep a process under test away from the host's managed and user config files: the managed
+/// scope points at a file that does not exist, the user scope at an empty directory. Callers
+/// that test scopes override these variables afterwards.
+pub fn isolate(cmd: &mut Command) {
+    static EMPTY: std::sync::OnceLock<TempDir> = std::sync::OnceLock::new();
+    let empty = EMPTY.get_or_init(|| tempfile::tempdir().expect("tempdir"));
+    cmd.env(
+        "OPEN_CLI_MANAGED_CONFIG",
+        empty.path().join("no-managed.cli.json"),
+    )
+    .env("XDG_CONFIG_HOME", empty.path());
+}
+
 /// A child process whose output goes to files, killed on drop; logs are printed if the
 /// current test is failing.
 #[derive(Debug)]
@@ -285,7 +298,19 @@ impl Runtime {
         state_dir: &Path,
         extra_args: &[&str],
     ) -> Result<Self, String> {
+        Self::try_start_env(config, state_dir, extra_args, &[])
+    }
+
+    /// Start with extra environment variables (e.g. scope file locations).
+    pub fn try_start_env(
+        config: &Path,
+        state_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let mut cmd = Command::new(bin("open-cli-toolbox"));
+        isolate(&mut cmd);
+        cmd.envs(env.iter().copied());
         cmd.arg("--config")
             .arg(config)
             .args([
@@ -350,6 +375,7 @@ pub fn http() -> reqwest::blocking::Client {
 /// Run a binary to completion with a deadline.
 pub fn run(bin_name: &str, args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Output {
     let mut cmd = Command::new(bin(bin_name));
+    isolate(&mut cmd);
     cmd.args(args)
         .stdin(Stdio::null())
         .env_remove("OPEN_CLI_RUNTIME_URL");

@@ -10,5 +10,7 @@ mod cli;
 mod config;
 /// Start-up, readiness, `runtime.json`, signals.
 mod lifecycle;
+/// Config scopes: managed, user, project, local; merge rules and attribution.
+mod scopes;
 /// Remote descriptions, external `$ref`s, the HTTP document cache, refresh and SIGHUP.
 mod sources;

@@ -28,9 +28,19 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// The `.cli.json` to check.
+    /// The project `.cli.json` to check (merged with the managed, user and local scopes).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// `text`: summary, scope files, effective config and key origins; `json`: the same as one
+    /// JSON document.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ValidateFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

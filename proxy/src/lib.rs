@@ -53,7 +53,9 @@ pub fn run() -> ExitCode {
     // One crypto provider for every TLS user in the process (pingora and reqwest).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match &opt.command {
-        Some(Command::Validate(v)) => server::validate(&v.config).map(|ok| println!("{ok}")),
+        Some(Command::Validate(v)) => {
+            server::validate(&v.config, v.format).map(|ok| println!("{ok}"))
+        }
         None => match &opt.serve.config {
             Some(config) => server::serve(&opt.serve, config),
             None => {

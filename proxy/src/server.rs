@@ -23,7 +23,7 @@ use pingora::services::Service as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::catalog;
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, ValidateFormat};
 use crate::fetch::Fetcher;
 use crate::gateway::Gateway;
 use crate::instance::Instance;
@@ -173,8 +173,9 @@ async fn wait_drained(state: &RuntimeState, deadline: Instant) -> bool {
     true
 }
 
-/// `open-cli-toolbox validate`: load the config and build its catalog.
-pub fn validate(config: &std::path::Path) -> Result<String, String> {
+/// `open-cli-toolbox validate`: load and merge the config scopes, build the catalog, and
+/// report what would be served.
+pub fn validate(config: &std::path::Path, format: ValidateFormat) -> Result<String, String> {
     let loaded = load_file(config).map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -184,17 +185,34 @@ pub fn validate(config: &std::path::Path) -> Result<String, String> {
     let catalog = rt
         .block_on(catalog::build(&loaded, &fetcher))
         .map_err(|e| e.to_string())?;
-    Ok(format!(
+    let views: Vec<String> = catalog
+        .effective_views
+        .iter()
+        .map(|v| format!("{} ({} tools)", v.name, v.tools.len()))
+        .collect();
+    let summary = format!(
         "{}: ok: {} source(s), {} service(s), {} tool(s), views: {}",
         loaded.path.display(),
         catalog.sources.len(),
         catalog.services.len(),
         catalog.tools.len(),
-        catalog
-            .effective_views
-            .iter()
-            .map(|v| format!("{} ({} tools)", v.name, v.tools.len()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
+        views.join(", ")
+    );
+    match format {
+        ValidateFormat::Text => Ok(format!(
+            "{summary}\n{}",
+            open_cli_config::show::render_text(&loaded)
+        )),
+        ValidateFormat::Json => {
+            let report = serde_json::json!({
+                "ok": true,
+                "sources": catalog.sources.len(),
+                "services": catalog.services.len(),
+                "tools": catalog.tools.len(),
+                "views": catalog.effective_views.iter().map(|v| serde_json::json!({"name": v.name, "tools": v.tools.len()})).collect::<Vec<_>>(),
+                "effective": open_cli_config::show::effective(&loaded),
+            });
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
+        }
+    }
 }
