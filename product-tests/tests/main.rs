@@ -8,6 +8,8 @@ mod catalog;
 mod cli;
 /// Config and catalog validation messages (`validate` and start-up).
 mod config;
+/// Overlays, skill manifests and workflows.
+mod enrich;
 /// Start-up, readiness, `runtime.json`, signals.
 mod lifecycle;
 /// Config scopes: managed, user, project, local; merge rules and attribution.

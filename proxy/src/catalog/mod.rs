@@ -6,17 +6,19 @@
 //! operation of each.
 
 pub mod glob;
+pub mod guidance;
 pub mod load;
 pub mod openapi;
+pub mod overlay;
 pub mod slug;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use open_cli_config::LoadedConfig;
-use open_cli_config::model::{Config, ModeKind, SourceType, ToolSet};
+use open_cli_config::model::{Config, ModeKind, Service, SourceType, ToolSet};
 use open_cli_config::ntc::{
-    CATALOG_VERSION, Catalog, EffectiveView, Provenance, ServiceEntry, SourceEntry, Tool,
+    CATALOG_VERSION, Catalog, EffectiveView, Provenance, ServiceEntry, SourceEntry, Tool, Workflow,
 };
 use sha2::{Digest, Sha256};
 
@@ -57,6 +59,7 @@ pub async fn build(loaded: &LoadedConfig, fetcher: &Fetcher) -> Result<Catalog, 
     let mut sources = Vec::new();
     let mut services = Vec::new();
     let mut tools: Vec<Tool> = Vec::new();
+    let mut workflows: Vec<Workflow> = Vec::new();
 
     for (source_id, source) in cfg.sources.iter().filter(|(_, s)| s.enabled) {
         let at = format!("sources.{source_id}");
@@ -94,6 +97,29 @@ pub async fn build(loaded: &LoadedConfig, fetcher: &Fetcher) -> Result<Catalog, 
             hasher.update([0]);
             hasher.update(bytes);
         }
+        let mut doc_problems = Vec::new();
+        let doc_servers = docs.docs.servers(&mut doc_problems);
+        let mut fetches = docs.fetches;
+        for (service_id, alias, svc) in services_of(cfg, source_id, &docs.docs, &url) {
+            let mut ctx = ServiceBuild {
+                fetcher,
+                base_dir: &loaded.base_dir,
+                policy,
+                fetches: &mut fetches,
+                problems: &mut doc_problems,
+                hasher: &mut hasher,
+            };
+            let built = ctx.service(&docs.docs, &service_id, svc).await;
+            services.push(ServiceEntry {
+                id: service_id.clone(),
+                alias,
+                source_id: source_id.clone(),
+                title: docs.docs.title().unwrap_or(&service_id).to_string(),
+                servers: doc_servers.clone(),
+            });
+            tools.extend(built.0);
+            workflows.extend(built.1);
+        }
         sources.push(SourceEntry {
             id: source_id.clone(),
             kind: source.kind.to_string(),
@@ -101,23 +127,9 @@ pub async fn build(loaded: &LoadedConfig, fetcher: &Fetcher) -> Result<Catalog, 
             provenance: Provenance {
                 method: "explicit".into(),
                 at: now.clone(),
-                fetches: docs.fetches,
+                fetches,
             },
         });
-        let doc = &docs.docs;
-        let mut doc_problems = Vec::new();
-        let doc_servers = doc.servers(&mut doc_problems);
-        for (service_id, alias) in services_of(cfg, source_id, doc, &url) {
-            let svc_tools = openapi::tools(doc, &ServiceRef { id: &service_id }, &mut doc_problems);
-            services.push(ServiceEntry {
-                id: service_id.clone(),
-                alias,
-                source_id: source_id.clone(),
-                title: doc.title().unwrap_or(&service_id).to_string(),
-                servers: doc_servers.clone(),
-            });
-            tools.extend(svc_tools);
-        }
         doc_problems.sort();
         doc_problems.dedup();
         problems.extend(doc_problems.into_iter().map(|p| format!("{at}: {p}")));
@@ -130,6 +142,12 @@ pub async fn build(loaded: &LoadedConfig, fetcher: &Fetcher) -> Result<Catalog, 
                 "duplicate tool ID `{}`: both {} {} and {} {} produce it; give one of them a distinct operationId",
                 pair[0].id, pair[0].method, pair[0].path, pair[1].method, pair[1].path
             ));
+        }
+    }
+    workflows.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
+    for pair in workflows.windows(2) {
+        if pair[0].workflow_id == pair[1].workflow_id {
+            problems.push(format!("duplicate workflow ID `{}`", pair[0].workflow_id));
         }
     }
     let views = match effective_views(cfg, &tools) {
@@ -150,7 +168,7 @@ pub async fn build(loaded: &LoadedConfig, fetcher: &Fetcher) -> Result<Catalog, 
         sources,
         services,
         tools,
-        workflows: Vec::new(),
+        workflows,
         effective_views: views,
     })
 }
@@ -164,23 +182,125 @@ pub fn display_location(url: &url::Url) -> String {
 }
 
 /// The services a source feeds: those naming it in `services`, else one derived service.
-fn services_of(
-    cfg: &Config,
+fn services_of<'a>(
+    cfg: &'a Config,
     source_id: &str,
     doc: &DocSet,
     url: &url::Url,
-) -> Vec<(String, String)> {
-    let named: Vec<(String, String)> = cfg
+) -> Vec<(String, String, Option<&'a Service>)> {
+    let named: Vec<(String, String, Option<&Service>)> = cfg
         .services
         .iter()
         .filter(|(_, s)| s.source == source_id)
-        .map(|(id, s)| (id.clone(), s.alias.clone().unwrap_or_else(|| id.clone())))
+        .map(|(id, s)| {
+            (
+                id.clone(),
+                s.alias.clone().unwrap_or_else(|| id.clone()),
+                Some(s),
+            )
+        })
         .collect();
     if !named.is_empty() {
         return named;
     }
     let id = derived_service_id(doc, url);
-    vec![(id.clone(), id)]
+    vec![(id.clone(), id, None)]
+}
+
+/// Building one service's tools: overlays on its own copy of the document, then tools, then
+/// skill guidance and workflows. Every document fetched is recorded and fingerprinted.
+struct ServiceBuild<'a> {
+    fetcher: &'a Fetcher,
+    base_dir: &'a std::path::Path,
+    policy: Policy,
+    fetches: &'a mut Vec<open_cli_config::ntc::Fetch>,
+    problems: &'a mut Vec<String>,
+    hasher: &'a mut Sha256,
+}
+
+impl ServiceBuild<'_> {
+    async fn service(
+        &mut self,
+        docs: &DocSet,
+        service_id: &str,
+        svc: Option<&Service>,
+    ) -> (Vec<Tool>, Vec<Workflow>) {
+        let (overlays, skills, workflow_docs) = match svc {
+            Some(s) => (&s.overlays[..], &s.skills[..], &s.workflows[..]),
+            None => (&[][..], &[][..], &[][..]),
+        };
+        let mut overlaid = None;
+        if !overlays.is_empty() {
+            let mut root = docs.root_doc().clone();
+            for location in overlays {
+                if let Some((overlay, name)) = self.document(location).await
+                    && let Err(mut e) = overlay::apply(&mut root, &overlay, &name)
+                {
+                    self.problems.append(&mut e);
+                }
+            }
+            overlaid = Some(docs.with_root(root));
+        }
+        let doc = overlaid.as_ref().unwrap_or(docs);
+        let mut tools = openapi::tools(doc, &ServiceRef { id: service_id }, self.problems);
+        for location in skills {
+            if let Some((manifest, name)) = self.document(location).await
+                && let Err(mut e) = guidance::apply_skill(&mut tools, service_id, &manifest, &name)
+            {
+                self.problems.append(&mut e);
+            }
+        }
+        let mut workflows = Vec::new();
+        for location in workflow_docs {
+            if let Some((wf, name)) = self.document(location).await {
+                match guidance::bind_workflows(&tools, service_id, &wf, &name) {
+                    Ok(mut w) => workflows.append(&mut w),
+                    Err(mut e) => self.problems.append(&mut e),
+                }
+            }
+        }
+        (tools, workflows)
+    }
+
+    /// Fetch and parse a JSON or YAML document named in the config.
+    async fn document(&mut self, location: &str) -> Option<(serde_json::Value, String)> {
+        let url = match resolve_location(location, self.base_dir) {
+            Ok(u) => u,
+            Err(e) => {
+                self.problems.push(e);
+                return None;
+            }
+        };
+        let name = display_location(&url);
+        let fetched = match self
+            .fetcher
+            .get(
+                &url,
+                "application/json, application/yaml;q=0.9, */*;q=0.8",
+                self.policy,
+                "explicit",
+            )
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                self.problems.push(e);
+                return None;
+            }
+        };
+        self.fetches.extend(fetched.record);
+        self.hasher.update([0]);
+        self.hasher.update(url.as_str().as_bytes());
+        self.hasher.update(&fetched.body);
+        let text = String::from_utf8_lossy(&fetched.body);
+        match openapi::parse_document(&text, url.as_str()) {
+            Ok(v) => Some((v, name)),
+            Err(e) => {
+                self.problems.push(format!("{name}: {e}"));
+                None
+            }
+        }
+    }
 }
 
 /// Service ID for an unreferenced source: first non-parameter segment of the first path,

@@ -105,6 +105,13 @@ impl DocSet {
         Self::new(root.to_string(), HashMap::from([(root.to_string(), doc)]))
     }
 
+    /// The same set with the root document replaced (after overlays).
+    pub fn with_root(&self, root: Value) -> Self {
+        let mut docs = self.docs.clone();
+        docs.insert(self.root.clone(), root);
+        Self::new(self.root.clone(), docs)
+    }
+
     pub fn root_doc(&self) -> &Value {
         self.docs.get(&self.root).unwrap_or(&Value::Null)
     }
