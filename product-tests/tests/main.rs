@@ -8,6 +8,8 @@ mod catalog;
 mod cli;
 /// Config and catalog validation messages (`validate` and start-up).
 mod config;
+/// Service roots (RFC 8631) and API catalogs (RFC 9727).
+mod discovery;
 /// Overlays, skill manifests and workflows.
 mod enrich;
 /// Start-up, readiness, `runtime.json`, signals.

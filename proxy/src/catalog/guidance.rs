@@ -20,10 +20,13 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 /// Attach a skill manifest's `toolGuidance` to the tools of `service_id`. Keys are tool IDs
-/// (`svc:op`) or, as a shorthand, operation identities without the service prefix.
+/// (`svc:op`) or, as a shorthand, operation identities without the service prefix. `known_as`
+/// is the service's ID as its publisher knows it (discovered services may be namespaced here,
+/// `shop.pets`, while their manifest says `pets`); both names are accepted.
 pub fn apply_skill(
     tools: &mut [Tool],
     service_id: &str,
+    known_as: &str,
     manifest: &Value,
     name: &str,
 ) -> Result<(), Vec<String>> {
@@ -35,6 +38,7 @@ pub fn apply_skill(
     }
     if let Some(sid) = manifest.get("serviceId").and_then(Value::as_str)
         && sid != service_id
+        && sid != known_as
     {
         problems.push(format!(
             "skill manifest {name}: `serviceId` is `{sid}` but it is attached to service `{service_id}`"
@@ -49,11 +53,11 @@ pub fn apply_skill(
         return Err(problems);
     };
     for (key, g) in guidance {
-        let id = if key.contains(':') && key.starts_with(&format!("{service_id}:")) {
-            key.clone()
-        } else {
-            format!("{service_id}:{key}")
-        };
+        let op = [service_id, known_as]
+            .iter()
+            .find_map(|s| key.strip_prefix(&format!("{s}:")))
+            .unwrap_or(key);
+        let id = format!("{service_id}:{op}");
         match tools.iter_mut().find(|t| t.id == id) {
             Some(tool) => {
                 tool.guidance = Some(Guidance {

@@ -5,6 +5,7 @@
 //! collects every problem of every source before failing, and names the source, file and
 //! operation of each.
 
+pub mod discovery;
 pub mod glob;
 pub mod guidance;
 pub mod load;
@@ -63,13 +64,17 @@ pub async fn build(loaded: &LoadedConfig, fetcher: &Fetcher) -> Result<Catalog, 
 
     for (source_id, source) in cfg.sources.iter().filter(|(_, s)| s.enabled) {
         let at = format!("sources.{source_id}");
-        if source.kind != SourceType::OpenApi {
-            problems.push(format!(
-                "{at}: source type `{}` is not supported by this version of the runtime yet",
-                source.kind
-            ));
-            continue;
-        }
+        let (method, discovery_kind) = match source.kind {
+            SourceType::OpenApi => ("explicit", None),
+            SourceType::ServiceRoot => ("rfc8631", Some(SourceType::ServiceRoot)),
+            SourceType::ApiCatalog => ("rfc9727", Some(SourceType::ApiCatalog)),
+            SourceType::Mcp => {
+                problems.push(format!(
+                    "{at}: source type `mcp` is not supported by this version of the runtime yet"
+                ));
+                continue;
+            }
+        };
         let uri = source.uri.clone().unwrap_or_default();
         let url = match resolve_location(&uri, &loaded.base_dir) {
             Ok(u) => u,
@@ -83,56 +88,86 @@ pub async fn build(loaded: &LoadedConfig, fetcher: &Fetcher) -> Result<Catalog, 
             max_age_seconds: source.refresh.as_ref().and_then(|r| r.max_age_seconds),
             manual_only: source.refresh.as_ref().is_some_and(|r| r.manual_only),
         };
-        let docs = match load::load_openapi(fetcher, &url, policy, "explicit").await {
-            Ok(d) => d,
+        let mut disc = discovery::Discovery {
+            fetcher,
+            policy,
+            fetches: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let apis = match discovery_kind {
+            None => Ok(vec![discovery::Api::explicit(url.clone())]),
+            Some(SourceType::ServiceRoot) => disc.service_root(&url).await.map(|a| vec![a]),
+            Some(_) => disc.api_catalog(&url).await,
+        };
+        for w in &disc.warnings {
+            tracing::warn!(source = %source_id, "{w}");
+        }
+        let mut fetches = disc.fetches;
+        let apis = match apis {
+            Ok(a) => a,
             Err(e) => {
                 problems.push(format!("{at}: {e}"));
                 continue;
             }
         };
+        let many = apis.len() > 1;
+        let mut source_problems = Vec::new();
+        let mut derived_ids: Vec<String> = Vec::new();
         hasher.update(source_id.as_bytes());
-        for (u, bytes) in &docs.raw {
-            hasher.update([0]);
-            hasher.update(u.as_bytes());
-            hasher.update([0]);
-            hasher.update(bytes);
-        }
-        let mut doc_problems = Vec::new();
-        let doc_servers = docs.docs.servers(&mut doc_problems);
-        let mut fetches = docs.fetches;
-        for (service_id, alias, svc) in services_of(cfg, source_id, &docs.docs, &url) {
-            let mut ctx = ServiceBuild {
-                fetcher,
-                base_dir: &loaded.base_dir,
-                policy,
-                fetches: &mut fetches,
-                problems: &mut doc_problems,
-                hasher: &mut hasher,
+        for api in &apis {
+            let docs = match load::load_openapi(fetcher, &api.desc, policy, method).await {
+                Ok(d) => d,
+                Err(e) => {
+                    source_problems.push(e);
+                    continue;
+                }
             };
-            let built = ctx.service(&docs.docs, &service_id, svc).await;
-            services.push(ServiceEntry {
-                id: service_id.clone(),
-                alias,
-                source_id: source_id.clone(),
-                title: docs.docs.title().unwrap_or(&service_id).to_string(),
-                servers: doc_servers.clone(),
-            });
-            tools.extend(built.0);
-            workflows.extend(built.1);
+            for (u, bytes) in &docs.raw {
+                hasher.update([0]);
+                hasher.update(u.as_bytes());
+                hasher.update([0]);
+                hasher.update(bytes);
+            }
+            fetches.extend(docs.fetches.iter().cloned());
+            let doc_servers = docs.docs.servers(&mut source_problems);
+            let mut derived = derived_service_id(&docs.docs, &api.desc);
+            if discovery_kind.is_some() {
+                derived = unique(derived, &mut derived_ids);
+            }
+            for plan in service_plans(cfg, source_id, &derived, many, api) {
+                let mut ctx = ServiceBuild {
+                    fetcher,
+                    base_dir: &loaded.base_dir,
+                    policy,
+                    fetches: &mut fetches,
+                    problems: &mut source_problems,
+                    hasher: &mut hasher,
+                };
+                let built = ctx.service(&docs.docs, &plan).await;
+                services.push(ServiceEntry {
+                    id: plan.id.clone(),
+                    alias: plan.alias.clone(),
+                    source_id: source_id.clone(),
+                    title: docs.docs.title().unwrap_or(&plan.id).to_string(),
+                    servers: doc_servers.clone(),
+                });
+                tools.extend(built.0);
+                workflows.extend(built.1);
+            }
         }
         sources.push(SourceEntry {
             id: source_id.clone(),
             kind: source.kind.to_string(),
             uri,
             provenance: Provenance {
-                method: "explicit".into(),
+                method: method.into(),
                 at: now.clone(),
                 fetches,
             },
         });
-        doc_problems.sort();
-        doc_problems.dedup();
-        problems.extend(doc_problems.into_iter().map(|p| format!("{at}: {p}")));
+        source_problems.sort();
+        source_problems.dedup();
+        problems.extend(source_problems.into_iter().map(|p| format!("{at}: {p}")));
     }
 
     tools.sort_by(|a, b| a.id.cmp(&b.id));
@@ -181,30 +216,83 @@ pub fn display_location(url: &url::Url) -> String {
     }
 }
 
-/// The services a source feeds: those naming it in `services`, else one derived service.
-fn services_of<'a>(
-    cfg: &'a Config,
+/// One service to build from a description.
+#[derive(Debug)]
+struct ServicePlan {
+    id: String,
+    /// The ID the description itself suggests (what its publisher's manifests use).
+    derived: String,
+    alias: String,
+    overlays: Vec<String>,
+    skills: Vec<String>,
+    workflows: Vec<String>,
+}
+
+/// The services a description feeds: those naming its source in `services`, else one derived
+/// service. When a discovered catalog yields several APIs, a service naming the catalog gets
+/// one service per API, `<service>.<derived id>` (alias likewise), so the contract's
+/// "apiCatalog sources must be expanded first" failure does not apply. Discovered overlays,
+/// skills and workflows (service-meta) come after the configured ones.
+fn service_plans(
+    cfg: &Config,
     source_id: &str,
-    doc: &DocSet,
-    url: &url::Url,
-) -> Vec<(String, String, Option<&'a Service>)> {
-    let named: Vec<(String, String, Option<&Service>)> = cfg
+    derived: &str,
+    many: bool,
+    api: &discovery::Api,
+) -> Vec<ServicePlan> {
+    let named: Vec<(&String, &Service)> = cfg
         .services
         .iter()
         .filter(|(_, s)| s.source == source_id)
-        .map(|(id, s)| {
-            (
-                id.clone(),
-                s.alias.clone().unwrap_or_else(|| id.clone()),
-                Some(s),
-            )
-        })
         .collect();
-    if !named.is_empty() {
-        return named;
+    let with = |id: String, alias: String, svc: Option<&Service>| {
+        let cfg_list =
+            |f: fn(&Service) -> &Vec<String>| svc.map(|s| f(s).clone()).unwrap_or_default();
+        let mut overlays = cfg_list(|s| &s.overlays);
+        let mut skills = cfg_list(|s| &s.skills);
+        let mut workflows = cfg_list(|s| &s.workflows);
+        overlays.extend(api.overlays.iter().cloned());
+        skills.extend(api.skills.iter().cloned());
+        workflows.extend(api.workflows.iter().cloned());
+        ServicePlan {
+            id,
+            derived: derived.to_string(),
+            alias,
+            overlays,
+            skills,
+            workflows,
+        }
+    };
+    if named.is_empty() {
+        return vec![with(derived.to_string(), derived.to_string(), None)];
     }
-    let id = derived_service_id(doc, url);
-    vec![(id.clone(), id, None)]
+    named
+        .into_iter()
+        .map(|(id, s)| {
+            let alias = s.alias.clone().unwrap_or_else(|| id.clone());
+            if many {
+                with(
+                    format!("{id}.{derived}"),
+                    format!("{alias}.{derived}"),
+                    Some(s),
+                )
+            } else {
+                with(id.clone(), alias, Some(s))
+            }
+        })
+        .collect()
+}
+
+/// `id`, or `id-2`, `id-3`, … when discovery already produced it.
+fn unique(id: String, taken: &mut Vec<String>) -> String {
+    let mut candidate = id.clone();
+    let mut n = 1;
+    while taken.contains(&candidate) {
+        n += 1;
+        candidate = format!("{id}-{n}");
+    }
+    taken.push(candidate.clone());
+    candidate
 }
 
 /// Building one service's tools: overlays on its own copy of the document, then tools, then
@@ -219,16 +307,9 @@ struct ServiceBuild<'a> {
 }
 
 impl ServiceBuild<'_> {
-    async fn service(
-        &mut self,
-        docs: &DocSet,
-        service_id: &str,
-        svc: Option<&Service>,
-    ) -> (Vec<Tool>, Vec<Workflow>) {
-        let (overlays, skills, workflow_docs) = match svc {
-            Some(s) => (&s.overlays[..], &s.skills[..], &s.workflows[..]),
-            None => (&[][..], &[][..], &[][..]),
-        };
+    async fn service(&mut self, docs: &DocSet, plan: &ServicePlan) -> (Vec<Tool>, Vec<Workflow>) {
+        let service_id = plan.id.as_str();
+        let (overlays, skills, workflow_docs) = (&plan.overlays, &plan.skills, &plan.workflows);
         let mut overlaid = None;
         if !overlays.is_empty() {
             let mut root = docs.root_doc().clone();
@@ -245,7 +326,8 @@ impl ServiceBuild<'_> {
         let mut tools = openapi::tools(doc, &ServiceRef { id: service_id }, self.problems);
         for location in skills {
             if let Some((manifest, name)) = self.document(location).await
-                && let Err(mut e) = guidance::apply_skill(&mut tools, service_id, &manifest, &name)
+                && let Err(mut e) =
+                    guidance::apply_skill(&mut tools, service_id, &plan.derived, &manifest, &name)
             {
                 self.problems.append(&mut e);
             }

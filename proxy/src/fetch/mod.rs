@@ -88,15 +88,18 @@ impl Fetcher {
         }
     }
 
-    /// `Link` headers of a HEAD request (no caching: service roots are cheap to ask).
-    pub async fn head_links(&self, url: &Url) -> Result<Vec<String>, String> {
+    /// Status and `Link` headers of a HEAD request (not cached: service roots are cheap to ask).
+    pub async fn head_links(&self, url: &Url) -> Result<(u16, Vec<String>), String> {
         let resp = self
             .http
             .head(url.clone())
             .send()
             .await
             .map_err(|e| format!("HEAD {url}: {}", error_chain(&e)))?;
-        Ok(header_values(resp.headers(), "link"))
+        Ok((
+            resp.status().as_u16(),
+            header_values(resp.headers(), "link"),
+        ))
     }
 
     async fn get_http(
