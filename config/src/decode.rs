@@ -45,19 +45,32 @@ fn decode_root(cx: &Cx, doc: &Value) -> Option<Config> {
     }
     let runtime = o.object("runtime").map(decode_runtime);
     let sources = decode_map(&mut o, "sources", decode_source);
-    if o.has("mcpServers") {
-        cx.err(
-            "mcpServers",
-            "is not supported by this version; declare the server under `sources.<name>` with `type: mcp`",
-        );
-    }
+    let mcp_servers = decode_map(&mut o, "mcpServers", decode_mcp_server);
     if !o.has("sources") && !o.has("mcpServers") && runtime.is_none() {
         cx.missing(
             "",
             "at least one of `sources`, `mcpServers` or `runtime` is required",
         );
     }
-    let services = decode_map(&mut o, "services", decode_service);
+    let mut services = decode_map(&mut o, "services", decode_service);
+    let mut sources = sources;
+    for (name, source) in mcp_servers {
+        if sources.contains_key(&name) {
+            cx.err(
+                join("mcpServers", &name),
+                format!("is ambiguous with `sources.{name}`; define the server once"),
+            );
+            continue;
+        }
+        services.entry(name.clone()).or_insert_with(|| Service {
+            source: name.clone(),
+            alias: None,
+            overlays: Vec::new(),
+            skills: Vec::new(),
+            workflows: Vec::new(),
+        });
+        sources.insert(name, source);
+    }
     let curation = o
         .object("curation")
         .map(decode_curation)
@@ -373,6 +386,41 @@ fn decode_source(mut o: Obj<'_>) -> Option<Source> {
         disabled_tools,
         oauth,
     })
+}
+
+/// `mcpServers.<name>`: the `.mcp.json` form, normalised into an `mcp` source (and a service
+/// of the same name). `type` may be omitted (`command` → stdio, `url` → streamable-http) and
+/// `http` is accepted for `streamable-http`.
+fn decode_mcp_server(mut o: Obj<'_>) -> Option<Source> {
+    let cx = o.cx();
+    let mut transport = serde_json::Map::new();
+    for key in ["command", "args", "env", "url", "headers", "headerSecrets"] {
+        if let Some(v) = o.value(key) {
+            transport.insert(key.to_string(), v.clone());
+        }
+    }
+    let ty = match o.value("type") {
+        Some(Value::String(t)) if t == "http" => Value::String("streamable-http".into()),
+        Some(t) => t.clone(),
+        None if transport.contains_key("command") => Value::String("stdio".into()),
+        None => Value::String("streamable-http".into()),
+    };
+    transport.insert("type".into(), ty);
+    let transport = Value::Object(transport);
+    let decoded = Obj::new(cx, &transport, o.path()).and_then(decode_transport);
+    let disabled_tools = o.strings("disabledTools");
+    let oauth = o.object("oauth").and_then(decode_oauth_settings);
+    o.finish();
+    let source = Source {
+        kind: SourceType::Mcp,
+        uri: None,
+        enabled: true,
+        refresh: None,
+        transport: decoded,
+        disabled_tools,
+        oauth,
+    };
+    Some(source)
 }
 
 fn decode_transport(mut o: Obj<'_>) -> Option<McpTransport> {

@@ -504,3 +504,66 @@ pub fn assert_valid_effective(body: &Value) {
         "the selected view is one of the catalog's effective views"
     );
 }
+
+/// `@modelcontextprotocol/server-everything` (installed by `scripts/deps` under
+/// `product-tests/mcp`), a real MCP server not written by us.
+#[derive(Debug)]
+pub struct McpEverything {
+    pub proc: Proc,
+    pub url: String,
+}
+
+impl McpEverything {
+    /// The `node` command line of the stdio transport.
+    pub fn stdio_command() -> (String, Vec<String>) {
+        let bin = repo_root().join("product-tests/mcp/node_modules/.bin/mcp-server-everything");
+        assert!(
+            bin.exists(),
+            "{} is missing: run scripts/deps",
+            bin.display()
+        );
+        (
+            "node".into(),
+            vec![bin.display().to_string(), "stdio".into()],
+        )
+    }
+
+    /// Start the `streamableHttp` or `sse` transport on a free loopback port.
+    pub fn start(mode: &str) -> Self {
+        let (node, args) = Self::stdio_command();
+        let preload = repo_root().join("product-tests/mcp/loopback.cjs");
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let mut cmd = Command::new(&node);
+            cmd.arg("--require")
+                .arg(&preload)
+                .arg(&args[0])
+                .arg(mode)
+                .env("PORT", port.to_string());
+            let mut proc = Proc::spawn(&format!("server-everything {mode}"), cmd);
+            let ready = wait_for("server-everything to listen", START_DEADLINE, || {
+                if proc.try_status().is_some() {
+                    return Some(false);
+                }
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .ok()
+                    .map(|_| true)
+            });
+            match ready {
+                Ok(true) => {
+                    let path = if mode == "sse" { "/sse" } else { "/mcp" };
+                    return Self {
+                        proc,
+                        url: format!("http://127.0.0.1:{port}{path}"),
+                    };
+                }
+                _ => last = proc.logs(),
+            }
+        }
+        panic!("server-everything {mode} did not start\n{last}");
+    }
+}

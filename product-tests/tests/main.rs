@@ -14,6 +14,8 @@ mod discovery;
 mod enrich;
 /// Start-up, readiness, `runtime.json`, signals.
 mod lifecycle;
+/// MCP sources over stdio, streamable HTTP and SSE against a real MCP server.
+mod mcp;
 /// Config scopes: managed, user, project, local; merge rules and attribution.
 mod scopes;
 /// Remote descriptions, external `$ref`s, the HTTP document cache, refresh and SIGHUP.

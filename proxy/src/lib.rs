@@ -14,6 +14,8 @@
 //! - [`snapshot`]: the immutable, pre-rendered catalog state and view selection;
 //! - [`catalog`]: OpenAPI → Normalized Tool Catalog;
 //! - [`fetch`]: documents from files and HTTP, with the on-disk HTTP cache;
+//! - [`mcp`]: the MCP client (stdio, streamable HTTP, SSE) that lists an MCP source's tools;
+//! - [`secrets`]: resolving secret references, failing closed;
 //! - [`refresh`]: rebuilding and swapping the catalog while serving;
 //! - [`instance`]: state directories and `runtime.json`.
 //!
@@ -25,7 +27,9 @@ pub mod cli;
 pub mod fetch;
 pub mod gateway;
 pub mod instance;
+pub mod mcp;
 pub mod refresh;
+pub mod secrets;
 pub mod server;
 pub mod snapshot;
 pub mod state;

@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod glob;
 pub mod guidance;
 pub mod load;
+pub mod mcp;
 pub mod openapi;
 pub mod overlay;
 pub mod slug;
@@ -69,9 +70,30 @@ pub async fn build(loaded: &LoadedConfig, fetcher: &Fetcher) -> Result<Catalog, 
             SourceType::ServiceRoot => ("rfc8631", Some(SourceType::ServiceRoot)),
             SourceType::ApiCatalog => ("rfc9727", Some(SourceType::ApiCatalog)),
             SourceType::Mcp => {
-                problems.push(format!(
-                    "{at}: source type `mcp` is not supported by this version of the runtime yet"
-                ));
+                match mcp_source(
+                    cfg,
+                    source_id,
+                    source,
+                    fetcher,
+                    &loaded.base_dir,
+                    &mut hasher,
+                )
+                .await
+                {
+                    Ok((entry, svc, mut t, mut w)) => {
+                        sources.push(SourceEntry {
+                            provenance: Provenance {
+                                at: now.clone(),
+                                ..entry.provenance
+                            },
+                            ..entry
+                        });
+                        services.push(svc);
+                        tools.append(&mut t);
+                        workflows.append(&mut w);
+                    }
+                    Err(mut e) => problems.append(&mut e),
+                }
                 continue;
             }
         };
@@ -214,6 +236,77 @@ pub fn display_location(url: &url::Url) -> String {
         Ok(p) if url.scheme() == "file" => p.display().to_string(),
         _ => url.to_string(),
     }
+}
+
+/// List an MCP source's tools and build its service from the synthetic document.
+async fn mcp_source(
+    cfg: &Config,
+    source_id: &str,
+    source: &open_cli_config::model::Source,
+    fetcher: &Fetcher,
+    base_dir: &std::path::Path,
+    hasher: &mut Sha256,
+) -> Result<(SourceEntry, ServiceEntry, Vec<Tool>, Vec<Workflow>), Vec<String>> {
+    let at = format!("sources.{source_id} (mcp)");
+    let transport = mcp::transport(source, cfg).map_err(|e| vec![format!("{at}: {e}")])?;
+    let listed = crate::mcp::list_tools(&transport)
+        .await
+        .map_err(|e| vec![format!("{at}: {e}")])?;
+    hasher.update(source_id.as_bytes());
+    hasher.update(serde_json::to_vec(&listed).unwrap_or_default());
+    let kind = source
+        .transport
+        .as_ref()
+        .map(|t| t.kind)
+        .unwrap_or(open_cli_config::model::McpTransportType::Stdio);
+    let (doc, warnings) =
+        mcp::synthetic_document(source_id, source_id, kind, &listed, &source.disabled_tools);
+    for w in warnings {
+        tracing::warn!(source = %source_id, "{w}");
+    }
+    let root = format!("mcp://{source_id}/tools.json");
+    let docs = DocSet::single(&root, doc);
+    let api =
+        discovery::Api::explicit(url::Url::parse(&root).map_err(|e| vec![format!("{at}: {e}")])?);
+    let plan = service_plans(cfg, source_id, source_id, false, &api)
+        .into_iter()
+        .next()
+        .ok_or_else(|| vec![format!("{at}: no service")])?;
+    let mut fetches = Vec::new();
+    let mut problems = Vec::new();
+    let mut ctx = ServiceBuild {
+        fetcher,
+        base_dir,
+        policy: Policy::default(),
+        fetches: &mut fetches,
+        problems: &mut problems,
+        hasher,
+    };
+    let (tools, workflows) = ctx.service(&docs, &plan).await;
+    if !problems.is_empty() {
+        return Err(problems.into_iter().map(|p| format!("{at}: {p}")).collect());
+    }
+    Ok((
+        SourceEntry {
+            id: source_id.to_string(),
+            kind: "mcp".into(),
+            uri: String::new(),
+            provenance: Provenance {
+                method: "explicit".into(),
+                at: String::new(),
+                fetches,
+            },
+        },
+        ServiceEntry {
+            id: plan.id.clone(),
+            alias: plan.alias.clone(),
+            source_id: source_id.to_string(),
+            title: plan.id.clone(),
+            servers: Vec::new(),
+        },
+        tools,
+        workflows,
+    ))
 }
 
 /// One service to build from a description.

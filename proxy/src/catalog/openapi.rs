@@ -332,7 +332,14 @@ impl OpCtx<'_> {
             retry: self.op.get("x-cli-retry").cloned(),
             guidance: None,
             servers,
-            backend: None,
+            // Honoured only on the synthetic documents of MCP sources.
+            backend: if self.doc.root.starts_with("mcp://") {
+                self.op
+                    .get("x-open-cli-backend")
+                    .and_then(|b| serde_json::from_value(b.clone()).ok())
+            } else {
+                None
+            },
         })
     }
 

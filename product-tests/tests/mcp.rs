@@ -1,0 +1,212 @@
+use open_cli_product_tests::{Fixture, McpEverything, Runtime, run, text};
+use serde_json::{Value, json};
+
+/// The tools server-everything 2026.8.31 lists.
+const EVERYTHING: [&str; 13] = [
+    "echo",
+    "get-annotated-message",
+    "get-env",
+    "get-resource-links",
+    "get-resource-reference",
+    "get-structured-content",
+    "get-sum",
+    "get-tiny-image",
+    "gzip-file-as-resource",
+    "simulate-research-query",
+    "toggle-simulated-logging",
+    "toggle-subscriber-updates",
+    "trigger-long-running-operation",
+];
+
+fn start(config: Value) -> (Fixture, Runtime) {
+    let fx = Fixture::new();
+    let mut base = json!({"cli": "1.0.0", "mode": {"default": "discover"}});
+    base.as_object_mut()
+        .unwrap()
+        .extend(config.as_object().unwrap().clone());
+    let cfg = fx.write_json(".cli.json", &base);
+    let rt = Runtime::start(&cfg);
+    (fx, rt)
+}
+
+fn tool_names(cat: &Value, service: &str) -> Vec<String> {
+    cat["catalog"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t["id"]
+                .as_str()
+                .unwrap()
+                .strip_prefix(&format!("{service}:"))
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_stdio_mcp_server_becomes_a_service() {
+    let (node, args) = McpEverything::stdio_command();
+    let (_fx, rt) = start(json!({"sources": {"everything": {"type": "mcp",
+        "transport": {"type": "stdio", "command": node, "args": args}, "disabledTools": ["get-env"]}}}));
+    let cat = rt.catalog();
+    let want: Vec<&str> = EVERYTHING
+        .iter()
+        .copied()
+        .filter(|t| *t != "get-env")
+        .collect();
+    assert_eq!(
+        tool_names(&cat, "everything"),
+        want,
+        "every listed tool but the disabled one"
+    );
+    let tools = cat["catalog"]["tools"].as_array().unwrap();
+    let sum = tools
+        .iter()
+        .find(|t| t["id"] == "everything:get-sum")
+        .unwrap();
+    assert_eq!(sum["method"], "POST");
+    assert_eq!(sum["path"], "/_mcp/everything/get-sum");
+    assert_eq!(sum["group"], "everything");
+    assert_eq!(sum["command"], "get-sum");
+    assert_eq!(sum["operationId"], "get-sum");
+    assert_eq!(
+        sum["backend"],
+        json!({"kind": "mcp", "sourceId": "everything", "toolName": "get-sum", "transport": "stdio", "inputWrapped": false})
+    );
+    let schema = &sum["requestBody"]["contentTypes"][0]["schema"];
+    assert_eq!(schema["type"], "object");
+    assert!(
+        schema["properties"]["a"].is_object() && schema["properties"]["b"].is_object(),
+        "{schema}"
+    );
+    // MCP annotations set safety (the reference ignores them).
+    assert_eq!(
+        sum["safety"],
+        json!({"destructive": false, "readOnly": true, "requiresApproval": false, "idempotent": true})
+    );
+    let toggle = tools
+        .iter()
+        .find(|t| t["id"] == "everything:toggle-simulated-logging")
+        .unwrap();
+    assert_eq!(toggle["safety"]["readOnly"], false);
+    assert_eq!(toggle["safety"]["idempotent"], false);
+    let src = &cat["catalog"]["sources"][0];
+    assert_eq!(
+        (src["type"].as_str(), src["uri"].as_str()),
+        (Some("mcp"), Some(""))
+    );
+    assert_eq!(cat["catalog"]["services"][0]["id"], "everything");
+}
+
+#[test]
+fn streamable_http_via_the_mcp_servers_compat_form() {
+    let server = McpEverything::start("streamableHttp");
+    let (_fx, rt) = start(json!({"mcpServers": {"remote": {"type": "http", "url": server.url}}}));
+    let cat = rt.catalog();
+    assert_eq!(tool_names(&cat, "remote"), EVERYTHING);
+    let echo = cat["catalog"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "remote:echo")
+        .unwrap()
+        .clone();
+    assert_eq!(echo["backend"]["transport"], "streamable-http");
+}
+
+#[test]
+fn legacy_sse_transport() {
+    let server = McpEverything::start("sse");
+    let (_fx, rt) = start(
+        json!({"sources": {"legacy": {"type": "mcp", "transport": {"type": "sse", "url": server.url}}}}),
+    );
+    let cat = rt.catalog();
+    assert_eq!(tool_names(&cat, "legacy"), EVERYTHING);
+}
+
+#[test]
+fn overlays_and_curation_apply_to_mcp_services() {
+    let (node, args) = McpEverything::stdio_command();
+    let fx_overlay = Fixture::new();
+    let overlay = fx_overlay.write(
+        "o.yaml",
+        "overlay: 1.0.0\nactions:\n  - target: \"$.paths['/_mcp/everything/echo'].post\"\n    update: {x-cli-name: say, x-cli-safety: {requiresApproval: true}}\n",
+    );
+    let (_fx, rt) = start(json!({
+        "sources": {"everything": {"type": "mcp", "transport": {"type": "stdio", "command": node, "args": args}}},
+        "services": {"everything": {"source": "everything", "alias": "ev", "overlays": [overlay]}},
+        "curation": {"toolSets": {"safe": {"allow": ["everything:get-*"]}}},
+        "agents": {"profiles": {"safe": {"mode": "curated", "toolSet": "safe"}}}
+    }));
+    let cat = rt.catalog();
+    let echo = cat["catalog"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "everything:echo")
+        .unwrap()
+        .clone();
+    assert_eq!(echo["command"], "say");
+    assert_eq!(echo["safety"]["requiresApproval"], true);
+    let safe = rt.effective("?agentProfile=safe");
+    let names = tool_names(
+        &json!({"catalog": {"tools": safe["view"]["tools"]}}),
+        "everything",
+    );
+    assert!(
+        names.iter().all(|n| n.starts_with("get-")) && names.len() == 7,
+        "{names:?}"
+    );
+}
+
+#[test]
+fn unreachable_servers_and_unresolvable_header_secrets_fail_the_build() {
+    let fx = Fixture::new();
+    let cfg = fx.write_json(
+        ".cli.json",
+        &json!({"cli": "1", "mode": {"default": "discover"},
+            "mcpServers": {"down": {"url": "http://127.0.0.1:9/mcp"},
+                           "authed": {"url": "http://127.0.0.1:9/mcp", "headerSecrets": {"X-Api-Key": "mcp.key"}},
+                           "nothere": {"command": "/nonexistent/mcp-server"},
+                           "clash": {"command": "x"}},
+            "sources": {"clash": {"type": "openapi", "uri": "a.yaml"}},
+            "secrets": {"mcp.key": {"type": "env", "value": "OPEN_CLI_TEST_UNSET_MCP_KEY"}}}),
+    );
+    let out = run(
+        "open-cli-toolbox",
+        &["validate", "--config", cfg.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("mcpServers.clash: is ambiguous with `sources.clash`"),
+        "{err}"
+    );
+    let fixed = fx.write_json(
+        ".cli.json",
+        &json!({"cli": "1", "mode": {"default": "discover"},
+            "mcpServers": {"down": {"url": "http://127.0.0.1:9/mcp"},
+                           "authed": {"url": "http://127.0.0.1:9/mcp", "headerSecrets": {"X-Api-Key": "mcp.key"}},
+                           "nothere": {"command": "/nonexistent/mcp-server"}},
+            "secrets": {"mcp.key": {"type": "env", "value": "OPEN_CLI_TEST_UNSET_MCP_KEY"}}}),
+    );
+    let out = run(
+        "open-cli-toolbox",
+        &["validate", "--config", fixed.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for want in [
+        "sources.down (mcp): MCP initialize failed: POST http://127.0.0.1:9/mcp",
+        "sources.authed (mcp): transport.headerSecrets.X-Api-Key: secret `mcp.key`: environment variable `OPEN_CLI_TEST_UNSET_MCP_KEY` is not set",
+        "sources.nothere (mcp): cannot start MCP server `/nonexistent/mcp-server`",
+    ] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+}

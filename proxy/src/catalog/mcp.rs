@@ -1,0 +1,180 @@
+//! MCP sources → catalog tools (contract §8).
+//!
+//! The tools a server lists become a synthetic OpenAPI 3.1 document, so overlays, skills,
+//! workflows and naming apply exactly as for OpenAPI services: one `POST
+//! /_mcp/<service>/<tool>` operation per tool, `operationId` = the MCP tool name, the tool's
+//! `inputSchema` as the required JSON body (a non-object schema is wrapped as `{input: …}` and
+//! marked `inputWrapped`), and `x-open-cli-backend` naming the source, tool and transport.
+//! Unlike the reference, MCP tool annotations set the safety flags (`readOnlyHint`,
+//! `destructiveHint`, `idempotentHint`); without them POST defaults apply.
+
+use std::collections::BTreeSet;
+
+use open_cli_config::Config;
+use open_cli_config::model::{McpTransportType, Source};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::slug::slug;
+use crate::mcp::Transport;
+use crate::secrets;
+
+/// The transport to reach an MCP source, with `headerSecrets` resolved.
+pub fn transport(source: &Source, config: &Config) -> Result<Transport, String> {
+    let t = source.transport.as_ref().ok_or("`transport` is required")?;
+    if source.oauth.is_some() {
+        return Err("MCP transport `oauth` is not supported by this version yet".into());
+    }
+    let mut headers: Vec<(String, String)> = t
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (header, key) in &t.header_secrets {
+        let value = secrets::resolve_key(config, key)
+            .map_err(|e| format!("transport.headerSecrets.{header}: {e}"))?;
+        headers.push((header.clone(), value));
+    }
+    let url = || t.url.clone().ok_or("`transport.url` is required");
+    Ok(match t.kind {
+        McpTransportType::Stdio => Transport::Stdio {
+            command: t.command.clone().ok_or("`transport.command` is required")?,
+            args: t.args.clone(),
+            env: t.env.clone(),
+        },
+        McpTransportType::StreamableHttp => Transport::StreamableHttp {
+            url: url()?,
+            headers,
+        },
+        McpTransportType::Sse => Transport::Sse {
+            url: url()?,
+            headers,
+        },
+    })
+}
+
+/// The synthetic OpenAPI document for the tools of one MCP service. Tools named in
+/// `disabled` are left out; names that match no tool are returned as warnings.
+pub fn synthetic_document(
+    service_id: &str,
+    source_id: &str,
+    transport: McpTransportType,
+    tools: &[Value],
+    disabled: &[String],
+) -> (Value, Vec<String>) {
+    let names: BTreeSet<&str> = tools
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect();
+    let warnings = disabled
+        .iter()
+        .filter(|d| !names.contains(d.as_str()))
+        .map(|d| format!("disabledTools names `{d}`, which the server does not list"))
+        .collect();
+    let mut paths = Map::new();
+    let mut used = BTreeSet::new();
+    let svc_slug = slug(service_id);
+    for tool in tools {
+        let Some(name) = tool.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        if disabled.iter().any(|d| d == name) {
+            continue;
+        }
+        let mut tool_slug = slug(name);
+        if tool_slug.is_empty() || !used.insert(tool_slug.clone()) {
+            let h = hex::encode(Sha256::digest(name.as_bytes()));
+            tool_slug = format!("{tool_slug}-{}", &h[..8]);
+            used.insert(tool_slug.clone());
+        }
+        let schema = tool
+            .get("inputSchema")
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object"}));
+        let wrapped = schema.get("type").and_then(Value::as_str) != Some("object");
+        let schema = if wrapped {
+            json!({"type": "object", "properties": {"input": schema}, "required": ["input"]})
+        } else {
+            schema
+        };
+        let description = tool
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let mut op = json!({
+            "operationId": name,
+            "tags": [service_id],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": schema}}},
+            "responses": {"200": {"description": "MCP tool result"}},
+            "x-open-cli-backend": {"kind": "mcp", "sourceId": source_id, "toolName": name,
+                                    "transport": transport.as_str(), "inputWrapped": wrapped},
+        });
+        if !description.is_empty() {
+            op["summary"] = description.lines().next().unwrap_or_default().into();
+            op["description"] = description.into();
+        }
+        if let Some(safety) = safety_from_annotations(tool.get("annotations")) {
+            op["x-cli-safety"] = safety;
+        }
+        paths.insert(format!("/_mcp/{svc_slug}/{tool_slug}"), json!({"post": op}));
+    }
+    let doc = json!({"openapi": "3.1.0", "info": {"title": service_id, "version": "mcp"}, "paths": paths});
+    (doc, warnings)
+}
+
+fn safety_from_annotations(a: Option<&Value>) -> Option<Value> {
+    let a = a?.as_object()?;
+    let hint = |k: &str| a.get(k).and_then(Value::as_bool);
+    let read_only = hint("readOnlyHint").unwrap_or(false);
+    Some(json!({
+        "readOnly": read_only,
+        "destructive": !read_only && hint("destructiveHint").unwrap_or(false),
+        "idempotent": read_only || hint("idempotentHint").unwrap_or(false),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_become_operations_with_backends_and_safety() {
+        let tools = vec![
+            json!({"name": "get_sum", "description": "Adds.\nMore.", "inputSchema": {"type": "object", "properties": {"a": {"type": "number"}}},
+                   "annotations": {"readOnlyHint": true}}),
+            json!({"name": "get-sum", "inputSchema": {"type": "string"}}),
+            json!({"name": "drop_all", "annotations": {"destructiveHint": true}}),
+        ];
+        let (doc, warnings) = synthetic_document(
+            "files",
+            "files",
+            McpTransportType::Stdio,
+            &tools,
+            &["drop_all".into(), "ghost".into()],
+        );
+        assert_eq!(
+            warnings,
+            ["disabledTools names `ghost`, which the server does not list"]
+        );
+        let paths = doc["paths"].as_object().unwrap();
+        assert_eq!(paths.len(), 2);
+        let a = &paths["/_mcp/files/get-sum"]["post"];
+        assert_eq!(a["operationId"], "get_sum");
+        assert_eq!(a["summary"], "Adds.");
+        assert_eq!(
+            a["x-cli-safety"],
+            json!({"readOnly": true, "destructive": false, "idempotent": true})
+        );
+        assert_eq!(a["x-open-cli-backend"]["inputWrapped"], false);
+        let collided = paths
+            .keys()
+            .find(|k| k.starts_with("/_mcp/files/get-sum-"))
+            .unwrap();
+        let b = &paths[collided]["post"];
+        assert_eq!(b["x-open-cli-backend"]["inputWrapped"], true);
+        assert_eq!(
+            b["requestBody"]["content"]["application/json"]["schema"]["properties"]["input"],
+            json!({"type": "string"})
+        );
+    }
+}

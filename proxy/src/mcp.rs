@@ -1,0 +1,498 @@
+//! MCP client: enough of the Model Context Protocol to list a server's tools over each
+//! transport the contract names (contract §8).
+//!
+//! - `stdio`: spawn `command args…`; newline-delimited JSON-RPC on stdin/stdout. Messages
+//!   that are not the answer (notifications, even before the `initialize` answer) are
+//!   skipped. The child gets `transport.env` on top of a minimal inherited environment (PATH,
+//!   HOME, LANG, TMPDIR) — not the runtime's whole environment, which may hold secrets; and not
+//!   *only* `env` either (the reference's choice breaks servers that need PATH).
+//! - `streamable-http`: POST each message with `Accept: application/json, text/event-stream`;
+//!   a JSON or an SSE answer; `Mcp-Session-Id` and `MCP-Protocol-Version` carried after
+//!   `initialize`; the session is closed with DELETE.
+//! - `sse` (2024-11-05): GET the event stream, wait for the `endpoint` event, POST messages
+//!   there and read answers from the stream.
+//!
+//! `tools/list` follows `nextCursor` (the reference reads only the first page). Every request
+//! has a deadline; the child process is killed when the session ends.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::fetch::error_chain;
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_PAGES: usize = 100;
+
+/// The transport settings of an MCP source, with header secrets already resolved.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+    },
+    StreamableHttp {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
+    Sse {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
+}
+
+/// List every tool of an MCP server.
+pub async fn list_tools(transport: &Transport) -> Result<Vec<Value>, String> {
+    let mut session = Session::connect(transport).await?;
+    let result = session.list_all().await;
+    session.close().await;
+    result
+}
+
+// One connection per short-lived session: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Conn {
+    Stdio {
+        child: tokio::process::Child,
+        stdin: tokio::process::ChildStdin,
+        lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    },
+    Http {
+        client: reqwest::Client,
+        url: String,
+        headers: Vec<(String, String)>,
+        session_id: Option<String>,
+        protocol: Option<String>,
+    },
+    Sse {
+        client: reqwest::Client,
+        post_url: String,
+        headers: Vec<(String, String)>,
+        events: SseReader,
+    },
+}
+
+struct Session {
+    conn: Conn,
+    next_id: u64,
+}
+
+impl Session {
+    async fn connect(t: &Transport) -> Result<Self, String> {
+        let conn = match t {
+            Transport::Stdio { command, args, env } => spawn(command, args, env)?,
+            Transport::StreamableHttp { url, headers } => Conn::Http {
+                client: http_client()?,
+                url: url.clone(),
+                headers: headers.clone(),
+                session_id: None,
+                protocol: None,
+            },
+            Transport::Sse { url, headers } => connect_sse(url, headers).await?,
+        };
+        let mut s = Self { conn, next_id: 0 };
+        let protocol = if matches!(t, Transport::Sse { .. }) {
+            "2024-11-05"
+        } else {
+            "2025-03-26"
+        };
+        let init = s
+            .request(
+                "initialize",
+                json!({"protocolVersion": protocol, "capabilities": {},
+                       "clientInfo": {"name": "open-cli", "version": env!("CARGO_PKG_VERSION")}}),
+            )
+            .await
+            .map_err(|e| format!("MCP initialize failed: {e}"))?;
+        if let Conn::Http { protocol: p, .. } = &mut s.conn {
+            *p = init
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        s.notify("notifications/initialized").await?;
+        Ok(s)
+    }
+
+    async fn list_all(&mut self) -> Result<Vec<Value>, String> {
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let page = self
+                .request("tools/list", params)
+                .await
+                .map_err(|e| format!("MCP tools/list failed: {e}"))?;
+            let items = page
+                .get("tools")
+                .and_then(Value::as_array)
+                .ok_or("MCP tools/list answer has no `tools` array")?;
+            tools.extend(items.iter().cloned());
+            cursor = page
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string);
+            if cursor.is_none() {
+                return Ok(tools);
+            }
+        }
+        Err(format!(
+            "MCP tools/list returned more than {MAX_PAGES} pages"
+        ))
+    }
+
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(&msg, Some(id)))
+            .await
+            .map_err(|_| format!("no answer to `{method}` within {REQUEST_TIMEOUT:?}"))??
+            .ok_or_else(|| format!("no answer to `{method}`"))?;
+        if let Some(err) = answer.get("error") {
+            return Err(format!(
+                "the server answered error {}: {}",
+                err.get("code").unwrap_or(&Value::Null),
+                err.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no message)")
+            ));
+        }
+        answer
+            .get("result")
+            .cloned()
+            .ok_or_else(|| format!("the answer to `{method}` has no `result`"))
+    }
+
+    async fn notify(&mut self, method: &str) -> Result<(), String> {
+        let msg = json!({"jsonrpc": "2.0", "method": method});
+        tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(&msg, None))
+            .await
+            .map_err(|_| format!("`{method}` was not accepted within {REQUEST_TIMEOUT:?}"))??;
+        Ok(())
+    }
+
+    /// Send one message; for a request (`id`), return the matching answer.
+    async fn exchange(&mut self, msg: &Value, id: Option<u64>) -> Result<Option<Value>, String> {
+        match &mut self.conn {
+            Conn::Stdio {
+                stdin,
+                lines,
+                child,
+            } => {
+                let mut line = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
+                line.push(b'\n');
+                stdin
+                    .write_all(&line)
+                    .await
+                    .map_err(|e| format!("cannot write to the MCP server: {e}"))?;
+                stdin.flush().await.map_err(|e| e.to_string())?;
+                let Some(id) = id else { return Ok(None) };
+                loop {
+                    match lines.next_line().await {
+                        Ok(Some(l)) => {
+                            if let Some(v) = matching(&l, id) {
+                                return Ok(Some(v));
+                            }
+                        }
+                        Ok(None) => {
+                            let status = child.try_wait().ok().flatten();
+                            return Err(format!(
+                                "the MCP server closed its output{}",
+                                status.map(|s| format!(" ({s})")).unwrap_or_default()
+                            ));
+                        }
+                        Err(e) => return Err(format!("cannot read from the MCP server: {e}")),
+                    }
+                }
+            }
+            Conn::Http {
+                client,
+                url,
+                headers,
+                session_id,
+                protocol,
+            } => {
+                let mut req = client
+                    .post(url.as_str())
+                    .header("accept", "application/json, text/event-stream")
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(msg).map_err(|e| e.to_string())?);
+                for (k, v) in headers.iter() {
+                    req = req.header(k, v);
+                }
+                if let Some(s) = session_id.as_ref() {
+                    req = req.header("mcp-session-id", s);
+                }
+                if let Some(p) = protocol.as_ref() {
+                    req = req.header("mcp-protocol-version", p);
+                }
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| format!("POST {url}: {}", error_chain(&e)))?;
+                let status = resp.status();
+                if let Some(s) = resp
+                    .headers()
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    *session_id = Some(s.to_string());
+                }
+                if !status.is_success() {
+                    let body = resp.text().await.unwrap_or_default();
+                    return Err(format!(
+                        "POST {url}: HTTP {status}: {}",
+                        body.chars().take(200).collect::<String>()
+                    ));
+                }
+                let Some(id) = id else { return Ok(None) };
+                let sse = resp
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|c| c.starts_with("text/event-stream"));
+                if sse {
+                    let mut events = SseReader::new(resp);
+                    while let Some((_, data)) = events.next().await? {
+                        if let Some(v) = matching(&data, id) {
+                            return Ok(Some(v));
+                        }
+                    }
+                    Err("the event stream ended without an answer".into())
+                } else {
+                    let body = resp.text().await.map_err(|e| error_chain(&e))?;
+                    Ok(matching(&body, id))
+                }
+            }
+            Conn::Sse {
+                client,
+                post_url,
+                headers,
+                events,
+            } => {
+                let mut req = client
+                    .post(post_url.as_str())
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(msg).map_err(|e| e.to_string())?);
+                for (k, v) in headers.iter() {
+                    req = req.header(k, v);
+                }
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| format!("POST {post_url}: {}", error_chain(&e)))?;
+                if !resp.status().is_success() {
+                    return Err(format!("POST {post_url}: HTTP {}", resp.status()));
+                }
+                let Some(id) = id else { return Ok(None) };
+                while let Some((_, data)) = events.next().await? {
+                    if let Some(v) = matching(&data, id) {
+                        return Ok(Some(v));
+                    }
+                }
+                Err("the event stream ended without an answer".into())
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self.conn {
+            Conn::Stdio {
+                mut child, stdin, ..
+            } => {
+                drop(stdin);
+                if tokio::time::timeout(Duration::from_millis(500), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            }
+            Conn::Http {
+                client,
+                url,
+                headers,
+                session_id: Some(sid),
+                ..
+            } => {
+                let mut req = client.delete(url.as_str()).header("mcp-session-id", sid);
+                for (k, v) in headers.iter() {
+                    req = req.header(k, v);
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(2), req.send()).await;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The JSON-RPC answer with `id` in `text`, if that is what it is.
+fn matching(text: &str, id: u64) -> Option<Value> {
+    let v: Value = serde_json::from_str(text.trim()).ok()?;
+    (v.get("id").and_then(Value::as_u64) == Some(id)).then_some(v)
+}
+
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot create the HTTP client: {e}"))
+}
+
+fn spawn(command: &str, args: &[String], env: &BTreeMap<String, String>) -> Result<Conn, String> {
+    let mut cmd = tokio::process::Command::new(command);
+    cmd.args(args)
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for key in ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER"] {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    cmd.envs(env);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start MCP server `{command}`: {e}"))?;
+    let stdin = child.stdin.take().ok_or("no stdin pipe")?;
+    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    Ok(Conn::Stdio {
+        child,
+        stdin,
+        lines: BufReader::new(stdout).lines(),
+    })
+}
+
+async fn connect_sse(url: &str, headers: &[(String, String)]) -> Result<Conn, String> {
+    let client = http_client()?;
+    let mut req = client.get(url).header("accept", "text/event-stream");
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", resp.status()));
+    }
+    let mut events = SseReader::new(resp);
+    let endpoint = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        while let Some((event, data)) = events.next().await? {
+            if event == "endpoint" {
+                return Ok(data);
+            }
+        }
+        Err::<String, String>("the event stream ended before an `endpoint` event".into())
+    })
+    .await
+    .map_err(|_| format!("GET {url}: no `endpoint` event within {REQUEST_TIMEOUT:?}"))??;
+    let post_url = url::Url::parse(url)
+        .and_then(|u| u.join(endpoint.trim()))
+        .map_err(|e| format!("bad SSE endpoint `{endpoint}`: {e}"))?
+        .to_string();
+    Ok(Conn::Sse {
+        client,
+        post_url,
+        headers: headers.to_vec(),
+        events,
+    })
+}
+
+/// Incremental `text/event-stream` parser: yields `(event, data)`.
+struct SseReader {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl SseReader {
+    fn new(resp: reqwest::Response) -> Self {
+        Self {
+            stream: Box::pin(resp.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<(String, String)>, String> {
+        loop {
+            if let Some(ev) = take_event(&mut self.buf) {
+                return Ok(Some(ev));
+            }
+            match self.stream.next().await {
+                Some(Ok(chunk)) => self
+                    .buf
+                    .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
+                Some(Err(e)) => return Err(format!("event stream: {}", error_chain(&e))),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Remove the first complete event (ended by a blank line) from `buf`.
+fn take_event(buf: &mut String) -> Option<(String, String)> {
+    loop {
+        let end = buf.find("\n\n")?;
+        let raw: String = buf.drain(..end + 2).collect();
+        let mut event = "message".to_string();
+        let mut data: Vec<&str> = Vec::new();
+        for line in raw.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        if !data.is_empty() {
+            return Some((event, data.join("\n")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_are_split_and_joined() {
+        let mut buf = String::from(
+            ": comment\n\nevent: endpoint\ndata: /message?x=1\n\ndata: {\"a\":\ndata: 1}\n\nda",
+        );
+        assert_eq!(
+            take_event(&mut buf),
+            Some(("endpoint".into(), "/message?x=1".into()))
+        );
+        assert_eq!(
+            take_event(&mut buf),
+            Some(("message".into(), "{\"a\":\n1}".into()))
+        );
+        assert_eq!(take_event(&mut buf), None);
+        assert_eq!(buf, "da");
+    }
+
+    #[test]
+    fn only_the_matching_answer_is_taken() {
+        assert!(
+            matching(
+                r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#,
+                1
+            )
+            .is_none()
+        );
+        assert!(matching(r#"{"jsonrpc":"2.0","id":2,"result":{}}"#, 1).is_none());
+        assert!(matching(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#, 1).is_some());
+        assert!(matching("not json", 1).is_none());
+    }
+}
