@@ -875,3 +875,106 @@ fn check_document_uri(cx: &Cx, path: &str, uri: &str) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// One config fragment per message class; each must yield exactly its message.
+    #[test]
+    fn every_rule_has_a_precise_message() {
+        let base = || json!({"cli": "1", "mode": {"default": "discover"}});
+        let cases: Vec<(Value, &str)> = vec![
+            (
+                json!({"runtime": {"mode": "local"}}),
+                "runtime.mode: `local` is not supported: open-cli-toolbox is a remote runtime; use `remote`",
+            ),
+            (
+                json!({"runtime": {"local": {}}}),
+                "runtime.local: is no longer supported; configure a remote runtime (`runtime.remote`) instead",
+            ),
+            (
+                json!({"runtime": {"remote": {"url": "ftp://x"}}}),
+                "runtime.remote.url: must be an absolute http:// or https:// URL, found `ftp://x`",
+            ),
+            (
+                json!({"runtime": {"remote": {"oauth": {"mode": "providedToken", "tokenRef": "TOKEN"}}}}),
+                "runtime.remote.oauth.tokenRef: must be `env:NAME` or `file:PATH`, found `TOKEN`",
+            ),
+            (
+                json!({"runtime": {"remote": {"oauth": {"mode": "oauthClient"}}}}),
+                "runtime.remote.oauth.client: is required when mode is `oauthClient`",
+            ),
+            (
+                json!({"runtime": {"server": {"auth": {"validationProfile": "oidc_jwks", "audience": "a"}}}}),
+                "runtime.server.auth.issuer: is required when validationProfile is `oidc_jwks`",
+            ),
+            (
+                json!({"sources": {"m": {"type": "mcp", "transport": {"type": "sse", "url": "http://x", "command": "c"}}}}),
+                "sources.m.transport.command: is not allowed for transport type `sse`",
+            ),
+            (
+                json!({"sources": {"m": {"type": "mcp", "transport": {"type": "stdio", "command": "c"}, "oauth": {"mode": "clientCredentials", "clientId": {"type": "env", "value": "I"}, "clientSecret": {"type": "env", "value": "S"}, "tokenURL": "http://t"}}}}),
+                "sources.m.oauth: is only allowed with transport type `streamable-http`, not `stdio`",
+            ),
+            (
+                json!({"sources": {"m": {"type": "mcp", "transport": {"type": "streamable-http", "url": "http://x", "headers": {"Authorization": "x"}}, "oauth": {"mode": "clientCredentials", "clientId": {"type": "env", "value": "I"}, "clientSecret": {"type": "env", "value": "S"}, "issuer": "http://i"}}}}),
+                "sources.m.transport: the `Authorization` header is owned by oauth and cannot be set explicitly",
+            ),
+            (
+                json!({"sources": {"m": {"type": "mcp", "transport": {"type": "streamable-http", "url": "http://x", "headers": {"X-K": "a"}, "headerSecrets": {"X-K": "k"}}}}}),
+                "sources.m.transport.headerSecrets.X-K: duplicates transport.headers.X-K",
+            ),
+            (
+                json!({"sources": {"o": {"type": "openapi", "uri": "a.yaml", "transport": {"type": "stdio", "command": "c"}}}}),
+                "sources.o.transport: is only allowed on `mcp` sources, not on `openapi`",
+            ),
+            (
+                json!({"sources": {"o": {"type": "openapi", "uri": "gopher://x"}}}),
+                "sources.o.uri: unsupported URI scheme `gopher`; use a file path, file://, http:// or https://",
+            ),
+            (
+                json!({"sources": {"a:b": {"type": "openapi", "uri": "a.yaml"}}}),
+                "sources[\"a:b\"]: name must start with a letter or digit and contain only letters, digits, `_`, `-` and `.`",
+            ),
+            (
+                json!({"secrets": {"s": {"type": "oauth2", "mode": "implicit"}}}),
+                "secrets.s.mode: the OAuth `implicit` flow is not supported (it is deprecated by OAuth 2.1); use `clientCredentials` or `authorizationCode`",
+            ),
+            (
+                json!({"secrets": {"s": {"type": "exec"}}}),
+                "secrets.s: an `exec` secret needs `command` (argv) or `value` (an executable path)",
+            ),
+            (
+                json!({"sources": {"a": {"type": "openapi", "uri": "a.yaml"}}, "services": {"x": {"source": "a"}, "y": {"source": "a", "alias": "x"}}}),
+                "services.y.alias: `x` is already used by service `x`",
+            ),
+            (
+                json!({"agents": {"profiles": {"discover": {}}}, "runtime": {}}),
+                "agents.profiles.discover: `discover` is reserved for the view holding every tool; choose another profile name",
+            ),
+            (
+                json!({"agents": {"defaultProfile": "p"}, "runtime": {}}),
+                "agents.defaultProfile: names profile `p`, which is not defined in `agents.profiles` (none are defined)",
+            ),
+            (
+                json!({"sources": {"a": {"type": "openapi", "uri": "a.yaml", "refresh": {"maxAgeSeconds": -1}}}}),
+                "sources.a.refresh.maxAgeSeconds: must be a non-negative integer, found -1",
+            ),
+        ];
+        for (fragment, want) in cases {
+            let mut doc = base();
+            doc.as_object_mut()
+                .unwrap()
+                .extend(fragment.as_object().unwrap().clone());
+            let got: Vec<String> = decode(&doc)
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            assert!(got.iter().any(|g| g == want), "want `{want}`\ngot {got:#?}");
+        }
+    }
+}

@@ -394,3 +394,84 @@ fn tool_ids_without_an_operation_id_are_marked_unstable() {
     assert_eq!(tools[1]["id"], "things:putThing");
     assert!(tools[1].get("unstableId").is_none());
 }
+
+#[test]
+fn operation_extensions_servers_and_local_external_refs() {
+    let fx = open_cli_product_tests::Fixture::new();
+    fx.write("schemas/common.yaml", "Page: {type: object, properties: {next: {type: string}}}\nLimit: {name: limit, in: query, x-cli-name: max, schema: {type: integer}}\n");
+    fx.write(
+        "api.yaml",
+        r#"openapi: 3.0.3
+info: {title: Ext, version: '1'}
+servers: [{url: 'https://{region}.api.test/v1', variables: {region: {default: eu}}}]
+paths:
+  /reports:
+    servers: [{url: 'https://reports.api.test'}]
+    get:
+      operationId: listReports
+      x-cli-group: analytics
+      x-cli-aliases: [ls]
+      x-cli-description: Lists reports (overridden).
+      description: original
+      x-cli-output: {defaultFields: [id, name], redactions: [secret]}
+      x-cli-pagination: {style: cursor, cursorParam: next}
+      x-cli-retry: {recommended: true, locationHeader: Location}
+      parameters: [{$ref: 'schemas/common.yaml#/Limit'}]
+      responses: {'200': {description: ok, content: {application/json: {schema: {$ref: 'schemas/common.yaml#/Page'}}}}}
+    post:
+      operationId: createReport
+      servers: [{url: 'https://write.api.test'}]
+      x-cli-hidden: true
+      responses: {'201': {description: ok}}
+  /internal:
+    get: {operationId: internal, x-cli-ignore: true, responses: {'200': {description: ok}}}
+  /plain:
+    get: {operationId: plain, responses: {'200': {description: ok}}}
+"#,
+    );
+    let cfg = fx.write_json(
+        ".cli.json",
+        &serde_json::json!({"cli": "1", "mode": {"default": "discover"}, "sources": {"ext": {"type": "openapi", "uri": "api.yaml"}}, "services": {"ext": {"source": "ext"}}}),
+    );
+    let rt = open_cli_product_tests::Runtime::start(&cfg);
+    let cat = rt.catalog();
+    let tools = cat["catalog"]["tools"].as_array().unwrap();
+    let ids: Vec<&str> = tools.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        ["ext:createReport", "ext:listReports", "ext:plain"],
+        "x-cli-ignore drops `internal`"
+    );
+    let list = &tools[1];
+    assert_eq!(list["group"], "analytics");
+    assert_eq!(list["aliases"], serde_json::json!(["ls"]));
+    assert_eq!(list["description"], "Lists reports (overridden).");
+    assert_eq!(
+        list["output"]["defaultFields"],
+        serde_json::json!(["id", "name"])
+    );
+    assert_eq!(list["pagination"]["cursorParam"], "next");
+    assert_eq!(list["retry"]["locationHeader"], "Location");
+    assert_eq!(
+        list["flags"][0]["name"], "max",
+        "parameter x-cli-name via an external local $ref"
+    );
+    assert_eq!(list["flags"][0]["originalName"], "limit");
+    assert_eq!(
+        list["servers"],
+        serde_json::json!(["https://reports.api.test"]),
+        "path-level servers"
+    );
+    assert_eq!(
+        tools[0]["servers"],
+        serde_json::json!(["https://write.api.test"]),
+        "operation-level servers"
+    );
+    assert_eq!(tools[0]["hidden"], true);
+    assert_eq!(
+        tools[2]["servers"],
+        serde_json::json!(["https://eu.api.test/v1"]),
+        "document servers with variables"
+    );
+    assert_eq!(tools[2]["group"], "plain");
+}

@@ -320,3 +320,32 @@ fn refresh_checks_the_config_binding_and_its_body() {
     let resp = rt.post("/v1/refresh", &json!({"configPath": bound}).to_string());
     assert_eq!(resp.status(), 200);
 }
+
+#[test]
+fn refresh_max_age_seconds_makes_cached_documents_fresh() {
+    let (_docs, api) = docs();
+    let fx = Fixture::new();
+    let state = Fixture::new();
+    let cfg = config(&fx, &api, json!({"maxAgeSeconds": 3600}));
+    let mut first = Runtime::start_in(&cfg, state.path());
+    assert!(
+        source_outcomes(&first.catalog())
+            .iter()
+            .all(|(_, o)| o == "miss")
+    );
+    first.stop();
+    let before = api.requests().len();
+    let second = Runtime::start_in(&cfg, state.path());
+    let outcomes = source_outcomes(&second.catalog());
+    assert!(
+        outcomes.iter().all(|(_, o)| o == "fresh_hit"),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        api.requests().len(),
+        before,
+        "fresh documents are not requested"
+    );
+    let fetch = &second.catalog()["catalog"]["sources"][0]["provenance"]["fetches"][0];
+    assert!(fetch["expiresAt"].is_string(), "{fetch}");
+}
