@@ -289,6 +289,8 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
     let browser_client_id = o.nonempty("browserClientId");
     let client_id = optional_secret_ref(&mut o, "clientId");
     let client_secret = optional_secret_ref(&mut o, "clientSecret");
+    let leeway_seconds = o.uint("leewaySeconds", 0, 3600).unwrap_or(60);
+    let scope_claim = o.nonempty("scopeClaim");
     for (key, url) in [
         ("issuer", &issuer),
         ("jwksURL", &jwks_url),
@@ -323,6 +325,8 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
         browser_client_id,
         client_id,
         client_secret,
+        leeway_seconds,
+        scope_claim,
     })
 }
 

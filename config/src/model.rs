@@ -202,6 +202,11 @@ pub struct ServerAuth {
     pub client_id: Option<SecretRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<SecretRef>,
+    /// Clock skew allowed for `exp`, `nbf` and `iat` (default 60 s).
+    pub leeway_seconds: u64,
+    /// Read scopes from this claim only (string or array); default: `scope` and `scp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_claim: Option<String>,
 }
 
 /// `sources.<name>`.

@@ -567,3 +567,77 @@ impl McpEverything {
         panic!("server-everything {mode} did not start\n{last}");
     }
 }
+
+/// A real OpenID provider (npm `oidc-provider`, `product-tests/oidc/server.mjs`).
+#[derive(Debug)]
+pub struct Oidc {
+    pub proc: Proc,
+    pub issuer: String,
+}
+
+pub const AUDIENCE: &str = "urn:open-cli:runtime";
+
+impl Oidc {
+    /// Start with the scopes the agent client may be granted and extra env (`AT_TTL`, `AT_ALG`).
+    pub fn start(scopes: &str, env: &[(&str, &str)]) -> Self {
+        let script = repo_root().join("product-tests/oidc/server.mjs");
+        assert!(
+            repo_root()
+                .join("product-tests/oidc/node_modules/oidc-provider")
+                .exists(),
+            "oidc-provider is missing: run scripts/deps"
+        );
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let mut cmd = Command::new("node");
+            cmd.arg(&script)
+                .env("PORT", port.to_string())
+                .env("SCOPES", scopes)
+                .env("AUDIENCE", AUDIENCE)
+                .envs(env.iter().copied());
+            let mut proc = Proc::spawn("oidc-provider", cmd);
+            let ready = wait_for("oidc-provider to listen", START_DEADLINE, || {
+                if proc.try_status().is_some() {
+                    return Some(false);
+                }
+                proc.stdout().contains("listening on").then_some(true)
+            });
+            if let Ok(true) = ready {
+                return Self {
+                    proc,
+                    issuer: format!("http://127.0.0.1:{port}"),
+                };
+            }
+            last = proc.logs();
+        }
+        panic!("oidc-provider did not start\n{last}");
+    }
+
+    /// A client-credentials access token for `scope` (and `resource`, which sets `aud`).
+    pub fn token(&self, scope: &str, resource: Option<&str>) -> String {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials")
+            .append_pair("scope", scope);
+        if let Some(r) = resource {
+            form.append_pair("resource", r);
+        }
+        let resp = http()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth("agent-1", Some("agent-1-secret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.finish())
+            .send()
+            .expect("token request");
+        let status = resp.status();
+        let body: Value = resp.json().expect("token json");
+        assert!(status.is_success(), "token request failed: {body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+}

@@ -2,6 +2,8 @@
 //! binaries, on ephemeral loopback ports. Build the binaries first (`scripts/test` does).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Runtime authentication (OIDC JWKS) against a real OpenID provider; scope filtering.
+mod auth;
 /// The catalog served over HTTP, view selection, request IDs, JSON errors, config binding.
 mod catalog;
 /// The `open-cli` client against a running runtime.

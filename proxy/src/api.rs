@@ -31,6 +31,14 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// The client accepts `Content-Encoding: gzip`.
     pub accept_gzip: bool,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+}
+
+/// Who is asking: `None` when runtime auth is off or the route is public and no token came.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub principal: Option<crate::auth::Principal>,
 }
 
 /// Whether an `Accept-Encoding` value admits gzip (`gzip` or `*`, without `q=0`).
@@ -67,6 +75,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Put the request ID into an error body built before it was known.
+    fn with_request_id(mut self, request_id: &str) -> Self {
+        if let Ok(mut body) = serde_json::from_slice::<ErrorBody>(&self.body) {
+            body.error.request_id = Some(request_id.to_string());
+            if let Ok(b) = serde_json::to_vec(&body) {
+                self.body = Bytes::from(b);
+            }
+        }
+        self
+    }
+
     fn json<T: Serialize>(status: u16, value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(body) => Self::raw(status, Bytes::from(body)),
@@ -98,7 +117,7 @@ impl Reply {
     }
 }
 
-type SyncHandler = fn(&RuntimeState, &Request<'_>) -> Result<Reply, ApiError>;
+type SyncHandler = fn(&RuntimeState, &Request<'_>, &Caller) -> Result<Reply, ApiError>;
 
 /// How a route is answered: most are plain functions of the current state.
 #[derive(Clone, Copy)]
@@ -161,14 +180,60 @@ pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &s
         reply.headers.push(("allow", methods.join(", ")));
         return reply;
     }
+    let caller = match authenticate(state, req).await {
+        Ok(c) => c,
+        Err(reply) => return reply.with_request_id(request_id),
+    };
     let result = match handler {
-        Handler::Sync(f) => f(state, req),
+        Handler::Sync(f) => f(state, req, &caller),
         Handler::Refresh => refresh(state, req).await,
     };
     result.unwrap_or_else(|e| Reply::error(&e, request_id))
 }
 
-fn healthz(_: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {
+/// Routes anyone may call even when runtime auth is on (a token, if sent, is still checked).
+const PUBLIC: [&str; 4] = [
+    "/healthz",
+    "/readyz",
+    "/v1/runtime/info",
+    "/v1/auth/browser-config",
+];
+
+/// Authenticate before any other work: no catalog, refresh or upstream work happens for a
+/// request whose token fails.
+async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Caller, Reply> {
+    let Some(auth) = state.auth.load_full() else {
+        return Ok(Caller::default());
+    };
+    let public = PUBLIC.contains(&req.path);
+    if public && req.authorization.is_none() {
+        return Ok(Caller::default());
+    }
+    match auth.authenticate(req.authorization).await {
+        Ok(p) => Ok(Caller { principal: Some(p) }),
+        Err(e) => {
+            let challenge = match &e {
+                crate::auth::AuthError::Missing => "Bearer realm=\"open-cli\"".to_string(),
+                crate::auth::AuthError::Invalid(why) => format!(
+                    "Bearer realm=\"open-cli\", error=\"invalid_token\", error_description=\"{}\"",
+                    why.replace('"', "'")
+                ),
+            };
+            let mut reply = Reply::error(
+                &ApiError::new(
+                    401,
+                    codes::AUTHN_FAILED,
+                    format!("authentication failed: {}", e.describe()),
+                ),
+                "",
+            );
+            reply.headers.push(("www-authenticate", challenge));
+            Err(reply)
+        }
+    }
+}
+
+fn healthz(_: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<Reply, ApiError> {
     Ok(Reply::json(
         200,
         &Health {
@@ -179,7 +244,7 @@ fn healthz(_: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {
 
 /// Ready once a catalog is loaded (it is built before the listener serves) and until
 /// shutdown begins, so load balancers stop sending new work while in-flight requests drain.
-fn readyz(state: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {
+fn readyz(state: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<Reply, ApiError> {
     if state.is_draining() {
         return Err(ApiError::new(
             503,
@@ -195,9 +260,20 @@ fn readyz(state: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {
     ))
 }
 
-fn runtime_info(state: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {
+fn runtime_info(state: &RuntimeState, _: &Request<'_>, caller: &Caller) -> Result<Reply, ApiError> {
     let snapshot = state.snapshot();
     let prefixes: Vec<String> = SCOPE_PREFIXES.iter().map(|s| s.to_string()).collect();
+    let server_auth = state
+        .config()
+        .config
+        .runtime
+        .as_ref()
+        .and_then(|r| r.server.as_ref())
+        .and_then(|s| s.auth.clone());
+    let required = state.auth.load().is_some();
+    // With auth on, anonymous callers do not learn host paths.
+    let show_paths = !required || caller.principal.is_some();
+    let path = |p: &std::path::Path| show_paths.then(|| p.display().to_string());
     let info = RuntimeInfo {
         contract_version: CONTRACT_VERSION.into(),
         version: Some(env!("CARGO_PKG_VERSION").into()),
@@ -205,24 +281,27 @@ fn runtime_info(state: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError
         instance_id: state.instance.id.clone(),
         url: state.url.clone(),
         runtime_mode: "remote".into(),
-        config_path: Some(state.bound.path.display().to_string()),
-        audit_path: Some(state.instance.audit_path.display().to_string()),
-        state_dir: Some(state.instance.state_dir.display().to_string()),
-        cache_dir: Some(state.instance.cache_dir.display().to_string()),
+        config_path: path(&state.bound.path),
+        audit_path: path(&state.instance.audit_path),
+        state_dir: path(&state.instance.state_dir),
+        cache_dir: path(&state.instance.cache_dir),
         auth: AuthInfo {
-            required: false,
+            required,
             scope_prefixes: prefixes.clone(),
-            token_validation_profiles: Vec::new(),
+            token_validation_profiles: server_auth
+                .as_ref()
+                .map(|a| vec![a.validation_profile.to_string()])
+                .unwrap_or_default(),
             browser_login: BrowserLoginInfo {
-                configured: false,
+                configured: server_auth.as_ref().is_some_and(browser_login_configured),
                 config_endpoint: BROWSER_CONFIG_ENDPOINT.into(),
             },
             authorization_envelope: AuthorizationEnvelope {
                 version: "1.0".into(),
                 scope_prefixes: prefixes,
             },
-            audience: None,
-            principal: None,
+            audience: server_auth.as_ref().map(|a| a.audience.clone()),
+            principal: caller.principal.as_ref().map(|p| p.subject.clone()),
         },
         catalog: Some(snapshot.summary.clone()),
         last_refresh: state.last_refresh.load_full().map(|s| (*s).clone()),
@@ -230,18 +309,41 @@ fn runtime_info(state: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError
     Ok(Reply::json(200, &info))
 }
 
-fn catalog_effective(state: &RuntimeState, req: &Request<'_>) -> Result<Reply, ApiError> {
+fn browser_login_configured(a: &open_cli_config::model::ServerAuth) -> bool {
+    a.authorization_url.is_some() && a.token_url.is_some() && a.browser_client_id.is_some()
+}
+
+fn catalog_effective(
+    state: &RuntimeState,
+    req: &Request<'_>,
+    caller: &Caller,
+) -> Result<Reply, ApiError> {
     let q = Query::parse(req.query)?;
     check_binding(state, q.get("config"))?;
     let snapshot = state.snapshot();
     let view = snapshot.select_view(q.get("agentProfile"), q.get("mode"))?;
-    let body = snapshot.effective_body(view).ok_or_else(|| {
-        ApiError::new(
-            500,
-            codes::INTERNAL,
-            format!("view `{view}` has no rendered body"),
-        )
-    })?;
+    let filtered;
+    let body = match &caller.principal {
+        Some(p) => {
+            let envelope =
+                crate::auth::Envelope::compute(&p.scopes, &snapshot.catalog, &snapshot.deny);
+            filtered = snapshot.effective_for(&envelope, view).map_err(|e| {
+                ApiError::new(
+                    500,
+                    codes::INTERNAL,
+                    format!("cannot render the catalog: {e}"),
+                )
+            })?;
+            &filtered
+        }
+        None => snapshot.effective_body(view).ok_or_else(|| {
+            ApiError::new(
+                500,
+                codes::INTERNAL,
+                format!("view `{view}` has no rendered body"),
+            )
+        })?,
+    };
     let mut reply = if req.accept_gzip {
         let mut r = Reply::raw(200, body.gzip.clone());
         r.headers.push(("content-encoding", "gzip".into()));
@@ -282,15 +384,40 @@ async fn refresh(state: &Arc<RuntimeState>, req: &Request<'_>) -> Result<Reply, 
     }
 }
 
-fn browser_config(_: &RuntimeState, _: &Request<'_>) -> Result<Reply, ApiError> {
-    Err(ApiError::new(
-        404,
-        codes::NOT_FOUND,
-        "browser login is not configured on this runtime",
+/// How a browser (or CLI) logs in to get a runtime token.
+fn browser_config(state: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<Reply, ApiError> {
+    let config = state.config();
+    let auth = config
+        .config
+        .runtime
+        .as_ref()
+        .and_then(|r| r.server.as_ref())
+        .and_then(|s| s.auth.as_ref())
+        .filter(|a| browser_login_configured(a))
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                codes::NOT_FOUND,
+                "browser login is not configured on this runtime",
+            )
+        })?;
+    let prefixes: Vec<&str> = SCOPE_PREFIXES.to_vec();
+    Ok(Reply::json(
+        200,
+        &serde_json::json!({
+            "authorizationURL": auth.authorization_url,
+            "tokenURL": auth.token_url,
+            "clientId": auth.browser_client_id,
+            "audience": auth.audience,
+            "required": true,
+            "scopePrefixes": prefixes,
+            "tokenValidationProfiles": [auth.validation_profile.to_string()],
+            "authorizationEnvelope": {"version": "1.0", "scopePrefixes": prefixes},
+        }),
     ))
 }
 
-fn not_implemented(_: &RuntimeState, req: &Request<'_>) -> Result<Reply, ApiError> {
+fn not_implemented(_: &RuntimeState, req: &Request<'_>, _: &Caller) -> Result<Reply, ApiError> {
     Err(ApiError::new(
         501,
         codes::NOT_IMPLEMENTED,

@@ -71,6 +71,10 @@ impl ProxyHttp for Gateway {
             path: uri.path(),
             query: uri.query(),
             body: &body,
+            authorization: header
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
             accept_gzip: api::accepts_gzip(
                 header
                     .headers

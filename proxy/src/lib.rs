@@ -11,6 +11,7 @@
 //! - [`server`]: start-up (config → catalog → listener), signal handling and draining;
 //! - [`gateway`]: the Pingora `ProxyHttp` implementation, request IDs, access log;
 //! - [`api`]: the `/v1` API, `/healthz`, `/readyz`, as plain functions;
+//! - [`auth`]: bearer-token authentication and the scope envelope;
 //! - [`snapshot`]: the immutable, pre-rendered catalog state and view selection;
 //! - [`catalog`]: OpenAPI → Normalized Tool Catalog;
 //! - [`fetch`]: documents from files and HTTP, with the on-disk HTTP cache;
@@ -22,6 +23,7 @@
 //! Design notes for the next engineer are in `docs/`.
 
 pub mod api;
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod fetch;

@@ -79,6 +79,17 @@ async fn attempt(state: &RuntimeState, trigger: Trigger) -> Result<RefreshReport
     let snapshot = Snapshot::for_config(catalog, &loaded.config)
         .map_err(|e| format!("cannot render the catalog: {e}"))?;
     let summary = snapshot.summary.clone();
+    if trigger == Trigger::Signal {
+        let auth = crate::auth::Authenticator::from_config(
+            loaded
+                .config
+                .runtime
+                .as_ref()
+                .and_then(|r| r.server.as_ref())
+                .and_then(|s| s.auth.as_ref()),
+        )?;
+        state.auth.store(auth.map(Arc::new));
+    }
     state.swap(snapshot, loaded);
     Ok(RefreshReport {
         catalog: Some(summary),

@@ -52,9 +52,17 @@ impl Rendered {
     }
 }
 
+/// Most per-caller renderings kept (distinct scope envelopes × views); the cache is cleared
+/// when full.
+const MAX_FILTERED: usize = 256;
+
 #[derive(Debug)]
 pub struct Snapshot {
     pub catalog: Catalog,
+    /// Managed deny and `policy.deny`: subtracted from every authorization envelope.
+    pub deny: Vec<crate::catalog::glob::Pattern>,
+    /// Renderings filtered to an envelope, keyed by envelope and view.
+    filtered: std::sync::Mutex<std::collections::HashMap<String, Rendered>>,
     /// `GET /v1/catalog/effective` body per view name: `{"catalog":…,"view":…}`.
     effective: BTreeMap<String, Rendered>,
     mode_default: ModeKind,
@@ -65,11 +73,52 @@ pub struct Snapshot {
 impl Snapshot {
     /// The snapshot of a catalog built from `config`.
     pub fn for_config(catalog: Catalog, config: &open_cli_config::Config) -> std::io::Result<Self> {
-        Self::new(
+        let mut s = Self::new(
             catalog,
             config.mode.default,
             config.agents.default_profile.clone(),
-        )
+        )?;
+        s.deny = config
+            .managed_deny
+            .iter()
+            .chain(&config.policy.deny)
+            .filter_map(|p| crate::catalog::glob::Pattern::new(p).ok())
+            .collect();
+        Ok(s)
+    }
+
+    /// The `{catalog, view}` body as an authorization envelope sees it.
+    pub fn effective_for(
+        &self,
+        envelope: &crate::auth::Envelope,
+        view: &str,
+    ) -> std::io::Result<Rendered> {
+        let key = format!("{view}\u{0}{}", envelope.key());
+        let mut cache = self.filtered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = cache.get(&key) {
+            return Ok(r.clone());
+        }
+        let catalog = envelope.filter(&self.catalog);
+        let view_doc = catalog
+            .effective_views
+            .iter()
+            .find(|v| v.name == view)
+            .cloned()
+            .unwrap_or(open_cli_config::ntc::EffectiveView {
+                name: view.to_string(),
+                mode: "discover".into(),
+                tools: Vec::new(),
+            });
+        let body = serde_json::to_vec(&open_cli_config::wire::EffectiveCatalog {
+            catalog,
+            view: view_doc,
+        })?;
+        let rendered = Rendered::new(body)?;
+        if cache.len() >= MAX_FILTERED {
+            cache.clear();
+        }
+        cache.insert(key, rendered.clone());
+        Ok(rendered)
     }
 
     pub fn new(
@@ -102,6 +151,8 @@ impl Snapshot {
         };
         Ok(Self {
             catalog,
+            deny: Vec::new(),
+            filtered: std::sync::Mutex::new(std::collections::HashMap::new()),
             effective,
             mode_default,
             default_profile,

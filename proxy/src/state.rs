@@ -21,6 +21,8 @@ pub struct RuntimeState {
     /// Serialises catalog rebuilds.
     pub rebuild_lock: tokio::sync::Mutex<()>,
     pub last_refresh: ArcSwapOption<RefreshStatus>,
+    /// Runtime authentication; `None` when `runtime.server.auth` is not configured.
+    pub auth: ArcSwapOption<crate::auth::Authenticator>,
     pub instance: Instance,
     /// `http://<listen address>`.
     pub url: String,
@@ -44,6 +46,7 @@ impl RuntimeState {
             fetcher,
             rebuild_lock: tokio::sync::Mutex::new(()),
             last_refresh: ArcSwapOption::empty(),
+            auth: ArcSwapOption::empty(),
             instance,
             url,
             bound,

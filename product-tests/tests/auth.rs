@@ -1,0 +1,296 @@
+use std::time::Duration;
+
+use open_cli_product_tests::{AUDIENCE, Fixture, Oidc, Runtime, TestApi, http, wait_for};
+use serde_json::{Value, json};
+
+const SCOPES: &str = "bundle:demo tool:demo:getItem tool:demo:deleteItem profile:reader tools:read";
+
+/// The demo API behind a runtime that requires tokens from `oidc`.
+fn secured(api: &TestApi, oidc: &Oidc, extra_auth: Value) -> (Fixture, Runtime) {
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let mut auth =
+        json!({"validationProfile": "oidc_jwks", "issuer": oidc.issuer, "audience": AUDIENCE});
+    auth.as_object_mut()
+        .unwrap()
+        .extend(extra_auth.as_object().unwrap().clone());
+    let mut cfg =
+        open_cli_product_tests::demo_config(json!({"runtime": {"server": {"auth": auth}}}));
+    cfg["policy"] = json!({"deny": ["demo:delete*"]});
+    let path = fx.write_json(".cli.json", &cfg);
+    let rt = Runtime::start(&path);
+    (fx, rt)
+}
+
+fn get(rt: &Runtime, path: &str, token: Option<&str>) -> reqwest::blocking::Response {
+    let mut req = http().get(format!("{}{path}", rt.url));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().unwrap()
+}
+
+fn tool_ids(body: &Value) -> Vec<String> {
+    body["view"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_401(resp: reqwest::blocking::Response, why: &str) {
+    assert_eq!(resp.status(), 401, "{why}");
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.starts_with("Bearer realm=\"open-cli\""),
+        "{challenge}"
+    );
+    let body: Value = resp.json().unwrap();
+    assert_eq!(body["error"]["code"], "authn_failed", "{why}");
+    assert!(body["error"]["requestId"].is_string());
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains(why), "`{why}` not in `{msg}` / {challenge}");
+}
+
+#[test]
+fn a_client_credentials_token_sees_exactly_its_scopes() {
+    let api = TestApi::start();
+    let oidc = Oidc::start(SCOPES, &[]);
+    let (_fx, rt) = secured(&api, &oidc, json!({}));
+
+    let bundle = oidc.token("bundle:demo", None);
+    let body: Value = get(&rt, "/v1/catalog/effective", Some(&bundle))
+        .json()
+        .unwrap();
+    open_cli_product_tests::assert_valid_effective(&body);
+    let ids = tool_ids(&body);
+    assert_eq!(
+        ids.len(),
+        13,
+        "every demo tool but the denied deleteItem: {ids:?}"
+    );
+    assert!(
+        !ids.contains(&"demo:deleteItem".to_string()),
+        "policy.deny subtracts"
+    );
+
+    // tool: scopes narrow to single tools; a denied tool stays denied.
+    let narrow = oidc.token("tool:demo:getItem tool:demo:deleteItem", None);
+    let body: Value = get(&rt, "/v1/catalog/effective", Some(&narrow))
+        .json()
+        .unwrap();
+    assert_eq!(tool_ids(&body), ["demo:getItem"]);
+    assert_eq!(
+        body["catalog"]["tools"].as_array().unwrap().len(),
+        1,
+        "the catalog is filtered too"
+    );
+    assert!(
+        body["catalog"]["effectiveViews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["tools"].as_array().unwrap().len() <= 1)
+    );
+
+    // explicit ∩ union: bundle + tool scope → only that tool.
+    let both = oidc.token("bundle:demo tool:demo:getItem", None);
+    assert_eq!(
+        tool_ids(
+            &get(&rt, "/v1/catalog/effective", Some(&both))
+                .json()
+                .unwrap()
+        ),
+        ["demo:getItem"]
+    );
+
+    // profile: scope gives that profile's tools.
+    let profile = oidc.token("profile:reader", None);
+    let ids = tool_ids(
+        &get(&rt, "/v1/catalog/effective", Some(&profile))
+            .json()
+            .unwrap(),
+    );
+    assert_eq!(
+        ids,
+        [
+            "demo:getItem",
+            "demo:getStatus",
+            "demo:getText",
+            "demo:listItems"
+        ]
+    );
+
+    // No recognised scope: an empty catalog, not an error.
+    let none = oidc.token("tools:read", None);
+    let body: Value = get(&rt, "/v1/catalog/effective", Some(&none))
+        .json()
+        .unwrap();
+    assert!(tool_ids(&body).is_empty());
+
+    // Runtime info names the principal for an authenticated caller.
+    let info: Value = get(&rt, "/v1/runtime/info", Some(&bundle)).json().unwrap();
+    assert_eq!(info["auth"]["required"], true);
+    assert_eq!(info["auth"]["principal"], "agent-1");
+    assert_eq!(info["auth"]["audience"], AUDIENCE);
+    assert_eq!(
+        info["auth"]["tokenValidationProfiles"],
+        json!(["oidc_jwks"])
+    );
+    assert!(info["stateDir"].is_string());
+}
+
+#[test]
+fn missing_or_bad_tokens_are_refused_before_any_work() {
+    let api = TestApi::start();
+    let oidc = Oidc::start(SCOPES, &[]);
+    let (_fx, rt) = secured(&api, &oidc, json!({}));
+    let good = oidc.token("bundle:demo", None);
+
+    let resp = get(&rt, "/v1/catalog/effective", None);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Bearer realm=\"open-cli\""
+    );
+    assert_401(resp, "a bearer token is required");
+    assert_401(get(&rt, "/v1/refresh", None), "a bearer token is required");
+    // Public routes stay open; anonymous runtime info hides host paths.
+    assert_eq!(get(&rt, "/healthz", None).status(), 200);
+    assert_eq!(get(&rt, "/readyz", None).status(), 200);
+    let info: Value = get(&rt, "/v1/runtime/info", None).json().unwrap();
+    assert_eq!(info["auth"]["required"], true);
+    assert!(
+        info.get("stateDir").is_none() && info.get("configPath").is_none(),
+        "{info}"
+    );
+    // …but a bad token sent to a public route is still refused.
+    assert_401(get(&rt, "/v1/runtime/info", Some("not-a-jwt")), "not a JWT");
+
+    // Wrong audience (RFC 8707 resource indicator).
+    let other_aud = oidc.token("bundle:demo", Some("urn:someone:else"));
+    assert_401(
+        get(&rt, "/v1/catalog/effective", Some(&other_aud)),
+        "not for this audience",
+    );
+
+    // Tampered payload: signature no longer verifies.
+    let parts: Vec<&str> = good.split('.').collect();
+    let tampered_payload = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims: Value = serde_json::from_slice(&engine.decode(parts[1]).unwrap()).unwrap();
+        claims["scope"] = json!("bundle:demo tool:demo:deleteItem profile:reader");
+        engine.encode(serde_json::to_vec(&claims).unwrap())
+    };
+    let tampered = format!("{}.{}.{}", parts[0], tampered_payload, parts[2]);
+    assert_401(
+        get(&rt, "/v1/catalog/effective", Some(&tampered)),
+        "signature does not verify",
+    );
+
+    // alg: none.
+    let none_header = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt"}"#)
+    };
+    let unsigned = format!("{none_header}.{}.", parts[1]);
+    assert_401(
+        get(&rt, "/v1/catalog/effective", Some(&unsigned)),
+        "not a JWT with a supported algorithm",
+    );
+
+    // HS256 "signed" with the provider's public key material (algorithm confusion).
+    let jwks = http()
+        .get(format!("{}/jwks", oidc.issuer))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let claims: Value = {
+        use base64::Engine;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(parts[1])
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = jsonwebtoken::decode_header(&good).unwrap().kid;
+    let confused = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(jwks.as_bytes()),
+    )
+    .unwrap();
+    assert_401(
+        get(&rt, "/v1/catalog/effective", Some(&confused)),
+        "algorithm HS256 is not accepted",
+    );
+
+    // A token from another provider: unknown issuer.
+    let stranger = Oidc::start(SCOPES, &[]);
+    let foreign = stranger.token("bundle:demo", None);
+    let resp = get(&rt, "/v1/catalog/effective", Some(&foreign));
+    assert_eq!(resp.status(), 401);
+
+    // The good token still works after all that.
+    assert_eq!(get(&rt, "/v1/catalog/effective", Some(&good)).status(), 200);
+}
+
+#[test]
+fn expired_tokens_are_refused() {
+    let api = TestApi::start();
+    let oidc = Oidc::start(SCOPES, &[("AT_TTL", "2")]);
+    let (_fx, rt) = secured(&api, &oidc, json!({"leewaySeconds": 0}));
+    let token = oidc.token("bundle:demo", None);
+    assert_eq!(
+        get(&rt, "/v1/catalog/effective", Some(&token)).status(),
+        200
+    );
+    let resp = wait_for("the token to expire", Duration::from_secs(10), || {
+        let r = get(&rt, "/v1/catalog/effective", Some(&token));
+        (r.status() == 401).then_some(r)
+    })
+    .unwrap();
+    assert_401(resp, "the token has expired");
+}
+
+#[test]
+fn es256_keys_and_issuer_discovery_without_a_jwks_url() {
+    let api = TestApi::start();
+    let keys = Fixture::new();
+    let jwks_file = keys.path().join("jwks.private.json");
+    let keygen = std::process::Command::new("node")
+        .arg("-e")
+        .arg(r#"const c=require("crypto");const k=c.generateKeyPairSync("rsa",{modulusLength:2048}).privateKey.export({format:"jwk"});const e=c.generateKeyPairSync("ec",{namedCurve:"P-256"}).privateKey.export({format:"jwk"});require("fs").writeFileSync(process.argv[1],JSON.stringify({keys:[{...k,kid:"rsa-1",use:"sig",alg:"RS256"},{...e,kid:"ec-1",use:"sig",alg:"ES256"}]}))"#)
+        .arg(&jwks_file)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let oidc = Oidc::start(
+        SCOPES,
+        &[
+            ("AT_ALG", "ES256"),
+            ("JWKS_FILE", jwks_file.to_str().unwrap()),
+        ],
+    );
+    let (_fx, rt) = secured(&api, &oidc, json!({}));
+    let token = oidc.token("bundle:demo", None);
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).unwrap().alg,
+        jsonwebtoken::Algorithm::ES256
+    );
+    let resp = get(&rt, "/v1/catalog/effective", Some(&token));
+    assert_eq!(resp.status(), 200);
+    // The runtime found the keys through the discovery document (no jwksURL configured).
+    assert!(
+        rt.proc.stderr().contains("fetched the provider's key set"),
+        "{}",
+        rt.proc.stderr()
+    );
+}

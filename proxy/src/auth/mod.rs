@@ -1,0 +1,247 @@
+//! Runtime (inbound) authentication: who is calling, with which scopes (contract §3).
+//!
+//! Profile `oidc_jwks`: the bearer token is a JWT signed by the configured issuer. Checks, in
+//! order: a well-formed `Bearer` header; a header whose `alg` is asymmetric (`none` and HMAC
+//! are refused before any key lookup); `typ` `at+jwt` or `JWT` when present; a key for the
+//! token's `kid` whose own algorithm matches (see [`jwks`]); the signature; `iss` exactly the
+//! issuer; `aud` containing the audience; `exp` required; `nbf`/`iat` within the leeway.
+//! Messages name the failed check and never carry key material or the token.
+//!
+//! Authentication happens before any other work for the request (see `api::handle`).
+
+pub mod jwks;
+pub mod scope;
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Validation};
+use open_cli_config::model::{ServerAuth, ValidationProfile};
+use serde_json::Value;
+
+pub use scope::Envelope;
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// `sub`, else `client_id`.
+    pub subject: String,
+    pub scopes: Vec<String>,
+    /// Delegation lineage claims kept for audit (`act`, `delegated_by`, `delegation_id`).
+    pub lineage: Option<Value>,
+}
+
+/// Why a request is not authenticated. The text goes into `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    Missing,
+    Invalid(String),
+}
+
+impl AuthError {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Missing => "a bearer token is required".into(),
+            Self::Invalid(why) => why.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Authenticator {
+    issuer: String,
+    audience: String,
+    leeway: u64,
+    scope_claim: Option<String>,
+    jwks: Arc<jwks::Jwks>,
+}
+
+const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+impl Authenticator {
+    /// The authenticator for `runtime.server.auth`; `None` when auth is off.
+    pub fn from_config(auth: Option<&ServerAuth>) -> Result<Option<Self>, String> {
+        let Some(a) = auth else { return Ok(None) };
+        if a.validation_profile != ValidationProfile::OidcJwks {
+            return Err("runtime.server.auth: the `oauth2_introspection` profile is not supported by this version yet".into());
+        }
+        let issuer = a
+            .issuer
+            .clone()
+            .ok_or("runtime.server.auth.issuer is required")?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        Ok(Some(Self {
+            jwks: Arc::new(jwks::Jwks::new(http, &issuer, a.jwks_url.as_deref())),
+            issuer,
+            audience: a.audience.clone(),
+            leeway: a.leeway_seconds,
+            scope_claim: a.scope_claim.clone(),
+        }))
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// Authenticate an `Authorization` header value.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        let token = bearer(authorization)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            AuthError::Invalid("the token is not a JWT with a supported algorithm".into())
+        })?;
+        if !ASYMMETRIC.contains(&header.alg) {
+            return Err(AuthError::Invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        if let Some(typ) = &header.typ {
+            let t = typ.to_ascii_lowercase();
+            if !matches!(t.as_str(), "at+jwt" | "application/at+jwt" | "jwt") {
+                return Err(AuthError::Invalid(format!(
+                    "token type `{typ}` is not an access token"
+                )));
+            }
+        }
+        let key = self
+            .jwks
+            .key(header.kid.as_deref(), header.alg)
+            .await
+            .map_err(AuthError::Invalid)?;
+        let mut v = Validation::new(header.alg);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        v.leeway = self.leeway;
+        v.validate_nbf = true;
+        let data = jsonwebtoken::decode::<Value>(token, &key.key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            AuthError::Invalid(
+                match e.kind() {
+                    K::InvalidSignature => "the signature does not verify",
+                    K::ExpiredSignature => "the token has expired",
+                    K::ImmatureSignature => "the token is not valid yet (nbf)",
+                    K::InvalidIssuer => "the token was issued by another issuer",
+                    K::InvalidAudience => "the token is not for this audience",
+                    K::MissingRequiredClaim(_) => {
+                        "the token lacks a required claim (exp, iss or aud)"
+                    }
+                    K::InvalidAlgorithm => "the algorithm does not match the key",
+                    _ => "the token is not valid",
+                }
+                .into(),
+            )
+        })?;
+        self.check_iat(&data.claims)?;
+        principal(&data.claims, self.scope_claim.as_deref())
+    }
+
+    /// `iat` must not lie in the future beyond the leeway (jsonwebtoken does not check it).
+    fn check_iat(&self, claims: &Value) -> Result<(), AuthError> {
+        if let Some(iat) = claims.get("iat").and_then(Value::as_u64) {
+            let now = crate::fetch::cache::now_secs();
+            if iat > now + self.leeway {
+                return Err(AuthError::Invalid(
+                    "the token was issued in the future (iat)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bearer(authorization: Option<&str>) -> Result<&str, AuthError> {
+    let h = authorization.ok_or(AuthError::Missing)?;
+    let (scheme, token) = h.split_once(' ').ok_or_else(|| {
+        AuthError::Invalid("the Authorization header must be `Bearer <token>`".into())
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::Invalid(
+            "the Authorization header must be `Bearer <token>`".into(),
+        ));
+    }
+    Ok(token.trim())
+}
+
+/// Principal from `sub`, else `client_id`; scopes from the `scope` string and the `scp`
+/// array (or the configured claim instead).
+pub fn principal(claims: &Value, scope_claim: Option<&str>) -> Result<Principal, AuthError> {
+    let subject = ["sub", "client_id"]
+        .iter()
+        .find_map(|k| {
+            claims
+                .get(*k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+        .ok_or_else(|| AuthError::Invalid("the token names no subject (sub or client_id)".into()))?
+        .to_string();
+    let mut scopes: Vec<String> = Vec::new();
+    let mut take = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(str::to_string)),
+        Some(Value::Array(a)) => {
+            scopes.extend(a.iter().filter_map(Value::as_str).map(str::to_string))
+        }
+        _ => {}
+    };
+    match scope_claim {
+        Some(c) => take(claims.get(c)),
+        None => {
+            take(claims.get("scope"));
+            take(claims.get("scp"));
+        }
+    }
+    scopes.sort();
+    scopes.dedup();
+    let lineage: serde_json::Map<String, Value> = ["act", "delegated_by", "delegation_id"]
+        .iter()
+        .filter_map(|k| claims.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    Ok(Principal {
+        subject,
+        scopes,
+        lineage: (!lineage.is_empty()).then_some(Value::Object(lineage)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn principals_and_scopes_from_claims() {
+        let p = principal(&json!({"client_id": "agent-1", "scope": "bundle:a tool:b:c", "scp": ["bundle:a", "profile:x"]}), None).unwrap();
+        assert_eq!(p.subject, "agent-1");
+        assert_eq!(p.scopes, ["bundle:a", "profile:x", "tool:b:c"]);
+        let p = principal(&json!({"sub": "alice", "client_id": "cli", "perms": ["bundle:z"], "act": {"sub": "bot"}}), Some("perms")).unwrap();
+        assert_eq!(
+            (p.subject.as_str(), p.scopes.as_slice()),
+            ("alice", &["bundle:z".to_string()][..])
+        );
+        assert_eq!(p.lineage, Some(json!({"act": {"sub": "bot"}})));
+        assert!(principal(&json!({"scope": "x"}), None).is_err());
+    }
+
+    #[test]
+    fn bearer_headers() {
+        assert_eq!(bearer(Some("Bearer abc")), Ok("abc"));
+        assert_eq!(bearer(Some("bearer  abc ")), Ok("abc"));
+        assert_eq!(bearer(None), Err(AuthError::Missing));
+        assert!(bearer(Some("Basic abc")).is_err());
+        assert!(bearer(Some("Bearer ")).is_err());
+    }
+}
