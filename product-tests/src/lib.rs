@@ -580,6 +580,17 @@ pub const AUDIENCE: &str = "urn:open-cli:runtime";
 impl Oidc {
     /// Start with the scopes the agent client may be granted and extra env (`AT_TTL`, `AT_ALG`).
     pub fn start(scopes: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on(None, scopes, env)
+    }
+
+    /// Stop this provider and start another on the same issuer URL (e.g. with new keys).
+    pub fn restart(self, scopes: &str, env: &[(&str, &str)]) -> Self {
+        let port = self.issuer.rsplit(':').next().and_then(|p| p.parse().ok());
+        drop(self);
+        Self::start_on(port, scopes, env)
+    }
+
+    fn start_on(fixed_port: Option<u16>, scopes: &str, env: &[(&str, &str)]) -> Self {
         let script = repo_root().join("product-tests/oidc/server.mjs");
         assert!(
             repo_root()
@@ -589,10 +600,12 @@ impl Oidc {
         );
         let mut last = String::new();
         for _ in 0..3 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
+            let port = fixed_port.unwrap_or_else(|| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("free port")
+                    .port()
+            });
             let mut cmd = Command::new("node");
             cmd.arg(&script)
                 .env("PORT", port.to_string())
@@ -640,4 +653,20 @@ impl Oidc {
             .expect("access_token")
             .to_string()
     }
+}
+
+/// Write a private JWKS with one RSA key `kid` (for `JWKS_FILE`); returns its path.
+pub fn rsa_jwks(dir: &Path, kid: &str) -> PathBuf {
+    let file = dir.join(format!("{kid}.jwks.json"));
+    let script = format!(
+        r#"const c=require("crypto");const k=c.generateKeyPairSync("rsa",{{modulusLength:2048}}).privateKey.export({{format:"jwk"}});require("fs").writeFileSync(process.argv[1],JSON.stringify({{keys:[{{...k,kid:"{kid}",use:"sig",alg:"RS256"}}]}}))"#
+    );
+    let status = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(&file)
+        .status()
+        .expect("node");
+    assert!(status.success(), "key generation failed");
+    file
 }

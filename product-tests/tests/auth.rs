@@ -294,3 +294,141 @@ fn es256_keys_and_issuer_discovery_without_a_jwks_url() {
         rt.proc.stderr()
     );
 }
+
+#[test]
+fn key_rotation_at_the_provider_needs_no_restart() {
+    let api = TestApi::start();
+    let keys = Fixture::new();
+    let key_a = open_cli_product_tests::rsa_jwks(keys.path(), "rsa-a");
+    let key_b = open_cli_product_tests::rsa_jwks(keys.path(), "rsa-b");
+    let oidc = Oidc::start(SCOPES, &[("JWKS_FILE", key_a.to_str().unwrap())]);
+    let (_fx, rt) = secured(&api, &oidc, json!({}));
+    let old = oidc.token("bundle:demo", None);
+    assert_eq!(get(&rt, "/v1/catalog/effective", Some(&old)).status(), 200);
+
+    // The provider rotates to a new key (same issuer URL) and drops the old one.
+    let oidc = oidc.restart(SCOPES, &[("JWKS_FILE", key_b.to_str().unwrap())]);
+    let new = oidc.token("bundle:demo", None);
+    assert_eq!(
+        jsonwebtoken::decode_header(&new).unwrap().kid.as_deref(),
+        Some("rsa-b")
+    );
+    assert_eq!(
+        get(&rt, "/v1/catalog/effective", Some(&new)).status(),
+        200,
+        "unknown kid → refetch → accepted"
+    );
+    // Tokens signed with the retired key are refused now.
+    assert_401(
+        get(&rt, "/v1/catalog/effective", Some(&old)),
+        "no key with kid `rsa-a`",
+    );
+    let fetches = rt
+        .proc
+        .stderr()
+        .matches("fetched the provider's key set")
+        .count();
+    // A flood of unknown kids does not hammer the provider: at most one refetch per interval.
+    for _ in 0..20 {
+        assert_eq!(get(&rt, "/v1/catalog/effective", Some(&old)).status(), 401);
+    }
+    assert_eq!(
+        rt.proc
+            .stderr()
+            .matches("fetched the provider's key set")
+            .count(),
+        fetches
+    );
+}
+
+/// A secured demo runtime with two workflows: one within `bundle:demo` minus policy deny, one
+/// touching the denied `deleteItem`.
+fn secured_with_workflows(api: &TestApi, oidc: &Oidc) -> (Fixture, Runtime) {
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    fx.write(
+        "flows.yaml",
+        "workflows:\n  - workflowId: browse\n    steps:\n      - {stepId: list, operationId: listItems}\n      - {stepId: read, operationId: getItem}\n  - workflowId: purge\n    steps:\n      - {stepId: list, operationId: listItems}\n      - {stepId: drop, operationId: deleteItem}\n",
+    );
+    let mut cfg = open_cli_product_tests::demo_config(json!({
+        "runtime": {"server": {"auth": {"validationProfile": "oidc_jwks", "issuer": oidc.issuer, "audience": AUDIENCE,
+            "authorizationURL": format!("{}/auth", oidc.issuer), "tokenURL": format!("{}/token", oidc.issuer), "browserClientId": "cli"}}}
+    }));
+    cfg["services"]["demo"]["workflows"] = json!(["flows.yaml"]);
+    cfg["policy"] = json!({"deny": ["demo:delete*"]});
+    let path = fx.write_json(".cli.json", &cfg);
+    let rt = Runtime::start(&path);
+    (fx, rt)
+}
+
+#[test]
+fn out_of_scope_use_is_refused_with_403_before_anything_runs() {
+    let api = TestApi::start();
+    let oidc = Oidc::start(SCOPES, &[]);
+    let (_fx, rt) = secured_with_workflows(&api, &oidc);
+    let token = oidc.token("bundle:demo", None);
+    let run = |wf: &str, token: Option<&str>| {
+        let mut req = http()
+            .post(format!("{}/v1/workflows/run", rt.url))
+            .body(json!({"workflowId": wf}).to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().unwrap()
+    };
+    let ok = run("browse", Some(&token));
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.json::<Value>().unwrap(),
+        json!({"workflowId": "browse", "steps": ["list", "read"]})
+    );
+    let denied = run("purge", Some(&token));
+    assert_eq!(denied.status(), 403);
+    assert_eq!(
+        denied.headers()["www-authenticate"],
+        "Bearer realm=\"open-cli\", error=\"insufficient_scope\""
+    );
+    let e: Value = denied.json().unwrap();
+    assert_eq!(e["error"]["code"], "authz_denied");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("step `drop`"),
+        "{e}"
+    );
+    // The workflow with a hidden step is not even listed to this caller.
+    let cat: Value = get(&rt, "/v1/catalog/effective", Some(&token))
+        .json()
+        .unwrap();
+    let wfs: Vec<&str> = cat["catalog"]["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["workflowId"].as_str().unwrap())
+        .collect();
+    assert_eq!(wfs, ["browse"]);
+    assert_eq!(run("browse", None).status(), 401, "authenticate first");
+    assert_eq!(run("ghost", Some(&token)).status(), 404);
+}
+
+#[test]
+fn browser_login_is_discoverable_without_a_token() {
+    let api = TestApi::start();
+    let oidc = Oidc::start(SCOPES, &[]);
+    let (_fx, rt) = secured_with_workflows(&api, &oidc);
+    let cfg: Value = get(&rt, "/v1/auth/browser-config", None).json().unwrap();
+    assert_eq!(cfg["authorizationURL"], format!("{}/auth", oidc.issuer));
+    assert_eq!(cfg["tokenURL"], format!("{}/token", oidc.issuer));
+    assert_eq!(cfg["clientId"], "cli");
+    assert_eq!(cfg["audience"], AUDIENCE);
+    assert_eq!(
+        cfg["scopePrefixes"],
+        json!(["bundle:", "profile:", "tool:"])
+    );
+    let info: Value = get(&rt, "/v1/runtime/info", None).json().unwrap();
+    assert_eq!(info["auth"]["browserLogin"]["configured"], true);
+    // Without the three settings, browser login is not offered.
+    let (_fx2, plain) = secured(&api, &oidc, json!({}));
+    assert_eq!(get(&plain, "/v1/auth/browser-config", None).status(), 404);
+}

@@ -259,7 +259,10 @@ fn runtime_info_describes_the_instance_and_its_catalog() {
     assert_eq!(v["runtimeMode"], "remote");
     assert_eq!(v["instanceId"], "test");
     assert_eq!(v["url"], rt.url);
-    assert_eq!(v["capabilities"], serde_json::json!(["catalog", "refresh"]));
+    assert_eq!(
+        v["capabilities"],
+        serde_json::json!(["catalog", "refresh", "authorization-envelope"])
+    );
     assert_eq!(v["auth"]["required"], false);
     assert_eq!(
         v["auth"]["scopePrefixes"],

@@ -19,7 +19,7 @@ use crate::snapshot::ApiError;
 use crate::state::RuntimeState;
 
 /// Capabilities this build implements; advertised in runtime info. Only what works is listed.
-pub const CAPABILITIES: [&str; 2] = ["catalog", "refresh"];
+pub const CAPABILITIES: [&str; 3] = ["catalog", "refresh", "authorization-envelope"];
 
 /// The parts of an HTTP request the API looks at.
 #[derive(Debug, Clone, Copy)]
@@ -147,11 +147,7 @@ const ROUTES: &[(&str, &[&str], Handler)] = &[
         &["POST"],
         Handler::Sync(not_implemented),
     ),
-    (
-        "/v1/workflows/run",
-        &["POST"],
-        Handler::Sync(not_implemented),
-    ),
+    ("/v1/workflows/run", &["POST"], Handler::Sync(workflows_run)),
     ("/v1/audit/events", &["GET"], Handler::Sync(not_implemented)),
 ];
 
@@ -188,7 +184,97 @@ pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &s
         Handler::Sync(f) => f(state, req, &caller),
         Handler::Refresh => refresh(state, req).await,
     };
-    result.unwrap_or_else(|e| Reply::error(&e, request_id))
+    result.unwrap_or_else(|e| {
+        let mut reply = Reply::error(&e, request_id);
+        if e.code == codes::AUTHZ_DENIED {
+            reply.headers.push((
+                "www-authenticate",
+                "Bearer realm=\"open-cli\", error=\"insufficient_scope\"".into(),
+            ));
+        }
+        reply
+    })
+}
+
+/// May the caller use this tool? The one check every execution path calls (refused before
+/// any upstream I/O); it asks the same envelope the catalog filter uses.
+pub fn authorize(
+    snapshot: &crate::snapshot::Snapshot,
+    caller: &Caller,
+    tool_id: &str,
+) -> Result<(), ApiError> {
+    let Some(p) = &caller.principal else {
+        return Ok(());
+    };
+    if snapshot.envelope(&p.scopes).allows(tool_id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            403,
+            codes::AUTHZ_DENIED,
+            format!("the token's scopes do not include tool `{tool_id}`"),
+        ))
+    }
+}
+
+/// `POST /v1/workflows/run`: check that a workflow may run (every step's tool exists and is
+/// within the caller's scopes). Nothing is executed, as in the contract.
+fn workflows_run(
+    state: &RuntimeState,
+    req: &Request<'_>,
+    caller: &Caller,
+) -> Result<Reply, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Body {
+        config_path: Option<String>,
+        mode: Option<String>,
+        agent_profile: Option<String>,
+        workflow_id: String,
+        approval: Option<bool>,
+    }
+    let body: Body = serde_json::from_slice(req.body).map_err(|e| {
+        ApiError::new(
+            400,
+            codes::INVALID_REQUEST,
+            format!("invalid workflow run request: {e}"),
+        )
+    })?;
+    let _ = (&body.mode, &body.agent_profile, &body.approval);
+    check_binding(state, body.config_path.as_deref())?;
+    let snapshot = state.snapshot();
+    let wf = snapshot
+        .catalog
+        .workflows
+        .iter()
+        .find(|w| w.workflow_id == body.workflow_id)
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                codes::NOT_FOUND,
+                format!("workflow `{}` not found", body.workflow_id),
+            )
+        })?;
+    for step in &wf.steps {
+        if snapshot.catalog.tool(&step.tool_id).is_none() {
+            return Err(ApiError::new(
+                400,
+                codes::INVALID_REQUEST,
+                format!(
+                    "workflow step `{}` references unknown tool `{}`",
+                    step.step_id, step.tool_id
+                ),
+            ));
+        }
+        authorize(&snapshot, caller, &step.tool_id).map_err(|e| ApiError {
+            message: format!("workflow step `{}`: {}", step.step_id, e.message),
+            ..e
+        })?;
+    }
+    Ok(Reply::json(
+        200,
+        &serde_json::json!({"workflowId": wf.workflow_id, "steps": wf.steps.iter().map(|s| &s.step_id).collect::<Vec<_>>()}),
+    ))
 }
 
 /// Routes anyone may call even when runtime auth is on (a token, if sent, is still checked).

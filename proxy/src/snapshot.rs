@@ -61,6 +61,10 @@ pub struct Snapshot {
     pub catalog: Catalog,
     /// Managed deny and `policy.deny`: subtracted from every authorization envelope.
     pub deny: Vec<crate::catalog::glob::Pattern>,
+    /// Envelopes computed per scope set (callers with the same scopes share one).
+    envelopes: std::sync::Mutex<
+        std::collections::HashMap<Vec<String>, std::sync::Arc<crate::auth::Envelope>>,
+    >,
     /// Renderings filtered to an envelope, keyed by envelope and view.
     filtered: std::sync::Mutex<std::collections::HashMap<String, Rendered>>,
     /// `GET /v1/catalog/effective` body per view name: `{"catalog":…,"view":…}`.
@@ -85,6 +89,24 @@ impl Snapshot {
             .filter_map(|p| crate::catalog::glob::Pattern::new(p).ok())
             .collect();
         Ok(s)
+    }
+
+    /// The authorization envelope of a scope set (computed once per snapshot and scope set).
+    pub fn envelope(&self, scopes: &[String]) -> std::sync::Arc<crate::auth::Envelope> {
+        let mut cache = self.envelopes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = cache.get(scopes) {
+            return std::sync::Arc::clone(e);
+        }
+        let e = std::sync::Arc::new(crate::auth::Envelope::compute(
+            scopes,
+            &self.catalog,
+            &self.deny,
+        ));
+        if cache.len() >= MAX_FILTERED {
+            cache.clear();
+        }
+        cache.insert(scopes.to_vec(), std::sync::Arc::clone(&e));
+        e
     }
 
     /// The `{catalog, view}` body as an authorization envelope sees it.
@@ -153,6 +175,7 @@ impl Snapshot {
             catalog,
             deny: Vec::new(),
             filtered: std::sync::Mutex::new(std::collections::HashMap::new()),
+            envelopes: std::sync::Mutex::new(std::collections::HashMap::new()),
             effective,
             mode_default,
             default_profile,
