@@ -291,6 +291,11 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
     let client_secret = optional_secret_ref(&mut o, "clientSecret");
     let leeway_seconds = o.uint("leewaySeconds", 0, 3600).unwrap_or(60);
     let scope_claim = o.nonempty("scopeClaim");
+    let client_auth_method = o
+        .one_of("clientAuthMethod", ClientAuthMethod::ALL)
+        .and_then(ClientAuthMethod::parse)
+        .unwrap_or(ClientAuthMethod::ClientSecretBasic);
+    let introspection_cache_seconds = o.uint("introspectionCacheSeconds", 0, 3600).unwrap_or(30);
     for (key, url) in [
         ("issuer", &issuer),
         ("jwksURL", &jwks_url),
@@ -327,6 +332,8 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
         client_secret,
         leeway_seconds,
         scope_claim,
+        client_auth_method,
+        introspection_cache_seconds,
     })
 }
 

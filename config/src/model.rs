@@ -76,6 +76,10 @@ str_enum!(
     RemoteOAuthMode { ProvidedToken => "providedToken", OAuthClient => "oauthClient", BrowserLogin => "browserLogin" }
 );
 str_enum!(
+    /// `runtime.server.auth.clientAuthMethod` (introspection client authentication).
+    ClientAuthMethod { ClientSecretBasic => "client_secret_basic", ClientSecretPost => "client_secret_post" }
+);
+str_enum!(
     /// `runtime.server.auth.validationProfile`.
     ValidationProfile { OidcJwks => "oidc_jwks", OAuth2Introspection => "oauth2_introspection" }
 );
@@ -207,6 +211,11 @@ pub struct ServerAuth {
     /// Read scopes from this claim only (string or array); default: `scope` and `scp`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope_claim: Option<String>,
+    /// How the runtime authenticates to the introspection endpoint.
+    pub client_auth_method: ClientAuthMethod,
+    /// How long an active introspection answer is reused (never past the token's `exp`);
+    /// 0 disables the cache. Revocation takes effect at most this long after it happens.
+    pub introspection_cache_seconds: u64,
 }
 
 /// `sources.<name>`.

@@ -432,3 +432,99 @@ fn browser_login_is_discoverable_without_a_token() {
     let (_fx2, plain) = secured(&api, &oidc, json!({}));
     assert_eq!(get(&plain, "/v1/auth/browser-config", None).status(), 404);
 }
+
+#[test]
+fn opaque_tokens_via_introspection_and_revocation_within_the_cache_ttl() {
+    let api = TestApi::start();
+    let oidc = Oidc::start(SCOPES, &[]);
+    let opaque_aud = "urn:open-cli:opaque";
+    let introspection = |extra: Value| {
+        let mut a = json!({"validationProfile": "oauth2_introspection", "audience": opaque_aud, "issuer": oidc.issuer,
+            "introspectionURL": format!("{}/token/introspection", oidc.issuer),
+            "clientId": {"type": "literal", "value": "runtime"}, "clientSecret": {"type": "literal", "value": "runtime-secret"},
+            "introspectionCacheSeconds": 1});
+        a.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        a
+    };
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let cfg = fx.write_json(
+        ".cli.json",
+        &open_cli_product_tests::demo_config(
+            json!({"runtime": {"server": {"auth": introspection(json!({}))}}}),
+        ),
+    );
+    let rt = Runtime::start(&cfg);
+    let token = oidc.token("tool:demo:getItem", Some(opaque_aud));
+    assert!(!token.contains('.'), "an opaque token, not a JWT");
+    let body: Value = get(&rt, "/v1/catalog/effective", Some(&token))
+        .json()
+        .unwrap();
+    assert_eq!(tool_ids(&body), ["demo:getItem"]);
+    let info: Value = get(&rt, "/v1/runtime/info", Some(&token)).json().unwrap();
+    assert_eq!(info["auth"]["principal"], "agent-1");
+    assert_eq!(
+        info["auth"]["tokenValidationProfiles"],
+        json!(["oauth2_introspection"])
+    );
+
+    // Revoked at the provider: refused once the cached answer (1 s) runs out.
+    let resp = http()
+        .post(format!("{}/token/revocation", oidc.issuer))
+        .basic_auth("agent-1", Some("agent-1-secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success());
+    let refused = wait_for(
+        "the revocation to take effect",
+        Duration::from_secs(10),
+        || {
+            let r = get(&rt, "/v1/catalog/effective", Some(&token));
+            (r.status() == 401).then_some(r)
+        },
+    )
+    .unwrap();
+    assert_401(refused, "not active (expired or revoked)");
+
+    // A JWT is not introspectable at this provider; a wrong audience is refused.
+    let jwt = oidc.token("bundle:demo", None);
+    assert_eq!(get(&rt, "/v1/catalog/effective", Some(&jwt)).status(), 401);
+    let other = oidc.token("bundle:demo", Some("urn:someone:opaque"));
+    assert_401(
+        get(&rt, "/v1/catalog/effective", Some(&other)),
+        "not for this audience",
+    );
+
+    // client_secret_post sends the runtime's credentials as form fields (without them the
+    // provider answers invalid_client and the runtime refuses).
+    let fx2 = Fixture::new();
+    fx2.write("demo.openapi.yaml", &api.spec_yaml());
+    let cfg2 = fx2.write_json(
+        ".cli.json",
+        &open_cli_product_tests::demo_config(json!({"runtime": {"server": {"auth": introspection(json!({"clientAuthMethod": "client_secret_post"}))}}})),
+    );
+    let rt2 = Runtime::start(&cfg2);
+    let fresh = oidc.token("bundle:demo", Some(opaque_aud));
+    assert_eq!(
+        get(&rt2, "/v1/catalog/effective", Some(&fresh)).status(),
+        200
+    );
+    let fx3 = Fixture::new();
+    fx3.write("demo.openapi.yaml", &api.spec_yaml());
+    let mut no_creds = introspection(json!({}));
+    no_creds.as_object_mut().unwrap().remove("clientSecret");
+    no_creds["clientId"] = json!({"type": "literal", "value": "nobody"});
+    let cfg3 = fx3.write_json(
+        ".cli.json",
+        &open_cli_product_tests::demo_config(json!({"runtime": {"server": {"auth": no_creds}}})),
+    );
+    let rt3 = Runtime::start(&cfg3);
+    assert_401(
+        get(&rt3, "/v1/catalog/effective", Some(&fresh)),
+        "introspection refused",
+    );
+}

@@ -9,6 +9,7 @@
 //!
 //! Authentication happens before any other work for the request (see `api::handle`).
 
+pub mod introspect;
 pub mod jwks;
 pub mod scope;
 
@@ -48,11 +49,19 @@ impl AuthError {
 
 #[derive(Debug)]
 pub struct Authenticator {
-    issuer: String,
     audience: String,
-    leeway: u64,
-    scope_claim: Option<String>,
-    jwks: Arc<jwks::Jwks>,
+    profile: Profile,
+}
+
+#[derive(Debug)]
+enum Profile {
+    Jwks {
+        issuer: String,
+        leeway: u64,
+        scope_claim: Option<String>,
+        jwks: Arc<jwks::Jwks>,
+    },
+    Introspection(introspect::Introspector),
 }
 
 const ASYMMETRIC: [Algorithm; 9] = [
@@ -71,24 +80,50 @@ impl Authenticator {
     /// The authenticator for `runtime.server.auth`; `None` when auth is off.
     pub fn from_config(auth: Option<&ServerAuth>) -> Result<Option<Self>, String> {
         let Some(a) = auth else { return Ok(None) };
-        if a.validation_profile != ValidationProfile::OidcJwks {
-            return Err("runtime.server.auth: the `oauth2_introspection` profile is not supported by this version yet".into());
-        }
-        let issuer = a
-            .issuer
-            .clone()
-            .ok_or("runtime.server.auth.issuer is required")?;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        let profile = match a.validation_profile {
+            ValidationProfile::OidcJwks => {
+                let issuer = a
+                    .issuer
+                    .clone()
+                    .ok_or("runtime.server.auth.issuer is required")?;
+                Profile::Jwks {
+                    jwks: Arc::new(jwks::Jwks::new(http, &issuer, a.jwks_url.as_deref())),
+                    issuer,
+                    leeway: a.leeway_seconds,
+                    scope_claim: a.scope_claim.clone(),
+                }
+            }
+            ValidationProfile::OAuth2Introspection => {
+                let secret = |r: &Option<open_cli_config::model::SecretRef>, key: &str| {
+                    r.as_ref()
+                        .map(|r| crate::secrets::resolve(r, false))
+                        .transpose()
+                        .map_err(|e| format!("runtime.server.auth.{key}: {e}"))
+                };
+                Profile::Introspection(introspect::Introspector::new(
+                    http,
+                    a.introspection_url
+                        .clone()
+                        .ok_or("runtime.server.auth.introspectionURL is required")?,
+                    secret(&a.client_id, "clientId")?,
+                    secret(&a.client_secret, "clientSecret")?,
+                    a.client_auth_method
+                        == open_cli_config::model::ClientAuthMethod::ClientSecretPost,
+                    a.audience.clone(),
+                    a.issuer.clone(),
+                    std::time::Duration::from_secs(a.introspection_cache_seconds),
+                    a.scope_claim.clone(),
+                ))
+            }
+        };
         Ok(Some(Self {
-            jwks: Arc::new(jwks::Jwks::new(http, &issuer, a.jwks_url.as_deref())),
-            issuer,
             audience: a.audience.clone(),
-            leeway: a.leeway_seconds,
-            scope_claim: a.scope_claim.clone(),
+            profile,
         }))
     }
 
@@ -99,6 +134,28 @@ impl Authenticator {
     /// Authenticate an `Authorization` header value.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
         let token = bearer(authorization)?;
+        match &self.profile {
+            Profile::Jwks {
+                issuer,
+                leeway,
+                scope_claim,
+                jwks,
+            } => {
+                self.validate_jwt(token, issuer, *leeway, scope_claim.as_deref(), jwks)
+                    .await
+            }
+            Profile::Introspection(i) => i.authenticate(token).await,
+        }
+    }
+
+    async fn validate_jwt(
+        &self,
+        token: &str,
+        issuer: &str,
+        leeway: u64,
+        scope_claim: Option<&str>,
+        jwks: &Arc<jwks::Jwks>,
+    ) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             AuthError::Invalid("the token is not a JWT with a supported algorithm".into())
         })?;
@@ -116,16 +173,15 @@ impl Authenticator {
                 )));
             }
         }
-        let key = self
-            .jwks
+        let key = jwks
             .key(header.kid.as_deref(), header.alg)
             .await
             .map_err(AuthError::Invalid)?;
         let mut v = Validation::new(header.alg);
-        v.set_issuer(&[&self.issuer]);
+        v.set_issuer(&[issuer]);
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        v.leeway = self.leeway;
+        v.leeway = leeway;
         v.validate_nbf = true;
         let data = jsonwebtoken::decode::<Value>(token, &key.key, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
@@ -145,15 +201,17 @@ impl Authenticator {
                 .into(),
             )
         })?;
-        self.check_iat(&data.claims)?;
-        principal(&data.claims, self.scope_claim.as_deref())
+        check_iat(&data.claims, leeway)?;
+        principal(&data.claims, scope_claim)
     }
+}
 
-    /// `iat` must not lie in the future beyond the leeway (jsonwebtoken does not check it).
-    fn check_iat(&self, claims: &Value) -> Result<(), AuthError> {
+/// `iat` must not lie in the future beyond the leeway (jsonwebtoken does not check it).
+fn check_iat(claims: &Value, leeway: u64) -> Result<(), AuthError> {
+    {
         if let Some(iat) = claims.get("iat").and_then(Value::as_u64) {
             let now = crate::fetch::cache::now_secs();
-            if iat > now + self.leeway {
+            if iat > now + leeway {
                 return Err(AuthError::Invalid(
                     "the token was issued in the future (iat)".into(),
                 ));

@@ -1,0 +1,215 @@
+//! Profile `oauth2_introspection` (RFC 7662): opaque tokens checked at the provider.
+//!
+//! The runtime authenticates to the endpoint with `client_secret_basic` (default) or
+//! `client_secret_post`, and requires `active: true` and `aud` containing the audience;
+//! `iss` (when an issuer is configured) and `exp` are checked when present.
+//!
+//! **Revocation**: an active answer is reused for at most `introspectionCacheSeconds`
+//! (default 30 s; 0 = ask every time) and never past the token's `exp`, so a token revoked at
+//! the provider is refused at most one cache period later. Negative answers are kept
+//! [`NEGATIVE_TTL`]. Concurrent requests with the same token share one introspection call.
+//! Tokens are cached under their SHA-256, never in the clear.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use super::{AuthError, Principal, principal};
+use crate::fetch::cache::now_secs;
+use crate::fetch::error_chain;
+
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
+const MAX_ENTRIES: usize = 10_000;
+
+type Answer = Result<Principal, AuthError>;
+
+#[derive(Debug)]
+struct Entry {
+    answer: Answer,
+    until: Instant,
+}
+
+#[derive(Debug)]
+pub struct Introspector {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub post_auth: bool,
+    pub audience: String,
+    pub issuer: Option<String>,
+    pub ttl: Duration,
+    pub scope_claim: Option<String>,
+    cache: std::sync::Mutex<HashMap<[u8; 32], Entry>>,
+    inflight: std::sync::Mutex<HashMap<[u8; 32], Arc<OnceCell<Answer>>>>,
+}
+
+impl Introspector {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        http: reqwest::Client,
+        url: String,
+        client_id: Option<String>,
+        client_secret: Option<String>,
+        post_auth: bool,
+        audience: String,
+        issuer: Option<String>,
+        ttl: Duration,
+        scope_claim: Option<String>,
+    ) -> Self {
+        Self {
+            http,
+            url,
+            client_id,
+            client_secret,
+            post_auth,
+            audience,
+            issuer,
+            ttl,
+            scope_claim,
+            cache: std::sync::Mutex::new(HashMap::new()),
+            inflight: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn authenticate(&self, token: &str) -> Answer {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(answer) = self.cached(&key) {
+            return answer;
+        }
+        let cell = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(inflight.entry(key).or_default())
+        };
+        let answer = cell.get_or_init(|| self.introspect(token)).await.clone();
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        answer
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<Answer> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(key)
+            .filter(|e| e.until > Instant::now())
+            .map(|e| e.answer.clone())
+    }
+
+    async fn introspect(&self, token: &str) -> Answer {
+        let (answer, keep) = match self.call(token).await {
+            Ok(claims) => match self.check(&claims) {
+                Ok(p) => {
+                    let exp_left = claims
+                        .get("exp")
+                        .and_then(Value::as_u64)
+                        .map(|exp| Duration::from_secs(exp.saturating_sub(now_secs())));
+                    let keep = exp_left.map_or(self.ttl, |left| left.min(self.ttl));
+                    (Ok(p), keep)
+                }
+                Err(e) => (Err(e), NEGATIVE_TTL),
+            },
+            // The provider could not answer: not cached, the next request asks again.
+            Err(e) => return Err(e),
+        };
+        if !keep.is_zero() {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= MAX_ENTRIES {
+                let now = Instant::now();
+                cache.retain(|_, e| e.until > now);
+                if cache.len() >= MAX_ENTRIES {
+                    cache.clear();
+                }
+            }
+            let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            cache.insert(
+                key,
+                Entry {
+                    answer: answer.clone(),
+                    until: Instant::now() + keep,
+                },
+            );
+        }
+        answer
+    }
+
+    async fn call(&self, token: &str) -> Result<Value, AuthError> {
+        let mut form: Vec<(&str, &str)> =
+            vec![("token", token), ("token_type_hint", "access_token")];
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("accept", "application/json");
+        match (&self.client_id, &self.client_secret, self.post_auth) {
+            (Some(id), secret, true) => {
+                form.push(("client_id", id));
+                if let Some(s) = secret {
+                    form.push(("client_secret", s));
+                }
+            }
+            (Some(id), secret, false) => req = req.basic_auth(id, secret.as_deref()),
+            (None, _, _) => {}
+        }
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let resp = req
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %error_chain(&e), "introspection request failed");
+                AuthError::Invalid(
+                    "the token could not be checked (introspection unavailable)".into(),
+                )
+            })?;
+        if !resp.status().is_success() {
+            tracing::warn!(status = %resp.status(), "introspection endpoint refused the runtime");
+            return Err(AuthError::Invalid(
+                "the token could not be checked (introspection refused)".into(),
+            ));
+        }
+        resp.json()
+            .await
+            .map_err(|_| AuthError::Invalid("the introspection answer is not JSON".into()))
+    }
+
+    fn check(&self, claims: &Value) -> Answer {
+        if claims.get("active").and_then(Value::as_bool) != Some(true) {
+            return Err(AuthError::Invalid(
+                "the token is not active (expired or revoked)".into(),
+            ));
+        }
+        let aud_ok = match claims.get("aud") {
+            Some(Value::String(a)) => *a == self.audience,
+            Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(&self.audience)),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(AuthError::Invalid(
+                "the token is not for this audience".into(),
+            ));
+        }
+        if let (Some(want), Some(iss)) = (&self.issuer, claims.get("iss").and_then(Value::as_str))
+            && want.trim_end_matches('/') != iss.trim_end_matches('/')
+        {
+            return Err(AuthError::Invalid(
+                "the token was issued by another issuer".into(),
+            ));
+        }
+        if claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .is_some_and(|exp| exp <= now_secs())
+        {
+            return Err(AuthError::Invalid("the token has expired".into()));
+        }
+        principal(claims, self.scope_claim.as_deref())
+    }
+}
