@@ -61,7 +61,7 @@ enum Profile {
         scope_claim: Option<String>,
         jwks: Arc<jwks::Jwks>,
     },
-    Introspection(introspect::Introspector),
+    Introspection(Box<introspect::Introspector>),
 }
 
 const ASYMMETRIC: [Algorithm; 9] = [
@@ -105,7 +105,7 @@ impl Authenticator {
                         .transpose()
                         .map_err(|e| format!("runtime.server.auth.{key}: {e}"))
                 };
-                Profile::Introspection(introspect::Introspector::new(
+                Profile::Introspection(Box::new(introspect::Introspector::new(
                     http,
                     a.introspection_url
                         .clone()
@@ -118,7 +118,7 @@ impl Authenticator {
                     a.issuer.clone(),
                     std::time::Duration::from_secs(a.introspection_cache_seconds),
                     a.scope_claim.clone(),
-                ))
+                )))
             }
         };
         Ok(Some(Self {
