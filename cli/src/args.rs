@@ -64,6 +64,15 @@ pub enum Command {
     /// The client configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Runtime authentication.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Whether the runtime requires a token, where this client gets one, and who it is.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,9 @@ pub struct Client {
     /// Sent as `config` so a runtime bound to another config answers 409 instead of serving
     /// the wrong catalog (`runtime.remote.requestConfigPath`).
     request_config_path: Option<String>,
+    /// Where the runtime token comes from (`runtime.remote.oauth`).
+    auth: Option<crate::token::Source>,
+    token: std::cell::RefCell<Option<String>>,
 }
 
 /// Which view of the catalog to ask for.
@@ -43,7 +46,49 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             http,
             request_config_path,
+            auth: None,
+            token: std::cell::RefCell::new(None),
         })
+    }
+
+    /// Send a runtime token from this source with every request.
+    pub fn with_auth(mut self, auth: Option<crate::token::Source>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    pub fn auth(&self) -> Option<&crate::token::Source> {
+        self.auth.as_ref()
+    }
+
+    /// The token to send; `fresh` ignores any cached client-credentials token.
+    fn bearer(&self, fresh: bool) -> Result<Option<String>, CliError> {
+        use crate::token::Source;
+        match &self.auth {
+            None => Ok(None),
+            Some(Source::Provided { token, .. }) => Ok(Some(token.clone())),
+            Some(Source::Client(c)) => {
+                if !fresh {
+                    if let Some(t) = self.token.borrow().clone() {
+                        return Ok(Some(t));
+                    }
+                    if let Some((t, _)) = c.cached() {
+                        *self.token.borrow_mut() = Some(t.clone());
+                        return Ok(Some(t));
+                    }
+                }
+                let audience = if c.audience.is_none() {
+                    self.get_as::<RuntimeInfo>("/v1/runtime/info", &[], None)
+                        .ok()
+                        .and_then(|i| i.auth.audience)
+                } else {
+                    None
+                };
+                let t = c.fetch(&self.http, audience.as_deref())?;
+                *self.token.borrow_mut() = Some(t.clone());
+                Ok(Some(t))
+            }
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -69,13 +114,32 @@ impl Client {
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T, CliError> {
+        let token = self.bearer(false)?;
+        match self.get_as(path, query, token.as_deref()) {
+            // A client-credentials token the runtime no longer accepts: fetch one, retry once.
+            Err(e)
+                if e.code.as_deref() == Some(codes::AUTHN_FAILED)
+                    && matches!(self.auth, Some(crate::token::Source::Client(_))) =>
+            {
+                let token = self.bearer(true)?;
+                self.get_as(path, query, token.as_deref())
+            }
+            other => other,
+        }
+    }
+
+    fn get_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Result<T, CliError> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .query(query)
-            .send()
-            .map_err(|e| self.transport_error(&e))?;
+        let mut req = self.http.get(&url).query(query);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().map_err(|e| self.transport_error(&e))?;
         let status = resp.status();
         let request_id = resp
             .headers()
@@ -129,6 +193,7 @@ fn runtime_error(status: u16, body: &[u8], request_id: Option<String>) -> CliErr
         ),
     )
     .cause(error.message);
+    err.code = Some(error.code.clone());
     if let Some(id) = error.request_id.or(request_id) {
         err = err.cause(format!("request id: {id}"));
     }

@@ -29,6 +29,8 @@ pub struct CliError {
     pub causes: Vec<String>,
     pub hint: Option<String>,
     pub exit: u8,
+    /// The runtime's error code, when the runtime refused.
+    pub code: Option<String>,
 }
 
 impl CliError {
@@ -38,6 +40,7 @@ impl CliError {
             causes: Vec::new(),
             hint: None,
             exit,
+            code: None,
         }
     }
 

@@ -10,13 +10,14 @@ pub mod commands;
 pub mod error;
 pub mod output;
 pub mod resolve;
+pub mod token;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 
-use args::{CatalogCommand, Cli, Command, ConfigCommand, RuntimeCommand, ToolCommand};
+use args::{AuthCommand, CatalogCommand, Cli, Command, ConfigCommand, RuntimeCommand, ToolCommand};
 use client::{Client, ViewSelector};
 use error::CliError;
 
@@ -41,7 +42,8 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
             &target.url,
             Duration::from_secs(g.timeout.max(1)),
             target.request_config_path,
-        )?;
+        )?
+        .with_auth(token::source(config.as_ref())?);
         let view = ViewSelector {
             mode: g.mode.clone(),
             agent_profile: g.agent_profile.clone(),
@@ -61,6 +63,10 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
         Command::Tool(ToolCommand::Schema { reference }) => {
             let (client, view) = remote()?;
             commands::tool::schema(&client, &view, reference, format)
+        }
+        Command::Auth(AuthCommand::Status) => {
+            let (client, _) = remote()?;
+            commands::auth::status(&client, format)
         }
     }
 }

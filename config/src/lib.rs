@@ -17,6 +17,7 @@ pub mod model;
 pub mod ntc;
 pub mod reader;
 pub mod scopes;
+pub mod secrets;
 pub mod show;
 pub mod wire;
 

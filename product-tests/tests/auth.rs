@@ -528,3 +528,166 @@ fn opaque_tokens_via_introspection_and_revocation_within_the_cache_ttl() {
         "introspection refused",
     );
 }
+
+/// A client config for the secured runtime `rt` with the given `runtime.remote.oauth`.
+fn client_config(fx: &Fixture, rt: &Runtime, oauth: Value) -> String {
+    fx.write_json(
+        "client.cli.json",
+        &json!({"cli": "1.0.0", "mode": {"default": "discover"}, "runtime": {"remote": {"url": rt.url, "oauth": oauth}}}),
+    )
+    .display()
+    .to_string()
+}
+
+#[test]
+fn the_cli_sends_a_provided_token_from_env_or_file() {
+    let api = TestApi::start();
+    let oidc = Oidc::start(SCOPES, &[]);
+    let (_fx, rt) = secured(&api, &oidc, json!({}));
+    let client = Fixture::new();
+    let token = oidc.token("tool:demo:getItem", None);
+    let cfg = client_config(
+        &client,
+        &rt,
+        json!({"mode": "providedToken", "tokenRef": "env:OC_TEST_TOKEN"}),
+    );
+    let out = open_cli_product_tests::cli(
+        &["--config", &cfg, "catalog", "list", "--format", "json"],
+        &[("OC_TEST_TOKEN", &token)],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        open_cli_product_tests::text(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tool_ids(&v), ["demo:getItem"]);
+
+    let out = open_cli_product_tests::cli(&["--config", &cfg, "catalog", "list"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unset variable is an error, not an anonymous call"
+    );
+    assert!(open_cli_product_tests::text(&out.stderr).contains(
+        "environment variable `OC_TEST_TOKEN` (runtime.remote.oauth.tokenRef) is not set"
+    ));
+
+    client.write("token.txt", &format!("{token}\n"));
+    let cfg = client_config(
+        &client,
+        &rt,
+        json!({"mode": "providedToken", "tokenRef": "file:token.txt"}),
+    );
+    let out = open_cli_product_tests::cli(
+        &["--config", &cfg, "auth", "status", "--format", "json"],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        open_cli_product_tests::text(&out.stderr)
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["authRequired"], true);
+    assert_eq!(s["tokenSource"], "providedToken");
+    assert_eq!(s["principal"], "agent-1");
+
+    // Without any token the runtime's refusal comes through with its code and a hint.
+    let anon = open_cli_product_tests::cli(&["--runtime", &rt.url, "catalog", "list"], &[]);
+    assert_eq!(anon.status.code(), Some(1));
+    let err = open_cli_product_tests::text(&anon.stderr);
+    assert!(
+        err.contains("HTTP 401, authn_failed") && err.contains("hint: your runtime token"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_cli_gets_caches_and_renews_client_credentials_tokens() {
+    let api = TestApi::start();
+    let oidc = Oidc::start(SCOPES, &[]);
+    let (_fx, rt) = secured(&api, &oidc, json!({}));
+    let client = Fixture::new();
+    let state = Fixture::new();
+    let env = [("OPEN_CLI_STATE_DIR", state.path().to_str().unwrap())];
+    // No audience configured: borrowed from the runtime's advertised audience.
+    let cfg = client_config(
+        &client,
+        &rt,
+        json!({"mode": "oauthClient", "scopes": ["bundle:demo"], "client": {"tokenURL": format!("{}/token", oidc.issuer),
+               "clientId": {"type": "literal", "value": "agent-1"}, "clientSecret": {"type": "literal", "value": "agent-1-secret"}}}),
+    );
+    let out = open_cli_product_tests::cli(
+        &["--config", &cfg, "catalog", "list", "--format", "json"],
+        &env,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        open_cli_product_tests::text(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tool_ids(&v).len(), 13);
+
+    let tokens: Vec<std::path::PathBuf> = std::fs::read_dir(state.path().join("tokens"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(tokens.len(), 1);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&tokens[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let first = std::fs::read_to_string(&tokens[0]).unwrap();
+    // Reused, not fetched again, on the next run.
+    let out = open_cli_product_tests::cli(
+        &["--config", &cfg, "auth", "status", "--format", "json"],
+        &env,
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["principal"],
+        "agent-1"
+    );
+    assert_eq!(std::fs::read_to_string(&tokens[0]).unwrap(), first);
+
+    // A cached token the runtime refuses (here: garbage with a far expiry) is renewed once.
+    std::fs::write(
+        &tokens[0],
+        r#"{"accessToken":"garbage","expiresAt":99999999999}"#,
+    )
+    .unwrap();
+    let out = open_cli_product_tests::cli(
+        &["--config", &cfg, "catalog", "list", "--format", "json"],
+        &env,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        open_cli_product_tests::text(&out.stderr)
+    );
+    assert_ne!(
+        std::fs::read_to_string(&tokens[0]).unwrap(),
+        r#"{"accessToken":"garbage","expiresAt":99999999999}"#
+    );
+
+    // Wrong client secret: a clear error from the token endpoint.
+    let bad = client_config(
+        &client,
+        &rt,
+        json!({"mode": "oauthClient", "client": {"tokenURL": format!("{}/token", oidc.issuer),
+               "clientId": {"type": "literal", "value": "agent-1"}, "clientSecret": {"type": "literal", "value": "wrong"}}}),
+    );
+    let out = open_cli_product_tests::cli(&["--config", &bad, "catalog", "list"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    let err = open_cli_product_tests::text(&out.stderr);
+    assert!(
+        err.contains("cannot get a runtime token") && err.contains("invalid_client"),
+        "{err}"
+    );
+}

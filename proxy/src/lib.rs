@@ -31,7 +31,7 @@ pub mod gateway;
 pub mod instance;
 pub mod mcp;
 pub mod refresh;
-pub mod secrets;
+pub use open_cli_config::secrets;
 pub mod server;
 pub mod snapshot;
 pub mod state;

@@ -1,5 +1,6 @@
 //! One module per command group; each returns the text to print.
 
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod runtime;

@@ -4,8 +4,8 @@
 //! errors naming the key, never an empty value. A file's single trailing newline is dropped
 //! (editors add one; it would corrupt a header). Values never appear in errors or logs.
 
-use open_cli_config::Config;
-use open_cli_config::model::{Secret, SecretRef, SecretType};
+use crate::Config;
+use crate::model::{Secret, SecretRef, SecretType};
 
 /// Resolve `secrets.<key>` (a plain reference; OAuth secrets are not values).
 pub fn resolve_key(config: &Config, key: &str) -> Result<String, String> {

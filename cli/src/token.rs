@@ -1,0 +1,246 @@
+//! The CLI's runtime token (`runtime.remote.oauth`).
+//!
+//! - `providedToken`: `tokenRef` is `env:NAME` or `file:PATH` (relative to the config file);
+//!   an unset variable or a missing file is an error, never an anonymous request.
+//! - `oauthClient`: client credentials at `client.tokenURL` (HTTP basic client
+//!   authentication; `scope` from `scopes`; `audience` and RFC 8707 `resource` from `audience`,
+//!   else from the runtime's advertised audience). The token is cached under the state
+//!   directory (`$XDG_STATE_HOME/open-cli/tokens/`, mode 0600) until 30 s before it expires,
+//!   and fetched again once when the runtime answers `authn_failed`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use open_cli_config::LoadedConfig;
+use open_cli_config::model::{RemoteOAuth, RemoteOAuthMode};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{CliError, exit};
+
+/// Reuse a cached token until this long before it expires.
+const EXPIRY_MARGIN: u64 = 30;
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Provided { token: String, from: String },
+    Client(ClientCredentials),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+    pub cache: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Cached {
+    access_token: String,
+    expires_at: u64,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn config_error(msg: impl Into<String>) -> CliError {
+    CliError::usage(msg).hint("fix `runtime.remote.oauth` in the client config")
+}
+
+/// The token source a client config asks for, if any.
+pub fn source(loaded: Option<&LoadedConfig>) -> Result<Option<Source>, CliError> {
+    let Some(loaded) = loaded else {
+        return Ok(None);
+    };
+    let Some(oauth) = loaded
+        .config
+        .runtime
+        .as_ref()
+        .and_then(|r| r.remote.as_ref())
+        .and_then(|r| r.oauth.as_ref())
+    else {
+        return Ok(None);
+    };
+    match oauth.mode {
+        RemoteOAuthMode::ProvidedToken => provided(oauth, &loaded.base_dir).map(Some),
+        RemoteOAuthMode::OAuthClient => client(oauth, loaded).map(Some),
+        RemoteOAuthMode::BrowserLogin => Err(CliError::usage(
+            "`browserLogin` is not supported by this version of open-cli yet",
+        )
+        .hint("use `providedToken` or `oauthClient` in runtime.remote.oauth")),
+    }
+}
+
+fn provided(oauth: &RemoteOAuth, base: &Path) -> Result<Source, CliError> {
+    let r = oauth
+        .token_ref
+        .as_deref()
+        .ok_or_else(|| config_error("runtime.remote.oauth.tokenRef is required"))?;
+    let token = if let Some(name) = r.strip_prefix("env:") {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| {
+                config_error(format!(
+                    "environment variable `{name}` (runtime.remote.oauth.tokenRef) is not set"
+                ))
+            })?
+    } else if let Some(path) = r.strip_prefix("file:") {
+        let p = base.join(path);
+        std::fs::read_to_string(&p).map_err(|e| {
+            config_error(format!(
+                "cannot read the token file {} (runtime.remote.oauth.tokenRef): {e}",
+                p.display()
+            ))
+        })?
+    } else {
+        return Err(config_error(format!(
+            "tokenRef `{r}` must be `env:NAME` or `file:PATH`"
+        )));
+    };
+    Ok(Source::Provided {
+        token: token.trim().to_string(),
+        from: r.to_string(),
+    })
+}
+
+fn client(oauth: &RemoteOAuth, loaded: &LoadedConfig) -> Result<Source, CliError> {
+    let c = oauth
+        .client
+        .as_ref()
+        .ok_or_else(|| config_error("runtime.remote.oauth.client is required"))?;
+    let resolve = |r, key: &str| {
+        open_cli_config::secrets::resolve(r, loaded.config.policy.allow_exec_secrets)
+            .map_err(|e| config_error(format!("runtime.remote.oauth.client.{key}: {e}")))
+    };
+    let client_id = resolve(&c.client_id, "clientId")?;
+    let client_secret = resolve(&c.client_secret, "clientSecret")?;
+    let key = format!(
+        "{}\n{}\n{}\n{:?}",
+        c.token_url,
+        client_id,
+        oauth.scopes.join(" "),
+        oauth.audience
+    );
+    let name = hex::encode(Sha256::digest(key.as_bytes()));
+    Ok(Source::Client(ClientCredentials {
+        token_url: c.token_url.clone(),
+        client_id,
+        client_secret,
+        scopes: oauth.scopes.clone(),
+        audience: oauth.audience.clone(),
+        cache: state_dir().join("tokens").join(format!("{name}.json")),
+    }))
+}
+
+fn state_dir() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("OPEN_CLI_STATE_DIR")
+        .or_else(|| env("XDG_STATE_HOME").map(|d| d.join("open-cli")))
+        .or_else(|| env("HOME").map(|h| h.join(".local/state/open-cli")))
+        .unwrap_or_else(|| PathBuf::from(".open-cli-state"))
+}
+
+impl ClientCredentials {
+    /// A cached, still-valid token.
+    pub fn cached(&self) -> Option<(String, u64)> {
+        let c: Cached = serde_json::from_slice(&std::fs::read(&self.cache).ok()?).ok()?;
+        (c.expires_at > now() + EXPIRY_MARGIN).then_some((c.access_token, c.expires_at))
+    }
+
+    /// Fetch a new token; `audience` is used when the config names none.
+    pub fn fetch(
+        &self,
+        http: &reqwest::blocking::Client,
+        audience: Option<&str>,
+    ) -> Result<String, CliError> {
+        let audience = self.audience.as_deref().or(audience);
+        let mut form = vec![("grant_type", "client_credentials".to_string())];
+        if !self.scopes.is_empty() {
+            form.push(("scope", self.scopes.join(" ")));
+        }
+        if let Some(a) = audience {
+            form.push(("audience", a.to_string()));
+            form.push(("resource", a.to_string()));
+        }
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let failed = |why: String| {
+            CliError::new(
+                exit::REQUEST_FAILED,
+                format!("cannot get a runtime token from {}", self.token_url),
+            )
+            .cause(why)
+            .hint("check runtime.remote.oauth.client (token URL, client ID and secret)")
+        };
+        let resp = http
+            .post(&self.token_url)
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .timeout(Duration::from_secs(30))
+            .body(body)
+            .send()
+            .map_err(|e| failed(crate::error::chain(&e).join(": ")))?;
+        let status = resp.status();
+        let v: serde_json::Value = resp
+            .json()
+            .map_err(|e| failed(format!("HTTP {status}: not JSON: {e}")))?;
+        if !status.is_success() {
+            let err = v.get("error").and_then(|e| e.as_str()).unwrap_or("error");
+            let desc = v
+                .get("error_description")
+                .and_then(|e| e.as_str())
+                .unwrap_or_default();
+            return Err(failed(format!("HTTP {status}: {err} {desc}")));
+        }
+        let token = v
+            .get("access_token")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| failed("the answer has no access_token".into()))?
+            .to_string();
+        let expires_at = now() + v.get("expires_in").and_then(|e| e.as_u64()).unwrap_or(300);
+        self.store(&token, expires_at);
+        Ok(token)
+    }
+
+    fn store(&self, token: &str, expires_at: u64) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(dir) = self.cache.parent() else {
+            return;
+        };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        let tmp = self.cache.with_extension("tmp");
+        let body = serde_json::to_vec(&Cached {
+            access_token: token.to_string(),
+            expires_at,
+        })
+        .unwrap_or_default();
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&body));
+        if written.is_ok() {
+            let _ = std::fs::rename(&tmp, &self.cache);
+        }
+    }
+}
