@@ -411,8 +411,7 @@ fn catalog_effective(
     let filtered;
     let body = match &caller.principal {
         Some(p) => {
-            let envelope =
-                crate::auth::Envelope::compute(&p.scopes, &snapshot.catalog, &snapshot.deny);
+            let envelope = snapshot.envelope(&p.scopes);
             filtered = snapshot.effective_for(&envelope, view).map_err(|e| {
                 ApiError::new(
                     500,

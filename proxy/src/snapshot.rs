@@ -65,8 +65,6 @@ pub struct Snapshot {
     envelopes: std::sync::Mutex<
         std::collections::HashMap<Vec<String>, std::sync::Arc<crate::auth::Envelope>>,
     >,
-    /// Renderings filtered to an envelope, keyed by envelope and view.
-    filtered: std::sync::Mutex<std::collections::HashMap<String, Rendered>>,
     /// `GET /v1/catalog/effective` body per view name: `{"catalog":…,"view":…}`.
     effective: BTreeMap<String, Rendered>,
     mode_default: ModeKind,
@@ -109,15 +107,15 @@ impl Snapshot {
         e
     }
 
-    /// The `{catalog, view}` body as an authorization envelope sees it.
+    /// The `{catalog, view}` body as an authorization envelope sees it, rendered once per
+    /// envelope and view (the envelope is shared by every caller with the same scopes).
     pub fn effective_for(
         &self,
         envelope: &crate::auth::Envelope,
         view: &str,
     ) -> std::io::Result<Rendered> {
-        let key = format!("{view}\u{0}{}", envelope.key());
-        let mut cache = self.filtered.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = cache.get(&key) {
+        let mut cache = envelope.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = cache.get(view) {
             return Ok(r.clone());
         }
         let catalog = envelope.filter(&self.catalog);
@@ -136,10 +134,7 @@ impl Snapshot {
             view: view_doc,
         })?;
         let rendered = Rendered::new(body)?;
-        if cache.len() >= MAX_FILTERED {
-            cache.clear();
-        }
-        cache.insert(key, rendered.clone());
+        cache.insert(view.to_string(), rendered.clone());
         Ok(rendered)
     }
 
@@ -174,7 +169,6 @@ impl Snapshot {
         Ok(Self {
             catalog,
             deny: Vec::new(),
-            filtered: std::sync::Mutex::new(std::collections::HashMap::new()),
             envelopes: std::sync::Mutex::new(std::collections::HashMap::new()),
             effective,
             mode_default,

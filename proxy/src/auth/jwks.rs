@@ -54,6 +54,9 @@ pub struct Jwks {
     jwks_url: Option<String>,
     issuer: String,
     current: ArcSwapOption<KeySet>,
+    /// Incremented on every key set fetched: verified-token caches keyed by it forget tokens
+    /// whose key may be gone.
+    generation: std::sync::atomic::AtomicU64,
     /// Serialises fetches; holds when the last fetch for an unknown `kid` happened.
     fetch_lock: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -104,8 +107,14 @@ impl Jwks {
             jwks_url: jwks_url.map(str::to_string),
             issuer: issuer.trim_end_matches('/').to_string(),
             current: ArcSwapOption::empty(),
+            generation: std::sync::atomic::AtomicU64::new(0),
             fetch_lock: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Changes whenever a key set is fetched.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The key for a token's `kid` and `alg`.
@@ -164,6 +173,8 @@ impl Jwks {
             keys,
             expires: Instant::now() + ttl,
         })));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(true)
     }
 

@@ -51,7 +51,13 @@ impl AuthError {
 pub struct Authenticator {
     audience: String,
     profile: Profile,
+    /// Tokens already verified: SHA-256 of the token → (principal, `exp`, key-set generation).
+    /// A hit skips the signature check; it lapses at `exp` or when the key set is re-fetched.
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Principal, u64, u64)>>,
 }
+
+/// Most verified tokens remembered; the map is pruned, then cleared, when full.
+const MAX_VERIFIED: usize = 10_000;
 
 #[derive(Debug)]
 enum Profile {
@@ -124,6 +130,7 @@ impl Authenticator {
         Ok(Some(Self {
             audience: a.audience.clone(),
             profile,
+            verified: std::sync::Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -141,8 +148,33 @@ impl Authenticator {
                 scope_claim,
                 jwks,
             } => {
-                self.validate_jwt(token, issuer, *leeway, scope_claim.as_deref(), jwks)
-                    .await
+                use sha2::Digest;
+                let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+                let now = crate::fetch::cache::now_secs();
+                let generation = jwks.generation();
+                {
+                    let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some((p, exp, g)) = cache.get(&key)
+                        && *exp > now
+                        && *g == generation
+                    {
+                        return Ok(p.clone());
+                    }
+                }
+                let (principal, exp) = self
+                    .validate_jwt(token, issuer, *leeway, scope_claim.as_deref(), jwks)
+                    .await?;
+                let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= MAX_VERIFIED {
+                    cache.retain(|_, (_, exp, g)| *exp > now && *g == generation);
+                    if cache.len() >= MAX_VERIFIED {
+                        cache.clear();
+                    }
+                }
+                // Remember under the generation current when validation started: a key set
+                // fetched meanwhile (rotation) invalidates the entry.
+                cache.insert(key, (principal.clone(), exp, generation));
+                Ok(principal)
             }
             Profile::Introspection(i) => i.authenticate(token).await,
         }
@@ -155,7 +187,7 @@ impl Authenticator {
         leeway: u64,
         scope_claim: Option<&str>,
         jwks: &Arc<jwks::Jwks>,
-    ) -> Result<Principal, AuthError> {
+    ) -> Result<(Principal, u64), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             AuthError::Invalid("the token is not a JWT with a supported algorithm".into())
         })?;
@@ -202,7 +234,12 @@ impl Authenticator {
             )
         })?;
         check_iat(&data.claims, leeway)?;
-        principal(&data.claims, scope_claim)
+        let exp = data
+            .claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .unwrap_or_default();
+        Ok((principal(&data.claims, scope_claim)?, exp))
     }
 }
 

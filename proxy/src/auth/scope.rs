@@ -19,9 +19,11 @@ use open_cli_config::ntc::{Catalog, EffectiveView};
 
 use crate::catalog::glob::Pattern;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Envelope {
     allowed: BTreeSet<String>,
+    /// Catalog bodies rendered for this envelope, per view (see `Snapshot::effective_for`).
+    pub rendered: std::sync::Mutex<std::collections::HashMap<String, crate::snapshot::Rendered>>,
 }
 
 impl Envelope {
@@ -63,7 +65,10 @@ impl Envelope {
             .filter(|id| !deny.iter().any(|p| p.matches(id)))
             .map(str::to_string)
             .collect();
-        Self { allowed }
+        Self {
+            allowed,
+            rendered: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
     }
 
     pub fn allows(&self, tool_id: &str) -> bool {
