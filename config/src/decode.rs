@@ -296,6 +296,36 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
         .and_then(ClientAuthMethod::parse)
         .unwrap_or(ClientAuthMethod::ClientSecretBasic);
     let introspection_cache_seconds = o.uint("introspectionCacheSeconds", 0, 3600).unwrap_or(30);
+    let mut additional_issuers = Vec::new();
+    if let Some(v) = o.value("additionalIssuers") {
+        let path = o.key_path("additionalIssuers");
+        match v.as_array() {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(mut t) = Obj::new(cx, item, &crate::diag::index(&path, i)) {
+                        let issuer = t.required("issuer");
+                        let jwks_url = t.nonempty("jwksURL");
+                        for (k, u) in [("issuer", &issuer), ("jwksURL", &jwks_url)] {
+                            if let Some(u) = u {
+                                check_http_url(cx, &t.key_path(k), u);
+                            }
+                        }
+                        t.finish();
+                        if let Some(issuer) = issuer {
+                            additional_issuers.push(TrustedIssuer { issuer, jwks_url });
+                        }
+                    }
+                }
+            }
+            None => cx.err(
+                path,
+                format!(
+                    "must be an array of {{\"issuer\", \"jwksURL\"}} objects, found {}",
+                    kind(v)
+                ),
+            ),
+        }
+    }
     for (key, url) in [
         ("issuer", &issuer),
         ("jwksURL", &jwks_url),
@@ -334,6 +364,7 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
         scope_claim,
         client_auth_method,
         introspection_cache_seconds,
+        additional_issuers,
     })
 }
 

@@ -216,6 +216,17 @@ pub struct ServerAuth {
     /// How long an active introspection answer is reused (never past the token's `exp`);
     /// 0 disables the cache. Revocation takes effect at most this long after it happens.
     pub introspection_cache_seconds: u64,
+    /// More OpenID providers trusted besides `issuer` (`oidc_jwks`); a token's `iss` picks
+    /// the provider whose keys verify it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub additional_issuers: Vec<TrustedIssuer>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustedIssuer {
+    pub issuer: String,
+    #[serde(rename = "jwksURL", skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
 }
 
 /// `sources.<name>`.

@@ -691,3 +691,26 @@ fn the_cli_gets_caches_and_renews_client_credentials_tokens() {
         "{err}"
     );
 }
+
+#[test]
+fn several_providers_may_be_trusted_and_the_tokens_iss_picks_one() {
+    let api = TestApi::start();
+    let first = Oidc::start(SCOPES, &[]);
+    let second = Oidc::start(SCOPES, &[]);
+    let untrusted = Oidc::start(SCOPES, &[]);
+    let (_fx, rt) = secured(
+        &api,
+        &first,
+        json!({"additionalIssuers": [{"issuer": second.issuer, "jwksURL": format!("{}/jwks", second.issuer)}]}),
+    );
+    for (name, p) in [("first", &first), ("second", &second)] {
+        let t = p.token("tool:demo:getItem", None);
+        let body: Value = get(&rt, "/v1/catalog/effective", Some(&t)).json().unwrap();
+        assert_eq!(tool_ids(&body), ["demo:getItem"], "{name} provider");
+    }
+    let foreign = untrusted.token("bundle:demo", None);
+    assert_401(
+        get(&rt, "/v1/catalog/effective", Some(&foreign)),
+        "which is not a trusted issuer",
+    );
+}

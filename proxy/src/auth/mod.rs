@@ -62,10 +62,10 @@ const MAX_VERIFIED: usize = 10_000;
 #[derive(Debug)]
 enum Profile {
     Jwks {
-        issuer: String,
+        /// `(issuer, key set)`; the token's `iss` picks one.
+        providers: Vec<(String, Arc<jwks::Jwks>)>,
         leeway: u64,
         scope_claim: Option<String>,
-        jwks: Arc<jwks::Jwks>,
     },
     Introspection(Box<introspect::Introspector>),
 }
@@ -97,9 +97,26 @@ impl Authenticator {
                     .issuer
                     .clone()
                     .ok_or("runtime.server.auth.issuer is required")?;
+                let mut providers = vec![(
+                    issuer.clone(),
+                    Arc::new(jwks::Jwks::new(
+                        http.clone(),
+                        &issuer,
+                        a.jwks_url.as_deref(),
+                    )),
+                )];
+                for t in &a.additional_issuers {
+                    providers.push((
+                        t.issuer.clone(),
+                        Arc::new(jwks::Jwks::new(
+                            http.clone(),
+                            &t.issuer,
+                            t.jwks_url.as_deref(),
+                        )),
+                    ));
+                }
                 Profile::Jwks {
-                    jwks: Arc::new(jwks::Jwks::new(http, &issuer, a.jwks_url.as_deref())),
-                    issuer,
+                    providers,
                     leeway: a.leeway_seconds,
                     scope_claim: a.scope_claim.clone(),
                 }
@@ -143,11 +160,20 @@ impl Authenticator {
         let token = bearer(authorization)?;
         match &self.profile {
             Profile::Jwks {
-                issuer,
+                providers,
                 leeway,
                 scope_claim,
-                jwks,
             } => {
+                let claimed = unverified_issuer(token)?;
+                let (issuer, jwks) = providers
+                    .iter()
+                    .find(|(i, _)| i.trim_end_matches('/') == claimed.trim_end_matches('/'))
+                    .ok_or_else(|| {
+                        let shown: String = claimed.chars().take(100).collect();
+                        AuthError::Invalid(format!(
+                            "the token was issued by `{shown}`, which is not a trusted issuer"
+                        ))
+                    })?;
                 use sha2::Digest;
                 let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
                 let now = crate::fetch::cache::now_secs();
@@ -256,6 +282,25 @@ fn check_iat(claims: &Value, leeway: u64) -> Result<(), AuthError> {
         }
         Ok(())
     }
+}
+
+/// The `iss` a JWT claims, read before verification only to pick the provider whose keys
+/// then verify the token (and whose issuer the verified `iss` must equal).
+fn unverified_issuer(token: &str) -> Result<String, AuthError> {
+    use base64::Engine;
+    let not_jwt = || AuthError::Invalid("the token is not a JWT with a supported algorithm".into());
+    let payload = token.split('.').nth(1).ok_or_else(not_jwt)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| not_jwt())?;
+    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| not_jwt())?;
+    claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            AuthError::Invalid("the token lacks a required claim (exp, iss or aud)".into())
+        })
 }
 
 fn bearer(authorization: Option<&str>) -> Result<&str, AuthError> {
