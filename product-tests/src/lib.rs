@@ -670,3 +670,16 @@ pub fn rsa_jwks(dir: &Path, kid: &str) -> PathBuf {
     assert!(status.success(), "key generation failed");
     file
 }
+
+/// `open-cli-toolbox validate --config FILE` expected to fail with exit 1; returns stderr.
+pub fn validate_fails(config: &Path) -> String {
+    let out = run(
+        "open-cli-toolbox",
+        &["validate", "--config", config.to_str().expect("utf-8 path")],
+        &[],
+        None,
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "validate should fail:\n{err}");
+    err
+}

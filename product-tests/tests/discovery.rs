@@ -1,4 +1,4 @@
-use open_cli_product_tests::{Fixture, Runtime, TestApi, run, text};
+use open_cli_product_tests::{Fixture, Runtime, TestApi};
 use serde_json::{Value, json};
 
 const PETS: &str = "openapi: 3.0.3\ninfo: {title: Pets, version: '1'}\npaths:\n  /pets:\n    get: {operationId: listPets, responses: {'200': {description: ok}}}\n    post: {operationId: createPet, responses: {'201': {description: ok}}}\n";
@@ -181,14 +181,7 @@ fn a_service_root_without_a_description_link_is_an_error() {
         json!({"type": "serviceRoot", "uri": format!("{}/docs/bare/root", api.url)}),
         json!({}),
     );
-    let out = run(
-        "open-cli-toolbox",
-        &["validate", "--config", cfg.to_str().unwrap()],
-        &[],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
+    let err = open_cli_product_tests::validate_fails(&cfg);
     assert!(
         err.contains("advertises no `Link: <…>; rel=\"service-desc\"` (RFC 8631)"),
         "{err}"

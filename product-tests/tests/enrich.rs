@@ -1,4 +1,4 @@
-use open_cli_product_tests::{Fixture, Runtime, TestApi, run, text};
+use open_cli_product_tests::{Fixture, Runtime, TestApi};
 use serde_json::{Value, json};
 
 const TICKETS: &str = r#"openapi: 3.1.0
@@ -202,14 +202,7 @@ fn broken_enrichments_fail_the_build_with_their_document_and_step_named() {
         "tickets.arazzo.yaml",
         "workflows:\n  - workflowId: triageTicket\n    steps:\n      - {stepId: find, operationId: listTickets}\n      - {stepId: escalate, operationId: escalateTicket}\n",
     );
-    let out = run(
-        "open-cli-toolbox",
-        &["validate", "--config", cfg.to_str().unwrap()],
-        &[],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
+    let err = open_cli_product_tests::validate_fails(&cfg);
     let overlay = fx.path().join("tickets.overlay.yaml").display().to_string();
     for want in [
         format!("overlay {overlay}: actions[0]: target `$.paths['/renamed'].get` matches nothing in the document"),

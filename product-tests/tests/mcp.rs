@@ -1,4 +1,4 @@
-use open_cli_product_tests::{Fixture, McpEverything, Runtime, run, text};
+use open_cli_product_tests::{Fixture, McpEverything, Runtime};
 use serde_json::{Value, json};
 
 /// The tools server-everything 2026.8.31 lists.
@@ -174,14 +174,7 @@ fn unreachable_servers_and_unresolvable_header_secrets_fail_the_build() {
             "sources": {"clash": {"type": "openapi", "uri": "a.yaml"}},
             "secrets": {"mcp.key": {"type": "env", "value": "OPEN_CLI_TEST_UNSET_MCP_KEY"}}}),
     );
-    let out = run(
-        "open-cli-toolbox",
-        &["validate", "--config", cfg.to_str().unwrap()],
-        &[],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
+    let err = open_cli_product_tests::validate_fails(&cfg);
     assert!(
         err.contains("mcpServers.clash: is ambiguous with `sources.clash`"),
         "{err}"
@@ -194,14 +187,7 @@ fn unreachable_servers_and_unresolvable_header_secrets_fail_the_build() {
                            "nothere": {"command": "/nonexistent/mcp-server"}},
             "secrets": {"mcp.key": {"type": "env", "value": "OPEN_CLI_TEST_UNSET_MCP_KEY"}}}),
     );
-    let out = run(
-        "open-cli-toolbox",
-        &["validate", "--config", fixed.to_str().unwrap()],
-        &[],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
+    let err = open_cli_product_tests::validate_fails(&fixed);
     for want in [
         "sources.down (mcp): MCP initialize failed: POST http://127.0.0.1:9/mcp",
         "sources.authed (mcp): transport.headerSecrets.X-Api-Key: secret `mcp.key`: environment variable `OPEN_CLI_TEST_UNSET_MCP_KEY` is not set",

@@ -8,16 +8,7 @@
 use open_cli_config::ntc::{Guidance, Tool, Workflow, WorkflowStep};
 use serde_json::Value;
 
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use super::openapi::string_list;
 
 /// Attach a skill manifest's `toolGuidance` to the tools of `service_id`. Keys are tool IDs
 /// (`svc:op`) or, as a shorthand, operation identities without the service prefix. `known_as`
@@ -61,8 +52,8 @@ pub fn apply_skill(
         match tools.iter_mut().find(|t| t.id == id) {
             Some(tool) => {
                 tool.guidance = Some(Guidance {
-                    when_to_use: strings(g.get("whenToUse")),
-                    avoid_when: strings(g.get("avoidWhen")),
+                    when_to_use: string_list(g.get("whenToUse")),
+                    avoid_when: string_list(g.get("avoidWhen")),
                     examples: g
                         .get("examples")
                         .and_then(Value::as_array)

@@ -705,7 +705,8 @@ fn expand_server_vars(url: &str, vars: Option<&Value>) -> Result<String, String>
     Ok(out)
 }
 
-fn string_list(v: Option<&Value>) -> Vec<String> {
+/// The strings of a JSON array (non-strings skipped); empty when absent.
+pub(crate) fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()
