@@ -135,11 +135,20 @@ impl Client {
         token: Option<&str>,
     ) -> Result<T, CliError> {
         let url = format!("{}{path}", self.base);
-        let mut req = self.http.get(&url).query(query);
+        // Catalogs compress ~10x; the runtime serves pre-compressed bodies.
+        let mut req = self
+            .http
+            .get(&url)
+            .query(query)
+            .header("accept-encoding", "gzip");
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let resp = req.send().map_err(|e| self.transport_error(&e))?;
+        let gzipped = resp
+            .headers()
+            .get("content-encoding")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
         let status = resp.status();
         let request_id = resp
             .headers()
@@ -147,6 +156,20 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let bytes = resp.bytes().map_err(|e| self.transport_error(&e))?;
+        let bytes = if gzipped {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
+                .map_err(|e| {
+                    CliError::new(
+                        exit::PROTOCOL,
+                        format!("the runtime at {} sent a corrupt gzip body", self.base),
+                    )
+                    .cause(e.to_string())
+                })?;
+            bytes::Bytes::from(out)
+        } else {
+            bytes
+        };
         if !status.is_success() {
             return Err(runtime_error(status.as_u16(), &bytes, request_id));
         }
