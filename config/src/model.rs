@@ -106,6 +106,13 @@ pub struct Config {
     pub managed_deny: Vec<String>,
 }
 
+impl Config {
+    /// `runtime.server.auth`, when runtime authentication is configured.
+    pub fn server_auth(&self) -> Option<&ServerAuth> {
+        self.runtime.as_ref()?.server.as_ref()?.auth.as_ref()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Mode {
     pub default: ModeKind,

@@ -349,13 +349,7 @@ fn readyz(state: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<Reply, Ap
 fn runtime_info(state: &RuntimeState, _: &Request<'_>, caller: &Caller) -> Result<Reply, ApiError> {
     let snapshot = state.snapshot();
     let prefixes: Vec<String> = SCOPE_PREFIXES.iter().map(|s| s.to_string()).collect();
-    let server_auth = state
-        .config()
-        .config
-        .runtime
-        .as_ref()
-        .and_then(|r| r.server.as_ref())
-        .and_then(|s| s.auth.clone());
+    let server_auth = state.config().config.server_auth().cloned();
     let required = state.auth.load().is_some();
     // With auth on, anonymous callers do not learn host paths.
     let show_paths = !required || caller.principal.is_some();
@@ -474,10 +468,7 @@ fn browser_config(state: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<R
     let config = state.config();
     let auth = config
         .config
-        .runtime
-        .as_ref()
-        .and_then(|r| r.server.as_ref())
-        .and_then(|s| s.auth.as_ref())
+        .server_auth()
         .filter(|a| browser_login_configured(a))
         .ok_or_else(|| {
             ApiError::new(

@@ -80,14 +80,7 @@ async fn attempt(state: &RuntimeState, trigger: Trigger) -> Result<RefreshReport
         .map_err(|e| format!("cannot render the catalog: {e}"))?;
     let summary = snapshot.summary.clone();
     if trigger == Trigger::Signal {
-        let auth = crate::auth::Authenticator::from_config(
-            loaded
-                .config
-                .runtime
-                .as_ref()
-                .and_then(|r| r.server.as_ref())
-                .and_then(|s| s.auth.as_ref()),
-        )?;
+        let auth = crate::auth::Authenticator::from_config(loaded.config.server_auth())?;
         state.auth.store(auth.map(Arc::new));
     }
     state.swap(snapshot, loaded);

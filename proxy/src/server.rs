@@ -72,14 +72,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
     let config_path = loaded.path.clone();
-    let auth = crate::auth::Authenticator::from_config(
-        loaded
-            .config
-            .runtime
-            .as_ref()
-            .and_then(|r| r.server.as_ref())
-            .and_then(|s| s.auth.as_ref()),
-    )?;
+    let auth = crate::auth::Authenticator::from_config(loaded.config.server_auth())?;
     let state = Arc::new(RuntimeState::new(
         snapshot,
         loaded,
