@@ -60,6 +60,18 @@ impl Cx {
     }
 }
 
+/// The strings of a JSON array (other items skipped); empty when absent or not an array.
+pub fn string_array(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The JSON type name of a value, for messages.
 pub fn kind(v: &Value) -> &'static str {
     match v {

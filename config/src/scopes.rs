@@ -406,15 +406,7 @@ fn rename_origins(origins: &mut BTreeMap<String, PathBuf>, from: &str, to: &str)
 }
 
 fn strings_at(doc: &Value, pointer: &str) -> Vec<String> {
-    doc.pointer(pointer)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::reader::string_array(doc.pointer(pointer))
 }
 
 /// Make relative local document paths of a managed or user file absolute against its directory.

@@ -705,17 +705,7 @@ fn expand_server_vars(url: &str, vars: Option<&Value>) -> Result<String, String>
     Ok(out)
 }
 
-/// The strings of a JSON array (non-strings skipped); empty when absent.
-pub(crate) fn string_list(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub(crate) use open_cli_config::reader::string_array as string_list;
 
 /// Decode `%XX` escapes of a URI fragment (JSON pointers in `$ref`s may carry them).
 fn percent_decode(s: &str) -> String {
