@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// The runtime is found by --runtime, then OPEN_CLI_RUNTIME_URL, then `runtime.remote.url`
 /// in the config (--config, else ./.cli.json).
 #[derive(Debug, Parser)]
-#[command(name = "open-cli", version, after_help = EXIT_CODES)]
+#[command(name = "open-cli", version, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -17,10 +17,15 @@ pub struct Cli {
     pub command: Command,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 ok, 1 the runtime refused or failed the request, \
-2 usage or config error, 3 runtime unreachable, 4 unexpected response from the runtime.";
+const AFTER_HELP: &str = "Tool commands: open-cli <service> [<group>] <command> [path args] \
+[--flags] [--body JSON|@file|-] [--dry-run] [--approval]; `open-cli <service> --help` lists \
+them (from the runtime's catalog).
 
-#[derive(Debug, Args)]
+Exit codes: 0 ok, 1 the runtime refused or failed the request, 2 usage or config error, \
+3 runtime unreachable, 4 unexpected response from the runtime, 5 the upstream API answered \
+with an HTTP status >= 400 (its answer is still printed).";
+
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Runtime base URL, e.g. http://127.0.0.1:8765.
     #[arg(long, global = true, env = "OPEN_CLI_RUNTIME_URL", value_name = "URL")]
@@ -40,6 +45,9 @@ pub struct GlobalArgs {
     /// Seconds to wait for the runtime.
     #[arg(long, global = true, default_value_t = 30, value_name = "SECONDS")]
     pub timeout: u64,
+    /// Approve a tool that requires approval (tool commands).
+    #[arg(long, global = true, hide = true)]
+    pub approval: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,6 +75,10 @@ pub enum Command {
     /// Runtime authentication.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// A tool command: `<service> [<group>] <command> …`, resolved against the runtime's
+    /// catalog (see `commands::dynamic`).
+    #[command(external_subcommand)]
+    External(Vec<String>),
 }
 
 #[derive(Debug, Subcommand)]

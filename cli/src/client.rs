@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use open_cli_config::wire::{EffectiveCatalog, ErrorBody, RuntimeInfo, codes};
+use open_cli_config::wire::{
+    EffectiveCatalog, ErrorBody, ExecuteRequest, ExecuteResponse, RuntimeInfo, codes,
+};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 
 use crate::error::{CliError, chain, exit};
@@ -113,16 +116,40 @@ impl Client {
         self.get("/v1/catalog/effective", &q)
     }
 
+    /// The `config` value sent with every request (`runtime.remote.requestConfigPath`).
+    pub fn request_config_path(&self) -> Option<&str> {
+        self.request_config_path.as_deref()
+    }
+
+    /// `POST /v1/tools/execute`. Never retried (the tool may not be idempotent), except once
+    /// with a fresh client-credentials token after `authn_failed`, when nothing was run.
+    pub fn execute(&self, req: &ExecuteRequest) -> Result<ExecuteResponse, CliError> {
+        let body = serde_json::to_vec(req).map_err(|e| {
+            CliError::new(exit::PROTOCOL, "cannot encode the execute request").cause(e.to_string())
+        })?;
+        self.send(Method::POST, "/v1/tools/execute", &[], Some(&body))
+    }
+
     fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T, CliError> {
+        self.send(Method::GET, path, query, None)
+    }
+
+    fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<T, CliError> {
         let token = self.bearer(false)?;
-        match self.get_as(path, query, token.as_deref()) {
+        match self.send_as(method.clone(), path, query, body, token.as_deref()) {
             // A client-credentials token the runtime no longer accepts: fetch one, retry once.
             Err(e)
                 if e.code.as_deref() == Some(codes::AUTHN_FAILED)
                     && matches!(self.auth, Some(crate::token::Source::Client(_))) =>
             {
                 let token = self.bearer(true)?;
-                self.get_as(path, query, token.as_deref())
+                self.send_as(method, path, query, body, token.as_deref())
             }
             other => other,
         }
@@ -134,13 +161,29 @@ impl Client {
         query: &[(&str, &str)],
         token: Option<&str>,
     ) -> Result<T, CliError> {
+        self.send_as(Method::GET, path, query, None, token)
+    }
+
+    fn send_as<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&[u8]>,
+        token: Option<&str>,
+    ) -> Result<T, CliError> {
         let url = format!("{}{path}", self.base);
         // Catalogs compress ~10x; the runtime serves pre-compressed bodies.
         let mut req = self
             .http
-            .get(&url)
+            .request(method.clone(), &url)
             .query(query)
             .header("accept-encoding", "gzip");
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_vec());
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -175,7 +218,7 @@ impl Client {
         }
         serde_json::from_slice(&bytes).map_err(|e| {
             CliError::new(exit::PROTOCOL, format!("the runtime at {} sent a response this CLI does not understand", self.base))
-                .cause(format!("GET {path}: {e}"))
+                .cause(format!("{method} {path}: {e}"))
                 .hint("the runtime may speak a different contract version; compare `open-cli runtime info`")
         })
     }
@@ -227,6 +270,16 @@ fn runtime_error(status: u16, body: &[u8], request_id: Option<String>) -> CliErr
         codes::UNKNOWN_AGENT_PROFILE => err.exit_usage().hint("list the profiles with `open-cli runtime info` (catalog.views)"),
         codes::INVALID_REQUEST => err.exit_usage(),
         codes::AUTHN_FAILED => err.hint("your runtime token is missing, expired or not accepted; check `runtime.remote.oauth`"),
+        // Execute refusals (docs/execution.md).
+        codes::APPROVAL_REQUIRED => err.hint("this tool requires approval: re-run with --approval"),
+        codes::CREDENTIALS_UNAVAILABLE => err.hint(
+            "the runtime cannot resolve a secret this tool needs; set it in the runtime config's `secrets` (e.g. \"<service>.<scheme>\") and check with `open-cli-toolbox validate`",
+        ),
+        codes::TOOL_NOT_FOUND => err.exit_usage().hint("the catalog changed; list the tools with `open-cli catalog list`"),
+        codes::NOT_IMPLEMENTED => err.hint("this runtime does not implement it; compare `open-cli runtime info` (capabilities)"),
+        codes::MANAGED_DENY | codes::POLICY_DENY | codes::CURATED_DENY | codes::AUTHZ_DENIED => {
+            err.hint("the runtime's policy does not allow this tool for you; see `open-cli tool schema <tool>` and the runtime's policy")
+        }
         _ => err,
     }
 }

@@ -21,6 +21,9 @@ pub mod exit {
     pub const UNREACHABLE: u8 = 3;
     /// The runtime answered something this CLI does not understand, or an internal error.
     pub const PROTOCOL: u8 = 4;
+    /// A tool command ran and the upstream API answered with an HTTP status >= 400. Its
+    /// answer is printed on stdout as usual; stderr says `error: upstream answered <status>`.
+    pub const UPSTREAM_STATUS: u8 = 5;
 }
 
 #[derive(Debug)]

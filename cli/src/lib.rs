@@ -17,14 +17,31 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use args::{AuthCommand, CatalogCommand, Cli, Command, ConfigCommand, RuntimeCommand, ToolCommand};
+use args::{
+    AuthCommand, CatalogCommand, Cli, Command, ConfigCommand, GlobalArgs, RuntimeCommand,
+    ToolCommand,
+};
 use client::{Client, ViewSelector};
+use commands::exec::Reply;
 use error::CliError;
+use open_cli_config::LoadedConfig;
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(&cli).and_then(|text| output::print(&text)) {
-        Ok(()) => ExitCode::from(error::exit::OK),
+    let reply = match &cli.command {
+        Command::External(words) => {
+            commands::dynamic::run(&cli.global, std::env::args_os().collect(), words)
+        }
+        _ => dispatch(&cli).map(Reply::data),
+    };
+    let printed = reply.and_then(|r| output::print(&r.stdout).map(|()| r));
+    match printed {
+        Ok(r) => {
+            if let Some(line) = &r.stderr {
+                eprintln!("{line}");
+            }
+            ExitCode::from(r.exit)
+        }
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(e.exit)
@@ -32,24 +49,30 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// The runtime client and view selection from the global flags and the client config.
+pub(crate) fn connect(
+    g: &GlobalArgs,
+    config: Option<&LoadedConfig>,
+) -> Result<(Client, ViewSelector), CliError> {
+    let target = resolve::target(g.runtime.as_deref(), config.map(|l| &l.config))?;
+    let client = Client::new(
+        &target.url,
+        Duration::from_secs(g.timeout.max(1)),
+        target.request_config_path,
+    )?
+    .with_auth(token::source(config)?);
+    let view = ViewSelector {
+        mode: g.mode.clone(),
+        agent_profile: g.agent_profile.clone(),
+    };
+    Ok((client, view))
+}
+
 fn dispatch(cli: &Cli) -> Result<String, CliError> {
     let g = &cli.global;
     let config = resolve::client_config(g.config.as_deref())?;
     let format = output::resolve(g.format);
-    let remote = || -> Result<(Client, ViewSelector), CliError> {
-        let target = resolve::target(g.runtime.as_deref(), config.as_ref().map(|l| &l.config))?;
-        let client = Client::new(
-            &target.url,
-            Duration::from_secs(g.timeout.max(1)),
-            target.request_config_path,
-        )?
-        .with_auth(token::source(config.as_ref())?);
-        let view = ViewSelector {
-            mode: g.mode.clone(),
-            agent_profile: g.agent_profile.clone(),
-        };
-        Ok((client, view))
-    };
+    let remote = || connect(g, config.as_ref());
     match &cli.command {
         Command::Config(ConfigCommand::Show) => commands::config::show(config.as_ref(), format),
         Command::Runtime(RuntimeCommand::Info) => {
@@ -68,5 +91,9 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
             let (client, _) = remote()?;
             commands::auth::status(&client, format)
         }
+        Command::External(_) => Err(CliError::new(
+            error::exit::PROTOCOL,
+            "tool commands are dispatched by commands::dynamic",
+        )),
     }
 }

@@ -68,6 +68,7 @@ fn decode_root(cx: &Cx, doc: &Value) -> Option<Config> {
             overlays: Vec::new(),
             skills: Vec::new(),
             workflows: Vec::new(),
+            upstream: UpstreamSettings::default(),
         });
         sources.insert(name, source);
     }
@@ -157,8 +158,20 @@ fn decode_runtime(mut o: Obj<'_>) -> Runtime {
     let remote = o.object("remote").map(decode_remote);
     let server = o.object("server").map(|mut s| {
         let auth = s.object("auth").and_then(decode_server_auth);
+        let pass_through = s
+            .object("passThrough")
+            .map(decode_pass_through)
+            .unwrap_or_default();
+        let upstream = s
+            .object("upstream")
+            .map(decode_upstream)
+            .unwrap_or_default();
         s.finish();
-        RuntimeServer { auth }
+        RuntimeServer {
+            auth,
+            pass_through,
+            upstream,
+        }
     });
     o.finish();
     Runtime {
@@ -166,6 +179,50 @@ fn decode_runtime(mut o: Obj<'_>) -> Runtime {
         remote,
         server,
     }
+}
+
+fn decode_pass_through(mut o: Obj<'_>) -> PassThrough {
+    let defaults = PassThrough::default();
+    let enabled = o.bool("enabled").unwrap_or(defaults.enabled);
+    let prefix = match o.string("prefix") {
+        Some(p) => {
+            let trimmed = p.trim_end_matches('/');
+            let ok = trimmed.starts_with('/')
+                && trimmed.len() > 1
+                && !trimmed.starts_with("/v1")
+                && trimmed
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+                && !trimmed.contains("//");
+            if !ok {
+                o.cx().err(
+                    o.key_path("prefix"),
+                    format!("must be a path like `/proxy` (letters, digits, `-`, `_`, `.`; not under `/v1`), found `{p}`"),
+                );
+            }
+            trimmed.to_string()
+        }
+        None => defaults.prefix,
+    };
+    o.finish();
+    PassThrough { enabled, prefix }
+}
+
+/// `runtime.server.upstream` and `services.<id>.upstream`.
+fn decode_upstream(mut o: Obj<'_>) -> UpstreamSettings {
+    const DAY_MS: u64 = 86_400_000;
+    let s = UpstreamSettings {
+        connect_timeout_ms: o.uint("connectTimeoutMs", 1, DAY_MS),
+        read_timeout_ms: o.uint("readTimeoutMs", 1, DAY_MS),
+        total_timeout_ms: o.uint("totalTimeoutMs", 1, DAY_MS),
+        max_request_bytes: o.uint("maxRequestBytes", 0, 1 << 40),
+        max_response_bytes: o.uint("maxResponseBytes", 0, 1 << 40),
+        retries: o.uint("retries", 0, 10).map(|r| r as u32),
+        ca_file: o.nonempty("caFile"),
+        h2c: o.bool("h2c"),
+    };
+    o.finish();
+    s
 }
 
 fn decode_remote(mut o: Obj<'_>) -> Remote {
@@ -606,6 +663,10 @@ fn decode_service(mut o: Obj<'_>) -> Option<Service> {
     let overlays = o.strings("overlays");
     let skills = o.strings("skills");
     let workflows = o.strings("workflows");
+    let upstream = o
+        .object("upstream")
+        .map(decode_upstream)
+        .unwrap_or_default();
     o.finish();
     Some(Service {
         source: source?,
@@ -613,6 +674,7 @@ fn decode_service(mut o: Obj<'_>) -> Option<Service> {
         overlays,
         skills,
         workflows,
+        upstream,
     })
 }
 
@@ -788,6 +850,9 @@ fn decode_oauth_fields(o: &mut Obj<'_>) -> Option<OAuthSettings> {
     let token_storage = o
         .one_of("tokenStorage", TokenStorage::ALL)
         .and_then(TokenStorage::parse);
+    let client_auth_method = o
+        .one_of("clientAuthMethod", ClientAuthMethod::ALL)
+        .and_then(ClientAuthMethod::parse);
     Some(OAuthSettings {
         mode: mode?,
         issuer,
@@ -801,6 +866,7 @@ fn decode_oauth_fields(o: &mut Obj<'_>) -> Option<OAuthSettings> {
         callback_port,
         redirect_uri,
         token_storage,
+        client_auth_method,
     })
 }
 

@@ -111,6 +111,35 @@ impl Config {
     pub fn server_auth(&self) -> Option<&ServerAuth> {
         self.runtime.as_ref()?.server.as_ref()?.auth.as_ref()
     }
+
+    /// `runtime.server.passThrough` (defaults when unset).
+    pub fn pass_through(&self) -> PassThrough {
+        self.runtime
+            .as_ref()
+            .and_then(|r| r.server.as_ref())
+            .map(|s| s.pass_through.clone())
+            .unwrap_or_default()
+    }
+
+    /// The upstream settings of a service: its own, over `runtime.server.upstream`, over the
+    /// built-in defaults.
+    pub fn upstream(&self, service_id: &str) -> Upstream {
+        let defaults = self
+            .runtime
+            .as_ref()
+            .and_then(|r| r.server.as_ref())
+            .map(|s| s.upstream.clone())
+            .unwrap_or_default();
+        // Services of an API catalog are `<service>.<api>`: they inherit the parent's settings.
+        let own = self.services.get(service_id).or_else(|| {
+            service_id
+                .split_once('.')
+                .and_then(|(parent, _)| self.services.get(parent))
+        });
+        own.map(|s| s.upstream.clone())
+            .unwrap_or_default()
+            .resolve(&defaults)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -186,9 +215,100 @@ pub struct Delegation {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RuntimeServer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<ServerAuth>,
+    /// The sidecar route (`<prefix>/<service alias>/<upstream path>`).
+    pub pass_through: PassThrough,
+    /// Upstream defaults for every service (`services.<id>.upstream` overrides per field).
+    pub upstream: UpstreamSettings,
+}
+
+/// `runtime.server.passThrough`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassThrough {
+    pub enabled: bool,
+    /// Starts with `/`, no trailing `/`.
+    pub prefix: String,
+}
+
+impl Default for PassThrough {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            prefix: "/proxy".into(),
+        }
+    }
+}
+
+/// How the runtime talks to a service's upstream. Every field is optional; unset fields fall
+/// back to `runtime.server.upstream`, then to the defaults in [`UpstreamSettings::resolve`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// PEM bundle trusted in addition to the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Speak HTTP/2 without TLS (prior knowledge) to a plaintext upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h2c: Option<bool>,
+}
+
+/// [`UpstreamSettings`] with every default applied.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Upstream {
+    pub connect_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+    pub total_timeout_ms: u64,
+    pub max_request_bytes: u64,
+    pub max_response_bytes: u64,
+    pub retries: u32,
+    pub ca_file: Option<String>,
+    pub h2c: bool,
+}
+
+impl UpstreamSettings {
+    /// `self` over `defaults` over the built-in defaults.
+    pub fn resolve(&self, defaults: &UpstreamSettings) -> Upstream {
+        Upstream {
+            connect_timeout_ms: self
+                .connect_timeout_ms
+                .or(defaults.connect_timeout_ms)
+                .unwrap_or(5_000),
+            read_timeout_ms: self
+                .read_timeout_ms
+                .or(defaults.read_timeout_ms)
+                .unwrap_or(60_000),
+            total_timeout_ms: self
+                .total_timeout_ms
+                .or(defaults.total_timeout_ms)
+                .unwrap_or(120_000),
+            max_request_bytes: self
+                .max_request_bytes
+                .or(defaults.max_request_bytes)
+                .unwrap_or(1024 * 1024),
+            max_response_bytes: self
+                .max_response_bytes
+                .or(defaults.max_response_bytes)
+                .unwrap_or(10 * 1024 * 1024),
+            retries: self.retries.or(defaults.retries).unwrap_or(2),
+            ca_file: self.ca_file.clone().or_else(|| defaults.ca_file.clone()),
+            h2c: self.h2c.or(defaults.h2c).unwrap_or(false),
+        }
+    }
 }
 
 /// `runtime.server.auth`: how the runtime validates callers' bearer tokens.
@@ -296,6 +416,12 @@ pub struct Service {
     pub skills: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub workflows: Vec<String>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub upstream: UpstreamSettings,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -443,6 +569,9 @@ pub struct OAuthSettings {
     pub redirect_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_storage: Option<TokenStorage>,
+    /// How the client authenticates at the token endpoint (default `client_secret_basic`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_auth_method: Option<ClientAuthMethod>,
 }
 
 #[cfg(test)]

@@ -26,6 +26,22 @@ pub mod codes {
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     pub const UNKNOWN_AGENT_PROFILE: &str = "unknown_agent_profile";
     pub const INTERNAL: &str = "internal_error";
+    /// Execution: no tool with that ID in the catalog.
+    pub const TOOL_NOT_FOUND: &str = "tool_not_found";
+    /// Policy refusals, in the order they are checked.
+    pub const MANAGED_DENY: &str = "managed_deny";
+    pub const POLICY_DENY: &str = "policy_deny";
+    pub const CURATED_DENY: &str = "curated_deny";
+    pub const APPROVAL_REQUIRED: &str = "approval_required";
+    /// The tool's upstream credentials cannot be resolved; nothing was sent.
+    pub const CREDENTIALS_UNAVAILABLE: &str = "credentials_unavailable";
+    /// Connecting to or talking with the upstream failed.
+    pub const UPSTREAM_UNREACHABLE: &str = "upstream_unreachable";
+    pub const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
+    /// The upstream's answer exceeds `maxResponseBytes`.
+    pub const RESPONSE_TOO_LARGE: &str = "response_too_large";
+    /// Pass-through: method and path match no operation of the service.
+    pub const NO_MATCHING_OPERATION: &str = "no_matching_operation";
 }
 
 /// `{"error": {...}}`: every error the runtime answers itself has this shape.
@@ -157,4 +173,42 @@ pub struct RefreshStatus {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// `POST /v1/tools/execute` request (contract §2; see `docs/execution.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecuteRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_profile: Option<String>,
+    pub tool_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path_args: Vec<String>,
+    /// Keyed by flag `name` (or `originalName`); values are strings, or arrays of strings for
+    /// a repeated parameter (numbers and booleans are accepted as an extension).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub flags: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Base64 of the raw request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approval: bool,
+}
+
+/// `POST /v1/tools/execute` answer whenever the upstream answered, whatever its status: the
+/// upstream's JSON `body`, or its non-JSON `text` with its `contentType`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecuteResponse {
+    pub status_code: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
 }

@@ -655,6 +655,56 @@ impl Oidc {
     }
 }
 
+/// Stoplight Prism (npm `@stoplight/prism-cli`, installed by `scripts/deps` under
+/// `product-tests/prism`): a mock upstream generated from an OpenAPI document. It validates
+/// requests against the document (422 on a bad body, 401 when a required credential is absent)
+/// and answers with examples generated from the response schemas.
+#[derive(Debug)]
+pub struct Prism {
+    pub proc: Proc,
+    pub url: String,
+}
+
+impl Prism {
+    /// Start `prism mock` on `spec` on a free loopback port, retrying on a port clash.
+    pub fn start(spec: &Path) -> Self {
+        let prism = repo_root().join("product-tests/prism/node_modules/.bin/prism");
+        assert!(
+            prism.exists(),
+            "{} is missing: run scripts/deps",
+            prism.display()
+        );
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let mut cmd = Command::new(&prism);
+            cmd.args(["mock", "-h", "127.0.0.1", "-p", &port.to_string()])
+                .arg(spec);
+            let mut proc = Proc::spawn("prism", cmd);
+            // Prism compiles the document before it listens: allow more than START_DEADLINE.
+            let ready = wait_for("prism to listen", START_DEADLINE * 3, || {
+                if proc.try_status().is_some() {
+                    return Some(false);
+                }
+                (proc.stdout().contains("Prism is listening")
+                    || proc.stderr().contains("Prism is listening"))
+                .then_some(true)
+            });
+            if let Ok(true) = ready {
+                return Self {
+                    proc,
+                    url: format!("http://127.0.0.1:{port}"),
+                };
+            }
+            last = proc.logs();
+        }
+        panic!("prism did not start\n{last}");
+    }
+}
+
 /// Write a private JWKS with one RSA key `kid` (for `JWKS_FILE`); returns its path.
 pub fn rsa_jwks(dir: &Path, kid: &str) -> PathBuf {
     let file = dir.join(format!("{kid}.jwks.json"));

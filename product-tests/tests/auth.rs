@@ -70,7 +70,7 @@ fn a_client_credentials_token_sees_exactly_its_scopes() {
     let ids = tool_ids(&body);
     assert_eq!(
         ids.len(),
-        13,
+        16,
         "every demo tool but the denied deleteItem: {ids:?}"
     );
     assert!(
@@ -631,7 +631,7 @@ fn the_cli_gets_caches_and_renews_client_credentials_tokens() {
         open_cli_product_tests::text(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(tool_ids(&v).len(), 13);
+    assert_eq!(tool_ids(&v).len(), 16);
 
     let tokens: Vec<std::path::PathBuf> = std::fs::read_dir(state.path().join("tokens"))
         .unwrap()

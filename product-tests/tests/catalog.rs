@@ -243,10 +243,10 @@ fn request_ids_are_echoed_and_every_error_is_json() {
         .body("{}")
         .send()
         .unwrap();
-    assert_eq!(resp.status(), 501);
+    assert_eq!(resp.status(), 400);
     assert_eq!(
         resp.json::<Value>().unwrap()["error"]["code"],
-        "not_implemented"
+        "invalid_request"
     );
 }
 
@@ -261,7 +261,14 @@ fn runtime_info_describes_the_instance_and_its_catalog() {
     assert_eq!(v["url"], rt.url);
     assert_eq!(
         v["capabilities"],
-        serde_json::json!(["catalog", "refresh", "authorization-envelope"])
+        serde_json::json!([
+            "catalog",
+            "refresh",
+            "authorization-envelope",
+            "execute",
+            "pass-through",
+            "audit"
+        ])
     );
     assert_eq!(v["auth"]["required"], false);
     assert_eq!(
@@ -272,7 +279,7 @@ fn runtime_info_describes_the_instance_and_its_catalog() {
         v["auth"]["browserLogin"]["configEndpoint"],
         "/v1/auth/browser-config"
     );
-    assert_eq!(v["catalog"]["tools"], 14);
+    assert_eq!(v["catalog"]["tools"], 17);
     assert_eq!(
         v["catalog"]["views"],
         serde_json::json!(["discover", "reader"])

@@ -142,7 +142,7 @@ fn a_valid_config_serves_after_validate_says_ok() {
     let (code, stdout, _) = validate(&cfg);
     assert_eq!(code, Some(0));
     assert!(
-        stdout.contains("1 service(s), 14 tool(s), views: discover (14 tools), reader (4 tools)"),
+        stdout.contains("1 service(s), 17 tool(s), views: discover (17 tools), reader (4 tools)"),
         "{stdout}"
     );
     let rt = Runtime::start(&cfg);

@@ -14,11 +14,18 @@ mod config;
 mod discovery;
 /// Overlays, skill manifests and workflows.
 mod enrich;
+/// Tool execution and the pass-through: credentials, policy, retries, limits, audit.
+mod execute;
 /// Start-up, readiness, `runtime.json`, signals.
 mod lifecycle;
 /// MCP sources over stdio, streamable HTTP and SSE against a real MCP server.
 mod mcp;
+/// A mock upstream generated from the demo document (Stoplight Prism): requests the
+/// runtime sends satisfy the document's validation and security requirements.
+mod prism;
 /// Config scopes: managed, user, project, local; merge rules and attribution.
 mod scopes;
 /// Remote descriptions, external `$ref`s, the HTTP document cache, refresh and SIGHUP.
 mod sources;
+/// `open-cli <service> [<group>] <command>`: help, typed flags, dry-run, execution, exit codes.
+mod tool_commands;

@@ -130,7 +130,7 @@ fn four_scopes_merge_and_every_key_names_its_file() {
     assert_eq!(origin("agents.profiles.viewer.toolSet"), local);
     assert_eq!(
         report["views"],
-        json!([{"name": "discover", "tools": 14}, {"name": "viewer", "tools": 4}])
+        json!([{"name": "discover", "tools": 17}, {"name": "viewer", "tools": 4}])
     );
 
     // The runtime serves the merged result.

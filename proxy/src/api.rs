@@ -19,7 +19,14 @@ use crate::snapshot::ApiError;
 use crate::state::RuntimeState;
 
 /// Capabilities this build implements; advertised in runtime info. Only what works is listed.
-pub const CAPABILITIES: [&str; 3] = ["catalog", "refresh", "authorization-envelope"];
+pub const CAPABILITIES: [&str; 6] = [
+    "catalog",
+    "refresh",
+    "authorization-envelope",
+    "execute",
+    "pass-through",
+    "audit",
+];
 
 /// The parts of an HTTP request the API looks at.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +83,7 @@ pub struct Reply {
 
 impl Reply {
     /// Put the request ID into an error body built before it was known.
-    fn with_request_id(mut self, request_id: &str) -> Self {
+    pub fn with_request_id(mut self, request_id: &str) -> Self {
         if let Ok(mut body) = serde_json::from_slice::<ErrorBody>(&self.body) {
             body.error.request_id = Some(request_id.to_string());
             if let Ok(b) = serde_json::to_vec(&body) {
@@ -124,6 +131,7 @@ type SyncHandler = fn(&RuntimeState, &Request<'_>, &Caller) -> Result<Reply, Api
 enum Handler {
     Sync(SyncHandler),
     Refresh,
+    Execute,
 }
 
 /// `(path, allowed methods, handler)`.
@@ -142,13 +150,9 @@ const ROUTES: &[(&str, &[&str], Handler)] = &[
         Handler::Sync(browser_config),
     ),
     ("/v1/refresh", &["GET", "POST"], Handler::Refresh),
-    (
-        "/v1/tools/execute",
-        &["POST"],
-        Handler::Sync(not_implemented),
-    ),
+    ("/v1/tools/execute", &["POST"], Handler::Execute),
     ("/v1/workflows/run", &["POST"], Handler::Sync(workflows_run)),
-    ("/v1/audit/events", &["GET"], Handler::Sync(not_implemented)),
+    ("/v1/audit/events", &["GET"], Handler::Sync(audit_events)),
 ];
 
 /// Answer one request.
@@ -178,12 +182,24 @@ pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &s
     }
     let caller = match authenticate(state, req).await {
         Ok(c) => c,
-        Err(reply) => return reply.with_request_id(request_id),
+        Err(reply) => {
+            audit_authn_failure(state, req, request_id, &reply);
+            return reply.with_request_id(request_id);
+        }
     };
     let result = match handler {
         Handler::Sync(f) => f(state, req, &caller),
         Handler::Refresh => refresh(state, req).await,
+        Handler::Execute => crate::exec::execute::handle(state, req.body, &caller, request_id)
+            .await
+            .map(|env| Reply::json(200, &env)),
     };
+    if result.is_ok()
+        && req.path == "/v1/catalog/effective"
+        && let Some(p) = &caller.principal
+    {
+        audit_catalog_access(state, p, request_id);
+    }
     result.unwrap_or_else(|e| {
         let mut reply = Reply::error(&e, request_id);
         if e.code == codes::AUTHZ_DENIED {
@@ -287,7 +303,7 @@ const PUBLIC: [&str; 4] = [
 
 /// Authenticate before any other work: no catalog, refresh or upstream work happens for a
 /// request whose token fails.
-async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Caller, Reply> {
+pub async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Caller, Reply> {
     let Some(auth) = state.auth.load_full() else {
         return Ok(Caller::default());
     };
@@ -493,19 +509,76 @@ fn browser_config(state: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<R
     ))
 }
 
-fn not_implemented(_: &RuntimeState, req: &Request<'_>, _: &Caller) -> Result<Reply, ApiError> {
-    Err(ApiError::new(
-        501,
-        codes::NOT_IMPLEMENTED,
-        format!(
-            "`{} {}` is not implemented by this runtime version; see `capabilities` in GET /v1/runtime/info",
-            req.method, req.path
+/// `GET /v1/audit/events`: every event, oldest first (`?limit=N`: the newest N;
+/// `?toolId=` / `?eventType=`: only those). Requires a token when runtime auth is on.
+fn audit_events(state: &RuntimeState, req: &Request<'_>, _: &Caller) -> Result<Reply, ApiError> {
+    let q = Query::parse(req.query)?;
+    check_binding(state, q.get("config"))?;
+    let limit = match q.get("limit") {
+        None => None,
+        Some(l) => Some(l.parse::<usize>().map_err(|_| {
+            ApiError::new(
+                400,
+                codes::INVALID_REQUEST,
+                format!("`limit` must be a non-negative integer, found `{l}`"),
+            )
+        })?),
+    };
+    let mut events = state
+        .audit
+        .read_all()
+        .map_err(|e| ApiError::new(500, codes::INTERNAL, e))?;
+    for (key, field) in [("toolId", "toolId"), ("eventType", "eventType")] {
+        if let Some(want) = q.get(key) {
+            events.retain(|e| e.get(field).and_then(|v| v.as_str()) == Some(want));
+        }
+    }
+    if let Some(n) = limit {
+        let skip = events.len().saturating_sub(n);
+        events.drain(..skip);
+    }
+    Ok(Reply::json(200, &events))
+}
+
+/// `authn_failure` (contract §6), for every protected route.
+pub fn audit_authn_failure(
+    state: &RuntimeState,
+    req: &Request<'_>,
+    request_id: &str,
+    reply: &Reply,
+) {
+    let mut e = crate::audit::Event::new("authn_failure", "runtime.authn_failure");
+    e.decision = "denied";
+    e.reason_code = codes::AUTHN_FAILED.into();
+    e.status_code = reply.status;
+    e.method = Some(req.method.to_string());
+    e.path = Some(req.path.to_string());
+    e.request_id = Some(request_id.to_string());
+    state.audit.record(e);
+}
+
+/// `authenticated_connect` and `catalog_filtered` for an authenticated catalog fetch.
+fn audit_catalog_access(state: &RuntimeState, p: &crate::auth::Principal, request_id: &str) {
+    for (kind, tool, code) in [
+        (
+            "authenticated_connect",
+            "runtime.authenticated_connect",
+            "authenticated_connect",
         ),
-    ))
+        ("catalog_filtered", "catalog.effective", "catalog_filtered"),
+    ] {
+        let mut e = crate::audit::Event::new(kind, tool);
+        e.decision = "allowed";
+        e.reason_code = code.into();
+        e.principal = Some(p.subject.clone());
+        e.status_code = 200;
+        e.request_id = Some(request_id.to_string());
+        state.audit.record(e);
+    }
 }
 
 /// A caller may name the config it expects; it must be the one this runtime is bound to.
-fn check_binding(state: &RuntimeState, requested: Option<&str>) -> Result<(), ApiError> {
+pub fn check_binding(state: &RuntimeState, requested: Option<&str>) -> Result<(), ApiError> {
     match requested {
         Some(path) if !path.is_empty() && !state.bound.matches(path) => Err(ApiError::new(
             409,

@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// Instance ID; defaults to `<config dir>-<hash of the config path>`.
     #[arg(long, value_name = "ID")]
     pub instance_id: Option<String>,
+    /// Audit log file (NDJSON); defaults to `<state-dir>/instances/<id>/audit.log`.
+    #[arg(long, value_name = "FILE")]
+    pub audit_path: Option<PathBuf>,
     /// Worker threads; defaults to the number of CPUs.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

@@ -1,19 +1,27 @@
 //! The Pingora `ProxyHttp` service: every phase only delegates.
 //!
-//! Today every request is answered locally in `request_filter` (the `/v1` API); pass-through
-//! to upstreams plugs into `upstream_peer` / `upstream_request_filter` later. The request ID
-//! (an incoming `X-Request-ID` when it is sane, else a new UUID) is echoed on every response
-//! and carried in the access log line.
+//! Requests under the pass-through prefix are governed in `request_filter`
+//! ([`crate::passthrough`]) and then proxied by Pingora (`upstream_peer`,
+//! `upstream_request_filter`, streaming bodies, pooled upstream connections); everything else
+//! is the runtime's own API, answered locally in `request_filter` ([`crate::api`]). The request
+//! ID (an incoming `X-Request-ID` when it is sane, else a new UUID) is echoed on every
+//! response, sent upstream, and carried in the access log line and audit records.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
-use pingora::http::ResponseHeader;
+use bytes::Bytes;
+use open_cli_config::wire::codes;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
-use pingora::{Error, ErrorType, Result};
+use pingora::proxy::FailToProxy;
+use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::api::{self, Reply};
+use crate::passthrough::{self, Admitted};
 use crate::state::{InflightGuard, RuntimeState};
 
 #[derive(Debug)]
@@ -33,6 +41,8 @@ pub struct Ctx {
     pub request_id: String,
     pub started: Instant,
     pub status: u16,
+    /// Set when the request is admitted to the pass-through.
+    pub pass: Option<Box<Admitted>>,
     _inflight: InflightGuard,
 }
 
@@ -45,6 +55,7 @@ impl ProxyHttp for Gateway {
             request_id: String::new(),
             started: Instant::now(),
             status: 0,
+            pass: None,
             _inflight: self.state.track(),
         }
     }
@@ -57,6 +68,17 @@ impl ProxyHttp for Gateway {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok()),
         );
+        let snapshot = self.state.snapshot();
+        if snapshot.pass_through.enabled
+            && let Some(rest) = passthrough::strip_prefix(
+                &snapshot.pass_through.prefix,
+                session.req_header().uri.path(),
+            )
+        {
+            let rest = rest.to_string();
+            return self.pass_through(session, ctx, snapshot, &rest).await;
+        }
+        drop(snapshot);
         let body = match read_body(session, api::MAX_API_BODY, &ctx.request_id).await? {
             Ok(b) => b,
             Err(reply) => {
@@ -87,20 +109,151 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        // Unreachable: request_filter answers every request.
-        Err(Error::explain(
-            ErrorType::InternalError,
-            "no upstream route",
-        ))
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(a) = ctx.pass.as_deref() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no upstream route",
+            ));
+        };
+        let up = &a.snapshot.exec.info[a.tool].upstream;
+        let mut peer = HttpPeer::new(a.addr, a.tls, a.host.clone());
+        let o = &mut peer.options;
+        o.connection_timeout = Some(Duration::from_millis(up.connect_timeout_ms));
+        o.read_timeout = Some(Duration::from_millis(up.read_timeout_ms));
+        o.write_timeout = Some(Duration::from_millis(up.read_timeout_ms));
+        o.idle_timeout = Some(Duration::from_secs(60));
+        if a.tls {
+            o.alpn = pingora::protocols::ALPN::H2H1;
+            o.max_h2_streams = 100;
+            if let Some(ca) = &up.ca_file {
+                o.ca = Some(
+                    self.state
+                        .ca_bundles
+                        .get(ca)
+                        .map_err(|e| Error::explain(ErrorType::InternalError, e))?,
+                );
+            }
+        } else if up.h2c {
+            o.set_http_version(2, 2);
+            o.max_h2_streams = 100;
+        }
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(a) = ctx.pass.as_deref() {
+            let client = session
+                .client_addr()
+                .and_then(|c| c.as_inet())
+                .map(|c| c.ip().to_string());
+            passthrough::rewrite(a, upstream_request, client.as_deref(), &ctx.request_id)?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(a) = ctx.pass.as_deref() {
+            let limit = a.snapshot.exec.info[a.tool].upstream.max_request_bytes;
+            if session.body_bytes_read() as u64 > limit {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    format!("request body exceeds maxRequestBytes ({limit})"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(a) = ctx.pass.as_deref_mut() {
+            a.upstream_status = upstream_response.status.as_u16();
+            if a.upstream_status == 401 {
+                for issued in &a.creds.oauth {
+                    self.state.credentials.tokens.invalidate(issued).await;
+                }
+            }
+            upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(a) = ctx.pass.as_deref_mut() {
+            let info = &a.snapshot.exec.info[a.tool];
+            if info.idempotent && a.connect_retries < info.upstream.retries {
+                a.connect_retries += 1;
+                e.set_retry(true);
+            } else {
+                e.set_retry(false);
+            }
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (status, code) = match e.etype() {
+            ErrorType::HTTPStatus(413) => (413, codes::PAYLOAD_TOO_LARGE),
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                (504, codes::UPSTREAM_TIMEOUT)
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => (502, codes::UPSTREAM_UNREACHABLE),
+                ErrorSource::Downstream => (0, codes::INVALID_REQUEST),
+                _ => (500, codes::INTERNAL),
+            },
+        };
+        let tool = ctx
+            .pass
+            .as_deref()
+            .map(|a| a.snapshot.catalog.tools[a.tool].id.clone())
+            .unwrap_or_default();
+        if status > 0 && session.response_written().is_none() {
+            let message = if tool.is_empty() {
+                format!("proxying failed: {}", e.etype().as_str())
+            } else {
+                format!("tool `{tool}`: upstream failed: {}", e.etype().as_str())
+            };
+            let err = crate::snapshot::ApiError::new(status, code, message);
+            let _ = respond(session, ctx, Reply::error(&err, &ctx.request_id.clone())).await;
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
-        let header = session.req_header();
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
+        if let Some(a) = ctx.pass.take() {
+            self.audit_pass_through(session, error, &a, &ctx.request_id);
+        }
+        let header = session.req_header();
         tracing::info!(
             request_id = %ctx.request_id,
             method = %header.method,
@@ -110,6 +263,108 @@ impl ProxyHttp for Gateway {
             error = error.map(|e| e.to_string()),
             "request"
         );
+    }
+}
+
+impl Gateway {
+    /// Authenticate, then admit or refuse a pass-through request (see [`crate::passthrough`]).
+    async fn pass_through(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snapshot: std::sync::Arc<crate::snapshot::Snapshot>,
+        rest: &str,
+    ) -> Result<bool> {
+        let header = session.req_header();
+        let req = api::Request {
+            method: header.method.as_str(),
+            path: header.uri.path(),
+            query: None,
+            body: &[],
+            authorization: header
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
+            accept_gzip: false,
+        };
+        let caller = match api::authenticate(&self.state, &req).await {
+            Ok(c) => c,
+            Err(reply) => {
+                api::audit_authn_failure(&self.state, &req, &ctx.request_id, &reply);
+                let reply = reply.with_request_id(&ctx.request_id);
+                respond(session, ctx, reply).await?;
+                return Ok(true);
+            }
+        };
+        let admitted = passthrough::admit(
+            &self.state,
+            snapshot,
+            caller,
+            session.req_header(),
+            rest,
+            &ctx.request_id,
+        )
+        .await;
+        match admitted {
+            Ok(a) => {
+                ctx.pass = Some(Box::new(a));
+                Ok(false)
+            }
+            Err(e) => {
+                let mut reply = Reply::error(&e, &ctx.request_id);
+                if e.code == codes::AUTHZ_DENIED {
+                    reply.headers.push((
+                        "www-authenticate",
+                        "Bearer realm=\"open-cli\", error=\"insufficient_scope\"".into(),
+                    ));
+                }
+                respond(session, ctx, reply).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn audit_pass_through(
+        &self,
+        session: &Session,
+        error: Option<&Error>,
+        a: &Admitted,
+        request_id: &str,
+    ) {
+        let tool = &a.snapshot.catalog.tools[a.tool];
+        let info = &a.snapshot.exec.info[a.tool];
+        let intent = crate::exec::Intent {
+            agent_profile: a.agent_profile.as_deref(),
+            ..Default::default()
+        };
+        let mut e = crate::exec::tool_event(
+            "tool_execution",
+            tool,
+            info,
+            &a.caller,
+            &intent,
+            request_id,
+            "passthrough",
+        );
+        e.auth_scheme = a.creds.scheme.clone();
+        e.request_size = session.body_bytes_read() as u64;
+        e.response_size = session.body_bytes_sent() as u64;
+        e.latency_ms = Some(a.started.elapsed().as_millis() as u64);
+        e.retry_count = a.connect_retries;
+        e.status_code = a.upstream_status;
+        match error {
+            Some(err) if a.upstream_status == 0 => {
+                e.event_type = "execution_error";
+                e.decision = "error";
+                e.reason_code = "execution_error".into();
+                e.error = Some(err.etype().as_str().to_string());
+            }
+            _ => {
+                e.decision = "allowed";
+                e.reason_code = "allowed".into();
+            }
+        }
+        self.state.audit.record(e);
     }
 }
 

@@ -17,19 +17,24 @@
 //! - [`fetch`]: documents from files and HTTP, with the on-disk HTTP cache;
 //! - [`mcp`]: the MCP client (stdio, streamable HTTP, SSE) that lists an MCP source's tools;
 //! - [`secrets`]: resolving secret references, failing closed;
+//! - [`exec`]: tool execution (execute and pass-through): policy, credentials, upstream calls;
+//! - [`audit`]: the NDJSON audit log and its writer thread;
 //! - [`refresh`]: rebuilding and swapping the catalog while serving;
 //! - [`instance`]: state directories and `runtime.json`.
 //!
 //! Design notes for the next engineer are in `docs/`.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
+pub mod exec;
 pub mod fetch;
 pub mod gateway;
 pub mod instance;
 pub mod mcp;
+pub mod passthrough;
 pub mod refresh;
 pub use open_cli_config::secrets;
 pub mod server;
@@ -55,7 +60,7 @@ pub mod exit {
 
 pub fn run() -> ExitCode {
     let opt = Opt::parse();
-    telemetry::init(opt.serve.log_format);
+    let _log_guard = telemetry::init(opt.serve.log_format);
     // One crypto provider for every TLS user in the process (pingora and reqwest).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match &opt.command {

@@ -53,6 +53,21 @@ pub async fn list_tools(transport: &Transport) -> Result<Vec<Value>, String> {
     result
 }
 
+/// Call one tool (`tools/call`) and return its result object (`content`, `structuredContent`,
+/// `isError`). A JSON-RPC error is an `Err`.
+pub async fn call_tool(
+    transport: &Transport,
+    name: &str,
+    arguments: Value,
+) -> Result<Value, String> {
+    let mut session = Session::connect(transport).await?;
+    let result = session
+        .request("tools/call", json!({"name": name, "arguments": arguments}))
+        .await;
+    session.close().await;
+    result
+}
+
 // One connection per short-lived session: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum Conn {

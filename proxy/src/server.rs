@@ -35,11 +35,14 @@ use crate::state::RuntimeState;
 pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     let started = Instant::now();
     let loaded = load_file(config).map_err(|e| e.to_string())?;
-    let instance = Instance::resolve(
+    let mut instance = Instance::resolve(
         args.instance_id.as_deref(),
         args.state_dir.as_deref(),
         &loaded.path,
     )?;
+    if let Some(p) = &args.audit_path {
+        instance.audit_path = open_cli_config::load::absolute(p);
+    }
     instance.create_dirs().map_err(|e| {
         format!(
             "cannot create state directory {}: {e}",
@@ -73,13 +76,21 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
     let config_path = loaded.path.clone();
     let auth = crate::auth::Authenticator::from_config(loaded.config.server_auth())?;
+    let audit = crate::audit::Audit::open(&instance.audit_path).map_err(|e| {
+        format!(
+            "cannot open the audit log {}: {e}",
+            instance.audit_path.display()
+        )
+    })?;
     let state = Arc::new(RuntimeState::new(
         snapshot,
         loaded,
         fetcher,
         instance,
         format!("http://{addr}"),
+        audit,
     ));
+    warn_unresolvable_secrets(&rt, &state);
     state.auth.store(auth.map(Arc::new));
     tracing::info!(
         config = %config_path.display(),
@@ -94,6 +105,20 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     state.instance.remove_runtime_json();
     rt.shutdown_timeout(Duration::from_millis(500));
     result
+}
+
+/// Log every upstream secret the catalog's tools need that cannot be resolved now (the calls
+/// that need them will be refused; the runtime still starts).
+fn warn_unresolvable_secrets(rt: &tokio::runtime::Runtime, state: &RuntimeState) {
+    let snapshot = state.snapshot();
+    let problems = rt.block_on(
+        state
+            .credentials
+            .unresolvable(&snapshot.config, &snapshot.catalog.tools),
+    );
+    for p in problems {
+        tracing::warn!(problem = %p, "upstream credential unavailable; tools that need it will be refused");
+    }
 }
 
 async fn run(
@@ -162,6 +187,9 @@ async fn run(
         );
     }
     serving.abort();
+    if let Err(e) = state.audit.flush() {
+        tracing::error!(error = %e, "cannot flush the audit log at exit");
+    }
     Ok(())
 }
 

@@ -70,6 +70,12 @@ pub struct Snapshot {
     mode_default: ModeKind,
     default_profile: Option<String>,
     pub summary: CatalogSummary,
+    /// Per-tool execution facts and the pass-through routes.
+    pub exec: crate::exec::ExecIndex,
+    /// The config this snapshot was built from (secrets, sources, policy for execution).
+    pub config: std::sync::Arc<open_cli_config::Config>,
+    /// `runtime.server.passThrough`.
+    pub pass_through: open_cli_config::model::PassThrough,
 }
 
 impl Snapshot {
@@ -86,6 +92,9 @@ impl Snapshot {
             .chain(&config.policy.deny)
             .filter_map(|p| crate::catalog::glob::Pattern::new(p).ok())
             .collect();
+        s.exec = crate::exec::ExecIndex::build(&s.catalog, config);
+        s.config = std::sync::Arc::new(config.clone());
+        s.pass_through = config.pass_through();
         Ok(s)
     }
 
@@ -174,6 +183,9 @@ impl Snapshot {
             mode_default,
             default_profile,
             summary,
+            exec: crate::exec::ExecIndex::default(),
+            config: std::sync::Arc::new(empty_config()),
+            pass_through: Default::default(),
         })
     }
 
@@ -236,6 +248,24 @@ impl Snapshot {
         } else {
             format!(" (defined: {})", names.join(", "))
         }
+    }
+}
+
+/// A config with nothing in it (snapshots built without one, in tests).
+fn empty_config() -> open_cli_config::Config {
+    open_cli_config::Config {
+        cli: "1.0.0".into(),
+        mode: open_cli_config::model::Mode {
+            default: ModeKind::Discover,
+        },
+        runtime: None,
+        sources: BTreeMap::new(),
+        services: BTreeMap::new(),
+        curation: Default::default(),
+        agents: Default::default(),
+        policy: Default::default(),
+        secrets: BTreeMap::new(),
+        managed_deny: Vec::new(),
     }
 }
 

@@ -27,6 +27,11 @@ pub struct RuntimeState {
     /// `http://<listen address>`.
     pub url: String,
     pub bound: BoundConfig,
+    pub audit: crate::audit::Audit,
+    pub credentials: crate::exec::credentials::Credentials,
+    pub clients: crate::exec::http::Clients,
+    pub resolver: crate::passthrough::Resolver,
+    pub ca_bundles: crate::passthrough::CaBundles,
     draining: AtomicBool,
     inflight: AtomicUsize,
 }
@@ -38,9 +43,22 @@ impl RuntimeState {
         fetcher: Fetcher,
         instance: Instance,
         url: String,
+        audit: crate::audit::Audit,
     ) -> Self {
         let bound = BoundConfig::new(&config.path);
+        let credentials = crate::exec::credentials::Credentials {
+            secrets: Default::default(),
+            tokens: crate::exec::oauth::TokenCache::new(
+                fetcher.http().clone(),
+                Some(instance.state_dir.clone()),
+            ),
+        };
         Self {
+            audit,
+            credentials,
+            clients: Default::default(),
+            resolver: Default::default(),
+            ca_bundles: Default::default(),
             snapshot: ArcSwap::from_pointee(snapshot),
             config: ArcSwap::from_pointee(config),
             fetcher,

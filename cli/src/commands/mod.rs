@@ -3,5 +3,9 @@
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod dynamic;
+pub mod exec;
+pub mod flags;
+pub mod leaf;
 pub mod runtime;
 pub mod tool;

@@ -63,6 +63,10 @@ struct Store {
     items: BTreeMap<u64, Item>,
     next_id: u64,
     requests: VecDeque<Recorded>,
+    /// `/flaky`: failures served so far per key.
+    flaky: BTreeMap<String, u32>,
+    /// Bearer tokens `/auth/oauth2` refuses (401), as an expired or revoked token would be.
+    rejected_tokens: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -299,8 +303,97 @@ async fn auth_bearer(headers: HeaderMap) -> Response {
     credential("bearerAuth", authorization(&headers, "bearer"), "Bearer")
 }
 
-async fn auth_oauth2(headers: HeaderMap) -> Response {
-    credential("oauthClient", authorization(&headers, "bearer"), "Bearer")
+async fn auth_oauth2(State(app): State<App>, headers: HeaderMap) -> Response {
+    let token = authorization(&headers, "bearer");
+    if let Some(t) = &token
+        && app.store().rejected_tokens.contains(t)
+    {
+        return error(StatusCode::UNAUTHORIZED, "token rejected");
+    }
+    credential("oauthClient", token, "Bearer")
+}
+
+#[derive(Debug, Deserialize)]
+struct RejectToken {
+    token: String,
+}
+
+async fn reject_token(State(app): State<App>, Json(body): Json<RejectToken>) -> Response {
+    app.store().rejected_tokens.push(body.token);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FlakyQuery {
+    key: String,
+    fail: u32,
+    retry_after: Option<u64>,
+    status: Option<u16>,
+}
+
+/// Fail `fail` times per `key` (503, or `status`), then answer 200 with the attempt count.
+async fn flaky(State(app): State<App>, Query(q): Query<FlakyQuery>) -> Response {
+    let served = {
+        let mut store = app.store();
+        let n = store.flaky.entry(q.key.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    if served <= q.fail {
+        let status = q
+            .status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut r = error(status, &format!("failure {served} of {}", q.fail));
+        if let Some(s) = q.retry_after
+            && let Ok(v) = s.to_string().parse()
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    Json(json!({"attempts": served})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct LargeQuery {
+    bytes: u64,
+}
+
+/// Stream `bytes` bytes in 64 KiB chunks, produced on demand (never held in memory).
+async fn large(Query(q): Query<LargeQuery>) -> Response {
+    const CHUNK: u64 = 64 * 1024;
+    let chunk = bytes::Bytes::from(vec![b'x'; CHUNK as usize]);
+    let stream = futures_util::stream::unfold(q.bytes, move |left| {
+        let chunk = chunk.clone();
+        async move {
+            (left > 0).then(|| {
+                let n = left.min(CHUNK);
+                (Ok::<_, std::io::Error>(chunk.slice(..n as usize)), left - n)
+            })
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Count the request body as it streams in; answer its size.
+async fn echo(req: Request) -> Response {
+    use futures_util::StreamExt;
+    let content_type = header_value(req.headers(), header::CONTENT_TYPE);
+    let mut stream = req.into_body().into_data_stream();
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => total += c.len() as u64,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        }
+    }
+    Json(json!({"bytes": total, "contentType": content_type})).into_response()
 }
 
 async fn debug_requests(State(app): State<App>) -> Response {
@@ -415,6 +508,10 @@ fn router(app: App) -> Router {
         .route("/auth/basic", get(auth_basic))
         .route("/auth/bearer", get(auth_bearer))
         .route("/auth/oauth2", get(auth_oauth2))
+        .route("/flaky", get(flaky))
+        .route("/large", get(large))
+        .route("/echo", axum::routing::post(echo))
+        .route("/_debug/reject-token", axum::routing::post(reject_token))
         .route("/_debug/requests", get(debug_requests).delete(debug_clear))
         .route("/docs/{*path}", get(serve_doc))
         .layer(middleware::from_fn_with_state(app.clone(), record))

@@ -49,6 +49,11 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
+    /// The shared HTTP client (documents, token endpoints, discovery).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// `cache_dir`: where HTTP responses are cached; `None` keeps nothing between builds.
     pub fn new(cache_dir: Option<&Path>) -> Result<Self, String> {
         let http = reqwest::Client::builder()

@@ -1,0 +1,755 @@
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use open_cli_product_tests::{
+    AUDIENCE, Fixture, McpEverything, Oidc, Runtime, TestApi, demo_config, http,
+};
+use serde_json::{Value, json};
+
+/// The demo API with `extra` merged into the demo config; env for the runtime.
+fn start(api: &TestApi, extra: Value, env: &[(&str, &str)]) -> (Fixture, Runtime) {
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let cfg = fx.write_json(".cli.json", &demo_config(extra));
+    let state = fx.path().join("state");
+    let rt = Runtime::try_start_env(&cfg, &state, &[], env).unwrap_or_else(|e| panic!("{e}"));
+    (fx, rt)
+}
+
+fn execute(rt: &Runtime, body: Value) -> (u16, Value) {
+    execute_as(rt, body, None)
+}
+
+fn execute_as(rt: &Runtime, body: Value, token: Option<&str>) -> (u16, Value) {
+    let mut req = http()
+        .post(format!("{}/v1/tools/execute", rt.url))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn audit(rt: &Runtime, token: Option<&str>) -> Vec<Value> {
+    let mut req = http().get(format!("{}/v1/audit/events", rt.url));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().unwrap()
+}
+
+#[test]
+fn execute_relays_upstream_answers_in_the_envelope() {
+    let api = TestApi::start();
+    let (_fx, rt) = start(&api, json!({}), &[]);
+
+    let (s, v) = execute(
+        &rt,
+        json!({"toolId": "demo:createItem", "body": b64(r#"{"name":"lamp","tag":"home"}"#)}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["statusCode"], 201);
+    assert_eq!(v["body"]["name"], "lamp");
+    let id = v["body"]["id"].as_u64().unwrap().to_string();
+
+    let (_, v) = execute(&rt, json!({"toolId": "demo:getItem", "pathArgs": [id]}));
+    assert_eq!(v["statusCode"], 200);
+    assert_eq!(v["body"]["tag"], "home");
+    assert_eq!(v["contentType"], "application/json");
+
+    // Upstream errors are relayed, not turned into runtime errors.
+    let (s, v) = execute(&rt, json!({"toolId": "demo:getItem", "pathArgs": ["999"]}));
+    assert_eq!((s, v["statusCode"].as_u64()), (200, Some(404)), "{v}");
+    assert_eq!(v["body"]["message"], "item 999 not found");
+
+    let (_, v) = execute(&rt, json!({"toolId": "demo:getText"}));
+    assert_eq!(v["text"], "hello from the demo API\n");
+    assert!(v["contentType"].as_str().unwrap().starts_with("text/plain"));
+
+    // Flags by slug or by original name; header flags go out as headers.
+    let (_, v) = execute(
+        &rt,
+        json!({"toolId": "demo:listItems", "flags": {"tag": "home", "limit": 5}}),
+    );
+    assert_eq!(v["body"].as_array().unwrap().len(), 1, "{v}");
+    let seen = api.requests_for("/items");
+    assert_eq!(seen.last().unwrap()["query"], "limit=5&tag=home");
+
+    // Path arguments are one segment each: they cannot reach another operation.
+    let (_, v) = execute(
+        &rt,
+        json!({"toolId": "demo:getItem", "pathArgs": ["1/../../auth/basic"]}),
+    );
+    assert_eq!(v["statusCode"], 400, "{v}");
+    let last = api.requests().last().unwrap().clone();
+    assert_eq!(last["path"], "/items/1%2F..%2F..%2Fauth%2Fbasic");
+    let (s, v) = execute(&rt, json!({"toolId": "demo:getItem", "pathArgs": [".."]}));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    // Caller mistakes are precise 400/404 JSON errors.
+    for (body, status, code, needle) in [
+        (
+            json!({"toolId": "demo:nope"}),
+            404,
+            "tool_not_found",
+            "demo:nope",
+        ),
+        (
+            json!({"toolId": "demo:getItem"}),
+            400,
+            "invalid_request",
+            "1 path argument",
+        ),
+        (
+            json!({"toolId": "demo:listItems", "flags": {"colour": "x"}}),
+            400,
+            "invalid_request",
+            "no flag `colour`",
+        ),
+        (
+            json!({"toolId": "demo:createItem", "body": "%%%"}),
+            400,
+            "invalid_request",
+            "base64",
+        ),
+        (
+            json!({"toolId": "demo:createItem"}),
+            400,
+            "invalid_request",
+            "requires a request body",
+        ),
+        (json!({"tool": "x"}), 400, "invalid_request", "toolId"),
+    ] {
+        let (s, v) = execute(&rt, body.clone());
+        assert_eq!(s, status, "{body}: {v}");
+        assert_eq!(v["error"]["code"], code, "{body}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(needle),
+            "{body}: {v}"
+        );
+        assert!(v["error"]["requestId"].is_string());
+    }
+}
+
+#[test]
+fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
+    let api = TestApi::start();
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret_file.path(), "file-bearer-token\n").unwrap();
+    let (_fx, rt) = start(
+        &api,
+        json!({"secrets": {
+            "demo.apiKeyHeader": {"type": "env", "value": "DEMO_KEY"},
+            "apiKeyQuery": {"type": "literal", "value": "query-key"},
+            "demo.apiKeyCookie": {"type": "exec", "command": ["/bin/echo", " cookie-key "]},
+            "demo.basicAuth": {"type": "literal", "value": "ann:s3cret"},
+            "demo.bearerAuth": {"type": "file", "value": secret_file.path()}
+        }, "policy": {"allowExecSecrets": true}}),
+        &[("DEMO_KEY", "header-key")],
+    );
+    let basic = format!("Basic {}", b64("ann:s3cret"));
+    for (tool, received) in [
+        ("demo:authApiKeyHeader", "header-key"),
+        ("demo:authApiKeyQuery", "query-key"),
+        ("demo:authApiKeyCookie", "cookie-key"),
+        ("demo:authBasic", basic.strip_prefix("Basic ").unwrap()),
+        ("demo:authBearer", "file-bearer-token"),
+    ] {
+        // The caller's own credentials must never travel upstream.
+        let resp = http()
+            .post(format!("{}/v1/tools/execute", rt.url))
+            .header("authorization", "Bearer caller-secret-token")
+            .header("cookie", "caller_cookie=caller-secret-cookie")
+            .body(json!({"toolId": tool}).to_string())
+            .send()
+            .unwrap();
+        let v: Value = resp.json().unwrap();
+        assert_eq!(v["statusCode"], 200, "{tool}: {v}");
+        assert_eq!(v["body"]["received"], received, "{tool}: {v}");
+    }
+    let all = serde_json::to_string(&api.requests()).unwrap();
+    assert!(!all.contains("caller-secret"), "caller credentials leaked");
+    let events = audit(&rt, None);
+    let schemes: Vec<&str> = events
+        .iter()
+        .filter(|e| e["eventType"] == "tool_execution")
+        .map(|e| e["authScheme"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        schemes,
+        [
+            "apiKeyHeader",
+            "apiKeyQuery",
+            "apiKeyCookie",
+            "basicAuth",
+            "bearerAuth"
+        ]
+    );
+    let e = &events[0];
+    for field in [
+        "timestamp",
+        "toolId",
+        "serviceId",
+        "targetBaseUrl",
+        "method",
+        "path",
+        "requestId",
+        "latencyMs",
+        "statusCode",
+    ] {
+        assert!(!e[field].is_null(), "audit field {field} missing: {e}");
+    }
+    assert_eq!(e["channel"], "execute");
+    let log = std::fs::read_to_string(rt.state_dir.join("instances/test/audit.log")).unwrap();
+    for secret in [
+        "header-key",
+        "query-key",
+        "cookie-key",
+        "s3cret",
+        "file-bearer-token",
+    ] {
+        assert!(!log.contains(secret), "secret `{secret}` in the audit log");
+        assert!(
+            !rt.proc.logs().contains(secret),
+            "secret `{secret}` in the logs"
+        );
+    }
+}
+
+#[test]
+fn unresolvable_credentials_refuse_the_call_and_send_nothing() {
+    let api = TestApi::start();
+    let (_fx, rt) = start(
+        &api,
+        json!({"secrets": {"demo.apiKeyHeader": {"type": "env", "value": "OPEN_CLI_TEST_UNSET_KEY"}}}),
+        &[],
+    );
+    let (s, v) = execute(&rt, json!({"toolId": "demo:authApiKeyHeader"}));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (502, Some("credentials_unavailable")),
+        "{v}"
+    );
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("demo:authApiKeyHeader"), "{msg}");
+    assert!(msg.contains("OPEN_CLI_TEST_UNSET_KEY` is not set"), "{msg}");
+    // No secret defined at all names the keys to define.
+    let (_, v) = execute(&rt, json!({"toolId": "demo:authBearer"}));
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("secrets.demo.bearerAuth"), "{msg}");
+    assert!(api.requests_for("/auth/api-key-header").is_empty());
+    assert!(api.requests_for("/auth/bearer").is_empty());
+    // The runtime warned at start-up.
+    let logs = rt.proc.logs();
+    assert!(logs.contains("OPEN_CLI_TEST_UNSET_KEY"), "{logs}");
+    let events = audit(&rt, None);
+    assert_eq!(events[0]["eventType"], "execution_error");
+    assert_eq!(events[0]["reasonCode"], "credentials_unavailable");
+}
+
+#[test]
+fn oauth_client_credentials_are_cached_shared_and_renewed_after_a_401() {
+    let oidc = Oidc::start("items:read", &[]);
+    let api = TestApi::start();
+    let (_fx, rt) = start(
+        &api,
+        json!({"secrets": {"demo.oauthClient": {"type": "oauth2", "mode": "clientCredentials",
+            "tokenURL": format!("{}/token", oidc.issuer),
+            "clientId": {"type": "literal", "value": "agent-1"},
+            "clientSecret": {"type": "env", "value": "AGENT_SECRET"}}}}),
+        &[("AGENT_SECRET", "agent-1-secret")],
+    );
+    // Concurrent first calls share one token.
+    let tokens: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| execute(&rt, json!({"toolId": "demo:authOAuth2"}))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let (_, v) = h.join().unwrap();
+                assert_eq!(v["statusCode"], 200, "{v}");
+                v["body"]["received"].as_str().unwrap().to_string()
+            })
+            .collect()
+    });
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "one token for all");
+    let first = tokens[0].clone();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(first.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["client_id"], "agent-1");
+    assert_eq!(claims["scope"], "items:read");
+    // The upstream now refuses that token: one 401, a fresh token, one retry.
+    http()
+        .post(format!("{}/_debug/reject-token", api.url))
+        .json(&json!({"token": first}))
+        .send()
+        .unwrap();
+    let (_, v) = execute(&rt, json!({"toolId": "demo:authOAuth2"}));
+    assert_eq!(v["statusCode"], 200, "{v}");
+    let second = v["body"]["received"].as_str().unwrap();
+    assert_ne!(second, first);
+    let seen = api.requests_for("/auth/oauth2");
+    assert_eq!(seen.len(), 8, "6 calls, then a 401 and its retry");
+    let events = audit(&rt, None);
+    assert_eq!(events.last().unwrap()["retryCount"], 1);
+    // Persisted for a restart, owner-only.
+    let dir = rt.state_dir.join("instances/test/oauth");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        files[0].metadata().unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!rt.proc.logs().contains(&first[..20]));
+}
+
+#[test]
+fn policy_is_checked_in_order_and_every_decision_is_audited() {
+    let api = TestApi::start();
+    let managed = Fixture::new();
+    let managed_path = managed.write_json(
+        "managed.cli.json",
+        &json!({"cli": "1.0.0", "policy": {"deny": ["demo:updateItem"]}}),
+    );
+    let (_fx, rt) = start(
+        &api,
+        json!({"policy": {"deny": ["demo:authBasic"], "approvalRequired": ["demo:deleteItem"]}}),
+        &[("OPEN_CLI_MANAGED_CONFIG", managed_path.to_str().unwrap())],
+    );
+    let cases = [
+        (
+            json!({"toolId": "demo:updateItem", "pathArgs": ["1"], "body": b64("{}")}),
+            "managed_deny",
+        ),
+        (json!({"toolId": "demo:authBasic"}), "policy_deny"),
+        (
+            json!({"toolId": "demo:createItem", "agentProfile": "reader", "body": b64("{}")}),
+            "curated_deny",
+        ),
+        (
+            json!({"toolId": "demo:createItem", "mode": "curated", "body": b64("{}")}),
+            "curated_deny",
+        ),
+        (
+            json!({"toolId": "demo:deleteItem", "pathArgs": ["1"]}),
+            "approval_required",
+        ),
+    ];
+    for (body, code) in &cases {
+        let (s, v) = execute(&rt, body.clone());
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (403, Some(*code)),
+            "{body}: {v}"
+        );
+    }
+    assert!(
+        api.requests().iter().all(|r| r["path"] == "/openapi.yaml"),
+        "nothing reached the upstream"
+    );
+    let (_, v) = execute(
+        &rt,
+        json!({"toolId": "demo:deleteItem", "pathArgs": ["1"], "approval": true}),
+    );
+    assert_eq!(v["statusCode"], 404, "approved: executed: {v}");
+    let (_, v) = execute(
+        &rt,
+        json!({"toolId": "demo:listItems", "agentProfile": "reader"}),
+    );
+    assert_eq!(v["statusCode"], 200, "in the curated view: {v}");
+    let events = audit(&rt, None);
+    let reasons: Vec<&str> = events
+        .iter()
+        .map(|e| e["reasonCode"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "managed_deny",
+            "policy_deny",
+            "curated_deny",
+            "curated_deny",
+            "approval_required",
+            "allowed",
+            "allowed"
+        ]
+    );
+    assert!(
+        events[..5]
+            .iter()
+            .all(|e| e["eventType"] == "authz_denial" && e["decision"] == "denied")
+    );
+    assert_eq!(events[2]["agentProfile"], "reader");
+}
+
+#[test]
+fn idempotent_calls_are_retried_with_backoff_and_retry_after_others_are_not() {
+    let api = TestApi::start();
+    let (_fx, rt) = start(&api, json!({}), &[]);
+    let (_, v) = execute(
+        &rt,
+        json!({"toolId": "demo:flakyResponse", "flags": {"key": "a", "fail": "2"}}),
+    );
+    assert_eq!(v["statusCode"], 200, "{v}");
+    assert_eq!(v["body"]["attempts"], 3);
+    // Retry-After is honoured.
+    let started = Instant::now();
+    let (_, v) = execute(
+        &rt,
+        json!({"toolId": "demo:flakyResponse", "flags": {"key": "b", "fail": "1", "retryAfter": "1"}}),
+    );
+    assert_eq!(v["body"]["attempts"], 2, "{v}");
+    assert!(started.elapsed() >= Duration::from_millis(950));
+    // Bounded: the third failure is relayed.
+    let (_, v) = execute(
+        &rt,
+        json!({"toolId": "demo:flakyResponse", "flags": {"key": "c", "fail": "5"}}),
+    );
+    assert_eq!(v["statusCode"], 503, "{v}");
+    assert_eq!(
+        api.requests()
+            .iter()
+            .filter(|r| r["query"].as_str().unwrap_or("").contains("key=c"))
+            .count(),
+        3
+    );
+    // A long Retry-After ends the retries.
+    let (_, v) = execute(
+        &rt,
+        json!({"toolId": "demo:flakyResponse", "flags": {"key": "d", "fail": "1", "retryAfter": "3600"}}),
+    );
+    assert_eq!(v["statusCode"], 503, "{v}");
+    let events = audit(&rt, None);
+    let retries: Vec<u64> = events
+        .iter()
+        .map(|e| e["retryCount"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(retries, [2, 1, 2, 0]);
+}
+
+#[test]
+fn timeouts_transport_failures_and_size_limits_are_precise_errors() {
+    let api = TestApi::start();
+    let (_fx, rt) = start(
+        &api,
+        json!({"services": {"demo": {"source": "demo", "alias": "demo",
+            "upstream": {"totalTimeoutMs": 400, "maxRequestBytes": 1000, "maxResponseBytes": 100000, "retries": 0}}}}),
+        &[],
+    );
+    let started = Instant::now();
+    let (s, v) = execute(
+        &rt,
+        json!({"toolId": "demo:slowResponse", "flags": {"ms": "5000"}}),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (504, Some("upstream_timeout")),
+        "{v}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("demo:slowResponse")
+    );
+
+    let big = "x".repeat(2000);
+    let (s, v) = execute(&rt, json!({"toolId": "demo:echoBody", "body": b64(&big)}));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{v}"
+    );
+    let (_, v) = execute(
+        &rt,
+        json!({"toolId": "demo:echoBody", "body": b64("hello")}),
+    );
+    assert_eq!(
+        v["body"],
+        json!({"bytes": 5, "contentType": "application/octet-stream"})
+    );
+
+    let (s, v) = execute(
+        &rt,
+        json!({"toolId": "demo:largeResponse", "flags": {"bytes": "200000"}}),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (502, Some("response_too_large")),
+        "{v}"
+    );
+
+    // An upstream that is down: 502 naming the tool and the cause.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let fx = Fixture::new();
+    fx.write(
+        "demo.openapi.yaml",
+        &api.spec_yaml()
+            .replace(&api.url, &format!("http://127.0.0.1:{port}")),
+    );
+    let cfg = fx.write_json(".cli.json", &demo_config(json!({})));
+    let down = Runtime::start(&cfg);
+    let (s, v) = execute(&down, json!({"toolId": "demo:listItems"}));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (502, Some("upstream_unreachable")),
+        "{v}"
+    );
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("demo:listItems") && msg.contains(&port.to_string()),
+        "{msg}"
+    );
+    let events = audit(&down, None);
+    assert_eq!(events[0]["eventType"], "execution_error");
+    assert_eq!(events[0]["retryCount"].as_u64().unwrap_or(0), 0);
+}
+
+#[test]
+fn mcp_tools_execute_over_their_transport() {
+    let (cmd, args) = McpEverything::stdio_command();
+    let fx = Fixture::new();
+    let cfg = fx.write_json(
+        ".cli.json",
+        &json!({"cli": "1.0.0", "mode": {"default": "discover"},
+            "sources": {"everything": {"type": "mcp", "transport": {"type": "stdio", "command": cmd, "args": args}}},
+            "services": {"everything": {"source": "everything"}}}),
+    );
+    let rt = Runtime::start(&cfg);
+    let (_, v) = execute(
+        &rt,
+        json!({"toolId": "everything:get-sum", "body": b64(r#"{"a": 2, "b": 40}"#)}),
+    );
+    assert_eq!(v["statusCode"], 200, "{v}");
+    let text = v["body"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("42"), "{v}");
+    let (s, v) = execute(
+        &rt,
+        json!({"toolId": "everything:get-sum", "flags": {"a": "1"}}),
+    );
+    assert_eq!(s, 400, "{v}");
+}
+
+// ---- pass-through ----
+
+fn secured(api: &TestApi, oidc: &Oidc, extra: Value) -> (Fixture, Runtime) {
+    let mut cfg = json!({
+        "runtime": {"server": {"auth": {"validationProfile": "oidc_jwks", "issuer": oidc.issuer, "audience": AUDIENCE}}},
+        "secrets": {"demo.apiKeyHeader": {"type": "literal", "value": "injected-key"}}
+    });
+    cfg.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    start(api, cfg, &[])
+}
+
+#[test]
+fn pass_through_governs_injects_and_audits_like_execute() {
+    let oidc = Oidc::start(
+        "bundle:demo tool:demo:authApiKeyHeader tool:demo:listItems",
+        &[],
+    );
+    let api = TestApi::start();
+    let (_fx, rt) = secured(
+        &api,
+        &oidc,
+        json!({"policy": {"approvalRequired": ["demo:deleteItem"]},
+            "services": {"demo": {"source": "demo", "alias": "demo", "upstream": {"maxRequestBytes": 200}}}}),
+    );
+    let narrow = oidc.token("tool:demo:authApiKeyHeader", None);
+    let wide = oidc.token("bundle:demo", None);
+    let get = |path: &str, token: Option<&str>| {
+        let mut r = http()
+            .get(format!("{}{path}", rt.url))
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("cookie", "caller=secret-cookie");
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().unwrap()
+    };
+    let resp = get("/proxy/demo/auth/api-key-header", Some(&narrow));
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["received"], "injected-key");
+    let seen = api.requests_for("/auth/api-key-header");
+    let h = &seen[0]["headers"];
+    assert!(
+        h.get("authorization").is_none(),
+        "caller token forwarded: {h}"
+    );
+    assert!(h.get("cookie").is_none(), "caller cookie forwarded: {h}");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert!(
+        h["x-forwarded-host"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(h["x-request-id"].is_string());
+
+    // Query strings pass; unknown operations, traversal and other scopes do not.
+    let resp = get("/proxy/demo/items?limit=1", Some(&wide));
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        api.requests_for("/items").last().unwrap()["query"],
+        "limit=1"
+    );
+    for (path, token, status, code) in [
+        ("/proxy/demo/items", None, 401, "authn_failed"),
+        (
+            "/proxy/demo/items",
+            Some(narrow.as_str()),
+            403,
+            "authz_denied",
+        ),
+        (
+            "/proxy/demo/nowhere",
+            Some(wide.as_str()),
+            404,
+            "no_matching_operation",
+        ),
+        ("/proxy/nosuch/items", Some(wide.as_str()), 404, "not_found"),
+        (
+            "/proxy/demo/items/..%2F..%2Fauth%2Fbasic",
+            Some(wide.as_str()),
+            400,
+            "invalid_request",
+        ),
+    ] {
+        let resp = get(path, token);
+        assert_eq!(resp.status(), status, "{path}");
+        let v: Value = resp.json().unwrap();
+        assert_eq!(v["error"]["code"], code, "{path}: {v}");
+    }
+    // Approval is a header; size limits apply before anything is sent.
+    let del = |approval: Option<&str>| {
+        let mut r = http()
+            .delete(format!("{}/proxy/demo/items/77", rt.url))
+            .bearer_auth(&wide);
+        if let Some(a) = approval {
+            r = r.header("x-open-cli-approval", a);
+        }
+        r.send().unwrap()
+    };
+    let resp = del(None);
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        resp.json::<Value>().unwrap()["error"]["code"],
+        "approval_required"
+    );
+    assert_eq!(
+        del(Some("true")).status(),
+        404,
+        "approved: relayed upstream answer"
+    );
+    let resp = http()
+        .post(format!("{}/proxy/demo/items", rt.url))
+        .bearer_auth(&wide)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"name":"{}"}}"#, "n".repeat(300)))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert!(
+        api.requests_for("/items")
+            .iter()
+            .all(|r| r["method"] != "POST")
+    );
+    let events = audit(&rt, Some(&wide));
+    let pass: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["channel"] == "passthrough")
+        .collect();
+    assert!(pass.len() >= 4, "{events:?}");
+    let first = pass[0];
+    assert_eq!(first["eventType"], "tool_execution");
+    assert_eq!(first["toolId"], "demo:authApiKeyHeader");
+    assert_eq!(first["authScheme"], "apiKeyHeader");
+    assert_eq!(first["statusCode"], 200);
+    assert!(first["responseSize"].as_u64().unwrap() > 0);
+    assert!(events.iter().any(|e| e["eventType"] == "authn_failure"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reasonCode"] == "authz_denied" && e["channel"] == "passthrough")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reasonCode"] == "approval_required" && e["channel"] == "passthrough")
+    );
+}
+
+#[test]
+fn pass_through_streams_large_bodies_both_ways_in_bounded_memory() {
+    let oidc = Oidc::start("bundle:demo", &[]);
+    let api = TestApi::start();
+    let (_fx, rt) = secured(
+        &api,
+        &oidc,
+        json!({"services": {"demo": {"source": "demo", "alias": "demo", "upstream": {"maxRequestBytes": 300_000_000_u64}}}}),
+    );
+    let token = oidc.token("bundle:demo", None);
+    const SIZE: u64 = 256 * 1024 * 1024;
+    let mut resp = http()
+        .get(format!("{}/proxy/demo/large?bytes={SIZE}", rt.url))
+        .bearer_auth(&token)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let n = std::io::copy(&mut resp, &mut std::io::sink()).unwrap();
+    assert_eq!(n, SIZE);
+    // Upload: a streamed body the upstream counts.
+    struct Zeros(u64);
+    impl std::io::Read for Zeros {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = (buf.len() as u64).min(self.0) as usize;
+            buf[..n].fill(0);
+            self.0 -= n as u64;
+            Ok(n)
+        }
+    }
+    let up: u64 = 64 * 1024 * 1024;
+    let resp = http()
+        .post(format!("{}/proxy/demo/echo", rt.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .timeout(Duration::from_secs(120))
+        .body(reqwest::blocking::Body::sized(Zeros(up), up))
+        .send()
+        .unwrap();
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["bytes"], up, "{v}");
+    // Neither body was held in memory: the runtime's peak RSS stays far below their sizes.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", rt.proc.pid())).unwrap();
+    let hwm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(hwm_kb < 128 * 1024, "runtime peak RSS {hwm_kb} kB");
+}

@@ -1,0 +1,304 @@
+//! Upstream credentials for one tool call (contract §4).
+//!
+//! A tool lists security alternatives (OR), each a set of schemes (AND). The first alternative
+//! whose every scheme resolves wins; an explicitly declared anonymous alternative (`{}`) is
+//! tried last. When none resolves the call is refused with every alternative's reason — the
+//! upstream is never called without the credentials its API declares.
+//!
+//! Secret lookup per scheme: `secrets["<serviceId>.<scheme>"]`, then `secrets["<scheme>"]`.
+
+use base64::Engine;
+use open_cli_config::Config;
+use open_cli_config::model::{ClientAuthMethod, OAuthMode, Secret, TokenStorage};
+use open_cli_config::ntc::{AuthRequirement, Tool};
+
+use super::oauth::{Issued, TokenCache, TokenRequest};
+use super::secrets::SecretStore;
+
+/// What to add to the upstream request.
+#[derive(Debug, Default, Clone)]
+pub struct Applied {
+    /// Lower-case header names.
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub cookies: Vec<(String, String)>,
+    /// Scheme names joined with `+` (`anonymous` for a declared anonymous alternative;
+    /// `None` when the tool declares no security).
+    pub scheme: Option<String>,
+    /// The OAuth token used, to invalidate it when the upstream answers 401.
+    pub oauth: Vec<Issued>,
+}
+
+impl Applied {
+    fn set_header(&mut self, name: &str, value: String) -> Result<(), String> {
+        let name = name.to_ascii_lowercase();
+        match self.headers.iter().find(|(n, _)| *n == name) {
+            Some((_, v)) if *v != value => Err(format!(
+                "two schemes set header `{name}` to different values"
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.headers.push((name, value));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Why a tool's credentials could not be resolved (one reason per alternative).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolved {
+    pub reasons: Vec<String>,
+}
+
+impl Unresolved {
+    pub fn message(&self, tool_id: &str) -> String {
+        format!(
+            "tool `{tool_id}` needs upstream credentials that cannot be resolved, so the request was not sent: {}",
+            self.reasons.join("; ")
+        )
+    }
+}
+
+/// Shared resolvers.
+#[derive(Debug)]
+pub struct Credentials {
+    pub secrets: SecretStore,
+    pub tokens: TokenCache,
+}
+
+impl Credentials {
+    pub async fn resolve(&self, config: &Config, tool: &Tool) -> Result<Applied, Unresolved> {
+        let single;
+        let alternatives: Vec<&[AuthRequirement]> = if !tool.auth_alternatives.is_empty() {
+            let mut alts: Vec<&[AuthRequirement]> = tool
+                .auth_alternatives
+                .iter()
+                .map(|a| a.requirements.as_slice())
+                .collect();
+            // Anonymous last: credentials first when they are configured.
+            alts.sort_by_key(|a| a.is_empty());
+            alts
+        } else if !tool.auth.is_empty() {
+            single = [tool.auth.as_slice()];
+            single.to_vec()
+        } else {
+            return Ok(Applied::default());
+        };
+        let mut reasons = Vec::new();
+        for alt in alternatives {
+            if alt.is_empty() {
+                return Ok(Applied {
+                    scheme: Some("anonymous".into()),
+                    ..Applied::default()
+                });
+            }
+            let label = alt
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join("+");
+            match self.alternative(config, tool, alt).await {
+                Ok(mut applied) => {
+                    applied.scheme = Some(label);
+                    return Ok(applied);
+                }
+                Err(e) => reasons.push(format!("{label}: {e}")),
+            }
+        }
+        Err(Unresolved { reasons })
+    }
+
+    async fn alternative(
+        &self,
+        config: &Config,
+        tool: &Tool,
+        requirements: &[AuthRequirement],
+    ) -> Result<Applied, String> {
+        let mut out = Applied::default();
+        for req in requirements {
+            let key = secret_key(config, &tool.service_id, &req.name)?;
+            match req.kind.as_str() {
+                "apiKey" => {
+                    let value = self.secrets.value(config, &key).await?.to_string();
+                    let name = req
+                        .param_name
+                        .as_deref()
+                        .ok_or_else(|| format!("scheme `{}` has no parameter name", req.name))?;
+                    match req.location.as_deref() {
+                        Some("header") => out.set_header(name, value)?,
+                        Some("query") => out.query.push((name.to_string(), value)),
+                        Some("cookie") => out.cookies.push((name.to_string(), value)),
+                        other => {
+                            return Err(format!(
+                                "apiKey location `{}` is not supported",
+                                other.unwrap_or("(none)")
+                            ));
+                        }
+                    }
+                }
+                "http" => {
+                    let value = self.secrets.value(config, &key).await?;
+                    match req
+                        .scheme
+                        .as_deref()
+                        .map(str::to_ascii_lowercase)
+                        .as_deref()
+                    {
+                        Some("basic") => {
+                            if !value.contains(':') {
+                                return Err(format!(
+                                    "secret `{key}` must hold `user:password` for HTTP basic auth"
+                                ));
+                            }
+                            let b64 = base64::engine::general_purpose::STANDARD.encode(&*value);
+                            out.set_header("authorization", format!("Basic {b64}"))?;
+                        }
+                        Some("bearer") => {
+                            out.set_header("authorization", format!("Bearer {value}"))?
+                        }
+                        other => {
+                            return Err(format!(
+                                "HTTP auth scheme `{}` is not supported (basic and bearer are)",
+                                other.unwrap_or("(none)")
+                            ));
+                        }
+                    }
+                }
+                "oauth2" | "openIdConnect" => {
+                    let issued = self.oauth(config, &key, req).await?;
+                    out.set_header("authorization", format!("Bearer {}", issued.token))?;
+                    out.oauth.push(issued);
+                }
+                other => return Err(format!("security scheme type `{other}` is not supported")),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn oauth(
+        &self,
+        config: &Config,
+        key: &str,
+        req: &AuthRequirement,
+    ) -> Result<Issued, String> {
+        let Some(Secret::OAuth2(secret)) = config.secrets.get(key) else {
+            return Err(format!(
+                "secret `{key}` must be an oauth2 client (`\"type\": \"oauth2\"`) for scheme `{}`",
+                req.name
+            ));
+        };
+        let s = &secret.settings;
+        if s.mode == OAuthMode::AuthorizationCode {
+            return Err(format!(
+                "secret `{key}` uses the interactive `authorizationCode` flow, which a server runtime cannot complete; use `clientCredentials`"
+            ));
+        }
+        let allow_exec = config.policy.allow_exec_secrets;
+        let client_id = match &s.client_id {
+            Some(r) => self
+                .secrets
+                .resolve(r, allow_exec)
+                .await
+                .map_err(|e| format!("secret `{key}`.clientId: {e}"))?,
+            None => return Err(format!("secret `{key}` has no `clientId`")),
+        };
+        let client_secret = match &s.client_secret {
+            Some(r) => Some(
+                self.secrets
+                    .resolve(r, allow_exec)
+                    .await
+                    .map_err(|e| format!("secret `{key}`.clientSecret: {e}"))?,
+            ),
+            None => None,
+        };
+        let flow_url = req
+            .oauth_flows
+            .iter()
+            .find(|f| f.mode == "clientCredentials")
+            .and_then(|f| f.token_url.clone());
+        let mut scopes = s.scopes.clone();
+        for sc in &req.scopes {
+            if !scopes.contains(sc) {
+                scopes.push(sc.clone());
+            }
+        }
+        let request = TokenRequest {
+            secret_key: key.to_string(),
+            token_url: s.token_url.clone().or(flow_url),
+            discovery: s.issuer.clone().or_else(|| req.open_id_connect_url.clone()),
+            client_id,
+            client_secret,
+            scopes,
+            audience: s.audience.clone(),
+            auth_method: s
+                .client_auth_method
+                .unwrap_or(ClientAuthMethod::ClientSecretBasic),
+            storage: s.token_storage.unwrap_or(TokenStorage::Instance),
+        };
+        self.tokens.token(&request).await
+    }
+
+    /// Every secret the catalog's tools would use that cannot be resolved now (for the
+    /// start-up warning). OAuth clients are checked for their ID and secret only.
+    pub async fn unresolvable(&self, config: &Config, tools: &[Tool]) -> Vec<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut problems = Vec::new();
+        for tool in tools {
+            let reqs = tool
+                .auth_alternatives
+                .iter()
+                .flat_map(|a| a.requirements.iter())
+                .chain(tool.auth.iter());
+            for req in reqs {
+                let key = match secret_key(config, &tool.service_id, &req.name) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        if seen.insert(format!("{}/{}", tool.service_id, req.name)) {
+                            problems.push(format!("service `{}`: {e}", tool.service_id));
+                        }
+                        continue;
+                    }
+                };
+                if !seen.insert(key.clone()) {
+                    continue;
+                }
+                let check = match config.secrets.get(&key) {
+                    Some(Secret::Ref(_)) => self.secrets.value(config, &key).await.map(|_| ()),
+                    Some(Secret::OAuth2(o)) => {
+                        let allow = config.policy.allow_exec_secrets;
+                        let mut r = Ok(());
+                        for part in [&o.settings.client_id, &o.settings.client_secret]
+                            .into_iter()
+                            .flatten()
+                        {
+                            if let Err(e) = self.secrets.resolve(part, allow).await {
+                                r = Err(format!("secret `{key}`: {e}"));
+                            }
+                        }
+                        r
+                    }
+                    None => Ok(()),
+                };
+                if let Err(e) = check {
+                    problems.push(e);
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// `<service>.<scheme>`, then `<scheme>`.
+fn secret_key(config: &Config, service: &str, scheme: &str) -> Result<String, String> {
+    let specific = format!("{service}.{scheme}");
+    if config.secrets.contains_key(&specific) {
+        return Ok(specific);
+    }
+    if config.secrets.contains_key(scheme) {
+        return Ok(scheme.to_string());
+    }
+    Err(format!(
+        "missing secret: define `secrets.{specific}` or `secrets.{scheme}`"
+    ))
+}

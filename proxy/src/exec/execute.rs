@@ -1,0 +1,419 @@
+//! `POST /v1/tools/execute` (contract §2): decode → find the tool → govern → credentials →
+//! call → envelope, with an audit record for every outcome past the tool lookup.
+
+use std::time::Instant;
+
+use base64::Engine;
+use bytes::Bytes;
+use open_cli_config::ntc::{Parameter, Tool};
+use open_cli_config::wire::{ExecuteRequest, ExecuteResponse, codes};
+use serde_json::Value;
+
+use super::http::{self, CallError};
+use super::{Intent, ToolInfo, denial_event, govern, tool_event};
+use crate::api::Caller;
+use crate::audit::Event;
+use crate::snapshot::{ApiError, Snapshot};
+use crate::state::RuntimeState;
+
+/// Answer one execute request: `Ok` is the envelope (status 200).
+pub async fn handle(
+    state: &RuntimeState,
+    body: &[u8],
+    caller: &Caller,
+    request_id: &str,
+) -> Result<ExecuteResponse, ApiError> {
+    let req: ExecuteRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            400,
+            codes::INVALID_REQUEST,
+            format!("invalid execute request: {e}"),
+        )
+    })?;
+    crate::api::check_binding(state, req.config_path.as_deref())?;
+    let snapshot = state.snapshot();
+    let i = snapshot.exec.tool_index(&req.tool_id).ok_or_else(|| {
+        ApiError::new(
+            404,
+            codes::TOOL_NOT_FOUND,
+            format!(
+                "tool `{}` is not in the catalog; `open-cli catalog list` shows the tools",
+                req.tool_id
+            ),
+        )
+    })?;
+    let tool = &snapshot.catalog.tools[i];
+    let info = &snapshot.exec.info[i];
+    let intent = Intent {
+        mode: req.mode.as_deref(),
+        agent_profile: req.agent_profile.as_deref(),
+        approval: req.approval,
+    };
+    let event = tool_event(
+        "tool_execution",
+        tool,
+        info,
+        caller,
+        &intent,
+        request_id,
+        "execute",
+    );
+    if let Err(e) = govern(&snapshot, caller, i, &intent) {
+        state.audit.record(denial_event(event, &e));
+        return Err(e);
+    }
+    let started = Instant::now();
+    let result = run(state, &snapshot, tool, info, &req, request_id).await;
+    let latency = started.elapsed().as_millis() as u64;
+    match result {
+        Ok((resp, mut e)) => {
+            e.latency_ms = Some(latency);
+            state.audit.record(Event {
+                decision: "allowed",
+                reason_code: "allowed".into(),
+                ..merge(event, e)
+            });
+            Ok(resp)
+        }
+        Err((err, mut e)) => {
+            e.latency_ms = Some(latency);
+            // Caller mistakes (400/413) are not executions; everything else is audited.
+            if err.status >= 500 {
+                state.audit.record(Event {
+                    event_type: "execution_error",
+                    decision: "error",
+                    reason_code: err.code.to_string(),
+                    error: Some(err.message.clone()),
+                    ..merge(event, e)
+                });
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The execution-specific fields of `partial` over the common fields of `base`.
+fn merge(base: Event, partial: Event) -> Event {
+    Event {
+        auth_scheme: partial.auth_scheme,
+        request_size: partial.request_size,
+        response_size: partial.response_size,
+        status_code: partial.status_code,
+        latency_ms: partial.latency_ms,
+        retry_count: partial.retry_count,
+        ..base
+    }
+}
+
+type Failure = (ApiError, Event);
+
+async fn run(
+    state: &RuntimeState,
+    snapshot: &Snapshot,
+    tool: &Tool,
+    info: &ToolInfo,
+    req: &ExecuteRequest,
+    request_id: &str,
+) -> Result<(ExecuteResponse, Event), Failure> {
+    let mut ev = Event::default();
+    let bad = |m: String, ev: &Event| (ApiError::new(400, codes::INVALID_REQUEST, m), ev.clone());
+    let body = match &req.body {
+        None => None,
+        Some(b) => Some(Bytes::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map_err(|e| bad(format!("`body` is not valid base64: {e}"), &ev))?,
+        )),
+    };
+    ev.request_size = body.as_ref().map_or(0, |b| b.len() as u64);
+    let limit = info.upstream.max_request_bytes;
+    if ev.request_size > limit {
+        return Err((
+            ApiError::new(
+                413,
+                codes::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is {} bytes; tool `{}` accepts at most {limit} (maxRequestBytes)",
+                    ev.request_size, tool.id
+                ),
+            ),
+            ev,
+        ));
+    }
+    if tool.request_body.as_ref().is_some_and(|b| b.required) && body.is_none() {
+        return Err(bad(
+            format!("tool `{}` requires a request body", tool.id),
+            &ev,
+        ));
+    }
+    if info.mcp {
+        return run_mcp(state, snapshot, tool, req, body, ev).await;
+    }
+    let flags = match_flags(tool, req).map_err(|m| bad(m, &ev))?;
+    let base = info.base.as_ref().map_err(|m| {
+        (
+            ApiError::new(502, codes::UPSTREAM_UNREACHABLE, m.clone()),
+            ev.clone(),
+        )
+    })?;
+    let prepared =
+        http::prepare(tool, base, &req.path_args, &flags, body).map_err(|m| bad(m, &ev))?;
+    let config = &snapshot.config;
+    let creds = state.credentials.resolve(config, tool).await.map_err(|u| {
+        (
+            ApiError::new(502, codes::CREDENTIALS_UNAVAILABLE, u.message(&tool.id)),
+            ev.clone(),
+        )
+    })?;
+    ev.auth_scheme = creds.scheme.clone();
+    let client = state.clients.get(&info.upstream).map_err(|m| {
+        (
+            ApiError::new(502, codes::UPSTREAM_UNREACHABLE, m),
+            ev.clone(),
+        )
+    })?;
+    let renew = |used: super::credentials::Applied| async move {
+        for issued in &used.oauth {
+            state.credentials.tokens.invalidate(issued).await;
+        }
+        state
+            .credentials
+            .resolve(config, tool)
+            .await
+            .map_err(|u| u.message(&tool.id))
+    };
+    let answer = http::call(
+        &client,
+        &info.upstream,
+        info.idempotent,
+        &prepared,
+        creds,
+        request_id,
+        renew,
+    )
+    .await;
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            let (status, code, why) = match e {
+                CallError::Timeout(w) => (504, codes::UPSTREAM_TIMEOUT, w),
+                CallError::Transport(w) => (502, codes::UPSTREAM_UNREACHABLE, w),
+                CallError::TooLarge(n) => (
+                    502,
+                    codes::RESPONSE_TOO_LARGE,
+                    format!("the answer exceeds maxResponseBytes ({n} bytes)"),
+                ),
+                CallError::Credentials(w) => (502, codes::CREDENTIALS_UNAVAILABLE, w),
+            };
+            let target = info
+                .base
+                .as_ref()
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            return Err((
+                ApiError::new(
+                    status,
+                    code,
+                    format!("tool `{}`: upstream {target}: {why}", tool.id),
+                ),
+                ev,
+            ));
+        }
+    };
+    ev.status_code = answer.status;
+    ev.retry_count = answer.retries;
+    ev.response_size = answer.body.len() as u64;
+    Ok((
+        envelope(answer.status, answer.content_type, &answer.body),
+        ev,
+    ))
+}
+
+async fn run_mcp(
+    state: &RuntimeState,
+    snapshot: &Snapshot,
+    tool: &Tool,
+    req: &ExecuteRequest,
+    body: Option<Bytes>,
+    mut ev: Event,
+) -> Result<(ExecuteResponse, Event), Failure> {
+    let fail = |status, code, m: String, ev: &Event| (ApiError::new(status, code, m), ev.clone());
+    if !req.path_args.is_empty() || !req.flags.is_empty() {
+        return Err(fail(
+            400,
+            codes::INVALID_REQUEST,
+            format!(
+                "tool `{}` is an MCP tool: pass its arguments as the JSON body, not as pathArgs or flags",
+                tool.id
+            ),
+            &ev,
+        ));
+    }
+    let backend = tool.backend.as_ref().ok_or_else(|| {
+        fail(
+            500,
+            codes::INTERNAL,
+            "MCP tool without a backend".into(),
+            &ev,
+        )
+    })?;
+    let mut args: Value = match &body {
+        None => Value::Object(Default::default()),
+        Some(b) if b.is_empty() => Value::Object(Default::default()),
+        Some(b) => serde_json::from_slice(b).map_err(|e| {
+            fail(
+                400,
+                codes::INVALID_REQUEST,
+                format!("the body of MCP tool `{}` must be JSON: {e}", tool.id),
+                &ev,
+            )
+        })?,
+    };
+    if backend.input_wrapped {
+        args = serde_json::json!({ "input": args });
+    }
+    let config = &snapshot.config;
+    let source = config.sources.get(&backend.source_id).ok_or_else(|| {
+        fail(
+            502,
+            codes::UPSTREAM_UNREACHABLE,
+            format!("MCP source `{}` is no longer configured", backend.source_id),
+            &ev,
+        )
+    })?;
+    let transport = crate::catalog::mcp::transport(source, config).map_err(|m| {
+        fail(
+            502,
+            codes::CREDENTIALS_UNAVAILABLE,
+            format!(
+                "tool `{}`: MCP source `{}`: {m}",
+                tool.id, backend.source_id
+            ),
+            &ev,
+        )
+    })?;
+    let _ = state;
+    ev.auth_scheme = Some("mcp-transport".into());
+    let result = crate::mcp::call_tool(&transport, &backend.tool_name, args)
+        .await
+        .map_err(|m| {
+            fail(
+                502,
+                codes::UPSTREAM_UNREACHABLE,
+                format!(
+                    "tool `{}`: MCP server `{}`: {m}",
+                    tool.id, backend.source_id
+                ),
+                &ev,
+            )
+        })?;
+    let bytes = serde_json::to_vec(&result).unwrap_or_default();
+    ev.status_code = 200;
+    ev.response_size = bytes.len() as u64;
+    Ok((
+        ExecuteResponse {
+            status_code: 200,
+            body: Some(result),
+            text: None,
+            content_type: Some("application/json".into()),
+        },
+        ev,
+    ))
+}
+
+/// The request's flags, each matched to a tool parameter by name or original name.
+fn match_flags<'t>(
+    tool: &'t Tool,
+    req: &ExecuteRequest,
+) -> Result<Vec<(&'t Parameter, Vec<String>)>, String> {
+    let mut out: Vec<(&Parameter, Vec<String>)> = Vec::new();
+    for (key, value) in &req.flags {
+        let param = tool
+            .flags
+            .iter()
+            .find(|p| p.name == *key || p.original_name == *key)
+            .ok_or_else(|| {
+                let known: Vec<&str> = tool.flags.iter().map(|p| p.name.as_str()).collect();
+                format!(
+                    "tool `{}` has no flag `{key}`{}",
+                    tool.id,
+                    if known.is_empty() {
+                        " (it takes no flags)".to_string()
+                    } else {
+                        format!(" (flags: {})", known.join(", "))
+                    }
+                )
+            })?;
+        if out.iter().any(|(p, _)| p.name == param.name) {
+            return Err(format!(
+                "flag `{}` is given twice (by name and by original name)",
+                param.name
+            ));
+        }
+        let scalar = |v: &Value| -> Result<String, String> {
+            match v {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                Value::Bool(b) => Ok(b.to_string()),
+                _ => Err(format!(
+                    "flag `{key}` must be a string, number, boolean or an array of those"
+                )),
+            }
+        };
+        let values = match value {
+            Value::Array(a) => a.iter().map(scalar).collect::<Result<Vec<_>, _>>()?,
+            v => vec![scalar(v)?],
+        };
+        out.push((param, values));
+    }
+    let missing: Vec<&str> = tool
+        .flags
+        .iter()
+        .filter(|p| p.required && !out.iter().any(|(q, _)| q.name == p.name))
+        .map(|p| p.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "tool `{}` requires flag(s): {}",
+            tool.id,
+            missing.join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+/// The contract's envelope: JSON bodies as JSON, anything else as text.
+pub fn envelope(status: u16, content_type: Option<String>, body: &[u8]) -> ExecuteResponse {
+    let mut resp = ExecuteResponse {
+        status_code: status,
+        body: None,
+        text: None,
+        content_type: None,
+    };
+    if body.is_empty() {
+        return resp;
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => resp.body = Some(v),
+        Err(_) => resp.text = Some(String::from_utf8_lossy(body).into_owned()),
+    }
+    resp.content_type = content_type;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_keeps_json_as_json_and_text_as_text() {
+        let e = envelope(404, Some("application/json".into()), br#"{"a":1}"#);
+        assert_eq!(e.status_code, 404);
+        assert_eq!(e.body, Some(serde_json::json!({"a": 1})));
+        let t = envelope(200, Some("text/plain".into()), b"hello");
+        assert_eq!(t.text.as_deref(), Some("hello"));
+        assert_eq!(t.content_type.as_deref(), Some("text/plain"));
+        let empty = envelope(204, Some("text/plain".into()), b"");
+        assert!(empty.body.is_none() && empty.text.is_none() && empty.content_type.is_none());
+    }
+}

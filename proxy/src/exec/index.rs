@@ -1,0 +1,319 @@
+//! What execution needs to know about every tool, computed once per snapshot.
+//!
+//! Policy patterns (managed deny, `policy.deny`, `policy.approvalRequired`) are matched against
+//! every tool when the catalog is built, so a request's policy decision is a few field reads;
+//! views become membership sets; the pass-through route table maps `(alias, method, path)` to a
+//! tool without scanning the catalog.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use open_cli_config::Config;
+use open_cli_config::model::Upstream;
+use open_cli_config::ntc::Catalog;
+
+use crate::catalog::glob::Pattern;
+
+/// Per-tool facts, parallel to `catalog.tools`.
+#[derive(Debug, Clone)]
+pub struct ToolInfo {
+    pub managed_deny: bool,
+    pub policy_deny: bool,
+    /// `safety.requiresApproval` or a `policy.approvalRequired` match.
+    pub approval: bool,
+    /// The tool's first server (else its service's), when it is an absolute http(s) URL.
+    pub base: Result<url::Url, String>,
+    pub upstream: Arc<Upstream>,
+    /// Safe to send twice: GET/HEAD/OPTIONS/PUT/DELETE or `safety.idempotent`.
+    pub idempotent: bool,
+    pub mcp: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct ExecIndex {
+    by_id: HashMap<String, usize>,
+    pub info: Vec<ToolInfo>,
+    /// Tool indices of every view but `discover` (which holds every visible tool).
+    views: HashMap<String, HashSet<usize>>,
+    routes: HashMap<String, Vec<Route>>,
+}
+
+#[derive(Debug)]
+struct Route {
+    method: String,
+    segments: Vec<Segment>,
+    tool: usize,
+}
+
+#[derive(Debug, PartialEq)]
+enum Segment {
+    Literal(String),
+    Param,
+}
+
+/// Why a pass-through path cannot be matched.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// `.`/`..` segments, encoded slashes or backslashes, NUL: refused outright.
+    Unsafe(&'static str),
+    NoService,
+    NoOperation,
+}
+
+impl ExecIndex {
+    pub fn build(catalog: &Catalog, config: &Config) -> Self {
+        let compile = |patterns: &[String]| -> Vec<Pattern> {
+            patterns
+                .iter()
+                .filter_map(|p| Pattern::new(p).ok())
+                .collect()
+        };
+        let managed = compile(&config.managed_deny);
+        let deny = compile(&config.policy.deny);
+        let approval = compile(&config.policy.approval_required);
+        let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
+        let mut index = Self::default();
+        for (i, tool) in catalog.tools.iter().enumerate() {
+            index.by_id.insert(tool.id.clone(), i);
+            let upstream = Arc::clone(
+                upstreams
+                    .entry(tool.service_id.as_str())
+                    .or_insert_with(|| Arc::new(config.upstream(&tool.service_id))),
+            );
+            let service = catalog.services.iter().find(|s| s.id == tool.service_id);
+            let server = tool
+                .servers
+                .first()
+                .or_else(|| service.and_then(|s| s.servers.first()));
+            let base = match server {
+                None => Err(format!("tool `{}` has no server URL", tool.id)),
+                Some(s) => match url::Url::parse(s) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
+                    _ => Err(format!(
+                        "tool `{}` has no absolute http(s) server URL (found `{s}`)",
+                        tool.id
+                    )),
+                },
+            };
+            let mcp = tool.backend.as_ref().is_some_and(|b| b.kind == "mcp");
+            index.info.push(ToolInfo {
+                managed_deny: managed.iter().any(|p| p.matches(&tool.id)),
+                policy_deny: deny.iter().any(|p| p.matches(&tool.id)),
+                approval: tool.safety.requires_approval
+                    || approval.iter().any(|p| p.matches(&tool.id)),
+                base,
+                upstream,
+                idempotent: tool.safety.idempotent
+                    || matches!(
+                        tool.method.as_str(),
+                        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"
+                    ),
+                mcp,
+            });
+            if !mcp && let Some(svc) = service {
+                index
+                    .routes
+                    .entry(svc.alias.clone())
+                    .or_default()
+                    .push(Route {
+                        method: tool.method.clone(),
+                        segments: template(&tool.path),
+                        tool: i,
+                    });
+            }
+        }
+        // More literal segments first: `/items/search` beats `/items/{id}`.
+        for routes in index.routes.values_mut() {
+            routes.sort_by_key(|r| {
+                std::cmp::Reverse(
+                    r.segments
+                        .iter()
+                        .filter(|s| matches!(s, Segment::Literal(_)))
+                        .count(),
+                )
+            });
+        }
+        for view in &catalog.effective_views {
+            if view.name == "discover" {
+                continue;
+            }
+            let members = view
+                .tools
+                .iter()
+                .filter_map(|t| index.by_id.get(&t.id).copied())
+                .collect();
+            index.views.insert(view.name.clone(), members);
+        }
+        index
+    }
+
+    pub fn tool_index(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Whether a view admits a tool (`discover` admits every tool).
+    pub fn view_admits(&self, view: &str, tool: usize) -> bool {
+        self.views.get(view).is_none_or(|m| m.contains(&tool))
+    }
+
+    /// The tool a pass-through request names: `path` is the upstream path (after the alias),
+    /// raw (percent-encoded) as received.
+    pub fn route(&self, alias: &str, method: &str, path: &str) -> Result<usize, RouteError> {
+        check_path(path)?;
+        let routes = self.routes.get(alias).ok_or(RouteError::NoService)?;
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        routes
+            .iter()
+            .find(|r| {
+                r.method == method
+                    && r.segments.len() == segments.len()
+                    && r.segments.iter().zip(&segments).all(|(t, s)| match t {
+                        Segment::Param => !s.is_empty(),
+                        Segment::Literal(l) => decode(s).as_deref() == Some(l.as_str()),
+                    })
+            })
+            .map(|r| r.tool)
+            .ok_or(RouteError::NoOperation)
+    }
+}
+
+fn template(path: &str) -> Vec<Segment> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(|s| {
+            if s.starts_with('{') && s.ends_with('}') {
+                Segment::Param
+            } else {
+                Segment::Literal(s.to_string())
+            }
+        })
+        .collect()
+}
+
+fn decode(segment: &str) -> Option<String> {
+    percent_decode(segment)
+}
+
+/// Percent-decode; `None` for malformed escapes or non-UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Refuse paths that could reach outside the operation they name once an upstream or an
+/// intermediary normalises them.
+pub fn check_path(path: &str) -> Result<(), RouteError> {
+    for seg in path.split('/') {
+        let Some(decoded) = percent_decode(seg) else {
+            return Err(RouteError::Unsafe("malformed percent-encoding"));
+        };
+        if decoded == "." || decoded == ".." {
+            return Err(RouteError::Unsafe(
+                "`.` and `..` path segments are not allowed",
+            ));
+        }
+        if decoded.contains('/') || decoded.contains('\\') {
+            return Err(RouteError::Unsafe(
+                "encoded slashes and backslashes are not allowed in path segments",
+            ));
+        }
+        if decoded.contains('\0') {
+            return Err(RouteError::Unsafe("NUL is not allowed in paths"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(paths: &[(&str, &str)]) -> ExecIndex {
+        let mut ix = ExecIndex::default();
+        let routes = paths
+            .iter()
+            .enumerate()
+            .map(|(i, (m, p))| Route {
+                method: m.to_string(),
+                segments: template(p),
+                tool: i,
+            })
+            .collect::<Vec<_>>();
+        ix.routes.insert("demo".into(), routes);
+        for r in ix.routes.values_mut() {
+            r.sort_by_key(|r| {
+                std::cmp::Reverse(
+                    r.segments
+                        .iter()
+                        .filter(|s| matches!(s, Segment::Literal(_)))
+                        .count(),
+                )
+            });
+        }
+        ix
+    }
+
+    #[test]
+    fn routes_match_templates_with_literals_first() {
+        let ix = index(&[
+            ("GET", "/items/{id}"),
+            ("GET", "/items/search"),
+            ("GET", "/items"),
+            ("DELETE", "/items/{id}"),
+        ]);
+        assert_eq!(ix.route("demo", "GET", "/items/42"), Ok(0));
+        assert_eq!(ix.route("demo", "GET", "/items/search"), Ok(1));
+        assert_eq!(ix.route("demo", "GET", "/items"), Ok(2));
+        assert_eq!(ix.route("demo", "DELETE", "/items/7"), Ok(3));
+        assert_eq!(
+            ix.route("demo", "POST", "/items/7"),
+            Err(RouteError::NoOperation)
+        );
+        assert_eq!(
+            ix.route("demo", "GET", "/items/"),
+            Err(RouteError::NoOperation)
+        );
+        assert_eq!(
+            ix.route("demo", "GET", "/other"),
+            Err(RouteError::NoOperation)
+        );
+        assert_eq!(
+            ix.route("nope", "GET", "/items"),
+            Err(RouteError::NoService)
+        );
+        assert_eq!(ix.route("demo", "GET", "/%69tems"), Ok(2));
+    }
+
+    #[test]
+    fn traversal_is_refused() {
+        let ix = index(&[("GET", "/items/{id}")]);
+        for bad in [
+            "/items/..",
+            "/items/%2e%2e",
+            "/items/%2E.",
+            "/items/a%2Fb",
+            "/items/a%5Cb",
+            "/items/.",
+            "/items/%zz",
+            "/items/%00",
+        ] {
+            assert!(
+                matches!(ix.route("demo", "GET", bad), Err(RouteError::Unsafe(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Tool execution: `POST /v1/tools/execute` and the pass-through share every decision here.
+//!
+//! Order for one call (both channels): find the tool → [`govern`] (managed deny, project
+//! `policy.deny`, the token's scopes, the curated view, approval) → resolve credentials
+//! ([`credentials`]) → call the upstream → audit. A refusal at any step is audited and nothing
+//! is sent upstream. See `docs/execution.md` for the wire shapes and settings.
+//!
+//! - [`index`]: per-tool facts and the pass-through route table, computed once per snapshot;
+//! - [`credentials`], [`secrets`], [`oauth`]: upstream credentials;
+//! - [`http`]: the envelope call (`execute`) over one shared HTTP client per upstream profile,
+//!   with bounded retries;
+//! - [`execute`]: the `/v1/tools/execute` handler.
+
+pub mod credentials;
+pub mod execute;
+pub mod http;
+pub mod index;
+pub mod oauth;
+pub mod secrets;
+
+use open_cli_config::ntc::Tool;
+use open_cli_config::wire::codes;
+
+use crate::api::Caller;
+use crate::audit::Event;
+use crate::snapshot::{ApiError, Snapshot};
+
+pub use index::{ExecIndex, ToolInfo};
+
+/// The caller's choice of view and approval, from the execute body or pass-through headers.
+#[derive(Debug, Clone, Default)]
+pub struct Intent<'a> {
+    pub mode: Option<&'a str>,
+    pub agent_profile: Option<&'a str>,
+    pub approval: bool,
+}
+
+/// Decide whether `caller` may run tool `i` now. Precise reasons, checked in this order:
+/// managed deny, project `policy.deny`, the token's scopes, the curated view, approval.
+/// (The deny checks come first so a denied tool is reported as denied, not as out of scope.)
+pub fn govern(
+    snapshot: &Snapshot,
+    caller: &Caller,
+    i: usize,
+    intent: &Intent<'_>,
+) -> Result<(), ApiError> {
+    let tool = &snapshot.catalog.tools[i];
+    let info = &snapshot.exec.info[i];
+    let id = &tool.id;
+    if info.managed_deny {
+        return Err(ApiError::new(
+            403,
+            codes::MANAGED_DENY,
+            format!("tool `{id}` is denied by the managed policy"),
+        ));
+    }
+    if info.policy_deny {
+        return Err(ApiError::new(
+            403,
+            codes::POLICY_DENY,
+            format!("tool `{id}` is denied by `policy.deny`"),
+        ));
+    }
+    crate::api::authorize(snapshot, caller, id)?;
+    let view = snapshot.select_view(intent.agent_profile, intent.mode)?;
+    if !snapshot.exec.view_admits(view, i) {
+        return Err(ApiError::new(
+            403,
+            codes::CURATED_DENY,
+            format!("tool `{id}` is not in the curated view `{view}`"),
+        ));
+    }
+    if info.approval && !intent.approval {
+        return Err(ApiError::new(
+            403,
+            codes::APPROVAL_REQUIRED,
+            format!(
+                "tool `{id}` requires approval; repeat the call with approval (`\"approval\": true`, `--approval`, or the `X-Open-Cli-Approval: true` header)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An audit event about a tool, with the caller and tool fields filled in.
+pub fn tool_event(
+    event_type: &'static str,
+    tool: &Tool,
+    info: &ToolInfo,
+    caller: &Caller,
+    intent: &Intent<'_>,
+    request_id: &str,
+    channel: &'static str,
+) -> Event {
+    let mut e = Event::new(event_type, tool.id.clone());
+    e.principal = caller.principal.as_ref().map(|p| p.subject.clone());
+    e.agent_profile = intent.agent_profile.map(str::to_string);
+    e.service_id = Some(tool.service_id.clone());
+    e.target_base_url = info.base.as_ref().ok().map(|u| u.to_string());
+    e.method = Some(tool.method.clone());
+    e.path = Some(tool.path.clone());
+    e.request_id = Some(request_id.to_string());
+    e.channel = Some(channel);
+    e
+}
+
+/// The audit record of a refusal by [`govern`].
+pub fn denial_event(mut e: Event, err: &ApiError) -> Event {
+    e.event_type = "authz_denial";
+    e.decision = "denied";
+    e.reason_code = err.code.to_string();
+    e
+}

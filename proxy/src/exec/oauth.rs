@@ -1,0 +1,305 @@
+//! OAuth 2.0 client-credentials tokens for upstream calls (contract §4.5), shared by every
+//! request.
+//!
+//! - One slot per token identity (secret key, token URL, client ID, scopes, audience). A slot
+//!   is an async mutex: concurrent requests that need a token wait for the one fetch in
+//!   progress instead of each fetching (single flight).
+//! - A token is reused until [`EARLY_RENEW`] before `expires_in`; without `expires_in` it is
+//!   kept for [`DEFAULT_TTL`].
+//! - With `tokenStorage: instance` (the default) tokens are also written to
+//!   `<stateDir>/oauth/<sha256 of the identity>.json` with mode 0600 and read back after a
+//!   restart; `memory` keeps them in the process only.
+//! - [`TokenCache::invalidate`] drops a token an upstream refused (401) so the next call
+//!   fetches a fresh one; it only drops that exact token, so a burst of 401s costs one fetch.
+//! - The token URL comes from the secret, else the scheme's flow, else OpenID discovery
+//!   (`<issuer>/.well-known/openid-configuration`, cached).
+//!
+//! Client secrets and tokens never appear in errors or logs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use open_cli_config::model::{ClientAuthMethod, TokenStorage};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::fetch::error_chain;
+
+pub const EARLY_RENEW: Duration = Duration::from_secs(30);
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Everything that identifies (and fetches) one token.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub secret_key: String,
+    /// Token endpoint, when known without discovery.
+    pub token_url: Option<String>,
+    /// Issuer or OpenID configuration URL to discover the token endpoint from.
+    pub discovery: Option<String>,
+    pub client_id: Arc<str>,
+    pub client_secret: Option<Arc<str>>,
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+    pub auth_method: ClientAuthMethod,
+    pub storage: TokenStorage,
+}
+
+impl TokenRequest {
+    fn identity(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.secret_key.as_str(),
+            self.token_url.as_deref().unwrap_or(""),
+            self.discovery.as_deref().unwrap_or(""),
+            &self.client_id,
+            &self.scopes.join(" "),
+            self.audience.as_deref().unwrap_or(""),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Token {
+    access_token: String,
+    /// Unix seconds.
+    expires_at: u64,
+}
+
+impl Token {
+    fn fresh(&self) -> bool {
+        now() + EARLY_RENEW.as_secs() < self.expires_at
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Token>>>;
+
+#[derive(Debug)]
+pub struct TokenCache {
+    http: reqwest::Client,
+    slots: parking_lot::Mutex<HashMap<String, Slot>>,
+    discovered: parking_lot::Mutex<HashMap<String, String>>,
+    dir: Option<PathBuf>,
+}
+
+/// A token handed to a request, with what it takes to invalidate it.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: String,
+    identity: String,
+}
+
+impl TokenCache {
+    pub fn new(http: reqwest::Client, state_dir: Option<PathBuf>) -> Self {
+        Self {
+            http,
+            slots: parking_lot::Mutex::new(HashMap::new()),
+            discovered: parking_lot::Mutex::new(HashMap::new()),
+            dir: state_dir.map(|d| d.join("oauth")),
+        }
+    }
+
+    fn slot(&self, identity: &str) -> Slot {
+        Arc::clone(self.slots.lock().entry(identity.to_string()).or_default())
+    }
+
+    /// A valid token for `req`: cached, or fetched once for every concurrent caller.
+    pub async fn token(&self, req: &TokenRequest) -> Result<Issued, String> {
+        let identity = req.identity();
+        let slot = self.slot(&identity);
+        let mut guard = slot.lock().await;
+        if let Some(t) = guard.as_ref().filter(|t| t.fresh()) {
+            return Ok(Issued {
+                token: t.access_token.clone(),
+                identity,
+            });
+        }
+        if guard.is_none()
+            && let Some(t) = self.load(req, &identity).filter(Token::fresh)
+        {
+            let token = t.access_token.clone();
+            *guard = Some(t);
+            return Ok(Issued { token, identity });
+        }
+        let t = self.fetch(req).await?;
+        self.store(req, &identity, &t);
+        let token = t.access_token.clone();
+        *guard = Some(t);
+        Ok(Issued { token, identity })
+    }
+
+    /// Forget a token an upstream refused (only if it is still the cached one).
+    pub async fn invalidate(&self, issued: &Issued) {
+        let slot = self.slot(&issued.identity);
+        let mut guard = slot.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|t| t.access_token == issued.token)
+        {
+            *guard = None;
+            if let Some(dir) = &self.dir {
+                let _ = std::fs::remove_file(dir.join(format!("{}.json", issued.identity)));
+            }
+        }
+    }
+
+    fn load(&self, req: &TokenRequest, identity: &str) -> Option<Token> {
+        if req.storage != TokenStorage::Instance {
+            return None;
+        }
+        let path = self.dir.as_ref()?.join(format!("{identity}.json"));
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    fn store(&self, req: &TokenRequest, identity: &str, t: &Token) {
+        if req.storage != TokenStorage::Instance {
+            return;
+        }
+        let Some(dir) = &self.dir else { return };
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+            let tmp = dir.join(format!(".{identity}.{}.tmp", std::process::id()));
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&serde_json::to_vec(t).map_err(std::io::Error::other)?)?;
+            std::fs::rename(&tmp, dir.join(format!("{identity}.json")))
+        };
+        if let Err(e) = write() {
+            tracing::warn!(secret = %req.secret_key, error = %e, "cannot persist an upstream OAuth token; it stays in memory");
+        }
+    }
+
+    async fn token_url(&self, req: &TokenRequest) -> Result<String, String> {
+        if let Some(u) = &req.token_url {
+            return Ok(u.clone());
+        }
+        let Some(base) = &req.discovery else {
+            return Err(format!(
+                "secret `{}`: no token URL (set `tokenURL` or `issuer`, or declare one in the API's security scheme)",
+                req.secret_key
+            ));
+        };
+        if let Some(u) = self.discovered.lock().get(base) {
+            return Ok(u.clone());
+        }
+        let url = if base.contains("/.well-known/") {
+            base.clone()
+        } else {
+            format!(
+                "{}/.well-known/openid-configuration",
+                base.trim_end_matches('/')
+            )
+        };
+        let doc: serde_json::Value = self
+            .http
+            .get(&url)
+            .timeout(FETCH_TIMEOUT)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("OpenID discovery at {url} failed: {}", error_chain(&e)))?
+            .json()
+            .await
+            .map_err(|e| format!("OpenID discovery at {url}: {}", error_chain(&e)))?;
+        let token_url = doc
+            .get("token_endpoint")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| format!("OpenID configuration at {url} has no `token_endpoint`"))?
+            .to_string();
+        self.discovered
+            .lock()
+            .insert(base.clone(), token_url.clone());
+        Ok(token_url)
+    }
+
+    async fn fetch(&self, req: &TokenRequest) -> Result<Token, String> {
+        let url = self.token_url(req).await?;
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        let scope = req.scopes.join(" ");
+        if !scope.is_empty() {
+            form.push(("scope", &scope));
+        }
+        if let Some(a) = &req.audience {
+            form.push(("audience", a));
+        }
+        let mut call = self.http.post(&url).timeout(FETCH_TIMEOUT);
+        match req.auth_method {
+            ClientAuthMethod::ClientSecretBasic => {
+                call = call.basic_auth(
+                    form_urlencode(&req.client_id),
+                    req.client_secret.as_deref().map(form_urlencode),
+                );
+            }
+            ClientAuthMethod::ClientSecretPost => {
+                form.push(("client_id", &req.client_id));
+                if let Some(s) = &req.client_secret {
+                    form.push(("client_secret", s));
+                }
+            }
+        }
+        let encoded = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&form)
+            .finish();
+        let resp = call
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encoded)
+            .send()
+            .await
+            .map_err(|e| format!("token request to {url} failed: {}", error_chain(&e)))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let why = body
+                .get("error_description")
+                .or_else(|| body.get("error"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("no error description");
+            return Err(format!(
+                "token endpoint {url} answered {status} for secret `{}`: {why}",
+                req.secret_key
+            ));
+        }
+        let access_token = body
+            .get("access_token")
+            .and_then(|v| v.as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| format!("token endpoint {url} returned no `access_token`"))?
+            .to_string();
+        let ttl = body
+            .get("expires_in")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(DEFAULT_TTL.as_secs());
+        Ok(Token {
+            access_token,
+            expires_at: now() + ttl,
+        })
+    }
+}
+
+/// RFC 6749 §2.3.1: client ID and secret are form-urlencoded before Basic encoding.
+fn form_urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,442 @@
+//! The sidecar route: `<prefix>/<service alias>/<upstream path>` streamed to the service's
+//! upstream by Pingora, under exactly the governance of `POST /v1/tools/execute`.
+//!
+//! The decision is made in `request_filter` from method, path and headers only — the body is
+//! never buffered, so bodies of any size stream both ways:
+//!
+//! 1. authenticate the runtime token (same authenticator as the API);
+//! 2. match method + path to one catalog operation ([`crate::exec::ExecIndex::route`]);
+//!    unsafe paths (`..`, encoded slashes) are refused and unmatched requests are refused;
+//! 3. [`crate::exec::govern`]: managed deny, `policy.deny`, scopes, curated view, approval
+//!    (`X-Open-Cli-Approval: true`, `X-Open-Cli-Mode`, `X-Open-Cli-Agent-Profile`);
+//! 4. `Content-Length` over `maxRequestBytes` → 413 (a chunked body is cut off at the limit);
+//! 5. resolve the upstream credentials; unresolvable → 502, nothing sent.
+//!
+//! `upstream_peer` then connects to the tool's server (host and port come only from the
+//! catalog), and `upstream_request_filter` rewrites the request: the upstream path, the
+//! caller's `Authorization`, `Cookie`, `Proxy-Authorization` and `X-Open-Cli-*` removed,
+//! hop-by-hop headers removed, credentials added, `Host` and `X-Forwarded-*` set. Connect
+//! failures are retried (bounded by `retries`) for idempotent operations. A 401 from the
+//! upstream on an OAuth token drops that token so the next call fetches a fresh one (the
+//! streamed request cannot be replayed). Every outcome is audited from `logging`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use open_cli_config::wire::codes;
+use pingora::http::RequestHeader;
+
+use crate::api::Caller;
+use crate::exec::credentials::Applied;
+use crate::exec::{Intent, index::RouteError};
+use crate::snapshot::{ApiError, Snapshot};
+use crate::state::RuntimeState;
+
+/// A request the pass-through admitted, carried from `request_filter` to `logging`.
+#[derive(Debug)]
+pub struct Admitted {
+    pub snapshot: Arc<Snapshot>,
+    pub tool: usize,
+    pub caller: Caller,
+    pub agent_profile: Option<String>,
+    pub creds: Applied,
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub host: String,
+    /// `Host` header value (host, plus port when not the scheme's default).
+    pub authority: String,
+    /// Upstream path and query.
+    pub target: String,
+    pub started: Instant,
+    pub connect_retries: u32,
+    pub upstream_status: u16,
+}
+
+/// The part after the prefix, when a path is on the pass-through route.
+pub fn strip_prefix<'p>(prefix: &str, path: &'p str) -> Option<&'p str> {
+    let rest = path.strip_prefix(prefix)?;
+    rest.starts_with('/').then_some(rest)
+}
+
+/// Headers that belong to one connection (RFC 9110 §7.6.1) and must not be forwarded, plus
+/// the caller's own credentials and runtime controls.
+const DROP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+];
+
+pub const APPROVAL_HEADER: &str = "x-open-cli-approval";
+pub const MODE_HEADER: &str = "x-open-cli-mode";
+pub const PROFILE_HEADER: &str = "x-open-cli-agent-profile";
+
+/// Steps 2–5 of the module docs for an authenticated caller.
+pub async fn admit(
+    state: &RuntimeState,
+    snapshot: Arc<Snapshot>,
+    caller: Caller,
+    req: &RequestHeader,
+    rest: &str,
+    request_id: &str,
+) -> Result<Admitted, ApiError> {
+    let after = &rest[1..];
+    let (alias, path) = match after.find('/') {
+        Some(k) => (&after[..k], &after[k..]),
+        None => (after, "/"),
+    };
+    let method = req.method.as_str();
+    let i = snapshot.exec.route(alias, method, path).map_err(|e| match e {
+        RouteError::Unsafe(why) => {
+            ApiError::new(400, codes::INVALID_REQUEST, format!("unsafe path: {why}"))
+        }
+        RouteError::NoService => ApiError::new(
+            404,
+            codes::NOT_FOUND,
+            format!("no service with alias `{alias}` (pass-through paths are `<prefix>/<alias>/<path>`)"),
+        ),
+        RouteError::NoOperation => ApiError::new(
+            404,
+            codes::NO_MATCHING_OPERATION,
+            format!("`{method} {path}` matches no operation of service `{alias}`; only catalog operations are forwarded"),
+        ),
+    })?;
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let intent = Intent {
+        mode: header(MODE_HEADER),
+        agent_profile: header(PROFILE_HEADER),
+        approval: header(APPROVAL_HEADER)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+    };
+    let tool = &snapshot.catalog.tools[i];
+    let info = &snapshot.exec.info[i];
+    let event = || {
+        crate::exec::tool_event(
+            "tool_execution",
+            tool,
+            info,
+            &caller,
+            &intent,
+            request_id,
+            "passthrough",
+        )
+    };
+    if let Err(e) = crate::exec::govern(&snapshot, &caller, i, &intent) {
+        state.audit.record(crate::exec::denial_event(event(), &e));
+        return Err(e);
+    }
+    let limit = info.upstream.max_request_bytes;
+    if let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok())
+        && len > limit
+    {
+        return Err(ApiError::new(
+            413,
+            codes::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is {len} bytes; tool `{}` accepts at most {limit} (maxRequestBytes)",
+                tool.id
+            ),
+        ));
+    }
+    let fail = |status, code, message: String| {
+        let err = ApiError::new(status, code, message);
+        let mut e = event();
+        e.event_type = "execution_error";
+        e.decision = "error";
+        e.reason_code = err.code.to_string();
+        e.error = Some(err.message.clone());
+        state.audit.record(e);
+        err
+    };
+    let base = match &info.base {
+        Ok(b) => b,
+        Err(m) => return Err(fail(502, codes::UPSTREAM_UNREACHABLE, m.clone())),
+    };
+    let creds = match state.credentials.resolve(&snapshot.config, tool).await {
+        Ok(c) => c,
+        Err(u) => {
+            return Err(fail(
+                502,
+                codes::CREDENTIALS_UNAVAILABLE,
+                u.message(&tool.id),
+            ));
+        }
+    };
+    let tls = base.scheme() == "https";
+    let host = base.host_str().unwrap_or_default().to_string();
+    let port = base
+        .port_or_known_default()
+        .unwrap_or(if tls { 443 } else { 80 });
+    let addr = match state.resolver.resolve(&host, port).await {
+        Ok(a) => a,
+        Err(m) => {
+            return Err(fail(
+                502,
+                codes::UPSTREAM_UNREACHABLE,
+                format!("tool `{}`: {m}", tool.id),
+            ));
+        }
+    };
+    let authority = match base.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    let mut target = String::with_capacity(base.path().len() + path.len() + 16);
+    target.push_str(base.path().trim_end_matches('/'));
+    target.push_str(path);
+    let mut query: Vec<String> = req.uri.query().map(str::to_string).into_iter().collect();
+    for (k, v) in &creds.query {
+        let pair: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair(k, v)
+            .finish();
+        query.push(pair);
+    }
+    if !query.is_empty() {
+        target.push('?');
+        target.push_str(&query.join("&"));
+    }
+    Ok(Admitted {
+        agent_profile: intent.agent_profile.map(str::to_string),
+        snapshot,
+        tool: i,
+        caller,
+        creds,
+        addr,
+        tls,
+        host,
+        authority,
+        target,
+        started: Instant::now(),
+        connect_retries: 0,
+        upstream_status: 0,
+    })
+}
+
+/// Rewrite the request for the upstream (see the module docs).
+pub fn rewrite(
+    a: &Admitted,
+    req: &mut RequestHeader,
+    client: Option<&str>,
+    request_id: &str,
+) -> pingora::Result<()> {
+    let original_host = req
+        .headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri.authority().map(|a| a.to_string()));
+    let listed: Vec<String> = req
+        .headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for name in DROP.iter().copied().map(str::to_string).chain(listed) {
+        req.remove_header(&name);
+    }
+    let controls: Vec<String> = req
+        .headers
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| k.starts_with("x-open-cli-") || k.starts_with("x-forwarded-"))
+        .map(str::to_string)
+        .collect();
+    for name in controls {
+        req.remove_header(&name);
+    }
+    let uri: http::Uri = a.target.parse().map_err(|e| {
+        pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            format!("cannot build the upstream URI: {e}"),
+        )
+    })?;
+    req.set_uri(uri);
+    req.insert_header("host", &a.authority)?;
+    if let Some(ip) = client {
+        req.insert_header("x-forwarded-for", ip)?;
+    }
+    req.insert_header("x-forwarded-proto", "http")?;
+    if let Some(h) = original_host {
+        req.insert_header("x-forwarded-host", h)?;
+    }
+    req.insert_header("x-request-id", request_id)?;
+    for (name, value) in &a.creds.headers {
+        req.insert_header(name.clone(), value.as_str())?;
+    }
+    if !a.creds.cookies.is_empty() {
+        let cookie: Vec<String> = a
+            .creds
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        req.insert_header("cookie", cookie.join("; "))?;
+    }
+    Ok(())
+}
+
+/// Upstream host names resolved asynchronously and cached briefly (IP literals skip it).
+#[derive(Debug, Default)]
+pub struct Resolver {
+    cache: parking_lot::Mutex<std::collections::HashMap<(String, u16), (SocketAddr, Instant)>>,
+}
+
+const DNS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Resolver {
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, String> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
+        }
+        let key = (host.to_string(), port);
+        if let Some((a, at)) = self.cache.lock().get(&key)
+            && at.elapsed() < DNS_TTL
+        {
+            return Ok(*a);
+        }
+        let addr = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
+            .next()
+            .ok_or_else(|| format!("`{host}` resolves to no address"))?;
+        self.cache.lock().insert(key, (addr, Instant::now()));
+        Ok(addr)
+    }
+}
+
+/// Trust anchors for TLS upstreams with a `caFile`: the system roots plus the file's
+/// certificates, loaded once per file. (Pingora's per-peer CA list replaces its default
+/// store, so the system roots are added here.)
+#[derive(Debug, Default)]
+pub struct CaBundles {
+    loaded:
+        parking_lot::Mutex<std::collections::HashMap<String, Arc<pingora::protocols::tls::CaType>>>,
+}
+
+impl CaBundles {
+    pub fn get(&self, file: &str) -> Result<Arc<pingora::protocols::tls::CaType>, String> {
+        if let Some(b) = self.loaded.lock().get(file) {
+            return Ok(Arc::clone(b));
+        }
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut ders: Vec<Vec<u8>> = CertificateDer::pem_file_iter(file)
+            .map_err(|e| format!("cannot read caFile `{file}`: {e}"))?
+            .map(|c| c.map(|c| c.to_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("caFile `{file}` is not a PEM bundle: {e}"))?;
+        if ders.is_empty() {
+            return Err(format!("caFile `{file}` holds no certificate"));
+        }
+        ders.extend(
+            rustls_native_certs::load_native_certs()
+                .certs
+                .into_iter()
+                .map(|c| c.to_vec()),
+        );
+        let wrapped = std::panic::catch_unwind(|| {
+            ders.into_iter()
+                .map(|d| pingora::utils::tls::WrappedX509::new(d, pingora::utils::tls::parse_x509))
+                .collect::<Vec<_>>()
+        })
+        .map_err(|_| format!("caFile `{file}` holds a certificate that cannot be parsed"))?;
+        let bundle: Arc<pingora::protocols::tls::CaType> = Arc::from(wrapped.into_boxed_slice());
+        self.loaded
+            .lock()
+            .insert(file.to_string(), Arc::clone(&bundle));
+        Ok(bundle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_must_be_followed_by_a_slash() {
+        assert_eq!(
+            strip_prefix("/proxy", "/proxy/demo/items"),
+            Some("/demo/items")
+        );
+        assert_eq!(strip_prefix("/proxy", "/proxyx/demo"), None);
+        assert_eq!(strip_prefix("/proxy", "/proxy"), None);
+        assert_eq!(strip_prefix("/proxy", "/v1/catalog/effective"), None);
+    }
+
+    #[test]
+    fn callers_credentials_and_hop_by_hop_headers_are_dropped() {
+        let snapshot = Arc::new(
+            Snapshot::new(
+                open_cli_config::ntc::Catalog {
+                    catalog_version: "1".into(),
+                    generated_at: "t".into(),
+                    source_fingerprint: "f".into(),
+                    sources: vec![],
+                    services: vec![],
+                    tools: vec![],
+                    workflows: vec![],
+                    effective_views: vec![],
+                },
+                open_cli_config::model::ModeKind::Discover,
+                None,
+            )
+            .unwrap(),
+        );
+        let a = Admitted {
+            snapshot,
+            tool: 0,
+            caller: Caller::default(),
+            agent_profile: None,
+            creds: Applied {
+                headers: vec![("x-api-key".into(), "k".into())],
+                cookies: vec![("session_key".into(), "c".into())],
+                ..Applied::default()
+            },
+            addr: "127.0.0.1:9".parse().unwrap(),
+            tls: false,
+            host: "127.0.0.1".into(),
+            authority: "127.0.0.1:9".into(),
+            target: "/base/items/1?x=1".into(),
+            started: Instant::now(),
+            connect_retries: 0,
+            upstream_status: 0,
+        };
+        let mut req = RequestHeader::build("GET", b"/proxy/demo/items/1?x=1", None).unwrap();
+        for (k, v) in [
+            ("authorization", "Bearer caller"),
+            ("cookie", "mine=1"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("x-open-cli-approval", "true"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("host", "runtime:8765"),
+            ("accept", "application/json"),
+        ] {
+            req.append_header(k, v).unwrap();
+        }
+        rewrite(&a, &mut req, Some("10.0.0.1"), "rid").unwrap();
+        let h = |n: &str| req.headers.get(n).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(req.uri.to_string(), "/base/items/1?x=1");
+        assert_eq!(h("authorization"), None);
+        assert_eq!(h("cookie").as_deref(), Some("session_key=c"));
+        assert_eq!(h("x-secret-hop"), None);
+        assert_eq!(h("connection"), None);
+        assert_eq!(h("x-open-cli-approval"), None);
+        assert_eq!(h("x-forwarded-for").as_deref(), Some("10.0.0.1"));
+        assert_eq!(h("x-forwarded-host").as_deref(), Some("runtime:8765"));
+        assert_eq!(h("host").as_deref(), Some("127.0.0.1:9"));
+        assert_eq!(h("x-api-key").as_deref(), Some("k"));
+        assert_eq!(h("accept").as_deref(), Some("application/json"));
+        assert_eq!(h("x-request-id").as_deref(), Some("rid"));
+    }
+}
