@@ -250,6 +250,10 @@ wrk_run() { # variant duration out
   wrk "${args[@]}" "${url[$v]}" > "$3"
 }
 echo "wrk -t$wrk_threads -c$conns -d${secs}s --latency; proxies: $threads threads/workers; upstream: nginx, 1 worker; all on $(nproc) shared cores, unpinned"
+load=$(cut -d' ' -f1 /proc/loadavg)
+if awk "BEGIN{exit !($load >= 0.5)}"; then
+  echo "WARNING: load average $load before the runs: other work shares the cores, the figures are skewed"
+fi
 printf '%-18s %12s %10s %10s   %s\n' variant req/s p50 p99 "proxy peak RSS (VmHWM)"
 for v in a b c d e; do
   want $v || continue
