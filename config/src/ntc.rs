@@ -8,6 +8,19 @@ use serde_json::Value;
 
 pub const CATALOG_VERSION: &str = "1.0.0";
 
+/// RFC 3986 unreserved characters stay; everything else in a path argument is encoded.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Encode a path argument as exactly one URL path segment (`/` becomes `%2F`). The runtime
+/// sends this and the CLI's `--dry-run` shows it, so both agree byte for byte.
+pub fn encode_path_segment(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }

@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use open_cli_config::ntc::Tool;
 use open_cli_config::wire::{EffectiveCatalog, ExecuteRequest, ExecuteResponse};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -47,13 +46,6 @@ impl Reply {
         }
     }
 }
-
-/// Unreserved characters (RFC 3986) stay; everything else in a path argument is encoded.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -175,7 +167,7 @@ fn url(inv: &Invocation<'_>, base: Option<&str>) -> String {
     let t = inv.tool;
     let mut path = t.path.clone();
     for (p, v) in t.path_params.iter().zip(&inv.path_args) {
-        let encoded = utf8_percent_encode(v, SEGMENT).to_string();
+        let encoded = open_cli_config::ntc::encode_path_segment(v);
         path = path.replace(&format!("{{{}}}", p.original_name), &encoded);
     }
     let mut query = form_urlencoded::Serializer::new(String::new());

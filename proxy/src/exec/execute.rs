@@ -147,7 +147,7 @@ async fn run(
         ));
     }
     if info.mcp {
-        return run_mcp(state, snapshot, tool, req, body, ev).await;
+        return run_mcp(snapshot, tool, req, body, ev).await;
     }
     let flags = match_flags(tool, req).map_err(|m| bad(m, &ev))?;
     let base = info.base.as_ref().map_err(|m| {
@@ -230,7 +230,6 @@ async fn run(
 }
 
 async fn run_mcp(
-    state: &RuntimeState,
     snapshot: &Snapshot,
     tool: &Tool,
     req: &ExecuteRequest,
@@ -292,7 +291,6 @@ async fn run_mcp(
             &ev,
         )
     })?;
-    let _ = state;
     ev.auth_scheme = Some("mcp-transport".into());
     let result = crate::mcp::call_tool(&transport, &backend.tool_name, args)
         .await

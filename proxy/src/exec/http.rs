@@ -122,7 +122,7 @@ pub fn prepare(
                     param.name
                 ));
             }
-            path.push_str(&encode_segment(value));
+            path.push_str(&open_cli_config::ntc::encode_path_segment(value));
         } else {
             path.push_str(seg);
         }
@@ -171,19 +171,6 @@ pub fn prepare(
         body,
         content_type,
     })
-}
-
-/// Percent-encode one path segment (everything but RFC 3986 unreserved characters).
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// What came back.
@@ -381,9 +368,10 @@ mod tests {
 
     #[test]
     fn segments_are_encoded_whole() {
-        assert_eq!(encode_segment("a b/c?d#e%"), "a%20b%2Fc%3Fd%23e%25");
-        assert_eq!(encode_segment("héllo"), "h%C3%A9llo");
-        assert_eq!(encode_segment("x-y_z.~"), "x-y_z.~");
+        use open_cli_config::ntc::encode_path_segment as enc;
+        assert_eq!(enc("a b/c?d#e%"), "a%20b%2Fc%3Fd%23e%25");
+        assert_eq!(enc("héllo"), "h%C3%A9llo");
+        assert_eq!(enc("x-y_z.~"), "x-y_z.~");
     }
 
     #[test]

@@ -169,7 +169,7 @@ impl ExecIndex {
                     && r.segments.len() == segments.len()
                     && r.segments.iter().zip(&segments).all(|(t, s)| match t {
                         Segment::Param => !s.is_empty(),
-                        Segment::Literal(l) => decode(s).as_deref() == Some(l.as_str()),
+                        Segment::Literal(l) => percent_decode(s).as_deref() == Some(l.as_str()),
                     })
             })
             .map(|r| r.tool)
@@ -190,27 +190,20 @@ fn template(path: &str) -> Vec<Segment> {
         .collect()
 }
 
-fn decode(segment: &str) -> Option<String> {
-    percent_decode(segment)
-}
-
 /// Percent-decode; `None` for malformed escapes or non-UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
+fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3)?;
-            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    // `percent_decode_str` passes malformed escapes through; they are refused here instead.
+    let malformed = b.iter().enumerate().any(|(i, &c)| {
+        c == b'%'
+            && !b
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s).decode_utf8().ok()
 }
 
 /// Refuse paths that could reach outside the operation they name once an upstream or an
