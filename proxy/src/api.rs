@@ -45,7 +45,7 @@ pub struct Request<'a> {
 /// Who is asking: `None` when runtime auth is off or the route is public and no token came.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
-    pub principal: Option<crate::auth::Principal>,
+    pub principal: Option<std::sync::Arc<crate::auth::Principal>>,
 }
 
 /// Whether an `Accept-Encoding` value admits gzip (`gzip` or `*`, without `q=0`).

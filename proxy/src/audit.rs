@@ -1,22 +1,22 @@
 //! The audit log: NDJSON, one event per line (contract §6).
 //!
-//! Requests never write the file themselves: they hand an [`Event`] to one writer thread over
-//! a channel (a few hundred nanoseconds), so audit adds no syscall to the request path. The
-//! writer serialises each event into one whole line and appends batches through a buffer,
-//! flushing whenever the queue runs dry; lines from concurrent requests therefore never
-//! interleave. [`Audit::flush`] waits until everything sent before it is on disk (used by
-//! `GET /v1/audit/events` and at shutdown), so nothing acknowledged is lost on a clean exit.
-//! The file is opened with `O_APPEND` and mode 0600.
+//! Requests never write the file themselves: an [`Event`] is serialised on the request's
+//! thread into one whole line and appended to a [`Spool`], whose writer thread writes the
+//! lines of each short window with one `write(2)`. Lines from concurrent requests therefore
+//! never interleave, and audit adds no syscall or thread wake-up to the request path.
+//! [`Audit::flush`] writes everything recorded before it (used by `GET /v1/audit/events` and
+//! at shutdown), so nothing is lost on a clean exit; a crash loses at most the last
+//! [`crate::spool::LINGER`]. The file is opened with `O_APPEND` and mode 0600.
 //!
 //! Events carry the contract's fields plus `requestId`, `channel`, `responseSize` and a
 //! populated `authScheme` and `requestSize`; secret values never enter an event (only scheme
 //! names do).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use serde::Serialize;
+
+use crate::spool::Spool;
 
 /// One audit record. Empty fields are omitted, as in the reference.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -82,47 +82,53 @@ impl Event {
     }
 }
 
-/// RFC 3339 with milliseconds, UTC.
+/// RFC 3339 with milliseconds, UTC (`2026-11-23T18:40:01.123Z`).
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    now.format(&fmt).unwrap_or_default()
+    rfc3339_millis(time::OffsetDateTime::now_utc())
 }
 
-enum Msg {
-    Event(Box<Event>),
-    Flush(mpsc::SyncSender<std::io::Result<()>>),
+/// Written by hand: it runs for every audited request, and a format description costs about
+/// ten times as much.
+fn rfc3339_millis(t: time::OffsetDateTime) -> String {
+    fn put(b: &mut [u8], at: usize, width: usize, mut v: u32) {
+        for k in (at..at + width).rev() {
+            b[k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    put(&mut b, 0, 4, t.year().clamp(0, 9999) as u32);
+    put(&mut b, 5, 2, u8::from(t.month()).into());
+    put(&mut b, 8, 2, t.day().into());
+    put(&mut b, 11, 2, t.hour().into());
+    put(&mut b, 14, 2, t.minute().into());
+    put(&mut b, 17, 2, t.second().into());
+    put(&mut b, 20, 3, t.millisecond().into());
+    String::from_utf8_lossy(&b).into_owned()
 }
 
-/// Handle to the writer thread; cheap to share.
+/// Handle to the audit log; cheap to share.
 #[derive(Debug)]
 pub struct Audit {
-    tx: mpsc::Sender<Msg>,
+    spool: Spool,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("audit::Msg")
-    }
+thread_local! {
+    /// Serialisation buffer, reused by every event of a thread.
+    static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
 }
 
 impl Audit {
-    /// Open (create) the log and start the writer thread.
+    /// Open (create) the log and start its writer.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let file = open_append(path)?;
-        let (tx, rx) = mpsc::channel::<Msg>();
-        let shown = path.display().to_string();
-        std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || writer(file, rx, &shown))?;
         Ok(Self {
-            tx,
+            spool: Spool::new("audit-writer", Box::new(file))?,
             path: path.to_path_buf(),
         })
     }
@@ -131,21 +137,24 @@ impl Audit {
         &self.path
     }
 
-    /// Queue an event (never blocks on I/O).
+    /// Record an event: serialised on this thread into one line and handed to the spool
+    /// (no syscall, no wake-up in the common case; see [`crate::spool`]).
     pub fn record(&self, event: Event) {
-        if self.tx.send(Msg::Event(Box::new(event))).is_err() {
-            tracing::error!("audit writer has stopped; an audit event was lost");
-        }
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            match serde_json::to_writer(&mut *line, &event) {
+                Ok(()) => {
+                    line.push(b'\n');
+                    self.spool.append(line);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot serialise an audit event"),
+            }
+        });
     }
 
-    /// Wait until every event queued before this call is written.
+    /// Write every event recorded before this call; the file's result.
     pub fn flush(&self) -> std::io::Result<()> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.tx
-            .send(Msg::Flush(tx))
-            .map_err(|_| std::io::Error::other("audit writer has stopped"))?;
-        rx.recv()
-            .map_err(|_| std::io::Error::other("audit writer has stopped"))?
+        self.spool.flush()
     }
 
     /// Every event in the file, oldest first. A line that is not JSON is an error naming it.
@@ -175,49 +184,6 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
         .append(true)
         .mode(0o600)
         .open(path)
-}
-
-fn writer(file: std::fs::File, rx: mpsc::Receiver<Msg>, shown: &str) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
-    let mut line = Vec::with_capacity(512);
-    let mut failed = false;
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Event(e) => {
-                    line.clear();
-                    if serde_json::to_writer(&mut line, &e).is_ok() {
-                        line.push(b'\n');
-                        // BufWriter writes a line larger than its buffer in one call, and
-                        // flushes whole lines otherwise: a line is never split between writes
-                        // of different batches.
-                        if out.buffer().len() + line.len() > out.capacity() {
-                            report(out.flush(), shown, &mut failed);
-                        }
-                        report(out.write_all(&line), shown, &mut failed);
-                    }
-                }
-                Msg::Flush(reply) => {
-                    let _ = reply.send(out.flush());
-                }
-            }
-            next = rx.try_recv().ok();
-        }
-        report(out.flush(), shown, &mut failed);
-    }
-    let _ = out.flush();
-}
-
-fn report(r: std::io::Result<()>, shown: &str, failed: &mut bool) {
-    match r {
-        Err(e) if !*failed => {
-            *failed = true;
-            tracing::error!(path = shown, error = %e, "cannot write the audit log");
-        }
-        Ok(()) => *failed = false,
-        Err(_) => {}
-    }
 }
 
 #[cfg(test)]
@@ -253,6 +219,22 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_milliseconds() {
+        let fmt = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        for t in [
+            time::macros::datetime!(2026-11-23 18:40:01.123456 UTC),
+            time::macros::datetime!(1999-01-02 03:04:05.006 UTC),
+            time::macros::datetime!(2026-12-31 23:59:59.999 +02:00),
+        ] {
+            let utc = t.to_offset(time::UtcOffset::UTC);
+            assert_eq!(rfc3339_millis(t), utc.format(&fmt).unwrap());
+        }
+        assert_eq!(now_rfc3339().len(), 24);
     }
 
     #[test]

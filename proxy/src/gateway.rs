@@ -250,16 +250,27 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
+        let header = session.req_header();
+        let latency_us = ctx.started.elapsed().as_micros() as u64;
         if let Some(a) = ctx.pass.take() {
             self.audit_pass_through(session, error, &a, &ctx.request_id);
+            // The audit record is this request's log line (request ID, method, operation,
+            // status, sizes, latency): a second, info-level line per proxied request would
+            // double the logging cost of the hot path. `RUST_LOG=open_cli_proxy::gateway=debug`
+            // adds it; errors are always logged.
+            if let Some(e) = error {
+                tracing::warn!(request_id = %ctx.request_id, method = %header.method, path = %header.uri.path(), status, latency_us, error = %e, "pass-through request failed");
+            } else {
+                tracing::debug!(request_id = %ctx.request_id, method = %header.method, path = %header.uri.path(), status, latency_us, "request");
+            }
+            return;
         }
-        let header = session.req_header();
         tracing::info!(
             request_id = %ctx.request_id,
             method = %header.method,
             path = %header.uri.path(),
             status,
-            latency_us = ctx.started.elapsed().as_micros() as u64,
+            latency_us,
             error = error.map(|e| e.to_string()),
             "request"
         );

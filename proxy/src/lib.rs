@@ -39,6 +39,7 @@ pub mod refresh;
 pub use open_cli_config::secrets;
 pub mod server;
 pub mod snapshot;
+pub mod spool;
 pub mod state;
 pub mod telemetry;
 

@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::{HeaderName, HeaderValue};
 use open_cli_config::wire::codes;
 use pingora::http::RequestHeader;
 
@@ -218,19 +219,32 @@ pub async fn admit(
     })
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Rewrite the request for the upstream (see the module docs).
+///
+/// The upstream header is built afresh as plain `http` parts, sized for what it will hold,
+/// rather than edited through Pingora's case-preserving header API: that API parses and
+/// copies every header name twice per insert and grows maps sized for the incoming headers,
+/// which measured about a tenth of the pass-through's cost. Header names therefore go
+/// upstream in canonical case (`Host`, `Accept`, … for standard names, lower case for the
+/// rest), as most proxies send them; HTTP header names are case-insensitive (RFC 9110 §5.1).
 pub fn rewrite(
     a: &Admitted,
     req: &mut RequestHeader,
     client: Option<&str>,
     request_id: &str,
 ) -> pingora::Result<()> {
-    let original_host = req
-        .headers
-        .get("host")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri.authority().map(|a| a.to_string()));
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            format!("cannot build the upstream request ({what}): {e}"),
+        )
+    };
+    // Names listed in `Connection` are hop-by-hop too (rare: only then is anything allocated).
     let listed: Vec<String> = req
         .headers
         .get_all("connection")
@@ -240,37 +254,50 @@ pub fn rewrite(
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect();
-    for name in DROP.iter().copied().map(str::to_string).chain(listed) {
-        req.remove_header(&name);
+    let mut headers = http::HeaderMap::with_capacity(req.headers.len() + 6 + a.creds.headers.len());
+    for (name, value) in &req.headers {
+        let n = name.as_str();
+        let dropped = DROP.contains(&n)
+            || n.starts_with("x-open-cli-")
+            || n.starts_with("x-forwarded-")
+            || n == "host"
+            || n == "x-request-id"
+            || listed.iter().any(|l| l == n);
+        if !dropped {
+            headers.append(name.clone(), value.clone());
+        }
     }
-    let controls: Vec<String> = req
-        .headers
-        .keys()
-        .map(|k| k.as_str())
-        .filter(|k| k.starts_with("x-open-cli-") || k.starts_with("x-forwarded-"))
-        .map(str::to_string)
-        .collect();
-    for name in controls {
-        req.remove_header(&name);
-    }
-    let uri: http::Uri = a.target.parse().map_err(|e| {
-        pingora::Error::explain(
-            pingora::ErrorType::InternalError,
-            format!("cannot build the upstream URI: {e}"),
-        )
-    })?;
-    req.set_uri(uri);
-    req.insert_header("host", &a.authority)?;
+    let authority = HeaderValue::from_str(&a.authority).map_err(|e| bad("host", &e))?;
+    headers.insert(http::header::HOST, authority);
     if let Some(ip) = client {
-        req.insert_header("x-forwarded-for", ip)?;
+        headers.insert(
+            X_FORWARDED_FOR,
+            HeaderValue::from_str(ip).map_err(|e| bad("client", &e))?,
+        );
     }
-    req.insert_header("x-forwarded-proto", "http")?;
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let original_host = req
+        .headers
+        .get("host")
+        .cloned()
+        .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
     if let Some(h) = original_host {
-        req.insert_header("x-forwarded-host", h)?;
+        headers.insert(X_FORWARDED_HOST, h);
     }
-    req.insert_header("x-request-id", request_id)?;
+    headers.insert(
+        X_REQUEST_ID,
+        HeaderValue::from_str(request_id).map_err(|e| bad("request ID", &e))?,
+    );
     for (name, value) in &a.creds.headers {
-        req.insert_header(name.clone(), value.as_str())?;
+        let n = HeaderName::try_from(name.as_str()).map_err(|e| bad("credential header", &e))?;
+        // Never echo the value: it is a secret.
+        let v = HeaderValue::from_str(value).map_err(|_| {
+            bad(
+                "credential header",
+                &format!("`{name}` has an invalid value"),
+            )
+        })?;
+        headers.insert(n, v);
     }
     if !a.creds.cookies.is_empty() {
         let cookie: Vec<String> = a
@@ -279,8 +306,17 @@ pub fn rewrite(
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        req.insert_header("cookie", cookie.join("; "))?;
+        let v = HeaderValue::from_str(&cookie.join("; "))
+            .map_err(|_| bad("credential cookie", &"invalid value"))?;
+        headers.insert(http::header::COOKIE, v);
     }
+    let uri: http::Uri = a.target.parse().map_err(|e| bad("path", &e))?;
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = req.method.clone();
+    parts.uri = uri;
+    parts.version = req.version;
+    parts.headers = headers;
+    *req = RequestHeader::from(parts);
     Ok(())
 }
 
@@ -421,6 +457,7 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
             ("host", "runtime:8765"),
             ("accept", "application/json"),
+            ("X-Custom-Case", "kept"),
         ] {
             req.append_header(k, v).unwrap();
         }
@@ -438,5 +475,16 @@ mod tests {
         assert_eq!(h("x-api-key").as_deref(), Some("k"));
         assert_eq!(h("accept").as_deref(), Some("application/json"));
         assert_eq!(h("x-request-id").as_deref(), Some("rid"));
+        assert_eq!(h("x-custom-case").as_deref(), Some("kept"));
+        assert_eq!(req.method, "GET");
+        let mut wire = Vec::new();
+        req.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(wire.contains("x-custom-case: kept\r\n"), "{wire}");
+        let hosts = wire
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("host:"));
+        assert_eq!(hosts.count(), 1, "{wire}");
+        assert_eq!(wire.matches("6.6.6.6").count(), 0, "{wire}");
     }
 }

@@ -9,7 +9,8 @@
 //! - the listener is bound here (std socket, non-blocking) and handed to Pingora through its
 //!   `Fds` table, so `--listen 127.0.0.1:0` works; the real address is printed on stdout as
 //!   `listening on http://ADDR`;
-//! - `http_proxy_service_with_name` with `ServerConf::default()` and one listener task per fd.
+//! - `http_proxy_service_with_name` with `ServerConf::default()` and one listener task per fd;
+//! - the same global allocator (mimalloc).
 //!
 //! Every request goes to `--upstream` (plain HTTP) unchanged; Pingora's upstream keep-alive
 //! pool is on (its default). Nothing is logged per request. SIGTERM or SIGINT stops it at once.
@@ -27,6 +28,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{Fds, ListenFds};
 use pingora::services::Service as _;
 use tokio::signal::unix::{SignalKind, signal};
+
+/// The same allocator as the runtime, so the comparison isolates what the runtime's filters
+/// cost.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Bare Pingora pass-through (benchmark baseline).
 #[derive(Debug, Parser)]

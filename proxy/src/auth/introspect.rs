@@ -25,7 +25,7 @@ use crate::fetch::error_chain;
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
 const MAX_ENTRIES: usize = 10_000;
 
-type Answer = Result<Principal, AuthError>;
+type Answer = Result<Arc<Principal>, AuthError>;
 
 #[derive(Debug)]
 struct Entry {
@@ -210,6 +210,6 @@ impl Introspector {
         {
             return Err(AuthError::Invalid("the token has expired".into()));
         }
-        principal(claims, self.scope_claim.as_deref())
+        principal(claims, self.scope_claim.as_deref()).map(Arc::new)
     }
 }

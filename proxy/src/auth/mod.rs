@@ -53,7 +53,17 @@ pub struct Authenticator {
     profile: Profile,
     /// Tokens already verified: SHA-256 of the token → (principal, `exp`, key-set generation).
     /// A hit skips the signature check; it lapses at `exp` or when the key set is re-fetched.
-    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Principal, u64, u64)>>,
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Verified>>,
+}
+
+/// A remembered verification: the principal, the token's `exp`, and the provider (index
+/// into `providers`) with its key-set generation at the time (a rotation invalidates it).
+#[derive(Debug)]
+struct Verified {
+    principal: Arc<Principal>,
+    exp: u64,
+    provider: usize,
+    generation: u64,
 }
 
 /// Most verified tokens remembered; the map is pruned, then cleared, when full.
@@ -156,7 +166,14 @@ impl Authenticator {
     }
 
     /// Authenticate an `Authorization` header value.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+    ///
+    /// A token verified before is recognised by its SHA-256 alone (one hash and one map
+    /// lookup, no JSON or signature work) until its `exp`, unless its provider's key set
+    /// was refetched since.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Arc<Principal>, AuthError> {
         let token = bearer(authorization)?;
         match &self.profile {
             Profile::Jwks {
@@ -164,42 +181,59 @@ impl Authenticator {
                 leeway,
                 scope_claim,
             } => {
+                use sha2::Digest;
+                let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+                let now = crate::fetch::cache::now_secs();
+                {
+                    let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(v) = cache.get(&key)
+                        && v.exp > now
+                        && providers
+                            .get(v.provider)
+                            .is_some_and(|(_, j)| j.generation() == v.generation)
+                    {
+                        return Ok(Arc::clone(&v.principal));
+                    }
+                }
                 let claimed = unverified_issuer(token)?;
-                let (issuer, jwks) = providers
+                let (provider, (issuer, jwks)) = providers
                     .iter()
-                    .find(|(i, _)| i.trim_end_matches('/') == claimed.trim_end_matches('/'))
+                    .enumerate()
+                    .find(|(_, (i, _))| i.trim_end_matches('/') == claimed.trim_end_matches('/'))
                     .ok_or_else(|| {
                         let shown: String = claimed.chars().take(100).collect();
                         AuthError::Invalid(format!(
                             "the token was issued by `{shown}`, which is not a trusted issuer"
                         ))
                     })?;
-                use sha2::Digest;
-                let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-                let now = crate::fetch::cache::now_secs();
                 let generation = jwks.generation();
-                {
-                    let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some((p, exp, g)) = cache.get(&key)
-                        && *exp > now
-                        && *g == generation
-                    {
-                        return Ok(p.clone());
-                    }
-                }
                 let (principal, exp) = self
                     .validate_jwt(token, issuer, *leeway, scope_claim.as_deref(), jwks)
                     .await?;
+                let principal = Arc::new(principal);
                 let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
                 if cache.len() >= MAX_VERIFIED {
-                    cache.retain(|_, (_, exp, g)| *exp > now && *g == generation);
+                    cache.retain(|_, v| {
+                        v.exp > now
+                            && providers
+                                .get(v.provider)
+                                .is_some_and(|(_, j)| j.generation() == v.generation)
+                    });
                     if cache.len() >= MAX_VERIFIED {
                         cache.clear();
                     }
                 }
                 // Remember under the generation current when validation started: a key set
                 // fetched meanwhile (rotation) invalidates the entry.
-                cache.insert(key, (principal.clone(), exp, generation));
+                cache.insert(
+                    key,
+                    Verified {
+                        principal: Arc::clone(&principal),
+                        exp,
+                        provider,
+                        generation,
+                    },
+                );
                 Ok(principal)
             }
             Profile::Introspection(i) => i.authenticate(token).await,

@@ -96,7 +96,7 @@ pub fn tool_event(
     e.principal = caller.principal.as_ref().map(|p| p.subject.clone());
     e.agent_profile = intent.agent_profile.map(str::to_string);
     e.service_id = Some(tool.service_id.clone());
-    e.target_base_url = info.base.as_ref().ok().map(|u| u.to_string());
+    e.target_base_url = info.base.as_ref().ok().map(|u| u.as_str().to_string());
     e.method = Some(tool.method.clone());
     e.path = Some(tool.path.clone());
     e.request_id = Some(request_id.to_string());
