@@ -79,6 +79,9 @@ pub struct Reply {
     pub status: u16,
     pub body: Bytes,
     pub headers: Vec<(&'static str, String)>,
+    /// The request's outcome is in the audit log (a successful tool execution), so the
+    /// access log line is kept at debug level (see `gateway::Gateway::logging`).
+    pub audited: bool,
 }
 
 impl Reply {
@@ -108,6 +111,7 @@ impl Reply {
             status,
             body,
             headers: Vec::new(),
+            audited: false,
         }
     }
 
@@ -192,7 +196,10 @@ pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &s
         Handler::Refresh => refresh(state, req).await,
         Handler::Execute => crate::exec::execute::handle(state, req.body, &caller, request_id)
             .await
-            .map(|env| Reply::json(200, &env)),
+            .map(|env| Reply {
+                audited: true,
+                ..Reply::json(200, &env)
+            }),
     };
     if result.is_ok()
         && req.path == "/v1/catalog/effective"

@@ -41,6 +41,8 @@ pub struct Ctx {
     pub request_id: String,
     pub started: Instant,
     pub status: u16,
+    /// The request's outcome is in the audit log (its access log line is then debug-level).
+    pub audited: bool,
     /// Set when the request is admitted to the pass-through.
     pub pass: Option<Box<Admitted>>,
     _inflight: InflightGuard,
@@ -55,6 +57,7 @@ impl ProxyHttp for Gateway {
             request_id: String::new(),
             started: Instant::now(),
             status: 0,
+            audited: false,
             pass: None,
             _inflight: self.state.track(),
         }
@@ -254,12 +257,15 @@ impl ProxyHttp for Gateway {
         let latency_us = ctx.started.elapsed().as_micros() as u64;
         if let Some(a) = ctx.pass.take() {
             self.audit_pass_through(session, error, &a, &ctx.request_id);
-            // The audit record is this request's log line (request ID, method, operation,
-            // status, sizes, latency): a second, info-level line per proxied request would
-            // double the logging cost of the hot path. `RUST_LOG=open_cli_proxy::gateway=debug`
-            // adds it; errors are always logged.
+            ctx.audited = true;
+        }
+        // An audited request's record (request ID, tool, method, status, sizes, latency) is its
+        // log line: a second, info-level line per tool call would double the logging cost of
+        // the hot paths. `RUST_LOG=open_cli_proxy::gateway=debug` adds it; failures are
+        // always logged.
+        if ctx.audited {
             if let Some(e) = error {
-                tracing::warn!(request_id = %ctx.request_id, method = %header.method, path = %header.uri.path(), status, latency_us, error = %e, "pass-through request failed");
+                tracing::warn!(request_id = %ctx.request_id, method = %header.method, path = %header.uri.path(), status, latency_us, error = %e, "request failed");
             } else {
                 tracing::debug!(request_id = %ctx.request_id, method = %header.method, path = %header.uri.path(), status, latency_us, "request");
             }
@@ -411,6 +417,7 @@ async fn respond(session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<(
         resp.insert_header(name, value)?;
     }
     ctx.status = reply.status;
+    ctx.audited = reply.audited;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(reply.body), true).await
 }
