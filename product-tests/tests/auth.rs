@@ -288,11 +288,14 @@ fn es256_keys_and_issuer_discovery_without_a_jwks_url() {
     let resp = get(&rt, "/v1/catalog/effective", Some(&token));
     assert_eq!(resp.status(), 200);
     // The runtime found the keys through the discovery document (no jwksURL configured).
-    assert!(
-        rt.proc.stderr().contains("fetched the provider's key set"),
-        "{}",
-        rt.proc.stderr()
-    );
+    // (Log lines reach stderr within the log spool's linger, so wait for it.)
+    wait_for("the key-set log line", Duration::from_secs(10), || {
+        rt.proc
+            .stderr()
+            .contains("fetched the provider's key set")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rt.proc.stderr()));
 }
 
 #[test]
@@ -302,7 +305,7 @@ fn key_rotation_at_the_provider_needs_no_restart() {
     let key_a = open_cli_product_tests::rsa_jwks(keys.path(), "rsa-a");
     let key_b = open_cli_product_tests::rsa_jwks(keys.path(), "rsa-b");
     let oidc = Oidc::start(SCOPES, &[("JWKS_FILE", key_a.to_str().unwrap())]);
-    let (_fx, rt) = secured(&api, &oidc, json!({}));
+    let (_fx, mut rt) = secured(&api, &oidc, json!({}));
     let old = oidc.token("bundle:demo", None);
     assert_eq!(get(&rt, "/v1/catalog/effective", Some(&old)).status(), 200);
 
@@ -323,22 +326,29 @@ fn key_rotation_at_the_provider_needs_no_restart() {
         get(&rt, "/v1/catalog/effective", Some(&old)),
         "no key with kid `rsa-a`",
     );
-    let fetches = rt
-        .proc
-        .stderr()
-        .matches("fetched the provider's key set")
-        .count();
+    // The first fetch and the refetch for the unknown kid (log lines reach stderr within the
+    // log spool's linger, so wait for both).
+    let count = |rt: &Runtime| {
+        rt.proc
+            .stderr()
+            .matches("fetched the provider's key set")
+            .count()
+    };
+    wait_for(
+        "two key-set fetches in the log",
+        Duration::from_secs(10),
+        || (count(&rt) >= 2).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rt.proc.stderr()));
+    let fetches = count(&rt);
     // A flood of unknown kids does not hammer the provider: at most one refetch per interval.
     for _ in 0..20 {
         assert_eq!(get(&rt, "/v1/catalog/effective", Some(&old)).status(), 401);
     }
-    assert_eq!(
-        rt.proc
-            .stderr()
-            .matches("fetched the provider's key set")
-            .count(),
-        fetches
-    );
+    // Stop the runtime: exiting flushes every log line, so the count below is complete.
+    rt.proc.signal(libc::SIGTERM);
+    rt.proc.wait_exit(Duration::from_secs(10)).unwrap();
+    assert_eq!(count(&rt), fetches, "{}", rt.proc.stderr());
 }
 
 /// A secured demo runtime with two workflows: one within `bundle:demo` minus policy deny, one

@@ -753,3 +753,55 @@ fn pass_through_streams_large_bodies_both_ways_in_bounded_memory() {
         .unwrap();
     assert!(hwm_kb < 128 * 1024, "runtime peak RSS {hwm_kb} kB");
 }
+
+/// A TLS upstream (`https://localhost:…`, certificate from a private CA, ALPN h2 and
+/// http/1.1) trusted through `services.<id>.upstream.caFile`: both channels verify it, speak
+/// HTTP/2 to it and inject the credential. Without the CA file, the certificate does not
+/// verify and the runtime refuses with 502 `upstream_unreachable`: nothing is sent.
+#[test]
+fn tls_upstreams_are_verified_against_the_configured_ca_and_spoken_to_in_h2() {
+    let certs = Fixture::new();
+    let api = TestApi::start_tls(certs.path());
+    assert!(api.url.starts_with("https://localhost:"), "{}", api.url);
+    let ca = certs.path().join("ca.pem");
+    let secrets = json!({"demo.apiKeyHeader": {"type": "literal", "value": "tls-key"}});
+    let (_fx, rt) = start(
+        &api,
+        json!({"secrets": secrets,
+            "services": {"demo": {"source": "demo", "alias": "demo", "upstream": {"caFile": ca}}}}),
+        &[],
+    );
+
+    let (s, v) = execute(&rt, json!({"toolId": "demo:authApiKeyHeader"}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["statusCode"], 200, "{v}");
+    assert_eq!(v["body"]["received"], "tls-key", "{v}");
+
+    let resp = rt.get("/proxy/demo/auth/api-key-header");
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["received"], "tls-key", "{v}");
+
+    let seen = api.requests_for("/auth/api-key-header");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for r in &seen {
+        assert_eq!(r["version"], "HTTP/2.0", "not h2 by ALPN: {r}");
+        assert_eq!(r["headers"]["x-api-key"], "tls-key");
+    }
+
+    // Same upstream, no CA file: the system roots do not know the test CA.
+    let (_fx2, strict) = start(&api, json!({"secrets": secrets}), &[]);
+    let before = api.requests().len();
+    let (s, v) = execute(&strict, json!({"toolId": "demo:authApiKeyHeader"}));
+    assert_eq!(s, 502, "{v}");
+    assert_eq!(v["error"]["code"], "upstream_unreachable", "{v}");
+    let resp = strict.get("/proxy/demo/auth/api-key-header");
+    assert_eq!(resp.status(), 502);
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], "upstream_unreachable", "{v}");
+    assert_eq!(
+        api.requests().len(),
+        before,
+        "a request reached the unverified upstream"
+    );
+}

@@ -56,6 +56,8 @@ struct Recorded {
     path: String,
     query: Option<String>,
     headers: BTreeMap<String, String>,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    version: String,
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +113,7 @@ async fn record(State(app): State<App>, req: Request, next: Next) -> Response {
             path: req.uri().path().to_string(),
             query: req.uri().query().map(str::to_string),
             headers,
+            version: format!("{:?}", req.version()),
         });
     }
     next.run(req).await
@@ -518,58 +521,164 @@ fn router(app: App) -> Router {
         .with_state(app)
 }
 
-fn parse_args() -> Result<(String, Option<std::path::PathBuf>), String> {
+#[derive(Debug, Default)]
+struct Args {
+    addr: String,
+    docs: Option<std::path::PathBuf>,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let mut addr = "127.0.0.1:8780".to_string();
-    let mut docs = None;
+    let mut out = Args {
+        addr: "127.0.0.1:8780".to_string(),
+        ..Args::default()
+    };
+    let (mut cert, mut key) = (None, None);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            "--docs" => docs = Some(args.next().ok_or("--docs needs DIR")?.into()),
+            "--addr" => out.addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--docs" => out.docs = Some(args.next().ok_or("--docs needs DIR")?.into()),
+            "--tls-cert" => cert = Some(args.next().ok_or("--tls-cert needs FILE")?.into()),
+            "--tls-key" => key = Some(args.next().ok_or("--tls-key needs FILE")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "usage: open-cli-testapi [--addr HOST:PORT] [--docs DIR]   (default 127.0.0.1:8780)"
+                    "usage: open-cli-testapi [--addr HOST:PORT] [--docs DIR] [--tls-cert PEM --tls-key PEM]   (default 127.0.0.1:8780)\n\
+                     With --tls-cert/--tls-key it serves HTTPS (ALPN h2 and http/1.1) and names itself https://localhost:PORT."
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    Ok((addr, docs))
+    out.tls = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    Ok(out)
+}
+
+/// TLS server config from PEM files (certificate chain, private key).
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A TCP listener that completes the TLS handshake before handing a connection to axum
+/// (failed handshakes are skipped: a test may connect with an untrusted client on purpose).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = match self.tcp.accept().await {
+                Ok(c) => c,
+                Err(_) => {
+                    // Transient (e.g. EMFILE): back off briefly, as axum's own listener does.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let (addr, docs) = match parse_args() {
+    let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
             return std::process::ExitCode::from(2);
         }
     };
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
+    let listener = match tokio::net::TcpListener::bind(&args.addr).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e}");
+            eprintln!("error: cannot listen on {}: {e}", args.addr);
             return std::process::ExitCode::from(1);
         }
     };
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-    let base_url = format!("http://{local}");
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let tls = match &args.tls {
+        None => None,
+        Some((cert, key)) => match tls_config(cert, key) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: TLS: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+    };
+    let base_url = match &tls {
+        // The certificate names `localhost`.
+        Some(_) => format!("https://localhost:{port}"),
+        None => {
+            let local = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or(args.addr.clone());
+            format!("http://{local}")
+        }
+    };
     println!("listening on {base_url}");
     let _ = std::io::stdout().flush();
     let app = App {
         base_url,
         store: Arc::default(),
-        docs,
+        docs: args.docs,
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    let served = match tls {
+        Some(config) => {
+            let listener = TlsListener {
+                tcp: listener,
+                acceptor: tokio_rustls::TlsAcceptor::from(config),
+            };
+            axum::serve(listener, router(app))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router(app))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    match served {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
