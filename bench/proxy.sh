@@ -35,10 +35,12 @@
 # in production (info: one access-log line per request, to a file); RUST_LOG is passed through.
 #
 # Usage: bench/proxy.sh [seconds-per-run (default 10)] [connections (default 50)]
+#        (about 5 x ROUNDS runs of that length, plus the half-load pass)
 # Env:   BENCH_ONLY=abcde  run a subset of the variants, e.g. BENCH_ONLY=abc
 #        THREADS=N         proxy threads/workers (default: nproc)
 #        WRK_THREADS=N     wrk threads (default 1)
 #        HALF_CONNS=N      connections of the half-load latency pass (default 8)
+#        ROUNDS=N          interleaved rounds of the full-speed runs (default 3; median reported)
 #        CARGO_TARGET_DIR  respected (binaries are taken from there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,9 +50,11 @@ only=${BENCH_ONLY:-abcde}
 threads=${THREADS:-$(nproc)}
 wrk_threads=${WRK_THREADS:-1}
 half_conns=${HALF_CONNS:-8}
+rounds=${ROUNDS:-3}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 want() { [[ $only == *"$1"* ]]; }
 [[ $only =~ ^[a-e]+$ ]] || { echo "error: BENCH_ONLY must be letters from abcde, got '$only'" >&2; exit 2; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "error: ROUNDS must be a positive number, got '$rounds'" >&2; exit 2; }
 
 scripts/deps
 need=()
@@ -255,17 +259,40 @@ wrk_run() { # variant duration out
   [ "$v" = e ] && args+=(-s "$work/execute.lua")
   wrk "${args[@]}" "${url[$v]}" > "$3"
 }
-echo "wrk -t$wrk_threads -c$conns -d${secs}s --latency; proxies: $threads threads/workers; upstream: nginx, 1 worker; all on $(nproc) shared cores, unpinned"
+echo "wrk -t$wrk_threads -c$conns -d${secs}s --latency, $rounds interleaved rounds (median shown); proxies: $threads threads/workers; upstream: nginx, 1 worker; all on $(nproc) shared cores, unpinned"
 load=$(cut -d' ' -f1 /proc/loadavg)
 if awk "BEGIN{exit !($load >= 0.5)}"; then
   echo "WARNING: load average $load before the runs: other work shares the cores, the figures are skewed"
 fi
 printf '%-18s %12s %10s %10s   %s\n' variant req/s p50 p99 "proxy peak RSS (VmHWM)"
+measured=()
 for v in a b c d e; do
   want $v || continue
   sane $v || continue
   wrk_run $v 1s /dev/null # warm-up: connections, upstream pool, key set
-  wrk_run $v "${secs}s" "$work/wrk-$v.txt"
+  measured+=("$v")
+done
+# Rounds interleave the variants (a b c d e, a b c d e, …): a change in the machine's speed
+# during the run (other VMs on the host, a background job) then hits every variant alike
+# instead of skewing one ratio. Each variant reports its median round.
+for r in $(seq "$rounds"); do
+  for v in "${measured[@]}"; do
+    wrk_run $v "${secs}s" "$work/wrk-$v-$r.txt"
+  done
+done
+for v in "${measured[@]}"; do
+  python3 - "$work" "$v" "$rounds" <<'PY'
+import re, shutil, sys
+w, v, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+runs = []
+for r in range(1, n + 1):
+    t = open(f"{w}/wrk-{v}-{r}.txt").read()
+    runs.append((float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)), r))
+runs.sort()
+median = runs[len(runs) // 2][1]
+shutil.copy(f"{w}/wrk-{v}-{median}.txt", f"{w}/wrk-{v}.txt")
+open(f"{w}/rounds-{v}", "w").write(" ".join(f"{x:.0f}" for x, _ in sorted(runs, key=lambda p: p[1])))
+PY
   rss=""
   case $v in
     a) read -r s m < <(nginx_hwm_kib "$(cat "$work/pid-upstream")"); rss="(upstream nginx: $((s / 1024)) MiB)" ;;
@@ -273,12 +300,12 @@ for v in a b c d e; do
        rss="$((s / 1024)) MiB master+workers (largest worker $((m / 1024)) MiB)" ;;
     *) s=$(hwm_kib "${proc[$v]}"); echo "$s" > "$work/rss-$v"; rss="$((s / 1024)) MiB" ;;
   esac
-  python3 - "$work/wrk-$v.txt" "$(label $v)" "$rss" <<'PY'
+  python3 - "$work/wrk-$v.txt" "$(label $v)" "$rss" "$(cat "$work/rounds-$v")" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
 rps = re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)
 p = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", t, re.M))
-print(f"{sys.argv[2]:<18} {float(rps):12.0f} {p['50']:>10} {p['99']:>10}   {sys.argv[3]}")
+print(f"{sys.argv[2]:<18} {float(rps):12.0f} {p['50']:>10} {p['99']:>10}   {sys.argv[3]}   rounds: {sys.argv[4]}")
 for bad in re.findall(r"^\s*(Non-2xx or 3xx responses: \d+|Socket errors: .*)$", t, re.M):
     print(f"{'':18} WARNING: {bad}")
 PY
