@@ -4,10 +4,11 @@
 #
 #   (a) direct       wrk → upstream
 #   (b) nginx        wrk → nginx proxy_pass (upstream keepalive 64) → upstream
-#   (c) bare pingora wrk → bench/bare-pingora (Pingora, no filters, same server setup and
-#                    thread count as the runtime) → upstream
+#   (c) bare pingora wrk → bench/bare-pingora (Pingora, no filters, same server setup: one
+#                    current-thread event loop per thread, same thread count and allocator
+#                    as the runtime) → upstream
 #   (d) pass-through wrk → runtime GET /proxy/bench/hello (RS256 JWT checked, operation
-#                    matched, X-Api-Key injected from a literal secret, access log) → upstream
+#                    matched, X-Api-Key injected from a literal secret, audit record) → upstream
 #   (e) execute      wrk → runtime POST /v1/tools/execute {"toolId":"bench:hello"} → upstream
 #
 # The upstream is an nginx (1 worker) answering GET /hello with {"ok":true} (11 bytes).

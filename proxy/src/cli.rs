@@ -60,7 +60,8 @@ pub struct ServeArgs {
     /// Audit log file (NDJSON); defaults to `<state-dir>/instances/<id>/audit.log`.
     #[arg(long, value_name = "FILE")]
     pub audit_path: Option<PathBuf>,
-    /// Worker threads; defaults to the number of CPUs.
+    /// Serving threads, each one event loop (like nginx workers); defaults to the number of
+    /// CPUs.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before exit.

@@ -1,15 +1,17 @@
 //! Benchmark baseline for `bench/proxy.sh`: a bare Pingora HTTP/1.1 pass-through with no
 //! filters, to tell apart what Pingora itself costs from what the open-cli runtime's
 //! pass-through (`/proxy/<alias>/…`: token check, operation match, credential injection,
-//! access log) adds on top.
+//! audit record) adds on top.
 //!
 //! It is set up exactly like the runtime (`proxy/src/server.rs`), so the comparison is fair:
-//! - our own multi-thread tokio runtime with `--threads` worker threads (Pingora's `Server`
-//!   is not used);
+//! - `--threads` serving threads, each one current-thread tokio runtime running its own
+//!   instance of the service on a duplicate of the listening socket (Pingora's `Server` is not
+//!   used);
 //! - the listener is bound here (std socket, non-blocking) and handed to Pingora through its
 //!   `Fds` table, so `--listen 127.0.0.1:0` works; the real address is printed on stdout as
 //!   `listening on http://ADDR`;
-//! - `http_proxy_service_with_name` with `ServerConf::default()` and one listener task per fd;
+//! - `http_proxy_service_with_name` with `ServerConf::default()` and one listener task per fd
+//!   per thread;
 //! - the same global allocator (mimalloc).
 //!
 //! Every request goes to `--upstream` (plain HTTP) unchanged; Pingora's upstream keep-alive
@@ -44,7 +46,7 @@ struct Opt {
     /// Upstream address (plain HTTP/1.1), e.g. 127.0.0.1:8080.
     #[arg(long, value_name = "HOST:PORT")]
     upstream: String,
-    /// Worker threads of the tokio runtime (same meaning as the runtime's `--threads`).
+    /// Serving threads, one event loop each (same meaning as the runtime's `--threads`).
     #[arg(long, default_value_t = 2, value_name = "N")]
     threads: usize,
 }
@@ -92,12 +94,6 @@ fn serve(opt: &Opt) -> Result<(), String> {
         .upstream
         .parse()
         .map_err(|e| format!("--upstream {}: {e}", opt.upstream))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(opt.threads.max(1))
-        .thread_name("bare-pingora-worker")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let listener = std::net::TcpListener::bind(&opt.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", opt.listen))?;
     listener
@@ -106,36 +102,52 @@ fn serve(opt: &Opt) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
-    rt.block_on(run(listener, addr, upstream.to_string()))?;
-    rt.shutdown_timeout(std::time::Duration::from_millis(500));
-    Ok(())
-}
-
-async fn run(
-    listener: std::net::TcpListener,
-    addr: std::net::SocketAddr,
-    upstream: String,
-) -> Result<(), String> {
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
     let key = addr.to_string();
-    let mut fds = Fds::new();
-    fds.add(key.clone(), listener.into_raw_fd());
-    let fds: ListenFds = Arc::new(parking_lot::Mutex::new(fds));
     let conf = Arc::new(ServerConf::default());
-    let mut service = http_proxy_service_with_name(&conf, Bare { upstream }, "bare-pingora");
-    service.add_tcp(&key);
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let serving =
-        tokio::spawn(async move { service.start_service(Some(fds), shutdown_rx, 1).await });
-    println!("listening on http://{addr}");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    for i in 0..opt.threads.max(1) {
+        let socket = listener
+            .try_clone()
+            .map_err(|e| format!("cannot share the listening socket: {e}"))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let mut fds = Fds::new();
+        fds.add(key.clone(), socket.into_raw_fd());
+        let fds: ListenFds = Arc::new(parking_lot::Mutex::new(fds));
+        let mut service = http_proxy_service_with_name(
+            &conf,
+            Bare {
+                upstream: upstream.to_string(),
+            },
+            "bare-pingora",
+        );
+        service.add_tcp(&key);
+        std::thread::Builder::new()
+            .name(format!("bare-pingora-{i}"))
+            .spawn(move || {
+                let (_keep, shutdown) = tokio::sync::watch::channel(false);
+                rt.block_on(service.start_service(Some(fds), shutdown, 1));
+            })
+            .map_err(|e| format!("cannot start a serving thread: {e}"))?;
     }
-    let _ = shutdown_tx.send(true);
-    serving.abort();
+    drop(listener);
+    println!("listening on http://{addr}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    rt.block_on(async {
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok::<(), String>(())
+    })?;
+    // Exiting the process ends the serving threads.
     Ok(())
 }
