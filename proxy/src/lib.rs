@@ -18,7 +18,8 @@
 //! - [`mcp`]: the MCP client (stdio, streamable HTTP, SSE) that lists an MCP source's tools;
 //! - [`secrets`]: resolving secret references, failing closed;
 //! - [`exec`]: tool execution (execute and pass-through): policy, credentials, upstream calls;
-//! - [`audit`]: the NDJSON audit log and its writer thread;
+//! - [`audit`]: the NDJSON audit log, written through [`spool`];
+//! - [`spool`]: the group-commit line writer shared by the audit log and the process log;
 //! - [`refresh`]: rebuilding and swapping the catalog while serving;
 //! - [`instance`]: state directories and `runtime.json`.
 //!
