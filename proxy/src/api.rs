@@ -558,9 +558,9 @@ pub fn audit_authn_failure(
     e.decision = "denied";
     e.reason_code = codes::AUTHN_FAILED.into();
     e.status_code = reply.status;
-    e.method = Some(req.method.to_string());
-    e.path = Some(req.path.to_string());
-    e.request_id = Some(request_id.to_string());
+    e.method = Some(req.method.into());
+    e.path = Some(req.path.into());
+    e.request_id = Some(request_id.into());
     state.audit.record(e);
 }
 
@@ -577,9 +577,9 @@ fn audit_catalog_access(state: &RuntimeState, p: &crate::auth::Principal, reques
         let mut e = crate::audit::Event::new(kind, tool);
         e.decision = "allowed";
         e.reason_code = code.into();
-        e.principal = Some(p.subject.clone());
+        e.principal = Some(p.subject.as_str().into());
         e.status_code = 200;
-        e.request_id = Some(request_id.to_string());
+        e.request_id = Some(request_id.into());
         state.audit.record(e);
     }
 }

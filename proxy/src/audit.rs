@@ -14,33 +14,37 @@
 
 use std::path::{Path, PathBuf};
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::spool::Spool;
 
-/// One audit record. Empty fields are omitted, as in the reference.
+/// One audit record. Empty fields are omitted, as in the reference. Text fields borrow from
+/// the catalog snapshot and the request where they can (an event is serialised as soon as it
+/// is recorded), so an audited request copies no tool, service or principal strings.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Event {
+pub struct Event<'a> {
     pub timestamp: String,
     pub event_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub principal: Option<String>,
+    pub principal: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent_profile: Option<String>,
-    pub tool_id: String,
+    pub agent_profile: Option<Cow<'a, str>>,
+    pub tool_id: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub service_id: Option<String>,
+    pub service_id: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_base_url: Option<String>,
+    pub target_base_url: Option<Cow<'a, str>>,
     pub decision: &'static str,
-    pub reason_code: String,
+    pub reason_code: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub path: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth_scheme: Option<String>,
+    pub auth_scheme: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "is_zero")]
     pub request_size: u64,
     #[serde(skip_serializing_if = "is_zero")]
@@ -52,13 +56,13 @@ pub struct Event {
     #[serde(skip_serializing_if = "is_zero32")]
     pub retry_count: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: Option<Cow<'a, str>>,
     /// `execute` or `passthrough` for tool events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<&'static str>,
     /// Why an execution failed (never a secret value).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Cow<'a, str>>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -71,8 +75,8 @@ fn is_zero32(v: &u32) -> bool {
     *v == 0
 }
 
-impl Event {
-    pub fn new(event_type: &'static str, tool_id: impl Into<String>) -> Self {
+impl<'a> Event<'a> {
+    pub fn new(event_type: &'static str, tool_id: impl Into<Cow<'a, str>>) -> Self {
         Self {
             timestamp: now_rfc3339(),
             event_type,
@@ -139,7 +143,7 @@ impl Audit {
 
     /// Record an event: serialised on this thread into one line and handed to the spool
     /// (no syscall, no wake-up in the common case; see [`crate::spool`]).
-    pub fn record(&self, event: Event) {
+    pub fn record(&self, event: Event<'_>) {
         LINE.with_borrow_mut(|line| {
             line.clear();
             match serde_json::to_writer(&mut *line, &event) {
@@ -201,7 +205,7 @@ mod tests {
                     for i in 0..250 {
                         let mut e = Event::new("tool_execution", format!("svc:t{t}-{i}"));
                         e.decision = "allowed";
-                        e.reason_code = "x".repeat(i * 7);
+                        e.reason_code = "x".repeat(i * 7).into();
                         a.record(e);
                     }
                 })

@@ -363,7 +363,7 @@ impl Gateway {
             request_id,
             "passthrough",
         );
-        e.auth_scheme = a.creds.scheme.clone();
+        e.auth_scheme = a.creds.scheme.as_deref().map(Into::into);
         e.request_size = session.body_bytes_read() as u64;
         e.response_size = session.body_bytes_sent() as u64;
         e.latency_ms = Some(a.started.elapsed().as_millis() as u64);
@@ -374,7 +374,7 @@ impl Gateway {
                 e.event_type = "execution_error";
                 e.decision = "error";
                 e.reason_code = "execution_error".into();
-                e.error = Some(err.etype().as_str().to_string());
+                e.error = Some(err.etype().as_str().into());
             }
             _ => {
                 e.decision = "allowed";

@@ -150,8 +150,8 @@ pub async fn admit(
         let mut e = event();
         e.event_type = "execution_error";
         e.decision = "error";
-        e.reason_code = err.code.to_string();
-        e.error = Some(err.message.clone());
+        e.reason_code = err.code.into();
+        e.error = Some(err.message.clone().into());
         state.audit.record(e);
         err
     };

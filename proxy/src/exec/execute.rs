@@ -82,8 +82,8 @@ pub async fn handle(
                 state.audit.record(Event {
                     event_type: "execution_error",
                     decision: "error",
-                    reason_code: err.code.to_string(),
-                    error: Some(err.message.clone()),
+                    reason_code: err.code.into(),
+                    error: Some(err.message.clone().into()),
                     ..merge(event, e)
                 });
             }
@@ -93,7 +93,7 @@ pub async fn handle(
 }
 
 /// The execution-specific fields of `partial` over the common fields of `base`.
-fn merge(base: Event, partial: Event) -> Event {
+fn merge<'a>(base: Event<'a>, partial: Event<'static>) -> Event<'a> {
     Event {
         auth_scheme: partial.auth_scheme,
         request_size: partial.request_size,
@@ -105,7 +105,7 @@ fn merge(base: Event, partial: Event) -> Event {
     }
 }
 
-type Failure = (ApiError, Event);
+type Failure = (ApiError, Event<'static>);
 
 async fn run(
     state: &RuntimeState,
@@ -114,9 +114,11 @@ async fn run(
     info: &ToolInfo,
     req: &ExecuteRequest,
     request_id: &str,
-) -> Result<(ExecuteResponse, Event), Failure> {
+) -> Result<(ExecuteResponse, Event<'static>), Failure> {
     let mut ev = Event::default();
-    let bad = |m: String, ev: &Event| (ApiError::new(400, codes::INVALID_REQUEST, m), ev.clone());
+    let bad = |m: String, ev: &Event<'static>| {
+        (ApiError::new(400, codes::INVALID_REQUEST, m), ev.clone())
+    };
     let body = match &req.body {
         None => None,
         Some(b) => Some(Bytes::from(
@@ -165,7 +167,7 @@ async fn run(
             ev.clone(),
         )
     })?;
-    ev.auth_scheme = creds.scheme.clone();
+    ev.auth_scheme = creds.scheme.clone().map(Into::into);
     let client = state.clients.get(&info.upstream).map_err(|m| {
         (
             ApiError::new(502, codes::UPSTREAM_UNREACHABLE, m),
@@ -234,9 +236,10 @@ async fn run_mcp(
     tool: &Tool,
     req: &ExecuteRequest,
     body: Option<Bytes>,
-    mut ev: Event,
-) -> Result<(ExecuteResponse, Event), Failure> {
-    let fail = |status, code, m: String, ev: &Event| (ApiError::new(status, code, m), ev.clone());
+    mut ev: Event<'static>,
+) -> Result<(ExecuteResponse, Event<'static>), Failure> {
+    let fail =
+        |status, code, m: String, ev: &Event<'static>| (ApiError::new(status, code, m), ev.clone());
     if !req.path_args.is_empty() || !req.flags.is_empty() {
         return Err(fail(
             400,

@@ -82,32 +82,32 @@ pub fn govern(
     Ok(())
 }
 
-/// An audit event about a tool, with the caller and tool fields filled in.
-pub fn tool_event(
+/// An audit event about a tool, with the caller and tool fields filled in (borrowed).
+pub fn tool_event<'a>(
     event_type: &'static str,
-    tool: &Tool,
-    info: &ToolInfo,
-    caller: &Caller,
-    intent: &Intent<'_>,
-    request_id: &str,
+    tool: &'a Tool,
+    info: &'a ToolInfo,
+    caller: &'a Caller,
+    intent: &Intent<'a>,
+    request_id: &'a str,
     channel: &'static str,
-) -> Event {
-    let mut e = Event::new(event_type, tool.id.clone());
-    e.principal = caller.principal.as_ref().map(|p| p.subject.clone());
-    e.agent_profile = intent.agent_profile.map(str::to_string);
-    e.service_id = Some(tool.service_id.clone());
-    e.target_base_url = info.base.as_ref().ok().map(|u| u.as_str().to_string());
-    e.method = Some(tool.method.clone());
-    e.path = Some(tool.path.clone());
-    e.request_id = Some(request_id.to_string());
+) -> Event<'a> {
+    let mut e = Event::new(event_type, tool.id.as_str());
+    e.principal = caller.principal.as_ref().map(|p| p.subject.as_str().into());
+    e.agent_profile = intent.agent_profile.map(Into::into);
+    e.service_id = Some(tool.service_id.as_str().into());
+    e.target_base_url = info.base.as_ref().ok().map(|u| u.as_str().into());
+    e.method = Some(tool.method.as_str().into());
+    e.path = Some(tool.path.as_str().into());
+    e.request_id = Some(request_id.into());
     e.channel = Some(channel);
     e
 }
 
 /// The audit record of a refusal by [`govern`].
-pub fn denial_event(mut e: Event, err: &ApiError) -> Event {
+pub fn denial_event<'a>(mut e: Event<'a>, err: &ApiError) -> Event<'a> {
     e.event_type = "authz_denial";
     e.decision = "denied";
-    e.reason_code = err.code.to_string();
+    e.reason_code = err.code.into();
     e
 }
