@@ -275,7 +275,8 @@ for v in a b c d e; do
 done
 # Rounds interleave the variants (a b c d e, a b c d e, …): a change in the machine's speed
 # during the run (other VMs on the host, a background job) then hits every variant alike
-# instead of skewing one ratio. Each variant reports its median round.
+# instead of skewing one ratio. Each variant reports its median round; each ratio is the
+# median of its per-round ratios.
 for r in $(seq "$rounds"); do
   for v in "${measured[@]}"; do
     wrk_run $v "${secs}s" "$work/wrk-$v-$r.txt"
@@ -355,15 +356,22 @@ def hey_p99(v):
     if not os.path.exists(f): return None
     return float(re.search(r"^\s+99% in ([\d.]+) secs", open(f).read(), re.M).group(1)) * 1000
 r = {v: rps(v) for v in "abcde"}
+def rounds(v):
+    f = f"{w}/rounds-{v}"
+    return [float(x) for x in open(f).read().split()] if os.path.exists(f) else None
 def ratio(name, x, y, target):
     if r[x] is None or r[y] is None:
         print(f"{name:<8} n/a (not measured)          [target: >= {target}]" if target else f"{name:<8} n/a")
         return
-    q = r[x] / r[y]
+    # The median of the per-round ratios: both variants of a round ran back to back, so a
+    # round's ratio is the least affected by the machine's speed changing between rounds.
+    per = sorted(a / b for a, b in zip(rounds(x), rounds(y)))
+    q = per[len(per) // 2]
+    shown = " ".join(f"{p:.2f}" for p in (a / b for a, b in zip(rounds(x), rounds(y))))
     if target is None:
-        print(f"{name:<8} {q:6.3f}")
+        print(f"{name:<8} {q:6.3f}   (rounds: {shown})")
     else:
-        print(f"{name:<8} {q:6.3f}   [target: >= {target}]  {'PASS' if q >= target else 'MISS'}")
+        print(f"{name:<8} {q:6.3f}   [target: >= {target}]  {'PASS' if q >= target else 'MISS'}   (rounds: {shown})")
 ratio("d/c", "d", "c", 0.9)
 ratio("d/b", "d", "b", 0.5)
 ratio("e/b", "e", "b", 0.35)
