@@ -18,7 +18,7 @@
 #   and "added p99 <= 1 ms over direct at half of peak load": a second pass for (a) and (d)
 #   with `hey -q` (rate-limited; wrk cannot limit its rate, wrk2 is not in Debian) at half of
 #   (d)'s measured peak. When (d) is not measured, (c) stands in so the pass still runs.
-#   This pass uses HALF_CONNS (default 8) connections, not 50: hey's per-worker rate tickers
+#   This pass uses HALF_CONNS (default 16) connections, not 50: hey's per-worker rate tickers
 #   fire in step, so 50 workers send bursts of 50 simultaneous requests, and the p99 then
 #   measures how long the 50th request of a burst queues behind the other 49 (measured here:
 #   about 11 ms added at 50 workers, 0.3 ms at 8, same total rate), not the proxy's latency.
@@ -40,7 +40,7 @@
 # Env:   BENCH_ONLY=abcde  run a subset of the variants, e.g. BENCH_ONLY=abc
 #        THREADS=N         proxy threads/workers (default: nproc)
 #        WRK_THREADS=N     wrk threads (default 1)
-#        HALF_CONNS=N      connections of the half-load latency pass (default 8)
+#        HALF_CONNS=N      connections of the half-load latency pass (default 16)
 #        ROUNDS=N          interleaved rounds of the full-speed runs (default 3; median reported)
 #        CARGO_TARGET_DIR  respected (binaries are taken from there)
 set -euo pipefail
@@ -50,7 +50,7 @@ conns=${2:-50}
 only=${BENCH_ONLY:-abcde}
 threads=${THREADS:-$(nproc)}
 wrk_threads=${WRK_THREADS:-1}
-half_conns=${HALF_CONNS:-8}
+half_conns=${HALF_CONNS:-16}
 rounds=${ROUNDS:-3}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 want() { [[ $only == *"$1"* ]]; }
