@@ -33,18 +33,11 @@ impl Drop for LogGuard {
 }
 
 pub fn init(format: LogFormat) -> LogGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let spool = match Spool::new("log-writer", Box::new(std::io::stderr())) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot start the log writer thread: {e}");
-            let builder = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr);
-            let _ = match format {
-                LogFormat::Text => builder.try_init(),
-                LogFormat::Json => builder.json().flatten_event(true).try_init(),
-            };
+            eprintln!("error: cannot start the log writer thread: {e}; logging to stderr directly");
+            install(format, std::io::stderr);
             return LogGuard(None);
         }
     };
@@ -54,13 +47,22 @@ pub fn init(format: LogFormat) -> LogGuard {
         on_panic.try_flush();
         previous(info);
     }));
+    install(format, spool.clone());
+    LogGuard(Some(spool))
+}
+
+/// The global subscriber: `RUST_LOG` (default `info`), text or JSON lines, to `writer`.
+fn install<W>(format: LogFormat, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(spool.clone());
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    LogGuard(Some(spool))
 }

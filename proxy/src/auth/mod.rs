@@ -66,6 +66,16 @@ struct Verified {
     generation: u64,
 }
 
+impl Verified {
+    /// Not expired, and its provider's key set not refetched since.
+    fn fresh(&self, providers: &[(String, Arc<jwks::Jwks>)], now: u64) -> bool {
+        self.exp > now
+            && providers
+                .get(self.provider)
+                .is_some_and(|(_, j)| j.generation() == self.generation)
+    }
+}
+
 /// Most verified tokens remembered; the map is pruned, then cleared, when full.
 const MAX_VERIFIED: usize = 10_000;
 
@@ -187,10 +197,7 @@ impl Authenticator {
                 {
                     let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(v) = cache.get(&key)
-                        && v.exp > now
-                        && providers
-                            .get(v.provider)
-                            .is_some_and(|(_, j)| j.generation() == v.generation)
+                        && v.fresh(providers, now)
                     {
                         return Ok(Arc::clone(&v.principal));
                     }
@@ -213,12 +220,7 @@ impl Authenticator {
                 let principal = Arc::new(principal);
                 let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
                 if cache.len() >= MAX_VERIFIED {
-                    cache.retain(|_, v| {
-                        v.exp > now
-                            && providers
-                                .get(v.provider)
-                                .is_some_and(|(_, j)| j.generation() == v.generation)
-                    });
+                    cache.retain(|_, v| v.fresh(providers, now));
                     if cache.len() >= MAX_VERIFIED {
                         cache.clear();
                     }
