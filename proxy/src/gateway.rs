@@ -68,7 +68,7 @@ impl ProxyHttp for Gateway {
             session
                 .req_header()
                 .headers
-                .get("x-request-id")
+                .get(passthrough::X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok()),
         );
         let snapshot = self.state.snapshot();
@@ -120,13 +120,14 @@ impl ProxyHttp for Gateway {
             ));
         };
         let up = &a.snapshot.exec.info[a.tool].upstream;
-        let mut peer = HttpPeer::new(a.addr, a.tls, a.host.clone());
+        let target = a.upstream()?;
+        let mut peer = HttpPeer::new(a.addr, target.tls, target.host.clone());
         let o = &mut peer.options;
         o.connection_timeout = Some(Duration::from_millis(up.connect_timeout_ms));
         o.read_timeout = Some(Duration::from_millis(up.read_timeout_ms));
         o.write_timeout = Some(Duration::from_millis(up.read_timeout_ms));
         o.idle_timeout = Some(Duration::from_secs(60));
-        if a.tls {
+        if target.tls {
             o.alpn = pingora::protocols::ALPN::H2H1;
             o.max_h2_streams = 100;
             if let Some(ca) = &up.ca_file {
@@ -154,8 +155,15 @@ impl ProxyHttp for Gateway {
             let client = session
                 .client_addr()
                 .and_then(|c| c.as_inet())
-                .map(|c| c.ip().to_string());
-            passthrough::rewrite(a, upstream_request, client.as_deref(), &ctx.request_id)?;
+                .map(|c| c.ip());
+            passthrough::rewrite(
+                upstream_request,
+                &a.upstream()?.authority,
+                &a.target,
+                &a.creds,
+                client,
+                &ctx.request_id,
+            )?;
         }
         Ok(())
     }
@@ -300,7 +308,7 @@ impl Gateway {
             body: &[],
             authorization: header
                 .headers
-                .get("authorization")
+                .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),
             accept_gzip: false,
         };

@@ -29,8 +29,9 @@ use open_cli_config::wire::codes;
 use pingora::http::RequestHeader;
 
 use crate::api::Caller;
+use crate::exec::Intent;
 use crate::exec::credentials::Applied;
-use crate::exec::{Intent, index::RouteError};
+use crate::exec::index::{RouteError, Target};
 use crate::snapshot::{ApiError, Snapshot};
 use crate::state::RuntimeState;
 
@@ -41,17 +42,25 @@ pub struct Admitted {
     pub tool: usize,
     pub caller: Caller,
     pub agent_profile: Option<String>,
-    pub creds: Applied,
+    pub creds: Arc<Applied>,
     pub addr: SocketAddr,
-    pub tls: bool,
-    pub host: String,
-    /// `Host` header value (host, plus port when not the scheme's default).
-    pub authority: String,
     /// Upstream path and query.
     pub target: String,
     pub started: Instant,
     pub connect_retries: u32,
     pub upstream_status: u16,
+}
+
+impl Admitted {
+    /// The tool's upstream (always present: a request is admitted only when it is).
+    pub fn upstream(&self) -> pingora::Result<&Target> {
+        self.snapshot.exec.info[self.tool]
+            .target
+            .as_ref()
+            .ok_or_else(|| {
+                pingora::Error::explain(pingora::ErrorType::InternalError, "no upstream target")
+            })
+    }
 }
 
 /// The part after the prefix, when a path is on the pass-through route.
@@ -74,9 +83,9 @@ const DROP: [&str; 9] = [
     "cookie",
 ];
 
-pub const APPROVAL_HEADER: &str = "x-open-cli-approval";
-pub const MODE_HEADER: &str = "x-open-cli-mode";
-pub const PROFILE_HEADER: &str = "x-open-cli-agent-profile";
+pub const APPROVAL_HEADER: HeaderName = HeaderName::from_static("x-open-cli-approval");
+pub const MODE_HEADER: HeaderName = HeaderName::from_static("x-open-cli-mode");
+pub const PROFILE_HEADER: HeaderName = HeaderName::from_static("x-open-cli-agent-profile");
 
 /// Steps 2–5 of the module docs for an authenticated caller.
 pub async fn admit(
@@ -108,12 +117,32 @@ pub async fn admit(
             format!("`{method} {path}` matches no operation of service `{alias}`; only catalog operations are forwarded"),
         ),
     })?;
-    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    // One pass over the (few) request headers instead of one hash lookup per control header.
+    let (mut mode, mut profile, mut approval, mut length) = (None, None, None, None);
+    for (name, value) in &req.headers {
+        let slot = if name == http::header::CONTENT_LENGTH {
+            &mut length
+        } else if !name.as_str().starts_with("x-open-cli-") {
+            continue;
+        } else if name == MODE_HEADER {
+            &mut mode
+        } else if name == PROFILE_HEADER {
+            &mut profile
+        } else if name == APPROVAL_HEADER {
+            &mut approval
+        } else {
+            continue;
+        };
+        if slot.is_none() {
+            *slot = Some(value.to_str().ok());
+        }
+    }
     let intent = Intent {
-        mode: header(MODE_HEADER),
-        agent_profile: header(PROFILE_HEADER),
-        approval: header(APPROVAL_HEADER)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+        mode: mode.flatten(),
+        agent_profile: profile.flatten(),
+        approval: approval
+            .flatten()
+            .is_some_and(|v: &str| v.eq_ignore_ascii_case("true") || v == "1"),
     };
     let tool = &snapshot.catalog.tools[i];
     let info = &snapshot.exec.info[i];
@@ -133,7 +162,7 @@ pub async fn admit(
         return Err(e);
     }
     let limit = info.upstream.max_request_bytes;
-    if let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok())
+    if let Some(len) = length.flatten().and_then(|v| v.parse::<u64>().ok())
         && len > limit
     {
         return Err(ApiError::new(
@@ -155,11 +184,19 @@ pub async fn admit(
         state.audit.record(e);
         err
     };
-    let base = match &info.base {
-        Ok(b) => b,
-        Err(m) => return Err(fail(502, codes::UPSTREAM_UNREACHABLE, m.clone())),
+    let up = match (&info.base, &info.target) {
+        (Ok(_), Some(t)) => t,
+        (Err(m), _) => return Err(fail(502, codes::UPSTREAM_UNREACHABLE, m.clone())),
+        (Ok(b), None) => {
+            let m = format!("tool `{}`: server URL `{b}` cannot be proxied to", tool.id);
+            return Err(fail(502, codes::UPSTREAM_UNREACHABLE, m));
+        }
     };
-    let creds = match state.credentials.resolve(&snapshot.config, tool).await {
+    let creds = match state
+        .credentials
+        .resolve_cached(&snapshot.config, tool, &info.creds)
+        .await
+    {
         Ok(c) => c,
         Err(u) => {
             return Err(fail(
@@ -169,38 +206,39 @@ pub async fn admit(
             ));
         }
     };
-    let tls = base.scheme() == "https";
-    let host = base.host_str().unwrap_or_default().to_string();
-    let port = base
-        .port_or_known_default()
-        .unwrap_or(if tls { 443 } else { 80 });
-    let addr = match state.resolver.resolve(&host, port).await {
-        Ok(a) => a,
-        Err(m) => {
-            return Err(fail(
-                502,
-                codes::UPSTREAM_UNREACHABLE,
-                format!("tool `{}`: {m}", tool.id),
-            ));
-        }
+    let addr = match up.ip {
+        Some(ip) => SocketAddr::new(ip, up.port),
+        None => match state.resolver.resolve(&up.host, up.port).await {
+            Ok(a) => a,
+            Err(m) => {
+                return Err(fail(
+                    502,
+                    codes::UPSTREAM_UNREACHABLE,
+                    format!("tool `{}`: {m}", tool.id),
+                ));
+            }
+        },
     };
-    let authority = match base.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.clone(),
-    };
-    let mut target = String::with_capacity(base.path().len() + path.len() + 16);
-    target.push_str(base.path().trim_end_matches('/'));
+    let query = req.uri.query();
+    let mut target = String::with_capacity(
+        up.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1) + 16,
+    );
+    target.push_str(&up.base_path);
     target.push_str(path);
-    let mut query: Vec<String> = req.uri.query().map(str::to_string).into_iter().collect();
-    for (k, v) in &creds.query {
-        let pair: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair(k, v)
-            .finish();
-        query.push(pair);
+    let mut sep = '?';
+    if let Some(q) = query {
+        target.push(sep);
+        target.push_str(q);
+        sep = '&';
     }
-    if !query.is_empty() {
-        target.push('?');
-        target.push_str(&query.join("&"));
+    for (k, v) in &creds.query {
+        target.push(sep);
+        target.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .append_pair(k, v)
+                .finish(),
+        );
+        sep = '&';
     }
     Ok(Admitted {
         agent_profile: intent.agent_profile.map(str::to_string),
@@ -209,9 +247,6 @@ pub async fn admit(
         caller,
         creds,
         addr,
-        tls,
-        host,
-        authority,
         target,
         started: Instant::now(),
         connect_retries: 0,
@@ -222,7 +257,7 @@ pub async fn admit(
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Rewrite the request for the upstream (see the module docs).
 ///
@@ -232,10 +267,14 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// which measured about a tenth of the pass-through's cost. Header names therefore go
 /// upstream in canonical case (`Host`, `Accept`, … for standard names, lower case for the
 /// rest), as most proxies send them; HTTP header names are case-insensitive (RFC 9110 §5.1).
+/// Everything per tool (the `Host` value, credential headers) was parsed and validated once
+/// per snapshot and is only cloned here (reference-counted).
 pub fn rewrite(
-    a: &Admitted,
     req: &mut RequestHeader,
-    client: Option<&str>,
+    authority: &HeaderValue,
+    path_and_query: &str,
+    creds: &Applied,
+    client: Option<std::net::IpAddr>,
     request_id: &str,
 ) -> pingora::Result<()> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
@@ -247,14 +286,14 @@ pub fn rewrite(
     // Names listed in `Connection` are hop-by-hop too (rare: only then is anything allocated).
     let listed: Vec<String> = req
         .headers
-        .get_all("connection")
+        .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect();
-    let mut headers = http::HeaderMap::with_capacity(req.headers.len() + 6 + a.creds.headers.len());
+    let mut headers = http::HeaderMap::with_capacity(req.headers.len() + 5 + creds.wire.len());
     for (name, value) in &req.headers {
         let n = name.as_str();
         let dropped = DROP.contains(&n)
@@ -262,55 +301,37 @@ pub fn rewrite(
             || n.starts_with("x-forwarded-")
             || n == "host"
             || n == "x-request-id"
-            || listed.iter().any(|l| l == n);
+            || (!listed.is_empty() && listed.iter().any(|l| l == n));
         if !dropped {
             headers.append(name.clone(), value.clone());
         }
     }
-    let authority = HeaderValue::from_str(&a.authority).map_err(|e| bad("host", &e))?;
-    headers.insert(http::header::HOST, authority);
+    // The names below were all dropped above, so appending cannot duplicate them.
+    headers.append(http::header::HOST, authority.clone());
     if let Some(ip) = client {
-        headers.insert(
+        headers.append(
             X_FORWARDED_FOR,
-            HeaderValue::from_str(ip).map_err(|e| bad("client", &e))?,
+            ip_header(ip).map_err(|e| bad("client", &e))?,
         );
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.append(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     let original_host = req
         .headers
-        .get("host")
+        .get(http::header::HOST)
         .cloned()
         .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
     if let Some(h) = original_host {
-        headers.insert(X_FORWARDED_HOST, h);
+        headers.append(X_FORWARDED_HOST, h);
     }
-    headers.insert(
+    headers.append(
         X_REQUEST_ID,
         HeaderValue::from_str(request_id).map_err(|e| bad("request ID", &e))?,
     );
-    for (name, value) in &a.creds.headers {
-        let n = HeaderName::try_from(name.as_str()).map_err(|e| bad("credential header", &e))?;
-        // Never echo the value: it is a secret.
-        let v = HeaderValue::from_str(value).map_err(|_| {
-            bad(
-                "credential header",
-                &format!("`{name}` has an invalid value"),
-            )
-        })?;
-        headers.insert(n, v);
+    // Credentials replace anything the caller sent under the same name.
+    for (name, value) in &creds.wire {
+        headers.insert(name.clone(), value.clone());
     }
-    if !a.creds.cookies.is_empty() {
-        let cookie: Vec<String> = a
-            .creds
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let v = HeaderValue::from_str(&cookie.join("; "))
-            .map_err(|_| bad("credential cookie", &"invalid value"))?;
-        headers.insert(http::header::COOKIE, v);
-    }
-    let uri: http::Uri = a.target.parse().map_err(|e| bad("path", &e))?;
+    let uri: http::Uri = path_and_query.parse().map_err(|e| bad("path", &e))?;
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = req.method.clone();
     parts.uri = uri;
@@ -318,6 +339,35 @@ pub fn rewrite(
     parts.headers = headers;
     *req = RequestHeader::from(parts);
     Ok(())
+}
+
+/// An IP address as a header value, IPv4 formatted by hand (this runs for every proxied
+/// request; `Display` costs several times as much).
+fn ip_header(ip: std::net::IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            HeaderValue::from_bytes(&buf[..n])
+        }
+        std::net::IpAddr::V6(_) => HeaderValue::from_str(&ip.to_string()),
+    }
 }
 
 /// Upstream host names resolved asynchronously and cached briefly (IP literals skip it).
@@ -411,42 +461,12 @@ mod tests {
 
     #[test]
     fn callers_credentials_and_hop_by_hop_headers_are_dropped() {
-        let snapshot = Arc::new(
-            Snapshot::new(
-                open_cli_config::ntc::Catalog {
-                    catalog_version: "1".into(),
-                    generated_at: "t".into(),
-                    source_fingerprint: "f".into(),
-                    sources: vec![],
-                    services: vec![],
-                    tools: vec![],
-                    workflows: vec![],
-                    effective_views: vec![],
-                },
-                open_cli_config::model::ModeKind::Discover,
-                None,
-            )
-            .unwrap(),
-        );
-        let a = Admitted {
-            snapshot,
-            tool: 0,
-            caller: Caller::default(),
-            agent_profile: None,
-            creds: Applied {
-                headers: vec![("x-api-key".into(), "k".into())],
-                cookies: vec![("session_key".into(), "c".into())],
-                ..Applied::default()
-            },
-            addr: "127.0.0.1:9".parse().unwrap(),
-            tls: false,
-            host: "127.0.0.1".into(),
-            authority: "127.0.0.1:9".into(),
-            target: "/base/items/1?x=1".into(),
-            started: Instant::now(),
-            connect_retries: 0,
-            upstream_status: 0,
+        let mut creds = Applied {
+            headers: vec![("x-api-key".into(), "k".into())],
+            cookies: vec![("session_key".into(), "c".into())],
+            ..Applied::default()
         };
+        creds.wire = crate::exec::credentials::tests::wire_of(&creds);
         let mut req = RequestHeader::build("GET", b"/proxy/demo/items/1?x=1", None).unwrap();
         for (k, v) in [
             ("authorization", "Bearer caller"),
@@ -457,11 +477,22 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
             ("host", "runtime:8765"),
             ("accept", "application/json"),
+            ("x-api-key", "callers-own"),
             ("X-Custom-Case", "kept"),
         ] {
             req.append_header(k, v).unwrap();
         }
-        rewrite(&a, &mut req, Some("10.0.0.1"), "rid").unwrap();
+        let authority = HeaderValue::from_static("127.0.0.1:9");
+        let client = Some("10.0.0.1".parse().unwrap());
+        rewrite(
+            &mut req,
+            &authority,
+            "/base/items/1?x=1",
+            &creds,
+            client,
+            "rid",
+        )
+        .unwrap();
         let h = |n: &str| req.headers.get(n).map(|v| v.to_str().unwrap().to_string());
         assert_eq!(req.uri.to_string(), "/base/items/1?x=1");
         assert_eq!(h("authorization"), None);
@@ -476,6 +507,8 @@ mod tests {
         assert_eq!(h("accept").as_deref(), Some("application/json"));
         assert_eq!(h("x-request-id").as_deref(), Some("rid"));
         assert_eq!(h("x-custom-case").as_deref(), Some("kept"));
+        assert_eq!(req.headers.get_all("x-api-key").iter().count(), 1);
+        assert!(req.headers.get("x-api-key").unwrap().is_sensitive());
         assert_eq!(req.method, "GET");
         let mut wire = Vec::new();
         req.header_to_h1_wire(&mut wire);
@@ -486,5 +519,27 @@ mod tests {
             .filter(|l| l.to_ascii_lowercase().starts_with("host:"));
         assert_eq!(hosts.count(), 1, "{wire}");
         assert_eq!(wire.matches("6.6.6.6").count(), 0, "{wire}");
+    }
+}
+
+#[cfg(test)]
+mod ip_tests {
+    #[test]
+    fn client_addresses_are_formatted_like_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.100.9.199",
+            "::1",
+            "fe80::1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                super::ip_header(ip).unwrap().to_str().unwrap(),
+                ip.to_string()
+            );
+        }
     }
 }

@@ -9,14 +9,14 @@
 
 use base64::Engine;
 use open_cli_config::Config;
-use open_cli_config::model::{ClientAuthMethod, OAuthMode, Secret, TokenStorage};
+use open_cli_config::model::{ClientAuthMethod, OAuthMode, Secret, SecretType, TokenStorage};
 use open_cli_config::ntc::{AuthRequirement, Tool};
 
 use super::oauth::{Issued, TokenCache, TokenRequest};
 use super::secrets::SecretStore;
 
-/// What to add to the upstream request.
-#[derive(Debug, Default, Clone)]
+/// What to add to the upstream request. Its `Debug` shows names, never values.
+#[derive(Default, Clone)]
 pub struct Applied {
     /// Lower-case header names.
     pub headers: Vec<(String, String)>,
@@ -27,6 +27,26 @@ pub struct Applied {
     pub scheme: Option<String>,
     /// The OAuth token used, to invalidate it when the upstream answers 401.
     pub oauth: Vec<Issued>,
+    /// `headers` plus one `Cookie` header for `cookies`, validated and marked sensitive, ready
+    /// to insert into an upstream request (built once per resolution).
+    pub wire: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Every secret used is `literal` or `env` (or none is used), so the result cannot change
+    /// while the snapshot lives and may be reused for every call of the tool.
+    pub fixed: bool,
+}
+
+impl std::fmt::Debug for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        f.debug_struct("Applied")
+            .field("headers", &names(&self.headers))
+            .field("query", &names(&self.query))
+            .field("cookies", &names(&self.cookies))
+            .field("scheme", &self.scheme)
+            .field("oauth", &self.oauth.len())
+            .field("fixed", &self.fixed)
+            .finish()
+    }
 }
 
 impl Applied {
@@ -68,7 +88,32 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// [`Credentials::resolve`], remembered in `slot` (one per tool and snapshot) when the
+    /// result is [`Applied::fixed`]: a literal API key is then resolved, validated and turned
+    /// into header values once, not on every call. Failures are never remembered.
+    pub async fn resolve_cached(
+        &self,
+        config: &Config,
+        tool: &Tool,
+        slot: &std::sync::OnceLock<std::sync::Arc<Applied>>,
+    ) -> Result<std::sync::Arc<Applied>, Unresolved> {
+        if let Some(a) = slot.get() {
+            return Ok(std::sync::Arc::clone(a));
+        }
+        let applied = std::sync::Arc::new(self.resolve(config, tool).await?);
+        if applied.fixed {
+            let _ = slot.set(std::sync::Arc::clone(&applied));
+        }
+        Ok(applied)
+    }
+
     pub async fn resolve(&self, config: &Config, tool: &Tool) -> Result<Applied, Unresolved> {
+        let mut applied = self.resolve_values(config, tool).await?;
+        applied.wire = wire(&applied).map_err(|e| Unresolved { reasons: vec![e] })?;
+        Ok(applied)
+    }
+
+    async fn resolve_values(&self, config: &Config, tool: &Tool) -> Result<Applied, Unresolved> {
         let single;
         let alternatives: Vec<&[AuthRequirement]> = if !tool.auth_alternatives.is_empty() {
             let mut alts: Vec<&[AuthRequirement]> = tool
@@ -83,13 +128,17 @@ impl Credentials {
             single = [tool.auth.as_slice()];
             single.to_vec()
         } else {
-            return Ok(Applied::default());
+            return Ok(Applied {
+                fixed: true,
+                ..Applied::default()
+            });
         };
         let mut reasons = Vec::new();
         for alt in alternatives {
             if alt.is_empty() {
                 return Ok(Applied {
                     scheme: Some("anonymous".into()),
+                    fixed: true,
                     ..Applied::default()
                 });
             }
@@ -115,9 +164,16 @@ impl Credentials {
         tool: &Tool,
         requirements: &[AuthRequirement],
     ) -> Result<Applied, String> {
-        let mut out = Applied::default();
+        let mut out = Applied {
+            fixed: true,
+            ..Applied::default()
+        };
         for req in requirements {
             let key = secret_key(config, &tool.service_id, &req.name)?;
+            out.fixed &= matches!(
+                config.secrets.get(&key),
+                Some(Secret::Ref(r)) if matches!(r.kind, SecretType::Literal | SecretType::Env)
+            );
             match req.kind.as_str() {
                 "apiKey" => {
                     let value = self.secrets.value(config, &key).await?.to_string();
@@ -289,6 +345,30 @@ impl Credentials {
     }
 }
 
+/// The upstream header form of `a`'s headers and cookies. Values are secrets: an invalid one
+/// is reported by header name only, and every value is marked sensitive (HTTP/2 upstreams
+/// then never add it to their HPACK index).
+fn wire(a: &Applied) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+    let value = |name: &str, v: &str| {
+        let mut v = http::HeaderValue::from_str(v).map_err(|_| {
+            format!("the credential for header `{name}` is not a valid header value")
+        })?;
+        v.set_sensitive(true);
+        Ok::<_, String>(v)
+    };
+    let mut out = Vec::with_capacity(a.headers.len() + 1);
+    for (name, v) in &a.headers {
+        let n = http::HeaderName::try_from(name.as_str())
+            .map_err(|_| format!("`{name}` is not a valid header name"))?;
+        out.push((n, value(name, v)?));
+    }
+    if !a.cookies.is_empty() {
+        let cookie: Vec<String> = a.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push((http::header::COOKIE, value("cookie", &cookie.join("; "))?));
+    }
+    Ok(out)
+}
+
 /// `<service>.<scheme>`, then `<scheme>`.
 fn secret_key(config: &Config, service: &str, scheme: &str) -> Result<String, String> {
     let specific = format!("{service}.{scheme}");
@@ -301,4 +381,38 @@ fn secret_key(config: &Config, service: &str, scheme: &str) -> Result<String, St
     Err(format!(
         "missing secret: define `secrets.{specific}` or `secrets.{scheme}`"
     ))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The wire form of hand-made credentials (for other modules' tests).
+    pub(crate) fn wire_of(a: &Applied) -> Vec<(http::HeaderName, http::HeaderValue)> {
+        wire(a).unwrap()
+    }
+
+    #[test]
+    fn wire_headers_are_sensitive_and_errors_never_show_values() {
+        let a = Applied {
+            headers: vec![("x-api-key".into(), "k1".into())],
+            cookies: vec![("a".into(), "1".into()), ("b".into(), "2".into())],
+            ..Applied::default()
+        };
+        let w = wire(&a).unwrap();
+        assert_eq!(w.len(), 2);
+        assert!(w.iter().all(|(_, v)| v.is_sensitive()));
+        assert_eq!(w[1].1.to_str().unwrap(), "a=1; b=2");
+        let bad = Applied {
+            headers: vec![("x-api-key".into(), "line\nbreak-s3cret".into())],
+            ..Applied::default()
+        };
+        let e = wire(&bad).unwrap_err();
+        assert!(e.contains("x-api-key") && !e.contains("s3cret"), "{e}");
+        let shown = format!("{a:?}");
+        assert!(
+            !shown.contains("k1") && shown.contains("x-api-key"),
+            "{shown}"
+        );
+    }
 }

@@ -161,12 +161,16 @@ async fn run(
     let prepared =
         http::prepare(tool, base, &req.path_args, &flags, body).map_err(|m| bad(m, &ev))?;
     let config = &snapshot.config;
-    let creds = state.credentials.resolve(config, tool).await.map_err(|u| {
-        (
-            ApiError::new(502, codes::CREDENTIALS_UNAVAILABLE, u.message(&tool.id)),
-            ev.clone(),
-        )
-    })?;
+    let creds = state
+        .credentials
+        .resolve_cached(config, tool, &info.creds)
+        .await
+        .map_err(|u| {
+            (
+                ApiError::new(502, codes::CREDENTIALS_UNAVAILABLE, u.message(&tool.id)),
+                ev.clone(),
+            )
+        })?;
     ev.auth_scheme = creds.scheme.clone().map(Into::into);
     let client = state.clients.get(&info.upstream).map_err(|m| {
         (
@@ -174,7 +178,7 @@ async fn run(
             ev.clone(),
         )
     })?;
-    let renew = |used: super::credentials::Applied| async move {
+    let renew = |used: std::sync::Arc<super::credentials::Applied>| async move {
         for issued in &used.oauth {
             state.credentials.tokens.invalidate(issued).await;
         }
@@ -182,6 +186,7 @@ async fn run(
             .credentials
             .resolve(config, tool)
             .await
+            .map(std::sync::Arc::new)
             .map_err(|u| u.message(&tool.id))
     };
     let answer = http::call(

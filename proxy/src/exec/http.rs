@@ -197,13 +197,13 @@ pub async fn call<F, Fut>(
     up: &Upstream,
     idempotent: bool,
     prepared: &Prepared,
-    mut creds: Applied,
+    mut creds: std::sync::Arc<Applied>,
     request_id: &str,
     renew: F,
 ) -> Result<Answer, CallError>
 where
-    F: Fn(Applied) -> Fut,
-    Fut: std::future::Future<Output = Result<Applied, String>>,
+    F: Fn(std::sync::Arc<Applied>) -> Fut,
+    Fut: std::future::Future<Output = Result<std::sync::Arc<Applied>, String>>,
 {
     let total = Duration::from_millis(up.total_timeout_ms);
     let work = async {
@@ -291,6 +291,8 @@ async fn send(
         .chain(&creds.cookies)
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    // (`creds.wire` is not used here: the tool's own cookie parameters share one header
+    // with the credential cookies.)
     if !cookies.is_empty() {
         req = req.header("cookie", cookies.join("; "));
     }

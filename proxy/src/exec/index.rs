@@ -23,10 +23,52 @@ pub struct ToolInfo {
     pub approval: bool,
     /// The tool's first server (else its service's), when it is an absolute http(s) URL.
     pub base: Result<url::Url, String>,
+    /// The pass-through's view of `base`, parsed once (`None` when `base` is an error).
+    pub target: Option<Target>,
+    /// Resolved upstream credentials, kept for the snapshot's life when they are fixed
+    /// (literal and env secrets; see [`crate::exec::credentials::Credentials::resolve_cached`]).
+    pub creds: std::sync::OnceLock<Arc<crate::exec::credentials::Applied>>,
     pub upstream: Arc<Upstream>,
     /// Safe to send twice: GET/HEAD/OPTIONS/PUT/DELETE or `safety.idempotent`.
     pub idempotent: bool,
     pub mcp: bool,
+}
+
+/// Where a tool's upstream is, in the form the pass-through sends to: computed once per
+/// snapshot so a proxied request formats and parses none of it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub tls: bool,
+    /// Host name or IP literal (brackets removed), also the TLS server name.
+    pub host: String,
+    pub port: u16,
+    /// Set when `host` is an IP literal (no resolution needed).
+    pub ip: Option<std::net::IpAddr>,
+    /// The upstream `Host` header: host, plus the port when it is not the scheme's default.
+    pub authority: http::HeaderValue,
+    /// The server URL's path without its trailing slash (`""` for `/`).
+    pub base_path: String,
+}
+
+impl Target {
+    fn new(base: &url::Url) -> Option<Self> {
+        let tls = base.scheme() == "https";
+        let host = base.host_str()?;
+        let port = base.port_or_known_default()?;
+        let authority = match base.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        Some(Self {
+            tls,
+            host: bare.to_string(),
+            port,
+            ip: bare.parse().ok(),
+            authority: http::HeaderValue::from_str(&authority).ok()?,
+            base_path: base.path().trim_end_matches('/').to_string(),
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -96,12 +138,15 @@ impl ExecIndex {
                 },
             };
             let mcp = tool.backend.as_ref().is_some_and(|b| b.kind == "mcp");
+            let target = base.as_ref().ok().and_then(Target::new);
             index.info.push(ToolInfo {
                 managed_deny: managed.iter().any(|p| p.matches(&tool.id)),
                 policy_deny: deny.iter().any(|p| p.matches(&tool.id)),
                 approval: tool.safety.requires_approval
                     || approval.iter().any(|p| p.matches(&tool.id)),
                 base,
+                target,
+                creds: std::sync::OnceLock::new(),
                 upstream,
                 idempotent: tool.safety.idempotent
                     || matches!(
@@ -169,6 +214,7 @@ impl ExecIndex {
                     && r.segments.len() == segments.len()
                     && r.segments.iter().zip(&segments).all(|(t, s)| match t {
                         Segment::Param => !s.is_empty(),
+                        Segment::Literal(l) if !s.contains('%') => s == l,
                         Segment::Literal(l) => percent_decode(s).as_deref() == Some(l.as_str()),
                     })
             })
@@ -210,6 +256,20 @@ fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
 /// intermediary normalises them.
 pub fn check_path(path: &str) -> Result<(), RouteError> {
     for seg in path.split('/') {
+        // Nothing encoded: only the literal checks apply (the common case, no decoding).
+        if !seg.contains('%') {
+            if seg == "." || seg == ".." {
+                return Err(RouteError::Unsafe(
+                    "`.` and `..` path segments are not allowed",
+                ));
+            }
+            if seg.contains(['\\', '\0']) {
+                return Err(RouteError::Unsafe(
+                    "backslashes and NUL are not allowed in path segments",
+                ));
+            }
+            continue;
+        }
         let Some(decoded) = percent_decode(seg) else {
             return Err(RouteError::Unsafe("malformed percent-encoding"));
         };
