@@ -756,6 +756,63 @@ impl Oidc {
     }
 }
 
+/// A bearer-token gate (`product-tests/oidc/bearer-gate.mjs`) in front of `target`: it admits
+/// only JWTs of `oidc` for [`AUDIENCE`], can be told to refuse a token from now on, and lists
+/// every token it was shown.
+#[derive(Debug)]
+pub struct BearerGate {
+    pub proc: Proc,
+    /// The gate's own base URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+}
+
+impl BearerGate {
+    pub fn start(oidc: &Oidc, target: &str) -> Self {
+        let script = repo_root().join("product-tests/oidc/bearer-gate.mjs");
+        // scheme://host:port of the target URL
+        let origin = target.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+        let mut cmd = Command::new("node");
+        cmd.arg(&script)
+            .env("PORT", "0")
+            .env("ISSUER", &oidc.issuer)
+            .env("AUDIENCE", AUDIENCE)
+            .env("TARGET", origin);
+        let mut proc = Proc::spawn("bearer-gate", cmd);
+        let url = wait_for("the bearer gate to listen", START_DEADLINE, || {
+            if proc.try_status().is_some() {
+                return Some(None);
+            }
+            proc.stdout()
+                .lines()
+                .find_map(|l| l.strip_prefix("listening on "))
+                .map(|u| Some(u.trim().to_string()))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the bearer gate did not start\n{}", proc.logs()));
+        Self { proc, url }
+    }
+
+    /// Every token presented so far, in order.
+    pub fn tokens(&self) -> Vec<String> {
+        http()
+            .get(format!("{}/_gate/tokens", self.url))
+            .send()
+            .and_then(|r| r.json())
+            .expect("gate token list")
+    }
+
+    /// Refuse `token` from now on (as an upstream that revoked it).
+    pub fn reject(&self, token: &str) {
+        let resp = http()
+            .post(format!("{}/_gate/reject", self.url))
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .expect("gate reject");
+        assert!(resp.status().is_success());
+    }
+}
+
 /// Stoplight Prism (npm `@stoplight/prism-cli`, installed by `scripts/deps` under
 /// `product-tests/prism`): a mock upstream generated from an OpenAPI document. It validates
 /// requests against the document (422 on a bad body, 401 when a required credential is absent)

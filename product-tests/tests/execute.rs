@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use open_cli_product_tests::{
-    AUDIENCE, Fixture, McpEverything, Oidc, Runtime, TestApi, demo_config, http,
+    AUDIENCE, BearerGate, Fixture, McpEverything, Oidc, Runtime, TestApi, demo_config, http,
 };
 use serde_json::{Value, json};
 
@@ -549,6 +549,103 @@ fn mcp_tools_execute_over_their_transport() {
         json!({"toolId": "everything:get-sum", "flags": {"a": "1"}}),
     );
     assert_eq!(s, 400, "{v}");
+}
+
+#[test]
+fn mcp_transport_oauth_gets_shares_and_renews_a_client_credentials_token() {
+    // server-everything behind a gate that admits only the OpenID provider's JWTs.
+    let oidc = Oidc::start("mcp:use", &[]);
+    let server = McpEverything::start("streamableHttp");
+    let gate = BearerGate::start(&oidc, &server.url);
+    let fx = Fixture::new();
+    let oauth = |secret: &str| {
+        json!({"mode": "clientCredentials", "tokenURL": format!("{}/token", oidc.issuer),
+            "clientId": {"type": "literal", "value": "agent-1"},
+            "clientSecret": {"type": "literal", "value": secret},
+            "scopes": ["mcp:use"], "audience": AUDIENCE})
+    };
+    let config = |secret: &str| {
+        json!({"cli": "1.0.0", "mode": {"default": "discover"},
+            "sources": {"remote": {"type": "mcp", "oauth": oauth(secret),
+                "transport": {"type": "streamable-http", "url": format!("{}/mcp", gate.url)}}},
+            "services": {"remote": {"source": "remote"}}})
+    };
+    // A client secret the provider refuses: the build fails and says why.
+    let bad = fx.write_json("bad.cli.json", &config("wrong"));
+    let err = open_cli_product_tests::validate_fails(&bad);
+    assert!(err.contains("sources.remote (mcp): oauth:"), "{err}");
+    assert!(
+        !err.contains("wrong"),
+        "the secret must not be shown: {err}"
+    );
+    assert!(
+        gate.tokens().is_empty(),
+        "nothing reached the server without a token"
+    );
+
+    let cfg = fx.write_json(".cli.json", &config("agent-1-secret"));
+    let state = fx.path().join("state");
+    let rt = Runtime::try_start_env(&cfg, &state, &[], &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<Value> = rt.catalog()["catalog"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    assert!(ids.contains(&json!("remote:get-sum")), "{ids:?}");
+    let sum = || {
+        execute(
+            &rt,
+            json!({"toolId": "remote:get-sum", "body": b64(r#"{"a": 2, "b": 40}"#)}),
+        )
+    };
+    let (_, v) = sum();
+    assert_eq!(v["statusCode"], 200, "{v}");
+    assert!(
+        v["body"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("42"),
+        "{v}"
+    );
+    // One token for the catalog build and the call (cached), and it is the client's.
+    let seen = gate.tokens();
+    let first = seen[0].clone();
+    assert!(seen.iter().all(|t| *t == first), "one token throughout");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(first.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["client_id"], "agent-1");
+    // The server revokes it: one 401, a fresh token, the call succeeds.
+    gate.reject(&first);
+    let (_, v) = sum();
+    assert_eq!(v["statusCode"], 200, "{v}");
+    let after = gate.tokens();
+    let last = after.last().unwrap();
+    assert_ne!(*last, first, "a fresh token after the 401");
+    assert_eq!(
+        after.iter().filter(|t| **t == first).count(),
+        seen.len() + 1,
+        "exactly one more request with the revoked token"
+    );
+    let events = audit(&rt, None);
+    let e = events.last().unwrap();
+    assert_eq!(e["authScheme"], "mcp-transport-oauth", "{e}");
+    assert_eq!(e["retryCount"], 1, "{e}");
+    assert_eq!(e["decision"], "allowed", "{e}");
+    // Stored for a restart (owner-only); never logged.
+    let dir = state.join("instances/test/oauth");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        files[0].metadata().unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!rt.proc.logs().contains(&last[..20]));
 }
 
 // ---- pass-through ----

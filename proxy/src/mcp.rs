@@ -45,6 +45,12 @@ pub enum Transport {
     },
 }
 
+/// Whether an error of this module is the MCP server's HTTP 401 (its credentials were refused).
+/// Every HTTP status error here is written as `<METHOD> <url>: HTTP <status>`.
+pub fn is_unauthorized(error: &str) -> bool {
+    error.contains(": HTTP 401 ") || error.ends_with(": HTTP 401 Unauthorized")
+}
+
 /// List every tool of an MCP server.
 pub async fn list_tools(transport: &Transport) -> Result<Vec<Value>, String> {
     let mut session = Session::connect(transport).await?;

@@ -72,7 +72,7 @@ async fn attempt(state: &RuntimeState, trigger: Trigger) -> Result<RefreshReport
         Trigger::Api => state.fetcher.forced(),
         Trigger::Signal => state.fetcher.clone(),
     };
-    let catalog = catalog::build(&loaded, &fetcher)
+    let catalog = catalog::build(&loaded, &fetcher, &state.credentials)
         .await
         .map_err(|e| e.to_string())?;
     let report = report(&catalog);

@@ -69,8 +69,12 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let fetcher = Fetcher::new(Some(&instance.cache_dir))?;
+    let credentials = Arc::new(crate::exec::credentials::Credentials::new(
+        fetcher.http().clone(),
+        Some(instance.state_dir.clone()),
+    ));
     let catalog = rt
-        .block_on(catalog::build(&loaded, &fetcher))
+        .block_on(catalog::build(&loaded, &fetcher, &credentials))
         .map_err(|e| e.to_string())?;
     let tools = catalog.tools.len();
     let snapshot = Snapshot::for_config(catalog, &loaded.config)
@@ -98,6 +102,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         instance,
         format!("http://{addr}"),
         audit,
+        credentials,
     ));
     warn_unresolvable_secrets(&rt, &state);
     state.auth.store(auth.map(Arc::new));
@@ -273,8 +278,9 @@ pub fn validate(config: &std::path::Path, format: ValidateFormat) -> Result<Stri
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let fetcher = Fetcher::new(None)?;
+    let credentials = crate::exec::credentials::Credentials::new(fetcher.http().clone(), None);
     let catalog = rt
-        .block_on(catalog::build(&loaded, &fetcher))
+        .block_on(catalog::build(&loaded, &fetcher, &credentials))
         .map_err(|e| e.to_string())?;
     let views: Vec<String> = catalog
         .effective_views

@@ -28,7 +28,8 @@ pub struct RuntimeState {
     pub url: String,
     pub bound: BoundConfig,
     pub audit: crate::audit::Audit,
-    pub credentials: crate::exec::credentials::Credentials,
+    /// Upstream secrets and OAuth tokens; shared with catalog builds (MCP transport OAuth).
+    pub credentials: Arc<crate::exec::credentials::Credentials>,
     pub clients: crate::exec::http::Clients,
     pub resolver: crate::passthrough::Resolver,
     pub ca_bundles: crate::passthrough::CaBundles,
@@ -44,15 +45,9 @@ impl RuntimeState {
         instance: Instance,
         url: String,
         audit: crate::audit::Audit,
+        credentials: Arc<crate::exec::credentials::Credentials>,
     ) -> Self {
         let bound = BoundConfig::new(&config.path);
-        let credentials = crate::exec::credentials::Credentials {
-            secrets: Default::default(),
-            tokens: crate::exec::oauth::TokenCache::new(
-                fetcher.http().clone(),
-                Some(instance.state_dir.clone()),
-            ),
-        };
         Self {
             audit,
             credentials,

@@ -11,20 +11,94 @@
 use std::collections::BTreeSet;
 
 use open_cli_config::Config;
-use open_cli_config::model::{McpTransportType, Source};
+use open_cli_config::model::{ClientAuthMethod, McpTransportType, OAuthMode, Source, TokenStorage};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::slug::slug;
+use crate::exec::credentials::Credentials;
+use crate::exec::oauth::{Issued, TokenRequest};
 use crate::mcp::Transport;
 use crate::secrets;
 
-/// The transport to reach an MCP source, with `headerSecrets` resolved.
+/// The transport to reach an MCP source, with `headerSecrets` resolved and, when the source
+/// has `oauth` (contract §4.7), an `Authorization: Bearer` token from the shared token cache
+/// (client credentials; single flight, renewed before expiry, stored like upstream tokens
+/// under the secret key `mcp-transport:<source>`). The issued token is returned so a caller
+/// that gets HTTP 401 can invalidate it and try once more with a fresh one.
+pub async fn authorized_transport(
+    source_id: &str,
+    source: &Source,
+    config: &Config,
+    credentials: &Credentials,
+) -> Result<(Transport, Option<Issued>), String> {
+    let mut transport = transport(source, config)?;
+    let Some(o) = &source.oauth else {
+        return Ok((transport, None));
+    };
+    let headers = match &mut transport {
+        Transport::Stdio { .. } => {
+            return Err(
+                "`oauth` applies to the `streamable-http` and `sse` transports, not `stdio`".into(),
+            );
+        }
+        Transport::StreamableHttp { headers, .. } | Transport::Sse { headers, .. } => headers,
+    };
+    if o.mode != OAuthMode::ClientCredentials {
+        return Err(format!(
+            "`oauth.mode` `{}` needs a person at a browser, which a server runtime does not have; use `clientCredentials`",
+            o.mode
+        ));
+    }
+    if o.token_url.is_none() && o.issuer.is_none() {
+        return Err("`oauth` needs `tokenURL` or `issuer` (for discovery)".into());
+    }
+    let allow_exec = config.policy.allow_exec_secrets;
+    let client_id = match &o.client_id {
+        Some(r) => credentials
+            .secrets
+            .resolve(r, allow_exec)
+            .await
+            .map_err(|e| format!("oauth.clientId: {e}"))?,
+        None => return Err("`oauth.clientId` is required".into()),
+    };
+    let client_secret = match &o.client_secret {
+        Some(r) => Some(
+            credentials
+                .secrets
+                .resolve(r, allow_exec)
+                .await
+                .map_err(|e| format!("oauth.clientSecret: {e}"))?,
+        ),
+        None => None,
+    };
+    let request = TokenRequest {
+        secret_key: format!("mcp-transport:{source_id}"),
+        token_url: o.token_url.clone(),
+        discovery: o.issuer.clone(),
+        client_id,
+        client_secret,
+        scopes: o.scopes.clone(),
+        audience: o.audience.clone(),
+        auth_method: o
+            .client_auth_method
+            .unwrap_or(ClientAuthMethod::ClientSecretBasic),
+        storage: o.token_storage.unwrap_or(TokenStorage::Instance),
+    };
+    let issued = credentials
+        .tokens
+        .token(&request)
+        .await
+        .map_err(|e| format!("oauth: {e}"))?;
+    headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+    headers.push(("authorization".into(), format!("Bearer {}", issued.token)));
+    Ok((transport, Some(issued)))
+}
+
+/// The transport to reach an MCP source, with `headerSecrets` resolved (no OAuth; see
+/// [`authorized_transport`]).
 pub fn transport(source: &Source, config: &Config) -> Result<Transport, String> {
     let t = source.transport.as_ref().ok_or("`transport` is required")?;
-    if source.oauth.is_some() {
-        return Err("MCP transport `oauth` is not supported by this version yet".into());
-    }
     let mut headers: Vec<(String, String)> = t
         .headers
         .iter()

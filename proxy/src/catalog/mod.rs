@@ -53,7 +53,12 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// Build the catalog for a loaded config, fetching documents through `fetcher`.
-pub async fn build(loaded: &LoadedConfig, fetcher: &Fetcher) -> Result<Catalog, BuildError> {
+/// `credentials` serve MCP sources with transport `oauth` (the same token cache as tool calls).
+pub async fn build(
+    loaded: &LoadedConfig,
+    fetcher: &Fetcher,
+    credentials: &crate::exec::credentials::Credentials,
+) -> Result<Catalog, BuildError> {
     let cfg = &loaded.config;
     let now = now_rfc3339();
     let mut problems = Vec::new();
@@ -75,6 +80,7 @@ pub async fn build(loaded: &LoadedConfig, fetcher: &Fetcher) -> Result<Catalog, 
                     source_id,
                     source,
                     fetcher,
+                    credentials,
                     &loaded.base_dir,
                     &mut hasher,
                 )
@@ -244,14 +250,29 @@ async fn mcp_source(
     source_id: &str,
     source: &open_cli_config::model::Source,
     fetcher: &Fetcher,
+    credentials: &crate::exec::credentials::Credentials,
     base_dir: &std::path::Path,
     hasher: &mut Sha256,
 ) -> Result<(SourceEntry, ServiceEntry, Vec<Tool>, Vec<Workflow>), Vec<String>> {
     let at = format!("sources.{source_id} (mcp)");
-    let transport = mcp::transport(source, cfg).map_err(|e| vec![format!("{at}: {e}")])?;
-    let listed = crate::mcp::list_tools(&transport)
+    let (transport, issued) = mcp::authorized_transport(source_id, source, cfg, credentials)
         .await
         .map_err(|e| vec![format!("{at}: {e}")])?;
+    let listed = match crate::mcp::list_tools(&transport).await {
+        // A token the server refuses (revoked, or cached from before a restart): one fresh
+        // token, one more try.
+        Err(e) if crate::mcp::is_unauthorized(&e) && issued.is_some() => {
+            if let Some(i) = &issued {
+                credentials.tokens.invalidate(i).await;
+            }
+            let (transport, _) = mcp::authorized_transport(source_id, source, cfg, credentials)
+                .await
+                .map_err(|e| vec![format!("{at}: {e}")])?;
+            crate::mcp::list_tools(&transport).await
+        }
+        other => other,
+    }
+    .map_err(|e| vec![format!("{at}: {e}")])?;
     hasher.update(source_id.as_bytes());
     hasher.update(serde_json::to_vec(&listed).unwrap_or_default());
     let kind = source

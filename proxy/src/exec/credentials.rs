@@ -88,6 +88,15 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// Secrets resolved per call; tokens fetched with `http` and, with a state directory,
+    /// kept under `<state_dir>/oauth`.
+    pub fn new(http: reqwest::Client, state_dir: Option<std::path::PathBuf>) -> Self {
+        Self {
+            secrets: SecretStore::default(),
+            tokens: TokenCache::new(http, state_dir),
+        }
+    }
+
     /// [`Credentials::resolve`], remembered in `slot` (one per tool and snapshot) when the
     /// result is [`Applied::fixed`]: a literal API key is then resolved, validated and turned
     /// into header values once, not on every call. Failures are never remembered.

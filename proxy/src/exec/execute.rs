@@ -149,7 +149,7 @@ async fn run(
         ));
     }
     if info.mcp {
-        return run_mcp(snapshot, tool, req, body, ev).await;
+        return run_mcp(state, snapshot, tool, req, body, ev).await;
     }
     let flags = match_flags(tool, req).map_err(|m| bad(m, &ev))?;
     let base = info.base.as_ref().map_err(|m| {
@@ -237,6 +237,7 @@ async fn run(
 }
 
 async fn run_mcp(
+    state: &RuntimeState,
     snapshot: &Snapshot,
     tool: &Tool,
     req: &ExecuteRequest,
@@ -288,7 +289,15 @@ async fn run_mcp(
             &ev,
         )
     })?;
-    let transport = crate::catalog::mcp::transport(source, config).map_err(|m| {
+    let authorize = || {
+        crate::catalog::mcp::authorized_transport(
+            &backend.source_id,
+            source,
+            config,
+            &state.credentials,
+        )
+    };
+    let refused = |m: String, ev: &Event<'static>| {
         fail(
             502,
             codes::CREDENTIALS_UNAVAILABLE,
@@ -296,23 +305,39 @@ async fn run_mcp(
                 "tool `{}`: MCP source `{}`: {m}",
                 tool.id, backend.source_id
             ),
+            ev,
+        )
+    };
+    let (transport, issued) = authorize().await.map_err(|m| refused(m, &ev))?;
+    ev.auth_scheme = Some(
+        if issued.is_some() {
+            "mcp-transport-oauth"
+        } else {
+            "mcp-transport"
+        }
+        .into(),
+    );
+    let mut result = crate::mcp::call_tool(&transport, &backend.tool_name, args.clone()).await;
+    if let (Err(e), Some(i)) = (&result, &issued)
+        && crate::mcp::is_unauthorized(e)
+    {
+        // The server refused the token: drop it, fetch a fresh one, try once more.
+        state.credentials.tokens.invalidate(i).await;
+        let (transport, _) = authorize().await.map_err(|m| refused(m, &ev))?;
+        ev.retry_count = 1;
+        result = crate::mcp::call_tool(&transport, &backend.tool_name, args).await;
+    }
+    let result = result.map_err(|m| {
+        fail(
+            502,
+            codes::UPSTREAM_UNREACHABLE,
+            format!(
+                "tool `{}`: MCP server `{}`: {m}",
+                tool.id, backend.source_id
+            ),
             &ev,
         )
     })?;
-    ev.auth_scheme = Some("mcp-transport".into());
-    let result = crate::mcp::call_tool(&transport, &backend.tool_name, args)
-        .await
-        .map_err(|m| {
-            fail(
-                502,
-                codes::UPSTREAM_UNREACHABLE,
-                format!(
-                    "tool `{}`: MCP server `{}`: {m}",
-                    tool.id, backend.source_id
-                ),
-                &ev,
-            )
-        })?;
     let bytes = serde_json::to_vec(&result).unwrap_or_default();
     ev.status_code = 200;
     ev.response_size = bytes.len() as u64;
