@@ -26,7 +26,7 @@ use crate::spool::Spool;
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event<'a> {
-    pub timestamp: String,
+    pub timestamp: Timestamp,
     pub event_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<Cow<'a, str>>,
@@ -74,7 +74,9 @@ impl Event<'_> {
         out.reserve(512);
         // `timestamp` always comes first, so every later key starts with a comma.
         out.extend_from_slice(b"{\"timestamp\":");
-        json_str(out, &self.timestamp);
+        out.push(b'"');
+        out.extend_from_slice(&self.timestamp.0);
+        out.push(b'"');
         let text = |out: &mut Vec<u8>, key: &[u8], v: &str| {
             out.extend_from_slice(key);
             json_str(out, v);
@@ -193,7 +195,7 @@ fn is_zero32(v: &u32) -> bool {
 impl<'a> Event<'a> {
     pub fn new(event_type: &'static str, tool_id: impl Into<Cow<'a, str>>) -> Self {
         Self {
-            timestamp: now_rfc3339(),
+            timestamp: Timestamp::now(),
             event_type,
             tool_id: tool_id.into(),
             ..Self::default()
@@ -203,10 +205,59 @@ impl<'a> Event<'a> {
 
 /// RFC 3339 with milliseconds, UTC (`2026-11-23T18:40:01.123Z`).
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format_millis(now.as_secs() as i64, (now.subsec_millis()) as u16)
+    Timestamp::now().as_str().to_string()
+}
+
+/// An RFC 3339 UTC time with milliseconds, as its 24 ASCII bytes (no allocation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp([u8; 24]);
+
+thread_local! {
+    /// The last timestamp this thread formatted, by (seconds, milliseconds): under load many
+    /// events share a millisecond.
+    static LAST: std::cell::Cell<(u64, u32, Timestamp)> =
+        const { std::cell::Cell::new((0, 0, Timestamp(*b"1970-01-01T00:00:00.000Z"))) };
+}
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let (secs, millis) = (now.as_secs(), now.subsec_millis());
+        LAST.with(|last| {
+            let (s, m, t) = last.get();
+            if (s, m) == (secs, millis) {
+                return t;
+            }
+            let t = Timestamp(format_millis(secs as i64, millis as u16));
+            last.set((secs, millis, t));
+            t
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always ASCII digits and separators.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl Default for Timestamp {
+    fn default() -> Self {
+        Self(format_millis(0, 0))
+    }
+}
+
+impl std::fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// [`format_millis`] of a date-time (for tests against the `time` crate's formatting).
@@ -215,13 +266,13 @@ fn rfc3339_millis(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let secs = t.unix_timestamp();
     let millis = t.millisecond();
-    format_millis(secs, millis)
+    String::from_utf8_lossy(&format_millis(secs, millis)).into_owned()
 }
 
 /// `secs` since the Unix epoch (UTC) and a millisecond, as RFC 3339; years outside 0–9999
 /// are clamped. Written by hand: it runs for every audited request, and a format description
 /// costs about ten times as much. The civil date comes from Howard Hinnant's `civil_from_days`.
-fn format_millis(secs: i64, millis: u16) -> String {
+fn format_millis(secs: i64, millis: u16) -> [u8; 24] {
     fn put(b: &mut [u8], at: usize, width: usize, mut v: u64) {
         for k in (at..at + width).rev() {
             b[k] = b'0' + (v % 10) as u8;
@@ -247,7 +298,7 @@ fn format_millis(secs: i64, millis: u16) -> String {
     put(&mut b, 14, 2, sod / 60 % 60);
     put(&mut b, 17, 2, sod % 60);
     put(&mut b, 20, 3, u64::from(millis));
-    String::from_utf8_lossy(&b).into_owned()
+    b
 }
 
 /// Handle to the audit log; cheap to share.

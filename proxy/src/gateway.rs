@@ -112,7 +112,7 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let Some(a) = ctx.pass.as_deref() else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -125,8 +125,17 @@ impl ProxyHttp for Gateway {
         let o = &mut peer.options;
         o.connection_timeout = Some(Duration::from_millis(up.connect_timeout_ms));
         o.read_timeout = Some(Duration::from_millis(up.read_timeout_ms));
-        o.write_timeout = Some(Duration::from_millis(up.read_timeout_ms));
-        o.idle_timeout = Some(Duration::from_secs(60));
+        // A write can only stall on a body: a request header goes into the (empty) socket
+        // buffer of a fresh or pooled connection at once, and a silent upstream is then caught
+        // by the read timeout. Each timeout costs a timer registration per write, so a
+        // bodiless request (most tool calls) goes without.
+        if !session.is_body_empty() {
+            o.write_timeout = Some(Duration::from_millis(up.read_timeout_ms));
+        }
+        // No `idle_timeout`: a pooled connection stays until the upstream closes it (Pingora's
+        // pool watches every idle connection for EOF and drops it then; servers close idle
+        // keep-alive connections themselves) or the pool evicts it. An idle timeout would
+        // register a timer on every release, i.e. on every proxied request.
         if target.tls {
             o.alpn = pingora::protocols::ALPN::H2H1;
             o.max_h2_streams = 100;
