@@ -263,11 +263,23 @@ sane() { # variant -> 0 when it may be measured
 
 # ---- full-speed runs ---------------------------------------------------------------------
 label() { case $1 in a) echo "(a) direct";; b) echo "(b) nginx";; c) echo "(c) bare pingora";; d) echo "(d) pass-through";; e) echo "(e) execute";; esac; }
-wrk_run() { # variant duration out
-  local v=$1 args=(-t"$wrk_threads" -c"$conns" -d"$2" --latency)
+cpu_ticks() { # variant -> user+system clock ticks of the proxy (all threads; nginx: master+workers)
+  local v=$1 p sum=0
+  case $v in
+    a) echo 0; return ;;
+    b) for p in "${proc[b]}" $(ps -o pid= --ppid "${proc[b]}"); do
+         sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+       done; echo "$sum" ;;
+    *) awk '{print $14 + $15}' "/proc/${proc[$v]}/stat" 2>/dev/null || echo 0 ;;
+  esac
+}
+wrk_run() { # variant duration out (a round's out also gets the proxy's CPU ticks in out.cpu)
+  local v=$1 args=(-t"$wrk_threads" -c"$conns" -d"$2" --latency) t0
   [ -n "${hdr[$v]:-}" ] && args+=(-H "${hdr[$v]}")
   [ "$v" = e ] && args+=(-s "$work/execute.lua")
+  t0=$(cpu_ticks "$v")
   wrk "${args[@]}" "${url[$v]}" > "$3"
+  [ "$3" = /dev/null ] || echo $(($(cpu_ticks "$v") - t0)) > "$3.cpu"
 }
 echo "wrk -t$wrk_threads -c$conns -d${secs}s --latency, $rounds interleaved rounds (median shown); proxies: $threads threads/workers; upstream: nginx, 1 worker; all on $(nproc) shared cores, unpinned"
 load=$(cut -d' ' -f1 /proc/loadavg)
@@ -321,6 +333,25 @@ for bad in re.findall(r"^\s*(Non-2xx or 3xx responses: \d+|Socket errors: .*)$",
     print(f"{'':18} WARNING: {bad}")
 PY
 done
+
+# ---- CPU per request: the proxy's own cost, independent of how fast the machine ran ------
+echo
+echo "proxy CPU per request (user+system of every proxy thread/worker, all rounds; the load generator and upstream excluded)"
+python3 - "$work" "$rounds" "$(getconf CLK_TCK)" "${measured[@]}" <<'PY'
+import re, sys
+w, n, tck, vs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+us = {}
+for v in vs:
+    if v == "a":
+        continue
+    ticks = reqs = 0
+    for r in range(1, n + 1):
+        ticks += int(open(f"{w}/wrk-{v}-{r}.txt.cpu").read())
+        reqs += int(re.search(r"(\d+) requests in", open(f"{w}/wrk-{v}-{r}.txt").read()).group(1))
+    us[v] = ticks / tck * 1e6 / reqs
+    print(f"  {v}: {us[v]:6.2f} us")
+open(f"{w}/cpu-us", "w").write(" ".join(f"{v}={x}" for v, x in us.items()))
+PY
 
 # ---- half of peak load, rate-limited (oha -q: total rate, evenly spaced) -----------------
 ref=""
@@ -394,6 +425,10 @@ ratio("d/b", "d", "b", 0.5)
 ratio("e/b", "e", "b", 0.35)
 ratio("d/a", "d", "a", None)
 ratio("c/b", "c", "b", None)
+cpu = dict(kv.split("=") for kv in open(f"{w}/cpu-us").read().split()) if os.path.exists(f"{w}/cpu-us") else {}
+if "c" in cpu and "d" in cpu:
+    q = float(cpu["c"]) / float(cpu["d"])
+    print(f"CPU c/d  {q:6.3f}   (bare Pingora's CPU per request over the pass-through's: d/c without the machine's speed changes; same 0.9 bar)")
 for v, what in (("d", "pass-through runtime"), ("e", "execute runtime")):
     f = f"{w}/rss-{v}"
     if os.path.exists(f):

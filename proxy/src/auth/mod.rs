@@ -54,6 +54,81 @@ pub struct Authenticator {
     /// Tokens already verified: SHA-256 of the token → (principal, `exp`, key-set generation).
     /// A hit skips the signature check; it lapses at `exp` or when the key set is re-fetched.
     verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Verified>>,
+    /// Distinguishes authenticators (a config reload makes a new one) for [`Front`].
+    id: u64,
+}
+
+/// Each serving thread's own first-level cache of verified tokens, in front of the shared
+/// one: no lock, no SHA-256, and a thread-private copy of the principal, so neither the map
+/// nor the principal's reference count is shared between cores. Entries are found by a
+/// keyed hash of the token's length and last 32 bytes (signature bytes) and confirmed by
+/// comparing the whole token; they lapse exactly like shared entries ([`Verified::fresh`]).
+struct Front {
+    owner: u64,
+    hasher: std::collections::hash_map::RandomState,
+    map: std::collections::HashMap<u64, (Box<str>, Verified)>,
+}
+
+/// Most tokens one thread remembers; the map is cleared when full.
+const FRONT_MAX: usize = 1024;
+
+thread_local! {
+    static FRONT: std::cell::RefCell<Option<Front>> = const { std::cell::RefCell::new(None) };
+}
+
+static NEXT_AUTHENTICATOR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Front {
+    fn key(&self, token: &str) -> u64 {
+        use std::hash::BuildHasher;
+        let b = token.as_bytes();
+        self.hasher
+            .hash_one((b.len(), &b[b.len().saturating_sub(32)..]))
+    }
+
+    /// The thread-private principal of `token`, when this thread verified it (or saw it
+    /// verified) and it is still fresh.
+    fn get(
+        owner: u64,
+        token: &str,
+        providers: &[(String, Arc<jwks::Jwks>)],
+        now: u64,
+    ) -> Option<Arc<Principal>> {
+        FRONT.with_borrow(|f| {
+            let f = f.as_ref().filter(|f| f.owner == owner)?;
+            let (t, v) = f.map.get(&f.key(token))?;
+            (**t == *token && v.fresh(providers, now)).then(|| Arc::clone(&v.principal))
+        })
+    }
+
+    fn put(owner: u64, token: &str, v: &Verified) {
+        FRONT.with_borrow_mut(|f| {
+            let f = match f {
+                Some(f) if f.owner == owner => f,
+                _ => f.insert(Front {
+                    owner,
+                    hasher: Default::default(),
+                    map: Default::default(),
+                }),
+            };
+            if f.map.len() >= FRONT_MAX {
+                f.map.clear();
+            }
+            let key = f.key(token);
+            f.map.insert(
+                key,
+                (
+                    token.into(),
+                    Verified {
+                        principal: Arc::new((*v.principal).clone()),
+                        exp: v.exp,
+                        provider: v.provider,
+                        generation: v.generation,
+                    },
+                ),
+            );
+        })
+    }
 }
 
 /// A remembered verification: the principal, the token's `exp`, and the provider (index
@@ -168,6 +243,7 @@ impl Authenticator {
             audience: a.audience.clone(),
             profile,
             verified: std::sync::Mutex::new(std::collections::HashMap::new()),
+            id: NEXT_AUTHENTICATOR.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }))
     }
 
@@ -192,13 +268,17 @@ impl Authenticator {
                 scope_claim,
             } => {
                 use sha2::Digest;
-                let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
                 let now = crate::fetch::cache::now_secs();
+                if let Some(p) = Front::get(self.id, token, providers, now) {
+                    return Ok(p);
+                }
+                let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
                 {
                     let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(v) = cache.get(&key)
                         && v.fresh(providers, now)
                     {
+                        Front::put(self.id, token, v);
                         return Ok(Arc::clone(&v.principal));
                     }
                 }
@@ -227,15 +307,14 @@ impl Authenticator {
                 }
                 // Remember under the generation current when validation started: a key set
                 // fetched meanwhile (rotation) invalidates the entry.
-                cache.insert(
-                    key,
-                    Verified {
-                        principal: Arc::clone(&principal),
-                        exp,
-                        provider,
-                        generation,
-                    },
-                );
+                let v = Verified {
+                    principal: Arc::clone(&principal),
+                    exp,
+                    provider,
+                    generation,
+                };
+                Front::put(self.id, token, &v);
+                cache.insert(key, v);
                 Ok(principal)
             }
             Profile::Introspection(i) => i.authenticate(token).await,
@@ -410,6 +489,38 @@ mod tests {
         );
         assert_eq!(p.lineage, Some(json!({"act": {"sub": "bot"}})));
         assert!(principal(&json!({"scope": "x"}), None).is_err());
+    }
+
+    #[test]
+    fn the_thread_cache_confirms_the_whole_token_and_honours_freshness() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let jwks = Arc::new(jwks::Jwks::new(
+            reqwest::Client::new(),
+            "http://127.0.0.1:9",
+            None,
+        ));
+        let providers = vec![("http://127.0.0.1:9".to_string(), jwks)];
+        let tail = "s".repeat(40);
+        let (a, b) = (format!("aaaa.{tail}"), format!("bbbb.{tail}"));
+        let v = Verified {
+            principal: Arc::new(Principal {
+                subject: "alice".into(),
+                scopes: vec![],
+                lineage: None,
+            }),
+            exp: 1_000,
+            provider: 0,
+            generation: providers[0].1.generation(),
+        };
+        Front::put(7, &a, &v);
+        let got = Front::get(7, &a, &providers, 999).unwrap();
+        assert_eq!(got.subject, "alice");
+        assert!(!Arc::ptr_eq(&got, &v.principal), "a thread-private copy");
+        // Same length and tail (same slot), different token: a miss, never alice.
+        assert!(Front::get(7, &b, &providers, 999).is_none());
+        // Expired; another authenticator (after a reload).
+        assert!(Front::get(7, &a, &providers, 1_000).is_none());
+        assert!(Front::get(8, &a, &providers, 999).is_none());
     }
 
     #[test]
