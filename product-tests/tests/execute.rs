@@ -851,6 +851,89 @@ fn pass_through_streams_large_bodies_both_ways_in_bounded_memory() {
     assert!(hwm_kb < 128 * 1024, "runtime peak RSS {hwm_kb} kB");
 }
 
+/// The pass-through retries a refused connect for idempotent operations only, `retries`
+/// times, then answers 502 and audits the failure with its retry count.
+#[test]
+fn pass_through_retries_failed_connects_of_idempotent_operations_only() {
+    let api = TestApi::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // the listener is dropped: nothing listens there
+    let fx = Fixture::new();
+    fx.write(
+        "demo.openapi.yaml",
+        &api.spec_yaml()
+            .replace(&api.url, &format!("http://127.0.0.1:{closed}")),
+    );
+    let cfg = fx.write_json(
+        ".cli.json",
+        &demo_config(
+            json!({"services": {"demo": {"source": "demo", "alias": "demo",
+            "upstream": {"retries": 2, "connectTimeoutMs": 1000}}}}),
+        ),
+    );
+    let state = fx.path().join("state");
+    let rt = Runtime::try_start_env(&cfg, &state, &[], &[]).unwrap_or_else(|e| panic!("{e}"));
+    let resp = rt.get("/proxy/demo/items");
+    assert_eq!(resp.status(), 502);
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], "upstream_unreachable", "{v}");
+    let resp = http()
+        .post(format!("{}/proxy/demo/items", rt.url))
+        .header("content-type", "application/json")
+        .body(r#"{"name": "x"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let events: Vec<Value> = audit(&rt, None)
+        .into_iter()
+        .filter(|e| e["channel"] == "passthrough")
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    for e in &events {
+        assert_eq!(e["eventType"], "execution_error", "{e}");
+    }
+    assert_eq!(events[0]["toolId"], "demo:listItems");
+    assert_eq!(events[0]["retryCount"], 2, "GET is retried: {}", events[0]);
+    assert_eq!(events[1]["toolId"], "demo:createItem");
+    assert_eq!(
+        events[1]["retryCount"].as_u64().unwrap_or(0),
+        0,
+        "POST is never retried: {}",
+        events[1]
+    );
+}
+
+/// `upstream.h2c`: HTTP/2 with prior knowledge to a plaintext upstream, on both channels;
+/// without it the same upstream is spoken to in HTTP/1.1.
+#[test]
+fn h2c_upstreams_are_spoken_to_in_http2_with_prior_knowledge() {
+    let api = TestApi::start();
+    let secrets = json!({"demo.apiKeyHeader": {"type": "literal", "value": "h2c-key"}});
+    let (_fx, rt) = start(
+        &api,
+        json!({"secrets": secrets,
+            "services": {"demo": {"source": "demo", "alias": "demo", "upstream": {"h2c": true}}}}),
+        &[],
+    );
+    let (s, v) = execute(&rt, json!({"toolId": "demo:authApiKeyHeader"}));
+    assert_eq!((s, &v["statusCode"]), (200, &json!(200)), "{v}");
+    let resp = rt.get("/proxy/demo/auth/api-key-header");
+    assert_eq!(resp.status(), 200);
+    let seen = api.requests_for("/auth/api-key-header");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for r in &seen {
+        assert_eq!(r["version"], "HTTP/2.0", "not h2c: {r}");
+        assert_eq!(r["headers"]["x-api-key"], "h2c-key");
+    }
+    let (_fx2, plain) = start(&api, json!({"secrets": secrets}), &[]);
+    assert_eq!(plain.get("/proxy/demo/auth/api-key-header").status(), 200);
+    let last = api.requests_for("/auth/api-key-header").pop().unwrap();
+    assert_eq!(last["version"], "HTTP/1.1", "{last}");
+}
+
 /// A TLS upstream (`https://localhost:…`, certificate from a private CA, ALPN h2 and
 /// http/1.1) trusted through `services.<id>.upstream.caFile`: both channels verify it, speak
 /// HTTP/2 to it and inject the credential. Without the CA file, the certificate does not
