@@ -28,21 +28,26 @@ use crate::spool::Spool;
 pub struct Event<'a> {
     pub timestamp: Timestamp,
     pub event_type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub principal: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent_profile: Option<Cow<'a, str>>,
     pub tool_id: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_id: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_base_url: Option<Cow<'a, str>>,
-    pub decision: &'static str,
-    pub reason_code: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<Cow<'a, str>>,
+    /// The five tool fields above, pre-rendered once per tool and snapshot by
+    /// [`tool_fragment`] (they are the same for every call of a tool); [`Event::write_json`]
+    /// copies it instead of escaping each field. Must match the fields when set.
+    #[serde(skip)]
+    pub tool_json: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_profile: Option<Cow<'a, str>>,
+    pub decision: &'static str,
+    pub reason_code: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_scheme: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "is_zero")]
@@ -93,15 +98,21 @@ impl Event<'_> {
             }
         };
         text(out, b",\"eventType\":", self.event_type);
+        match self.tool_json {
+            Some(fragment) => out.extend_from_slice(fragment.as_bytes()),
+            None => write_tool_fields(
+                out,
+                &self.tool_id,
+                self.service_id.as_deref(),
+                self.target_base_url.as_deref(),
+                self.method.as_deref(),
+                self.path.as_deref(),
+            ),
+        }
         opt(out, b",\"principal\":", self.principal.as_deref());
         opt(out, b",\"agentProfile\":", self.agent_profile.as_deref());
-        text(out, b",\"toolId\":", &self.tool_id);
-        opt(out, b",\"serviceId\":", self.service_id.as_deref());
-        opt(out, b",\"targetBaseUrl\":", self.target_base_url.as_deref());
         text(out, b",\"decision\":", self.decision);
         text(out, b",\"reasonCode\":", &self.reason_code);
-        opt(out, b",\"method\":", self.method.as_deref());
-        opt(out, b",\"path\":", self.path.as_deref());
         opt(out, b",\"authScheme\":", self.auth_scheme.as_deref());
         num(out, b",\"requestSize\":", self.request_size);
         num(out, b",\"responseSize\":", self.response_size);
@@ -116,6 +127,42 @@ impl Event<'_> {
         opt(out, b",\"error\":", self.error.as_deref());
         out.push(b'}');
     }
+}
+
+fn write_tool_fields(
+    out: &mut Vec<u8>,
+    tool_id: &str,
+    service_id: Option<&str>,
+    target_base_url: Option<&str>,
+    method: Option<&str>,
+    path: Option<&str>,
+) {
+    out.extend_from_slice(b",\"toolId\":");
+    json_str(out, tool_id);
+    for (key, v) in [
+        (&b",\"serviceId\":"[..], service_id),
+        (b",\"targetBaseUrl\":", target_base_url),
+        (b",\"method\":", method),
+        (b",\"path\":", path),
+    ] {
+        if let Some(v) = v {
+            out.extend_from_slice(key);
+            json_str(out, v);
+        }
+    }
+}
+
+/// The pre-rendered tool fields of [`Event::tool_json`].
+pub fn tool_fragment(
+    tool_id: &str,
+    service_id: Option<&str>,
+    target_base_url: Option<&str>,
+    method: Option<&str>,
+    path: Option<&str>,
+) -> String {
+    let mut out = Vec::new();
+    write_tool_fields(&mut out, tool_id, service_id, target_base_url, method, path);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A JSON string, escaped as serde_json escapes: `"` and `\\` backslashed, `\b \f \n \r \t`
@@ -473,7 +520,16 @@ mod tests {
         let mut denied = Event::new("authz_denial", "svc:x");
         denied.decision = "denied";
         denied.reason_code = "managed_deny".into();
-        for e in [full, denied, Event::default()] {
+        let mut fast = full.clone();
+        let fragment = tool_fragment(
+            &fast.tool_id,
+            fast.service_id.as_deref(),
+            fast.target_base_url.as_deref(),
+            fast.method.as_deref(),
+            fast.path.as_deref(),
+        );
+        fast.tool_json = Some(&fragment);
+        for e in [full, fast, denied, Event::default()] {
             let mut mine = Vec::new();
             e.write_json(&mut mine);
             assert_eq!(

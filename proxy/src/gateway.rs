@@ -112,7 +112,7 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let Some(a) = ctx.pass.as_deref() else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -129,7 +129,7 @@ impl ProxyHttp for Gateway {
         // buffer of a fresh or pooled connection at once, and a silent upstream is then caught
         // by the read timeout. Each timeout costs a timer registration per write, so a
         // bodiless request (most tool calls) goes without.
-        if !session.is_body_empty() {
+        if a.has_body {
             o.write_timeout = Some(Duration::from_millis(up.read_timeout_ms));
         }
         // No `idle_timeout`: a pooled connection stays until the upstream closes it (Pingora's
@@ -452,7 +452,13 @@ pub fn request_id(incoming: Option<&str>) -> String {
         {
             id.to_string()
         }
-        _ => uuid::Uuid::new_v4().simple().to_string(),
+        _ => {
+            let mut buf = [0u8; 32];
+            uuid::Uuid::new_v4()
+                .simple()
+                .encode_lower(&mut buf)
+                .to_string()
+        }
     }
 }
 

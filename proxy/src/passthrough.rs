@@ -49,6 +49,8 @@ pub struct Admitted {
     pub started: Instant,
     pub connect_retries: u32,
     pub upstream_status: u16,
+    /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
+    pub has_body: bool,
 }
 
 impl Admitted {
@@ -119,9 +121,13 @@ pub async fn admit(
     })?;
     // One pass over the (few) request headers instead of one hash lookup per control header.
     let (mut mode, mut profile, mut approval, mut length) = (None, None, None, None);
+    let mut chunked = false;
     for (name, value) in &req.headers {
         let slot = if name == http::header::CONTENT_LENGTH {
             &mut length
+        } else if name == http::header::TRANSFER_ENCODING {
+            chunked = true;
+            continue;
         } else if !name.as_str().starts_with("x-open-cli-") {
             continue;
         } else if name == MODE_HEADER {
@@ -162,7 +168,8 @@ pub async fn admit(
         return Err(e);
     }
     let limit = info.upstream.max_request_bytes;
-    if let Some(len) = length.flatten().and_then(|v| v.parse::<u64>().ok())
+    let length = length.flatten().and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = length
         && len > limit
     {
         return Err(ApiError::new(
@@ -251,6 +258,7 @@ pub async fn admit(
         started: Instant::now(),
         connect_retries: 0,
         upstream_status: 0,
+        has_body: chunked || length.is_some_and(|n| n > 0),
     })
 }
 

@@ -29,6 +29,8 @@ pub struct ToolInfo {
     /// (literal and env secrets; see [`crate::exec::credentials::Credentials::resolve_cached`]).
     pub creds: std::sync::OnceLock<Arc<crate::exec::credentials::Applied>>,
     pub upstream: Arc<Upstream>,
+    /// The tool's audit fields, pre-rendered ([`crate::audit::Event::tool_json`]).
+    pub audit_json: String,
     /// Safe to send twice: GET/HEAD/OPTIONS/PUT/DELETE or `safety.idempotent`.
     pub idempotent: bool,
     pub mcp: bool,
@@ -139,6 +141,13 @@ impl ExecIndex {
             };
             let mcp = tool.backend.as_ref().is_some_and(|b| b.kind == "mcp");
             let target = base.as_ref().ok().and_then(Target::new);
+            let audit_json = crate::audit::tool_fragment(
+                &tool.id,
+                Some(&tool.service_id),
+                base.as_ref().ok().map(url::Url::as_str),
+                Some(&tool.method),
+                Some(&tool.path),
+            );
             index.info.push(ToolInfo {
                 managed_deny: managed.iter().any(|p| p.matches(&tool.id)),
                 policy_deny: deny.iter().any(|p| p.matches(&tool.id)),
@@ -148,6 +157,7 @@ impl ExecIndex {
                 target,
                 creds: std::sync::OnceLock::new(),
                 upstream,
+                audit_json,
                 idempotent: tool.safety.idempotent
                     || matches!(
                         tool.method.as_str(),
@@ -206,17 +216,22 @@ impl ExecIndex {
     pub fn route(&self, alias: &str, method: &str, path: &str) -> Result<usize, RouteError> {
         check_path(path)?;
         let routes = self.routes.get(alias).ok_or(RouteError::NoService)?;
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // Split lazily per candidate (no allocation; few routes share method and length).
+        let rest = path.trim_start_matches('/');
+        let count = rest.split('/').count();
         routes
             .iter()
             .find(|r| {
                 r.method == method
-                    && r.segments.len() == segments.len()
-                    && r.segments.iter().zip(&segments).all(|(t, s)| match t {
-                        Segment::Param => !s.is_empty(),
-                        Segment::Literal(l) if !s.contains('%') => s == l,
-                        Segment::Literal(l) => percent_decode(s).as_deref() == Some(l.as_str()),
-                    })
+                    && r.segments.len() == count
+                    && r.segments
+                        .iter()
+                        .zip(rest.split('/'))
+                        .all(|(t, s)| match t {
+                            Segment::Param => !s.is_empty(),
+                            Segment::Literal(l) if !s.contains('%') => s == l,
+                            Segment::Literal(l) => percent_decode(s).as_deref() == Some(l.as_str()),
+                        })
             })
             .map(|r| r.tool)
             .ok_or(RouteError::NoOperation)

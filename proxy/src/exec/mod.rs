@@ -99,6 +99,7 @@ pub fn tool_event<'a>(
     e.target_base_url = info.base.as_ref().ok().map(|u| u.as_str().into());
     e.method = Some(tool.method.as_str().into());
     e.path = Some(tool.path.as_str().into());
+    e.tool_json = Some(&info.audit_json);
     e.request_id = Some(request_id.into());
     e.channel = Some(channel);
     e
