@@ -378,7 +378,8 @@ fn ip_header(ip: std::net::IpAddr) -> Result<HeaderValue, http::header::InvalidH
     }
 }
 
-/// Upstream host names resolved asynchronously and cached briefly (IP literals skip it).
+/// Upstream host names resolved asynchronously and cached briefly. IP literals never come
+/// here: they are parsed once per snapshot ([`Target::ip`]).
 #[derive(Debug, Default)]
 pub struct Resolver {
     cache: parking_lot::Mutex<std::collections::HashMap<(String, u16), (SocketAddr, Instant)>>,
@@ -388,10 +389,6 @@ const DNS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Resolver {
     pub async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, String> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
-            return Ok(SocketAddr::new(ip, port));
-        }
         let key = (host.to_string(), port);
         if let Some((a, at)) = self.cache.lock().get(&key)
             && at.elapsed() < DNS_TTL

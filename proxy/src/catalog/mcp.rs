@@ -11,13 +11,13 @@
 use std::collections::BTreeSet;
 
 use open_cli_config::Config;
-use open_cli_config::model::{ClientAuthMethod, McpTransportType, OAuthMode, Source, TokenStorage};
+use open_cli_config::model::{McpTransportType, OAuthMode, Source};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::slug::slug;
 use crate::exec::credentials::Credentials;
-use crate::exec::oauth::{Issued, TokenRequest};
+use crate::exec::oauth::Issued;
 use crate::mcp::Transport;
 use crate::secrets;
 
@@ -53,38 +53,14 @@ pub async fn authorized_transport(
     if o.token_url.is_none() && o.issuer.is_none() {
         return Err("`oauth` needs `tokenURL` or `issuer` (for discovery)".into());
     }
-    let allow_exec = config.policy.allow_exec_secrets;
-    let client_id = match &o.client_id {
-        Some(r) => credentials
-            .secrets
-            .resolve(r, allow_exec)
-            .await
-            .map_err(|e| format!("oauth.clientId: {e}"))?,
-        None => return Err("`oauth.clientId` is required".into()),
-    };
-    let client_secret = match &o.client_secret {
-        Some(r) => Some(
-            credentials
-                .secrets
-                .resolve(r, allow_exec)
-                .await
-                .map_err(|e| format!("oauth.clientSecret: {e}"))?,
-        ),
-        None => None,
-    };
-    let request = TokenRequest {
-        secret_key: format!("mcp-transport:{source_id}"),
-        token_url: o.token_url.clone(),
-        discovery: o.issuer.clone(),
-        client_id,
-        client_secret,
-        scopes: o.scopes.clone(),
-        audience: o.audience.clone(),
-        auth_method: o
-            .client_auth_method
-            .unwrap_or(ClientAuthMethod::ClientSecretBasic),
-        storage: o.token_storage.unwrap_or(TokenStorage::Instance),
-    };
+    let request = credentials
+        .client_token_request(
+            o,
+            config.policy.allow_exec_secrets,
+            format!("mcp-transport:{source_id}"),
+            "oauth",
+        )
+        .await?;
     let issued = credentials
         .tokens
         .token(&request)

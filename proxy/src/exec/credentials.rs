@@ -9,7 +9,9 @@
 
 use base64::Engine;
 use open_cli_config::Config;
-use open_cli_config::model::{ClientAuthMethod, OAuthMode, Secret, SecretType, TokenStorage};
+use open_cli_config::model::{
+    ClientAuthMethod, OAuthMode, OAuthSettings, Secret, SecretType, TokenStorage,
+};
 use open_cli_config::ntc::{AuthRequirement, Tool};
 
 use super::oauth::{Issued, TokenCache, TokenRequest};
@@ -259,49 +261,72 @@ impl Credentials {
                 "secret `{key}` uses the interactive `authorizationCode` flow, which a server runtime cannot complete; use `clientCredentials`"
             ));
         }
-        let allow_exec = config.policy.allow_exec_secrets;
-        let client_id = match &s.client_id {
-            Some(r) => self
-                .secrets
-                .resolve(r, allow_exec)
-                .await
-                .map_err(|e| format!("secret `{key}`.clientId: {e}"))?,
-            None => return Err(format!("secret `{key}` has no `clientId`")),
-        };
-        let client_secret = match &s.client_secret {
-            Some(r) => Some(
-                self.secrets
-                    .resolve(r, allow_exec)
-                    .await
-                    .map_err(|e| format!("secret `{key}`.clientSecret: {e}"))?,
-            ),
-            None => None,
-        };
+        let mut request = self
+            .client_token_request(
+                s,
+                config.policy.allow_exec_secrets,
+                key.to_string(),
+                &format!("secret `{key}`"),
+            )
+            .await?;
+        // The operation's scheme fills in what the secret leaves open.
         let flow_url = req
             .oauth_flows
             .iter()
             .find(|f| f.mode == "clientCredentials")
             .and_then(|f| f.token_url.clone());
-        let mut scopes = s.scopes.clone();
+        request.token_url = request.token_url.or(flow_url);
+        request.discovery = request
+            .discovery
+            .or_else(|| req.open_id_connect_url.clone());
         for sc in &req.scopes {
-            if !scopes.contains(sc) {
-                scopes.push(sc.clone());
+            if !request.scopes.contains(sc) {
+                request.scopes.push(sc.clone());
             }
         }
-        let request = TokenRequest {
-            secret_key: key.to_string(),
-            token_url: s.token_url.clone().or(flow_url),
-            discovery: s.issuer.clone().or_else(|| req.open_id_connect_url.clone()),
+        self.tokens.token(&request).await
+    }
+
+    /// The client-credentials token request of an OAuth client (`oauth2` secrets and MCP
+    /// transport `oauth`): client ID and secret resolved, the rest from `settings`. `what`
+    /// names the client in errors; `secret_key` identifies its tokens in the cache.
+    pub async fn client_token_request(
+        &self,
+        settings: &OAuthSettings,
+        allow_exec: bool,
+        secret_key: String,
+        what: &str,
+    ) -> Result<TokenRequest, String> {
+        let client_id = match &settings.client_id {
+            Some(r) => self
+                .secrets
+                .resolve(r, allow_exec)
+                .await
+                .map_err(|e| format!("{what}.clientId: {e}"))?,
+            None => return Err(format!("{what} has no `clientId`")),
+        };
+        let client_secret = match &settings.client_secret {
+            Some(r) => Some(
+                self.secrets
+                    .resolve(r, allow_exec)
+                    .await
+                    .map_err(|e| format!("{what}.clientSecret: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(TokenRequest {
+            secret_key,
+            token_url: settings.token_url.clone(),
+            discovery: settings.issuer.clone(),
             client_id,
             client_secret,
-            scopes,
-            audience: s.audience.clone(),
-            auth_method: s
+            scopes: settings.scopes.clone(),
+            audience: settings.audience.clone(),
+            auth_method: settings
                 .client_auth_method
                 .unwrap_or(ClientAuthMethod::ClientSecretBasic),
-            storage: s.token_storage.unwrap_or(TokenStorage::Instance),
-        };
-        self.tokens.token(&request).await
+            storage: settings.token_storage.unwrap_or(TokenStorage::Instance),
+        })
     }
 
     /// Every secret the catalog's tools would use that cannot be resolved now (for the
