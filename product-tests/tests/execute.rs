@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use open_cli_product_tests::{
     AUDIENCE, BearerGate, Fixture, McpEverything, Oidc, Runtime, TestApi, demo_config, http,
+    wait_for,
 };
 use serde_json::{Value, json};
 
@@ -906,6 +907,53 @@ fn pass_through_retries_failed_connects_of_idempotent_operations_only() {
     );
 }
 
+/// Literal and env credentials are resolved once per catalog snapshot; a `file` secret is
+/// not: after the file changes, calls send the new value within the file cache's lifetime.
+#[test]
+fn file_secrets_are_re_read_while_literal_credentials_are_reused() {
+    let api = TestApi::start();
+    let dir = Fixture::new();
+    let key_file = dir.write("api-key", "first-key\n");
+    let (_fx, rt) = start(
+        &api,
+        json!({"secrets": {"demo.apiKeyHeader": {"type": "file", "value": key_file}}}),
+        &[],
+    );
+    let received = || -> Value {
+        let resp = rt.get("/proxy/demo/auth/api-key-header");
+        assert_eq!(resp.status(), 200);
+        resp.json::<Value>().unwrap()["received"].clone()
+    };
+    assert_eq!(received(), "first-key");
+    dir.write("api-key", "second-key\n");
+    let seen = wait_for(
+        "the rotated key file to be used",
+        Duration::from_secs(20),
+        || (received() == "second-key").then_some(()),
+    );
+    assert!(seen.is_ok(), "{seen:?}");
+}
+
+/// The demo API-key tool through both channels against an upstream that already serves
+/// `api` with the API key `key`: each answers 200 with the key the upstream received. Then
+/// each request the upstream saw for it carried `key` and used HTTP `version`.
+fn api_key_on_both_channels(rt: &Runtime, api: &TestApi, key: &str, version: &str) {
+    let (s, v) = execute(rt, json!({"toolId": "demo:authApiKeyHeader"}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["statusCode"], 200, "{v}");
+    assert_eq!(v["body"]["received"], key, "{v}");
+    let resp = rt.get("/proxy/demo/auth/api-key-header");
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["received"], key, "{v}");
+    let seen = api.requests_for("/auth/api-key-header");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for r in &seen {
+        assert_eq!(r["version"], version, "{r}");
+        assert_eq!(r["headers"]["x-api-key"], key);
+    }
+}
+
 /// `upstream.h2c`: HTTP/2 with prior knowledge to a plaintext upstream, on both channels;
 /// without it the same upstream is spoken to in HTTP/1.1.
 #[test]
@@ -918,16 +966,7 @@ fn h2c_upstreams_are_spoken_to_in_http2_with_prior_knowledge() {
             "services": {"demo": {"source": "demo", "alias": "demo", "upstream": {"h2c": true}}}}),
         &[],
     );
-    let (s, v) = execute(&rt, json!({"toolId": "demo:authApiKeyHeader"}));
-    assert_eq!((s, &v["statusCode"]), (200, &json!(200)), "{v}");
-    let resp = rt.get("/proxy/demo/auth/api-key-header");
-    assert_eq!(resp.status(), 200);
-    let seen = api.requests_for("/auth/api-key-header");
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    for r in &seen {
-        assert_eq!(r["version"], "HTTP/2.0", "not h2c: {r}");
-        assert_eq!(r["headers"]["x-api-key"], "h2c-key");
-    }
+    api_key_on_both_channels(&rt, &api, "h2c-key", "HTTP/2.0");
     let (_fx2, plain) = start(&api, json!({"secrets": secrets}), &[]);
     assert_eq!(plain.get("/proxy/demo/auth/api-key-header").status(), 200);
     let last = api.requests_for("/auth/api-key-header").pop().unwrap();
@@ -952,22 +991,8 @@ fn tls_upstreams_are_verified_against_the_configured_ca_and_spoken_to_in_h2() {
         &[],
     );
 
-    let (s, v) = execute(&rt, json!({"toolId": "demo:authApiKeyHeader"}));
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["statusCode"], 200, "{v}");
-    assert_eq!(v["body"]["received"], "tls-key", "{v}");
-
-    let resp = rt.get("/proxy/demo/auth/api-key-header");
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().unwrap();
-    assert_eq!(v["received"], "tls-key", "{v}");
-
-    let seen = api.requests_for("/auth/api-key-header");
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    for r in &seen {
-        assert_eq!(r["version"], "HTTP/2.0", "not h2 by ALPN: {r}");
-        assert_eq!(r["headers"]["x-api-key"], "tls-key");
-    }
+    // h2 by ALPN.
+    api_key_on_both_channels(&rt, &api, "tls-key", "HTTP/2.0");
 
     // Same upstream, no CA file: the system roots do not know the test CA.
     let (_fx2, strict) = start(&api, json!({"secrets": secrets}), &[]);
