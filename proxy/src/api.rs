@@ -229,7 +229,7 @@ pub fn authorize(
     let Some(p) = &caller.principal else {
         return Ok(());
     };
-    if snapshot.envelope(&p.scopes).allows(tool_id) {
+    if snapshot.allows(p, tool_id) {
         Ok(())
     } else {
         Err(ApiError::new(

@@ -82,34 +82,9 @@ impl ProxyHttp for Gateway {
             return self.pass_through(session, ctx, snapshot, &rest).await;
         }
         drop(snapshot);
-        let body = match read_body(session, api::MAX_API_BODY, &ctx.request_id).await? {
-            Ok(b) => b,
-            Err(reply) => {
-                respond(session, ctx, reply).await?;
-                return Ok(true);
-            }
-        };
-        let header = session.req_header();
-        let (method, uri) = (header.method.clone(), header.uri.clone());
-        let req = api::Request {
-            method: method.as_str(),
-            path: uri.path(),
-            query: uri.query(),
-            body: &body,
-            authorization: header
-                .headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok()),
-            accept_gzip: api::accepts_gzip(
-                header
-                    .headers
-                    .get("accept-encoding")
-                    .and_then(|v| v.to_str().ok()),
-            ),
-        };
-        let reply = api::handle(&self.state, &req, &ctx.request_id).await;
-        respond(session, ctx, reply).await?;
-        Ok(true)
+        // Boxed: the API's futures (execute holds HTTP client futures) are several KiB, and
+        // this future is allocated for every request, pass-through ones included.
+        Box::pin(self.local_api(session, ctx)).await
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -271,7 +246,9 @@ impl ProxyHttp for Gateway {
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
         let header = session.req_header();
-        let latency_us = ctx.started.elapsed().as_micros() as u64;
+        // Evaluated only by log lines that are enabled (the audited hot path has none).
+        let started = ctx.started;
+        let latency_us = move || started.elapsed().as_micros() as u64;
         if let Some(a) = ctx.pass.take() {
             self.audit_pass_through(session, error, &a, &ctx.request_id);
             ctx.audited = true;
@@ -282,9 +259,9 @@ impl ProxyHttp for Gateway {
         // always logged.
         if ctx.audited {
             if let Some(e) = error {
-                tracing::warn!(request_id = %ctx.request_id, method = %header.method, path = %header.uri.path(), status, latency_us, error = %e, "request failed");
+                tracing::warn!(request_id = %ctx.request_id, method = %header.method, path = %header.uri.path(), status, latency_us = latency_us(), error = %e, "request failed");
             } else {
-                tracing::debug!(request_id = %ctx.request_id, method = %header.method, path = %header.uri.path(), status, latency_us, "request");
+                tracing::debug!(request_id = %ctx.request_id, method = %header.method, path = %header.uri.path(), status, latency_us = latency_us(), "request");
             }
             return;
         }
@@ -293,7 +270,7 @@ impl ProxyHttp for Gateway {
             method = %header.method,
             path = %header.uri.path(),
             status,
-            latency_us,
+            latency_us = latency_us(),
             error = error.map(|e| e.to_string()),
             "request"
         );
@@ -301,6 +278,38 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// The runtime's own API (everything off the pass-through route), answered here.
+    async fn local_api(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let body = match read_body(session, api::MAX_API_BODY, &ctx.request_id).await? {
+            Ok(b) => b,
+            Err(reply) => {
+                respond(session, ctx, reply).await?;
+                return Ok(true);
+            }
+        };
+        let header = session.req_header();
+        let (method, uri) = (header.method.clone(), header.uri.clone());
+        let req = api::Request {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query(),
+            body: &body,
+            authorization: header
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
+            accept_gzip: api::accepts_gzip(
+                header
+                    .headers
+                    .get("accept-encoding")
+                    .and_then(|v| v.to_str().ok()),
+            ),
+        };
+        let reply = api::handle(&self.state, &req, &ctx.request_id).await;
+        respond(session, ctx, reply).await?;
+        Ok(true)
+    }
+
     /// Authenticate, then admit or refuse a pass-through request (see [`crate::passthrough`]).
     async fn pass_through(
         &self,
@@ -326,7 +335,7 @@ impl Gateway {
             Err(reply) => {
                 api::audit_authn_failure(&self.state, &req, &ctx.request_id, &reply);
                 let reply = reply.with_request_id(&ctx.request_id);
-                respond(session, ctx, reply).await?;
+                Box::pin(respond(session, ctx, reply)).await?;
                 return Ok(true);
             }
         };
@@ -352,7 +361,7 @@ impl Gateway {
                         "Bearer realm=\"open-cli\", error=\"insufficient_scope\"".into(),
                     ));
                 }
-                respond(session, ctx, reply).await?;
+                Box::pin(respond(session, ctx, reply)).await?;
                 Ok(true)
             }
         }

@@ -33,6 +33,7 @@ pub mod cli;
 pub mod exec;
 pub mod fetch;
 pub mod gateway;
+pub mod hash;
 pub mod instance;
 pub mod mcp;
 pub mod passthrough;

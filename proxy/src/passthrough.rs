@@ -72,17 +72,18 @@ pub fn strip_prefix<'p>(prefix: &str, path: &'p str) -> Option<&'p str> {
 }
 
 /// Headers that belong to one connection (RFC 9110 §7.6.1) and must not be forwarded, plus
-/// the caller's own credentials and runtime controls.
-const DROP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "authorization",
-    "proxy-authorization",
-    "cookie",
+/// the caller's own credentials and runtime controls. Standard names compare without string
+/// comparisons.
+static DROP: [HeaderName; 9] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::UPGRADE,
+    http::header::AUTHORIZATION,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::COOKIE,
 ];
 
 pub const APPROVAL_HEADER: HeaderName = HeaderName::from_static("x-open-cli-approval");
@@ -215,7 +216,7 @@ pub async fn admit(
     };
     let addr = match up.ip {
         Some(ip) => SocketAddr::new(ip, up.port),
-        None => match state.resolver.resolve(&up.host, up.port).await {
+        None => match Box::pin(state.resolver.resolve(&up.host, up.port)).await {
             Ok(a) => a,
             Err(m) => {
                 return Err(fail(
@@ -291,24 +292,38 @@ pub fn rewrite(
             format!("cannot build the upstream request ({what}): {e}"),
         )
     };
-    // Names listed in `Connection` are hop-by-hop too (rare: only then is anything allocated).
-    let listed: Vec<String> = req
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
+    // One pass for the two headers the rewrite reads (no hash lookups): the caller's `Host`
+    // (forwarded as `X-Forwarded-Host`) and whether there is a `Connection` header, whose
+    // listed names are hop-by-hop too (rare: only then is anything allocated).
+    let mut original_host = None;
+    let mut has_connection = false;
+    for (name, value) in &req.headers {
+        if name == http::header::HOST {
+            original_host.get_or_insert(value);
+        } else if name == http::header::CONNECTION {
+            has_connection = true;
+        }
+    }
+    let listed: Vec<String> = if has_connection {
+        req.headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut headers = http::HeaderMap::with_capacity(req.headers.len() + 5 + creds.wire.len());
     for (name, value) in &req.headers {
         let n = name.as_str();
-        let dropped = DROP.contains(&n)
+        let dropped = DROP.contains(name)
+            || name == http::header::HOST
+            || name == X_REQUEST_ID
             || n.starts_with("x-open-cli-")
             || n.starts_with("x-forwarded-")
-            || n == "host"
-            || n == "x-request-id"
             || (!listed.is_empty() && listed.iter().any(|l| l == n));
         if !dropped {
             headers.append(name.clone(), value.clone());
@@ -323,9 +338,7 @@ pub fn rewrite(
         );
     }
     headers.append(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    let original_host = req
-        .headers
-        .get(http::header::HOST)
+    let original_host = original_host
         .cloned()
         .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
     if let Some(h) = original_host {

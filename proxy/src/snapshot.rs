@@ -58,6 +58,8 @@ const MAX_FILTERED: usize = 256;
 
 #[derive(Debug)]
 pub struct Snapshot {
+    /// Unique per snapshot object, never reused: the key of per-thread caches.
+    id: u64,
     pub catalog: Catalog,
     /// Managed deny and `policy.deny`: subtracted from every authorization envelope.
     pub deny: Vec<crate::catalog::glob::Pattern>,
@@ -114,6 +116,37 @@ impl Snapshot {
         }
         cache.insert(scopes.to_vec(), std::sync::Arc::clone(&e));
         e
+    }
+
+    /// Whether `principal`'s envelope admits `tool_id`. The serving thread remembers the
+    /// envelope of the last principal it asked about (a principal is thread-private when it
+    /// comes from the thread's token cache), so a caller's repeated calls skip the shared,
+    /// locked envelope map and the hashing of its scopes.
+    pub fn allows(
+        &self,
+        principal: &std::sync::Arc<crate::auth::Principal>,
+        tool_id: &str,
+    ) -> bool {
+        type Last = Option<(
+            u64,
+            std::sync::Arc<crate::auth::Principal>,
+            std::sync::Arc<crate::auth::Envelope>,
+        )>;
+        thread_local! {
+            static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
+        }
+        LAST.with_borrow_mut(|last| {
+            if let Some((id, p, e)) = last.as_ref()
+                && *id == self.id
+                && std::sync::Arc::ptr_eq(p, principal)
+            {
+                return e.allows(tool_id);
+            }
+            let e = self.envelope(&principal.scopes);
+            let allowed = e.allows(tool_id);
+            *last = Some((self.id, std::sync::Arc::clone(principal), e));
+            allowed
+        })
     }
 
     /// The `{catalog, view}` body as an authorization envelope sees it, rendered once per
@@ -175,7 +208,9 @@ impl Snapshot {
                 .map(|v| v.name.clone())
                 .collect(),
         };
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             catalog,
             deny: Vec::new(),
             envelopes: std::sync::Mutex::new(std::collections::HashMap::new()),

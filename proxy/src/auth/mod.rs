@@ -66,7 +66,8 @@ pub struct Authenticator {
 struct Front {
     owner: u64,
     hasher: std::collections::hash_map::RandomState,
-    map: std::collections::HashMap<u64, (Box<str>, Verified)>,
+    /// Keyed by [`Front::key`], already a keyed hash: the map does not hash it again.
+    map: std::collections::HashMap<u64, (Box<str>, Verified), crate::hash::PreHashed>,
 }
 
 /// Most tokens one thread remembers; the map is cleared when full.
@@ -256,11 +257,26 @@ impl Authenticator {
     /// A token verified before is recognised by its SHA-256 alone (one hash and one map
     /// lookup, no JSON or signature work) until its `exp`, unless its provider's key set
     /// was refetched since.
+    ///
+    /// The thread's own cache is asked first, synchronously; everything else (the shared
+    /// cache, signature checks, key-set fetches, introspection calls) runs in a separately
+    /// allocated future, so the futures of every request that awaits this one stay small
+    /// (the verification path holds HTTP client futures of a few KiB).
     pub async fn authenticate(
         &self,
         authorization: Option<&str>,
     ) -> Result<Arc<Principal>, AuthError> {
         let token = bearer(authorization)?;
+        if let Profile::Jwks { providers, .. } = &self.profile
+            && let Some(p) = Front::get(self.id, token, providers, crate::fetch::cache::now_secs())
+        {
+            return Ok(p);
+        }
+        Box::pin(self.verify(token)).await
+    }
+
+    /// [`Authenticator::authenticate`] past the thread's cache.
+    async fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         match &self.profile {
             Profile::Jwks {
                 providers,
@@ -269,9 +285,6 @@ impl Authenticator {
             } => {
                 use sha2::Digest;
                 let now = crate::fetch::cache::now_secs();
-                if let Some(p) = Front::get(self.id, token, providers, now) {
-                    return Ok(p);
-                }
                 let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
                 {
                     let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());

@@ -285,4 +285,31 @@ mod tests {
             "a workflow with a hidden step is hidden"
         );
     }
+
+    #[test]
+    fn a_threads_remembered_envelope_is_per_principal_and_per_snapshot() {
+        use crate::snapshot::Snapshot;
+        use open_cli_config::model::ModeKind;
+        let a = Snapshot::new(catalog(), ModeKind::Discover, None).unwrap();
+        let mut b = Snapshot::new(catalog(), ModeKind::Discover, None).unwrap();
+        b.deny = vec![crate::catalog::glob::Pattern::new("t:get").unwrap()];
+        let principal = |scopes: &[&str]| {
+            std::sync::Arc::new(crate::auth::Principal {
+                subject: "s".into(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                lineage: None,
+            })
+        };
+        let (t, p) = (principal(&["bundle:t"]), principal(&["bundle:p"]));
+        // Twice: the second round is answered from the thread's remembered envelope.
+        for _ in 0..2 {
+            assert!(a.allows(&t, "t:get"));
+            assert!(!a.allows(&p, "t:get"), "another principal, other scopes");
+            assert!(a.allows(&p, "p:list"));
+            assert!(!a.allows(&t, "p:list"));
+            assert!(!b.allows(&t, "t:get"), "another snapshot, its own deny list");
+            assert!(b.allows(&t, "t:list"));
+            assert!(a.allows(&t, "t:get"));
+        }
+    }
 }

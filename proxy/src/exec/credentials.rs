@@ -111,7 +111,8 @@ impl Credentials {
         if let Some(a) = slot.get() {
             return Ok(std::sync::Arc::clone(a));
         }
-        let applied = std::sync::Arc::new(self.resolve(config, tool).await?);
+        // Boxed: token and secret fetches hold large futures, kept out of the request's own.
+        let applied = std::sync::Arc::new(Box::pin(self.resolve(config, tool)).await?);
         if applied.fixed {
             let _ = slot.set(std::sync::Arc::clone(&applied));
         }

@@ -13,6 +13,7 @@ use open_cli_config::model::Upstream;
 use open_cli_config::ntc::Catalog;
 
 use crate::catalog::glob::Pattern;
+use crate::hash::Fnv;
 
 /// Per-tool facts, parallel to `catalog.tools`.
 #[derive(Debug, Clone)]
@@ -75,11 +76,13 @@ impl Target {
 
 #[derive(Debug, Default)]
 pub struct ExecIndex {
-    by_id: HashMap<String, usize>,
+    // Looked up on every call with caller-chosen keys, never inserted into by a request:
+    // FNV instead of SipHash (see `crate::hash`).
+    by_id: HashMap<String, usize, Fnv>,
     pub info: Vec<ToolInfo>,
     /// Tool indices of every view but `discover` (which holds every visible tool).
-    views: HashMap<String, HashSet<usize>>,
-    routes: HashMap<String, Vec<Route>>,
+    views: HashMap<String, HashSet<usize, Fnv>, Fnv>,
+    routes: HashMap<String, Vec<Route>, Fnv>,
 }
 
 #[derive(Debug)]
@@ -218,7 +221,7 @@ impl ExecIndex {
         let routes = self.routes.get(alias).ok_or(RouteError::NoService)?;
         // Split lazily per candidate (no allocation; few routes share method and length).
         let rest = path.trim_start_matches('/');
-        let count = rest.split('/').count();
+        let count = rest.bytes().filter(|&c| c == b'/').count() + 1;
         routes
             .iter()
             .find(|r| {
@@ -270,6 +273,15 @@ fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
 /// Refuse paths that could reach outside the operation they name once an upstream or an
 /// intermediary normalises them.
 pub fn check_path(path: &str) -> Result<(), RouteError> {
+    // One pass over the bytes settles the usual path: nothing encoded, no backslash or NUL,
+    // and no segment starting with a dot. Anything else gets the checks segment by segment.
+    let b = path.as_bytes();
+    let suspect = b.iter().enumerate().any(|(i, &c)| {
+        matches!(c, b'%' | b'\\' | 0) || (c == b'.' && (i == 0 || b[i - 1] == b'/'))
+    });
+    if !suspect {
+        return Ok(());
+    }
     for seg in path.split('/') {
         // Nothing encoded: only the literal checks apply (the common case, no decoding).
         if !seg.contains('%') {
@@ -377,11 +389,24 @@ mod tests {
             "/items/.",
             "/items/%zz",
             "/items/%00",
+            "/items/a\\b",
+            "/items/a\0b",
+            "/../items/1",
+            "..",
         ] {
             assert!(
                 matches!(ix.route("demo", "GET", bad), Err(RouteError::Unsafe(_))),
                 "{bad}"
             );
+        }
+        // Dots inside or at the start of a longer segment are ordinary characters.
+        for good in [
+            "/items/a.b",
+            "/items/.well-known",
+            "/items/..x",
+            "/items/x..",
+        ] {
+            assert!(ix.route("demo", "GET", good).is_ok(), "{good}");
         }
     }
 }
