@@ -689,7 +689,7 @@ fn pass_through_governs_injects_and_audits_like_execute() {
     };
     let resp = get("/proxy/demo/auth/api-key-header", Some(&narrow));
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers().contains_key("x-request-id"));
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let v: Value = resp.json().unwrap();
     assert_eq!(v["received"], "injected-key");
     let seen = api.requests_for("/auth/api-key-header");
@@ -706,7 +706,10 @@ fn pass_through_governs_injects_and_audits_like_execute() {
             .unwrap()
             .starts_with("127.0.0.1:")
     );
-    assert!(h["x-request-id"].is_string());
+    assert_eq!(
+        h["x-request-id"], request_id,
+        "the caller sees the request ID the upstream got"
+    );
 
     // Query strings pass; unknown operations, traversal and other scopes do not.
     let resp = get("/proxy/demo/items?limit=1", Some(&wide));

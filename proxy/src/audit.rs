@@ -97,7 +97,16 @@ impl Event<'_> {
                 out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
             }
         };
-        text(out, b",\"eventType\":", self.event_type);
+        // The `&'static str` fields are names from this crate (event types, decisions,
+        // channels) that never need escaping: copied as they are.
+        let name = |out: &mut Vec<u8>, key: &[u8], v: &'static str| {
+            debug_assert!(!needs_escape(v.as_bytes()), "{v}");
+            out.extend_from_slice(key);
+            out.push(b'"');
+            out.extend_from_slice(v.as_bytes());
+            out.push(b'"');
+        };
+        name(out, b",\"eventType\":", self.event_type);
         match self.tool_json {
             Some(fragment) => out.extend_from_slice(fragment.as_bytes()),
             None => write_tool_fields(
@@ -111,7 +120,7 @@ impl Event<'_> {
         }
         opt(out, b",\"principal\":", self.principal.as_deref());
         opt(out, b",\"agentProfile\":", self.agent_profile.as_deref());
-        text(out, b",\"decision\":", self.decision);
+        name(out, b",\"decision\":", self.decision);
         text(out, b",\"reasonCode\":", &self.reason_code);
         opt(out, b",\"authScheme\":", self.auth_scheme.as_deref());
         num(out, b",\"requestSize\":", self.request_size);
@@ -123,7 +132,9 @@ impl Event<'_> {
         }
         num(out, b",\"retryCount\":", self.retry_count.into());
         opt(out, b",\"requestId\":", self.request_id.as_deref());
-        opt(out, b",\"channel\":", self.channel);
+        if let Some(c) = self.channel {
+            name(out, b",\"channel\":", c);
+        }
         opt(out, b",\"error\":", self.error.as_deref());
         out.push(b'}');
     }

