@@ -121,7 +121,8 @@ impl Snapshot {
     /// Whether `principal`'s envelope admits `tool_id`. The serving thread remembers the
     /// envelope of the last principal it asked about (a principal is thread-private when it
     /// comes from the thread's token cache), so a caller's repeated calls skip the shared,
-    /// locked envelope map and the hashing of its scopes.
+    /// locked envelope map and the hashing of its scopes. (An idle thread keeps that one
+    /// envelope, and the renderings cached in it, until its next authorization.)
     pub fn allows(
         &self,
         principal: &std::sync::Arc<crate::auth::Principal>,
