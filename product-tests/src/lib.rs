@@ -505,6 +505,16 @@ pub fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     run("open-cli", args, env, None)
 }
 
+/// The claims of a JWT, decoded without verification (to inspect a token an upstream got).
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload part");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("a JWT payload is base64url");
+    serde_json::from_slice(&json).expect("a JWT payload is JSON")
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use open_cli_product_tests::{AUDIENCE, Fixture, Oidc, Runtime, TestApi, http, wait_for};
+use open_cli_product_tests::{
+    AUDIENCE, Fixture, Oidc, Runtime, TestApi, http, jwt_claims, wait_for,
+};
 use serde_json::{Value, json};
 
 const SCOPES: &str = "bundle:demo tool:demo:getItem tool:demo:deleteItem profile:reader tools:read";
@@ -182,7 +184,7 @@ fn missing_or_bad_tokens_are_refused_before_any_work() {
     let tampered_payload = {
         use base64::Engine;
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut claims: Value = serde_json::from_slice(&engine.decode(parts[1]).unwrap()).unwrap();
+        let mut claims = jwt_claims(&good);
         claims["scope"] = json!("bundle:demo tool:demo:deleteItem profile:reader");
         engine.encode(serde_json::to_vec(&claims).unwrap())
     };
@@ -210,15 +212,7 @@ fn missing_or_bad_tokens_are_refused_before_any_work() {
         .unwrap()
         .text()
         .unwrap();
-    let claims: Value = {
-        use base64::Engine;
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(parts[1])
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let claims = jwt_claims(&good);
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = jsonwebtoken::decode_header(&good).unwrap().kid;
     let confused = jsonwebtoken::encode(

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use open_cli_product_tests::{
     AUDIENCE, BearerGate, Fixture, McpEverything, Oidc, Runtime, TestApi, demo_config, http,
-    wait_for,
+    jwt_claims, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -288,12 +288,7 @@ fn oauth_client_credentials_are_cached_shared_and_renewed_after_a_401() {
     });
     assert!(tokens.iter().all(|t| *t == tokens[0]), "one token for all");
     let first = tokens[0].clone();
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(first.split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = jwt_claims(&first);
     assert_eq!(claims["client_id"], "agent-1");
     assert_eq!(claims["scope"], "items:read");
     // The upstream now refuses that token: one 401, a fresh token, one retry.
@@ -613,12 +608,7 @@ fn mcp_transport_oauth_gets_shares_and_renews_a_client_credentials_token() {
     let seen = gate.tokens();
     let first = seen[0].clone();
     assert!(seen.iter().all(|t| *t == first), "one token throughout");
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(first.split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = jwt_claims(&first);
     assert_eq!(claims["client_id"], "agent-1");
     // The server revokes it: one 401, a fresh token, the call succeeds.
     gate.reject(&first);
@@ -937,6 +927,16 @@ fn file_secrets_are_re_read_while_literal_credentials_are_reused() {
     assert!(seen.is_ok(), "{seen:?}");
 }
 
+/// A runtime in front of `api` whose API-key tool has the literal key `key`, with
+/// `services.demo.upstream` set to `upstream` when given.
+fn start_with_key(api: &TestApi, key: &str, upstream: Option<Value>) -> (Fixture, Runtime) {
+    let mut extra = json!({"secrets": {"demo.apiKeyHeader": {"type": "literal", "value": key}}});
+    if let Some(up) = upstream {
+        extra["services"] = json!({"demo": {"source": "demo", "alias": "demo", "upstream": up}});
+    }
+    start(api, extra, &[])
+}
+
 /// The demo API-key tool through both channels against an upstream that already serves
 /// `api` with the API key `key`: each answers 200 with the key the upstream received. Then
 /// each request the upstream saw for it carried `key` and used HTTP `version`.
@@ -962,15 +962,9 @@ fn api_key_on_both_channels(rt: &Runtime, api: &TestApi, key: &str, version: &st
 #[test]
 fn h2c_upstreams_are_spoken_to_in_http2_with_prior_knowledge() {
     let api = TestApi::start();
-    let secrets = json!({"demo.apiKeyHeader": {"type": "literal", "value": "h2c-key"}});
-    let (_fx, rt) = start(
-        &api,
-        json!({"secrets": secrets,
-            "services": {"demo": {"source": "demo", "alias": "demo", "upstream": {"h2c": true}}}}),
-        &[],
-    );
+    let (_fx, rt) = start_with_key(&api, "h2c-key", Some(json!({"h2c": true})));
     api_key_on_both_channels(&rt, &api, "h2c-key", "HTTP/2.0");
-    let (_fx2, plain) = start(&api, json!({"secrets": secrets}), &[]);
+    let (_fx2, plain) = start_with_key(&api, "h2c-key", None);
     assert_eq!(plain.get("/proxy/demo/auth/api-key-header").status(), 200);
     let last = api.requests_for("/auth/api-key-header").pop().unwrap();
     assert_eq!(last["version"], "HTTP/1.1", "{last}");
@@ -986,19 +980,13 @@ fn tls_upstreams_are_verified_against_the_configured_ca_and_spoken_to_in_h2() {
     let api = TestApi::start_tls(certs.path());
     assert!(api.url.starts_with("https://localhost:"), "{}", api.url);
     let ca = certs.path().join("ca.pem");
-    let secrets = json!({"demo.apiKeyHeader": {"type": "literal", "value": "tls-key"}});
-    let (_fx, rt) = start(
-        &api,
-        json!({"secrets": secrets,
-            "services": {"demo": {"source": "demo", "alias": "demo", "upstream": {"caFile": ca}}}}),
-        &[],
-    );
+    let (_fx, rt) = start_with_key(&api, "tls-key", Some(json!({"caFile": ca})));
 
     // h2 by ALPN.
     api_key_on_both_channels(&rt, &api, "tls-key", "HTTP/2.0");
 
     // Same upstream, no CA file: the system roots do not know the test CA.
-    let (_fx2, strict) = start(&api, json!({"secrets": secrets}), &[]);
+    let (_fx2, strict) = start_with_key(&api, "tls-key", None);
     let before = api.requests().len();
     let (s, v) = execute(&strict, json!({"toolId": "demo:authApiKeyHeader"}));
     assert_eq!(s, 502, "{v}");
