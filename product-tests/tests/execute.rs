@@ -957,6 +957,73 @@ fn api_key_on_both_channels(rt: &Runtime, api: &TestApi, key: &str, version: &st
     }
 }
 
+/// The upstream's own `Connection` header is hop-by-hop: the caller gets exactly one,
+/// written by the runtime, and the same client connection serves the next request. Each
+/// answer carries its request ID.
+#[test]
+fn pass_through_answers_keep_the_client_connection_with_one_connection_header() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let api = TestApi::start();
+    let (_fx, rt) = start(&api, json!({}), &[]);
+    let direct = http().get(format!("{}/text", api.url)).send().unwrap();
+    assert_eq!(
+        direct.headers()["connection"],
+        "keep-alive",
+        "the upstream names it"
+    );
+    let addr = rt.url.trim_start_matches("http://");
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for round in 0..2 {
+        write!(
+            writer,
+            "GET /proxy/demo/text HTTP/1.1\r\nHost: {addr}\r\nX-Request-ID: ka-{round}\r\n\r\n"
+        )
+        .unwrap();
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "round {round}: {status:?}"
+        );
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            let (name, value) = line.trim_end().split_once(':').unwrap();
+            headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+        }
+        let all = |n: &str| -> Vec<&str> {
+            headers
+                .iter()
+                .filter(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(
+            all("connection"),
+            ["keep-alive"],
+            "round {round}: {headers:?}"
+        );
+        assert_eq!(
+            all("x-request-id"),
+            [format!("ka-{round}").as_str()],
+            "{headers:?}"
+        );
+        let len: usize = all("content-length")[0].parse().unwrap();
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        assert_eq!(body, b"hello from the demo API\n");
+    }
+}
+
 /// `upstream.h2c`: HTTP/2 with prior knowledge to a plaintext upstream, on both channels;
 /// without it the same upstream is spoken to in HTTP/1.1.
 #[test]

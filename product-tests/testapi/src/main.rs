@@ -231,9 +231,14 @@ async fn slow(Query(q): Query<SlowQuery>) -> Response {
     Json(json!({"sleptMs": ms})).into_response()
 }
 
+/// Also names the connection's state explicitly (`Connection: keep-alive`, as nginx does):
+/// a proxy must not relay that hop-by-hop header as it is.
 async fn text() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CONNECTION, "keep-alive"),
+        ],
         "hello from the demo API\n",
     )
         .into_response()
