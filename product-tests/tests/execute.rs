@@ -1068,3 +1068,52 @@ fn tls_upstreams_are_verified_against_the_configured_ca_and_spoken_to_in_h2() {
         "a request reached the unverified upstream"
     );
 }
+
+/// A silent upstream is cut off by the service's read timeout: 504 `upstream_timeout` naming
+/// the tool, after the timeout and not the upstream's delay, audited as an execution error;
+/// the runtime then proxies the next request normally.
+#[test]
+fn pass_through_read_timeouts_answer_504_and_are_audited() {
+    let api = TestApi::start();
+    let (_fx, rt) = start(
+        &api,
+        json!({"services": {"demo": {"source": "demo", "alias": "demo",
+            "upstream": {"readTimeoutMs": 1000, "retries": 0}}}}),
+        &[],
+    );
+    let started = Instant::now();
+    let resp = http()
+        .get(format!("{}/proxy/demo/slow?ms=8000", rt.url))
+        .header("x-request-id", "slow-1")
+        .send()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 504);
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], "upstream_timeout", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("demo:slowResponse"),
+        "{v}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "answered after {took:?}; the read timeout is 1 s, the upstream sleeps 8 s"
+    );
+    let resp = http()
+        .get(format!("{}/proxy/demo/slow?ms=10", rt.url))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().unwrap()["sleptMs"], 10);
+    let events = audit(&rt, None);
+    let e = events
+        .iter()
+        .find(|e| e["requestId"] == "slow-1")
+        .unwrap_or_else(|| panic!("no record of slow-1: {events:?}"));
+    assert_eq!(e["eventType"], "execution_error", "{e}");
+    assert_eq!(e["toolId"], "demo:slowResponse", "{e}");
+    assert_eq!(e["channel"], "passthrough", "{e}");
+}
