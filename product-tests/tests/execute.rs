@@ -1117,3 +1117,41 @@ fn pass_through_read_timeouts_answer_504_and_are_audited() {
     assert_eq!(e["toolId"], "demo:slowResponse", "{e}");
     assert_eq!(e["channel"], "passthrough", "{e}");
 }
+
+/// Each serving thread keeps its own handle on the catalog snapshot: after a rebuild, every
+/// new request (on any thread: a fresh connection each) is governed by the new snapshot.
+#[test]
+fn pass_through_follows_a_refreshed_snapshot_on_every_thread() {
+    let api = TestApi::start();
+    let (fx, rt) = start(&api, json!({}), &[]);
+    let get = || {
+        let resp = http()
+            .get(format!("{}/proxy/demo/items", rt.url))
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().unwrap_or(Value::Null))
+    };
+    for _ in 0..8 {
+        assert_eq!(get().0, 200);
+    }
+    fx.write_json(
+        ".cli.json",
+        &demo_config(json!({"policy": {"deny": ["demo:listItems"]}})),
+    );
+    rt.proc.signal(libc::SIGHUP);
+    let info = wait_for("the SIGHUP rebuild", Duration::from_secs(10), || {
+        let info: Value = rt.get("/v1/runtime/info").json().ok()?;
+        (info["lastRefresh"]["trigger"] == "sighup").then_some(info)
+    })
+    .unwrap();
+    assert_eq!(info["lastRefresh"]["ok"], true, "{info}");
+    for _ in 0..8 {
+        let (status, v) = get();
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (403, Some("policy_deny")),
+            "{v}"
+        );
+    }
+}

@@ -101,3 +101,33 @@ fn logs_carry_the_request_id() {
         "{line}"
     );
 }
+
+/// SIGTERM while a pass-through request is in flight: the runtime stops accepting, lets
+/// the request finish (it is counted on its serving thread) and exits once it has.
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_before_exiting() {
+    let (api, _fx, mut rt) = runtime();
+    let url = format!("{}/proxy/demo/slow?ms=1500", rt.url);
+    let slow = std::thread::spawn(move || {
+        let resp = open_cli_product_tests::http().get(url).send().unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap())
+    });
+    open_cli_product_tests::wait_for(
+        "the slow request to reach the upstream",
+        Duration::from_secs(10),
+        || (!api.requests_for("/slow").is_empty()).then_some(()),
+    )
+    .unwrap();
+    rt.proc.signal(libc::SIGTERM);
+    let (status, body) = slow.join().unwrap();
+    assert_eq!(
+        (status, &body["sleptMs"]),
+        (200, &Value::from(1500)),
+        "{body}"
+    );
+    let exit = rt.proc.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(exit.success(), "exit status {exit}\n{}", rt.proc.logs());
+    let logs = rt.proc.stderr();
+    assert!(logs.contains("inflight=1"), "{logs}");
+    assert!(logs.contains("drained; exiting"), "{logs}");
+}

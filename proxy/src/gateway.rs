@@ -22,23 +22,46 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::api::{self, Reply};
 use crate::passthrough::{self, Admitted};
-use crate::state::{InflightGuard, RuntimeState};
+use crate::snapshot::LocalSnapshot;
+use crate::state::{InflightCounter, InflightGuard, RuntimeState};
 
+/// One serving thread's proxy (each serving thread runs its own instance, see
+/// `crate::server`): what it counts and holds per request is its own, so requests on
+/// different cores write no shared cache line.
 #[derive(Debug)]
 pub struct Gateway {
     state: Arc<RuntimeState>,
+    /// This thread's in-flight requests.
+    inflight: Arc<InflightCounter>,
+    /// This thread's handle on the current snapshot (only this thread locks it).
+    snapshot: parking_lot::Mutex<Arc<LocalSnapshot>>,
 }
 
 impl Gateway {
     pub fn new(state: Arc<RuntimeState>) -> Self {
-        Self { state }
+        Self {
+            inflight: state.inflight_counter(),
+            snapshot: parking_lot::Mutex::new(Arc::new(LocalSnapshot(state.snapshot()))),
+            state,
+        }
+    }
+
+    /// The current snapshot through this thread's handle, renewed when the snapshot was
+    /// swapped since.
+    fn snapshot(&self) -> Arc<LocalSnapshot> {
+        let current = self.state.snapshot_guard();
+        let mut mine = self.snapshot.lock();
+        if !Arc::ptr_eq(&mine.0, &current) {
+            *mine = Arc::new(LocalSnapshot(Arc::clone(&current)));
+        }
+        Arc::clone(&mine)
     }
 }
 
 /// Per-request context.
 #[derive(Debug)]
 pub struct Ctx {
-    pub request_id: String,
+    pub request_id: RequestId,
     pub started: Instant,
     pub status: u16,
     /// The request's outcome is in the audit log (its access log line is then debug-level).
@@ -54,24 +77,19 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
-            request_id: String::new(),
+            request_id: RequestId::default(),
             started: Instant::now(),
             status: 0,
             audited: false,
             pass: None,
-            _inflight: self.state.track(),
+            _inflight: InflightGuard::new(&self.inflight),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        ctx.request_id = request_id(
-            session
-                .req_header()
-                .headers
-                .get(passthrough::X_REQUEST_ID)
-                .and_then(|v| v.to_str().ok()),
-        );
-        let snapshot = self.state.snapshot();
+        ctx.request_id =
+            RequestId::new(session.req_header().headers.get(passthrough::X_REQUEST_ID));
+        let snapshot = self.snapshot();
         if snapshot.pass_through.enabled
             && let Some(rest) = passthrough::strip_prefix(
                 &snapshot.pass_through.prefix,
@@ -145,9 +163,9 @@ impl ProxyHttp for Gateway {
                 upstream_request,
                 &a.upstream()?.authority,
                 &a.target,
-                &a.creds,
+                a.creds()?,
                 client,
-                &ctx.request_id,
+                ctx.request_id.header(),
             )?;
         }
         Ok(())
@@ -181,7 +199,7 @@ impl ProxyHttp for Gateway {
         if let Some(a) = ctx.pass.as_deref_mut() {
             a.upstream_status = upstream_response.status.as_u16();
             if a.upstream_status == 401 {
-                for issued in &a.creds.oauth {
+                for issued in &a.creds()?.oauth {
                     self.state.credentials.tokens.invalidate(issued).await;
                 }
             }
@@ -193,7 +211,7 @@ impl ProxyHttp for Gateway {
             if upstream_response.status != http::StatusCode::SWITCHING_PROTOCOLS {
                 upstream_response.remove_header(&http::header::CONNECTION);
             }
-            upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+            upstream_response.insert_header("x-request-id", ctx.request_id.header().clone())?;
         }
         Ok(())
     }
@@ -324,7 +342,7 @@ impl Gateway {
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
-        snapshot: std::sync::Arc<crate::snapshot::Snapshot>,
+        snapshot: Arc<LocalSnapshot>,
         rest_at: usize,
     ) -> Result<bool> {
         let header = session.req_header();
@@ -398,7 +416,11 @@ impl Gateway {
             request_id,
             "passthrough",
         );
-        e.auth_scheme = a.creds.scheme.as_deref().map(Into::into);
+        e.auth_scheme = a
+            .creds()
+            .ok()
+            .and_then(|c| c.scheme.as_deref())
+            .map(Into::into);
         e.request_size = session.body_bytes_read() as u64;
         e.response_size = session.body_bytes_sent() as u64;
         e.latency_ms = Some(a.started.elapsed().as_millis() as u64);
@@ -447,7 +469,7 @@ async fn respond(session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<(
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", reply.body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
-    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+    resp.insert_header("x-request-id", ctx.request_id.header().clone())?;
     for (name, value) in reply.headers {
         resp.insert_header(name, value)?;
     }
@@ -457,41 +479,97 @@ async fn respond(session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<(
     session.write_response_body(Some(reply.body), true).await
 }
 
-/// Honour a caller's request ID when it is short and made of safe characters (it ends up in
-/// logs and audit records); otherwise generate one.
-pub fn request_id(incoming: Option<&str>) -> String {
-    match incoming {
-        Some(id)
-            if !id.is_empty()
-                && id.len() <= 128
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b)) =>
-        {
-            id.to_string()
-        }
-        _ => {
-            let mut buf = [0u8; 32];
-            uuid::Uuid::new_v4()
-                .simple()
-                .encode_lower(&mut buf)
-                .to_string()
+/// A request's ID: the caller's `X-Request-ID` when it is short and made of safe characters
+/// (it ends up in logs and audit records), otherwise a generated one (32 hex digits).
+///
+/// Kept as a header value, validated once: the upstream request and the answer carry it by
+/// reference count, the audit record and error bodies read it as text. A caller's ID is
+/// not copied at all (it shares the request's header buffer); a generated one is one
+/// allocation for the whole request, where a `String` copied into two header values was
+/// three.
+#[derive(Debug, Clone)]
+pub struct RequestId(http::HeaderValue);
+
+impl RequestId {
+    pub fn new(incoming: Option<&http::HeaderValue>) -> Self {
+        match incoming {
+            Some(v) if is_safe_id(v.as_bytes()) => Self(v.clone()),
+            _ => {
+                let mut buf = [0u8; 32];
+                uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+                // Hex digits are always a valid header value.
+                Self(
+                    http::HeaderValue::from_maybe_shared(Bytes::from_owner(buf))
+                        .unwrap_or_else(|_| http::HeaderValue::from_static("unavailable")),
+                )
+            }
         }
     }
+
+    pub fn as_str(&self) -> &str {
+        // Only safe ASCII gets in (see `new`), so this never fails.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    pub fn header(&self) -> &http::HeaderValue {
+        &self.0
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self(http::HeaderValue::from_static(""))
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_safe_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::request_id;
+    use super::RequestId;
+    use http::HeaderValue;
 
     #[test]
     fn request_ids_are_honoured_only_when_safe() {
-        assert_eq!(request_id(Some("abc-123")), "abc-123");
-        for bad in ["", "has space", "new\nline", &"x".repeat(129)] {
-            let id = request_id(Some(bad));
-            assert_ne!(id, bad);
-            assert_eq!(id.len(), 32);
+        let id = |v: &[u8]| RequestId::new(Some(&HeaderValue::from_bytes(v).unwrap()));
+        assert_eq!(id(b"abc-123").as_str(), "abc-123");
+        assert_eq!(id(b"a.b:c/d+e=f@g_h").as_str(), "a.b:c/d+e=f@g_h");
+        let long = "x".repeat(129);
+        for bad in [
+            &b""[..],
+            b"has space",
+            b"quote\"",
+            b"back\\slash",
+            b"caf\xc3\xa9",
+            long.as_bytes(),
+        ] {
+            let got = id(bad);
+            assert_ne!(got.as_bytes(), bad);
+            assert_eq!(got.len(), 32);
+            assert!(got.bytes().all(|b| b.is_ascii_hexdigit()), "{got}");
+            assert_eq!(got.header().as_bytes(), got.as_bytes());
         }
-        assert_eq!(request_id(None).len(), 32);
+        let (a, b) = (RequestId::new(None), RequestId::new(None));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a.as_str(), b.as_str(), "generated IDs differ");
     }
 }

@@ -32,17 +32,17 @@ use crate::api::Caller;
 use crate::exec::Intent;
 use crate::exec::credentials::Applied;
 use crate::exec::index::{RouteError, Target};
-use crate::snapshot::{ApiError, Snapshot};
+use crate::snapshot::{ApiError, LocalSnapshot};
 use crate::state::RuntimeState;
 
 /// A request the pass-through admitted, carried from `request_filter` to `logging`.
 #[derive(Debug)]
 pub struct Admitted {
-    pub snapshot: Arc<Snapshot>,
+    pub snapshot: Arc<LocalSnapshot>,
     pub tool: usize,
     pub caller: Caller,
     pub agent_profile: Option<String>,
-    pub creds: Arc<Applied>,
+    pub creds: Creds,
     pub addr: SocketAddr,
     /// Upstream path and query.
     pub target: String,
@@ -53,7 +53,34 @@ pub struct Admitted {
     pub has_body: bool,
 }
 
+/// Where an admitted request's upstream credentials are.
+#[derive(Debug)]
+pub enum Creds {
+    /// Fixed for the snapshot's lifetime and kept in it (the tool's `creds` slot): read from
+    /// there, so the request takes no reference count that other cores also change.
+    Snapshot,
+    /// Resolved for this request (OAuth tokens, `file` and `exec` secrets).
+    Owned(Arc<Applied>),
+}
+
 impl Admitted {
+    /// The credentials to inject.
+    pub fn creds(&self) -> pingora::Result<&Applied> {
+        match &self.creds {
+            Creds::Owned(a) => Ok(a),
+            Creds::Snapshot => self.snapshot.exec.info[self.tool]
+                .creds
+                .get()
+                .map(|a| &**a)
+                .ok_or_else(|| {
+                    pingora::Error::explain(
+                        pingora::ErrorType::InternalError,
+                        "the tool's credentials are gone from the snapshot",
+                    )
+                }),
+        }
+    }
+
     /// The tool's upstream (always present: a request is admitted only when it is).
     pub fn upstream(&self) -> pingora::Result<&Target> {
         self.snapshot.exec.info[self.tool]
@@ -93,7 +120,7 @@ pub const PROFILE_HEADER: HeaderName = HeaderName::from_static("x-open-cli-agent
 /// Steps 2–5 of the module docs for an authenticated caller.
 pub async fn admit(
     state: &RuntimeState,
-    snapshot: Arc<Snapshot>,
+    snapshot: Arc<LocalSnapshot>,
     caller: Caller,
     req: &RequestHeader,
     rest: &str,
@@ -200,18 +227,25 @@ pub async fn admit(
             return Err(fail(502, codes::UPSTREAM_UNREACHABLE, m));
         }
     };
-    let creds = match state
-        .credentials
-        .resolve_cached(&snapshot.config, tool, &info.creds)
-        .await
-    {
-        Ok(c) => c,
-        Err(u) => {
-            return Err(fail(
-                502,
-                codes::CREDENTIALS_UNAVAILABLE,
-                u.message(&tool.id),
-            ));
+    let owned: Arc<Applied>;
+    let (creds, applied): (Creds, &Applied) = match info.creds.get() {
+        Some(fixed) => (Creds::Snapshot, fixed),
+        None => {
+            owned = match state
+                .credentials
+                .resolve_cached(&snapshot.config, tool, &info.creds)
+                .await
+            {
+                Ok(c) => c,
+                Err(u) => {
+                    return Err(fail(
+                        502,
+                        codes::CREDENTIALS_UNAVAILABLE,
+                        u.message(&tool.id),
+                    ));
+                }
+            };
+            (Creds::Owned(Arc::clone(&owned)), &owned)
         }
     };
     let addr = match up.ip {
@@ -239,7 +273,7 @@ pub async fn admit(
         target.push_str(q);
         sep = '&';
     }
-    for (k, v) in &creds.query {
+    for (k, v) in &applied.query {
         target.push(sep);
         target.push_str(
             &form_urlencoded::Serializer::new(String::new())
@@ -284,7 +318,7 @@ pub fn rewrite(
     path_and_query: &str,
     creds: &Applied,
     client: Option<std::net::IpAddr>,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> pingora::Result<()> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         pingora::Error::explain(
@@ -344,10 +378,7 @@ pub fn rewrite(
     if let Some(h) = original_host {
         headers.append(X_FORWARDED_HOST, h);
     }
-    headers.append(
-        X_REQUEST_ID,
-        HeaderValue::from_str(request_id).map_err(|e| bad("request ID", &e))?,
-    );
+    headers.append(X_REQUEST_ID, request_id.clone());
     // Credentials replace anything the caller sent under the same name.
     for (name, value) in &creds.wire {
         headers.insert(name.clone(), value.clone());
@@ -508,7 +539,7 @@ mod tests {
             "/base/items/1?x=1",
             &creds,
             client,
-            "rid",
+            &HeaderValue::from_static("rid"),
         )
         .unwrap();
         let h = |n: &str| req.headers.get(n).map(|v| v.to_str().unwrap().to_string());

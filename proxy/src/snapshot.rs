@@ -56,6 +56,23 @@ impl Rendered {
 /// when full.
 const MAX_FILTERED: usize = 256;
 
+/// One serving thread's reference to a [`Snapshot`].
+///
+/// Why: every request holds the snapshot it started with. Cloning the snapshot's own `Arc`
+/// per request changed a reference count that every serving core changes, a cross-core
+/// cache-line transfer twice per request. Each serving thread instead keeps one
+/// `Arc<LocalSnapshot>` for the current snapshot (replaced when the snapshot is swapped) and
+/// requests clone that: a count only this thread touches.
+#[derive(Debug)]
+pub struct LocalSnapshot(pub std::sync::Arc<Snapshot>);
+
+impl std::ops::Deref for LocalSnapshot {
+    type Target = Snapshot;
+    fn deref(&self) -> &Snapshot {
+        &self.0
+    }
+}
+
 #[derive(Debug)]
 pub struct Snapshot {
     /// Unique per snapshot object, never reused: the key of per-thread caches.

@@ -34,7 +34,8 @@ pub struct RuntimeState {
     pub resolver: crate::passthrough::Resolver,
     pub ca_bundles: crate::passthrough::CaBundles,
     draining: AtomicBool,
-    inflight: AtomicUsize,
+    /// One counter per serving thread (see [`InflightCounter`]).
+    inflight: std::sync::Mutex<Vec<Arc<InflightCounter>>>,
 }
 
 impl RuntimeState {
@@ -64,13 +65,19 @@ impl RuntimeState {
             url,
             bound,
             draining: AtomicBool::new(false),
-            inflight: AtomicUsize::new(0),
+            inflight: Default::default(),
         }
     }
 
     /// The current catalog snapshot; hold the `Arc` for the whole request.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The current snapshot, for a thread that keeps its own handle on it
+    /// ([`crate::snapshot::LocalSnapshot`]): a guard, no reference count taken.
+    pub fn snapshot_guard(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
     }
 
     /// The config the current snapshot was built from.
@@ -94,23 +101,47 @@ impl RuntimeState {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// Requests in flight on every serving thread.
     pub fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::SeqCst)
+        let counters = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        counters.iter().map(|c| c.0.load(Ordering::SeqCst)).sum()
     }
 
-    /// Count a request as in flight until the guard drops.
-    pub fn track(self: &Arc<Self>) -> InflightGuard {
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        InflightGuard(Arc::clone(self))
+    /// A new counter of in-flight requests, for one serving thread, counted by
+    /// [`RuntimeState::inflight`].
+    pub fn inflight_counter(&self) -> Arc<InflightCounter> {
+        let c = Arc::new(InflightCounter::default());
+        let mut counters = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        counters.push(Arc::clone(&c));
+        c
     }
 }
 
+/// Requests in flight on one serving thread.
+///
+/// Why per thread: one process-wide counter (and the state's reference count, which each
+/// guard held) meant four atomic read-modify-writes per request on cache lines every serving
+/// core writes, i.e. a cross-core cache-line transfer each. A thread's own counter (aligned
+/// to its own cache lines, guarded through its own `Arc`) is only ever written by that
+/// thread; [`RuntimeState::inflight`] sums them (rare: drain and shutdown).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct InflightCounter(AtomicUsize);
+
+/// Counts one request as in flight until it drops.
 #[derive(Debug)]
-pub struct InflightGuard(Arc<RuntimeState>);
+pub struct InflightGuard(Arc<InflightCounter>);
+
+impl InflightGuard {
+    pub fn new(counter: &Arc<InflightCounter>) -> Self {
+        counter.0.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(counter))
+    }
+}
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+        self.0.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
