@@ -3,16 +3,24 @@
 //! Why: a request that wakes a writer thread for every line pays a futex wake, a context
 //! switch and a `write(2)` per line (measured: about 20 µs of CPU per proxied request for the
 //! audit record and the access-log line together, a fifth of the pass-through's cost). Here a
-//! request appends its whole, already formatted line to a shared buffer under a mutex (a
-//! memcpy) and wakes nobody, except the first line into an empty buffer. The writer thread
-//! then *lingers* ([`LINGER`]) so that every line of that window goes out in one `write(2)`;
-//! under load that is a few hundred writes and wake-ups per second instead of one per request.
+//! request appends its whole, already formatted line to a buffer under a mutex (a memcpy)
+//! and wakes nobody, except the first line into an empty buffer. The writer thread then
+//! *lingers* ([`LINGER`]) so that every line of that window goes out together; under load
+//! that is a few hundred writes and wake-ups per second instead of one per request.
+//!
+//! **Lanes.** Appenders do not share one buffer: each thread appends to its own lane (one of
+//! [`LANES`], assigned on its first append), so serving threads on different cores never
+//! write the same mutex or buffer cache lines (with one shared buffer every audited request
+//! moved the mutex's and the buffer's cache lines between cores). The writer takes every
+//! lane's lines at once.
 //!
 //! Guarantees:
 //! - **whole lines**: one [`Spool::append`] is one contiguous piece of the output; appends
 //!   never interleave, and only one thread writes to the sink at a time;
-//! - **order**: lines reach the sink in append order;
-//! - **not lossy**: when the buffer holds [`CAP`] bytes (a stuck disk or pipe), appenders
+//! - **order**: one thread's lines reach the sink in the order it appended them; lines of
+//!   different threads within one linger window are grouped by lane (each line carries its
+//!   own timestamp);
+//! - **not lossy**: when a lane holds [`CAP`] bytes (a stuck disk or pipe), its appenders
 //!   wait for the writer instead of dropping lines;
 //! - **visibility**: [`Spool::flush`] writes everything appended before it from the calling
 //!   thread and returns the sink's result (used by `GET /v1/audit/events` and at exit);
@@ -23,16 +31,20 @@
 //! Idle, the writer sleeps on a condition variable: no timer, no polling.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long the writer collects lines before writing them.
 pub const LINGER: Duration = Duration::from_millis(20);
-/// Write early once this much is buffered.
+/// Write early once a lane holds this much.
 pub const HIGH_WATER: usize = 256 * 1024;
-/// Appenders wait while this much is buffered and not yet written.
+/// Appenders wait while their lane holds this much not yet written.
 pub const CAP: usize = 16 * 1024 * 1024;
+/// Appender lanes per spool: more than the serving threads of most deployments; threads
+/// beyond share lanes (correct, only less private).
+pub const LANES: usize = 8;
 
 /// Handle to one spool; clones share it.
 #[derive(Debug, Clone)]
@@ -45,24 +57,38 @@ pub struct Spool {
 struct Inner {
     name: String,
     linger: Duration,
-    pending: Mutex<Pending>,
-    /// Wakes the writer (first line, high water, close).
+    lanes: Box<[Lane]>,
+    closed: AtomicBool,
+    /// What the writer waits for.
+    signal: Mutex<Signal>,
+    /// Wakes the writer (first line into an empty lane, high water, close).
     wake: Condvar,
-    /// Wakes appenders waiting for space.
-    space: Condvar,
     sink: Mutex<Sink>,
 }
 
+/// One lane: its own cache lines, written by the threads assigned to it and by the writer
+/// once per batch.
 #[derive(Debug, Default)]
-struct Pending {
-    buf: Vec<u8>,
-    closed: bool,
+#[repr(align(128))]
+struct Lane {
+    buf: Mutex<Vec<u8>>,
+    /// Wakes this lane's appenders waiting for space.
+    space: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Signal {
+    /// Some lane received its first line since the writer last looked.
+    pending: bool,
+    /// Some lane reached [`HIGH_WATER`]: write without lingering further.
+    high: bool,
 }
 
 struct Sink {
     out: Box<dyn Write + Send>,
-    /// The buffer last written, reused for the next swap (no allocation per batch).
-    spare: Vec<u8>,
+    /// The buffers last written, one per lane, reused for the next swap (no allocation per
+    /// batch).
+    spares: Vec<Vec<u8>>,
     /// The last write failed (reported once until a write succeeds again).
     failed: bool,
 }
@@ -84,9 +110,13 @@ struct StopOnDrop {
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        lock(&self.inner.pending).closed = true;
+        self.inner.closed.store(true, Ordering::SeqCst);
+        drop(lock(&self.inner.signal));
         self.inner.wake.notify_all();
-        self.inner.space.notify_all();
+        for lane in self.inner.lanes.iter() {
+            drop(lock(&lane.buf));
+            lane.space.notify_all();
+        }
         if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
         }
@@ -96,6 +126,15 @@ impl Drop for StopOnDrop {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// This thread's lane (the same for every spool).
+fn lane_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static LANE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % LANES;
+    }
+    LANE.with(|l| *l)
 }
 
 impl Spool {
@@ -112,12 +151,13 @@ impl Spool {
         let inner = Arc::new(Inner {
             name: name.to_string(),
             linger,
-            pending: Mutex::new(Pending::default()),
+            lanes: (0..LANES).map(|_| Lane::default()).collect(),
+            closed: AtomicBool::new(false),
+            signal: Mutex::new(Signal::default()),
             wake: Condvar::new(),
-            space: Condvar::new(),
             sink: Mutex::new(Sink {
                 out,
-                spare: Vec::new(),
+                spares: vec![Vec::new(); LANES],
                 failed: false,
             }),
         });
@@ -137,15 +177,22 @@ impl Spool {
     /// Append one whole piece of output (normally one line, newline included).
     pub fn append(&self, bytes: &[u8]) {
         let inner = &*self.inner;
-        let mut p = lock(&inner.pending);
-        while p.buf.len() >= CAP && !p.closed {
-            p = inner.space.wait(p).unwrap_or_else(|e| e.into_inner());
+        let lane = &inner.lanes[lane_index()];
+        let mut buf = lock(&lane.buf);
+        while buf.len() >= CAP && !inner.closed.load(Ordering::SeqCst) {
+            buf = lane.space.wait(buf).unwrap_or_else(|e| e.into_inner());
         }
-        let was_empty = p.buf.is_empty();
-        p.buf.extend_from_slice(bytes);
-        let high = p.buf.len() >= HIGH_WATER;
-        drop(p);
+        let before = buf.len();
+        buf.extend_from_slice(bytes);
+        // Signal only the crossings (a `notify` is a system call even with nobody waiting).
+        let was_empty = before == 0;
+        let high = before < HIGH_WATER && buf.len() >= HIGH_WATER;
+        drop(buf);
         if was_empty || high {
+            let mut s = lock(&inner.signal);
+            s.pending = true;
+            s.high |= high;
+            drop(s);
             inner.wake.notify_one();
         }
     }
@@ -168,55 +215,69 @@ impl Spool {
 impl Inner {
     fn run(&self) {
         loop {
-            let mut p = lock(&self.pending);
-            while p.buf.is_empty() && !p.closed {
-                p = self.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+            let mut s = lock(&self.signal);
+            while !s.pending && !self.closed.load(Ordering::SeqCst) {
+                s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner());
             }
-            if p.closed {
+            if self.closed.load(Ordering::SeqCst) {
                 return; // the dropper writes what is left
             }
+            s.pending = false;
             let deadline = Instant::now() + self.linger;
-            while p.buf.len() < HIGH_WATER && !p.closed {
+            while !s.high && !self.closed.load(Ordering::SeqCst) {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
                 }
-                p = self
+                s = self
                     .wake
-                    .wait_timeout(p, left)
+                    .wait_timeout(s, left)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
-            drop(p);
+            s.high = false;
+            drop(s);
             let _ = self.write_pending();
         }
     }
 
-    /// Swap the pending buffer out (under the sink lock, so batches keep their order) and
-    /// write it.
+    /// Swap every lane's buffer out (under the sink lock, so batches keep their order) and
+    /// write them.
     fn write_pending(&self) -> std::io::Result<()> {
         self.write_locked(lock(&self.sink))
     }
 
     fn write_locked(&self, mut sink: MutexGuard<'_, Sink>) -> std::io::Result<()> {
         let sink = &mut *sink;
-        {
-            let mut p = lock(&self.pending);
-            if p.buf.is_empty() {
-                return Ok(());
+        let mut any = false;
+        for (lane, spare) in self.lanes.iter().zip(sink.spares.iter_mut()) {
+            let mut buf = lock(&lane.buf);
+            if buf.is_empty() {
+                continue;
             }
-            std::mem::swap(&mut p.buf, &mut sink.spare);
+            let was_full = buf.len() >= CAP;
+            std::mem::swap(&mut *buf, spare);
+            drop(buf);
+            if was_full {
+                lane.space.notify_all();
+            }
+            any = true;
         }
-        self.space.notify_all();
-        let r = sink
-            .out
-            .write_all(&sink.spare)
-            .and_then(|()| sink.out.flush());
-        // Keep a moderate buffer for reuse; give back what a burst made large.
-        sink.spare.clear();
-        if sink.spare.capacity() > 4 * HIGH_WATER {
-            sink.spare.shrink_to(HIGH_WATER);
+        if !any {
+            return Ok(());
         }
+        let mut r = Ok(());
+        for spare in sink.spares.iter_mut() {
+            if !spare.is_empty() && r.is_ok() {
+                r = sink.out.write_all(spare);
+            }
+            // Keep a moderate buffer for reuse; give back what a burst made large.
+            spare.clear();
+            if spare.capacity() > 4 * HIGH_WATER {
+                spare.shrink_to(HIGH_WATER);
+            }
+        }
+        let r = r.and_then(|()| sink.out.flush());
         match &r {
             Err(e) if !sink.failed => {
                 sink.failed = true;
@@ -347,6 +408,37 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(lock(&calls.0).concat(), b"later\n");
+    }
+
+    #[test]
+    fn a_lane_at_high_water_is_written_without_lingering() {
+        let calls = Calls::default();
+        // A linger longer than the test: only the high-water mark can start this write.
+        let spool = Spool::with_linger(
+            "test-spool",
+            Box::new(calls.clone()),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let line = [b'x'; 1023]
+            .iter()
+            .chain(b"\n")
+            .copied()
+            .collect::<Vec<u8>>();
+        for _ in 0..HIGH_WATER / line.len() + 1 {
+            spool.append(&line);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&calls.0).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "high water did not start a write"
+            );
+            std::thread::yield_now();
+        }
+        let written: usize = lock(&calls.0).iter().map(Vec::len).sum();
+        assert!(written >= HIGH_WATER, "{written} bytes written");
+        assert_eq!(written % line.len(), 0, "whole lines only");
     }
 
     #[test]
