@@ -368,7 +368,7 @@ pub fn rewrite(
     if let Some(ip) = client {
         headers.append(
             X_FORWARDED_FOR,
-            ip_header(ip).map_err(|e| bad("client", &e))?,
+            client_header(ip).map_err(|e| bad("client", &e))?,
         );
     }
     headers.append(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
@@ -391,6 +391,26 @@ pub fn rewrite(
     parts.headers = headers;
     *req = RequestHeader::from(parts);
     Ok(())
+}
+
+/// `X-Forwarded-For` for a client: the value made for the thread's previous client when it is
+/// the same address (a sidecar's callers are few: usually one), so the common request formats
+/// and allocates nothing; the remembered value is shared by reference count.
+fn client_header(ip: std::net::IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((seen, value)) = last
+            && *seen == ip
+        {
+            return Ok(value.clone());
+        }
+        let value = ip_header(ip)?;
+        *last = Some((ip, value.clone()));
+        Ok(value)
+    })
 }
 
 /// An IP address as a header value, IPv4 formatted by hand (this runs for every proxied
@@ -587,6 +607,19 @@ mod ip_tests {
             let ip: std::net::IpAddr = ip.parse().unwrap();
             assert_eq!(
                 super::ip_header(ip).unwrap().to_str().unwrap(),
+                ip.to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn the_remembered_client_header_is_for_that_client_only() {
+        for ip in [
+            "10.0.0.1", "10.0.0.1", "10.0.0.2", "::1", "10.0.0.1", "::2", "::2",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                super::client_header(ip).unwrap().to_str().unwrap(),
                 ip.to_string()
             );
         }
