@@ -266,13 +266,23 @@ impl Authenticator {
         &self,
         authorization: Option<&str>,
     ) -> Result<Arc<Principal>, AuthError> {
-        let token = bearer(authorization)?;
-        if let Profile::Jwks { providers, .. } = &self.profile
-            && let Some(p) = Front::get(self.id, token, providers, crate::fetch::cache::now_secs())
-        {
+        if let Some(p) = self.remembered(authorization) {
             return Ok(p);
         }
+        let token = bearer(authorization)?;
         Box::pin(self.verify(token)).await
+    }
+
+    /// The principal of a token this thread verified (or saw verified) and that is still
+    /// fresh: the synchronous first step of [`Authenticator::authenticate`].
+    pub fn remembered(&self, authorization: Option<&str>) -> Option<Arc<Principal>> {
+        let token = bearer(authorization).ok()?;
+        match &self.profile {
+            Profile::Jwks { providers, .. } => {
+                Front::get(self.id, token, providers, crate::fetch::cache::now_secs())
+            }
+            Profile::Introspection(_) => None,
+        }
     }
 
     /// [`Authenticator::authenticate`] past the thread's cache.
