@@ -115,7 +115,14 @@ impl ProxyHttp for Gateway {
         };
         let up = &a.snapshot.exec.info[a.tool].upstream;
         let target = a.upstream()?;
-        let mut peer = HttpPeer::new(a.addr, target.tls, target.host.clone());
+        // The SNI matters only for TLS; plain peers go without (no copy of the host name per
+        // request). Pooled connections are keyed by address either way; `Host` is ours.
+        let sni = if target.tls {
+            target.host.clone()
+        } else {
+            String::new()
+        };
+        let mut peer = HttpPeer::new(a.addr, target.tls, sni);
         let o = &mut peer.options;
         o.connection_timeout = Some(Duration::from_millis(up.connect_timeout_ms));
         o.read_timeout = Some(Duration::from_millis(up.read_timeout_ms));
