@@ -180,6 +180,28 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
         assert_eq!(v["statusCode"], 200, "{tool}: {v}");
         assert_eq!(v["body"]["received"], received, "{tool}: {v}");
     }
+    // The same through the pass-through; a query credential joins the caller's query.
+    for (path, received) in [
+        ("/auth/api-key-header", "header-key"),
+        ("/auth/api-key-query?caller=1", "query-key"),
+        ("/auth/api-key-cookie", "cookie-key"),
+        ("/auth/basic", basic.strip_prefix("Basic ").unwrap()),
+        ("/auth/bearer", "file-bearer-token"),
+    ] {
+        let resp = http()
+            .get(format!("{}/proxy/demo{path}", rt.url))
+            .header("authorization", "Bearer caller-secret-token")
+            .header("cookie", "caller_cookie=caller-secret-cookie")
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let v: Value = resp.json().unwrap();
+        assert_eq!(v["received"], received, "{path}: {v}");
+    }
+    assert_eq!(
+        api.requests_for("/auth/api-key-query").last().unwrap()["query"],
+        "caller=1&api_key=query-key"
+    );
     let all = serde_json::to_string(&api.requests()).unwrap();
     assert!(!all.contains("caller-secret"), "caller credentials leaked");
     let events = audit(&rt, None);
@@ -188,16 +210,14 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
         .filter(|e| e["eventType"] == "tool_execution")
         .map(|e| e["authScheme"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        schemes,
-        [
-            "apiKeyHeader",
-            "apiKeyQuery",
-            "apiKeyCookie",
-            "basicAuth",
-            "bearerAuth"
-        ]
-    );
+    let each = [
+        "apiKeyHeader",
+        "apiKeyQuery",
+        "apiKeyCookie",
+        "basicAuth",
+        "bearerAuth",
+    ];
+    assert_eq!(schemes, [each, each].concat(), "execute, then pass-through");
     let e = &events[0];
     for field in [
         "timestamp",

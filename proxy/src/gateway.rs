@@ -169,7 +169,7 @@ impl ProxyHttp for Gateway {
             passthrough::rewrite(
                 upstream_request,
                 &a.upstream()?.authority,
-                &a.target,
+                a.upstream_uri(&upstream_request.uri)?,
                 a.creds()?,
                 client,
                 ctx.request_id.header(),

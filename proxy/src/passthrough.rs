@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use open_cli_config::wire::codes;
 use pingora::http::RequestHeader;
@@ -44,8 +45,9 @@ pub struct Admitted {
     pub agent_profile: Option<String>,
     pub creds: Creds,
     pub addr: SocketAddr,
-    /// Upstream path and query.
-    pub target: String,
+    /// Where the upstream path starts in the request's path (after `<prefix>/<alias>`);
+    /// `None` for `/` (nothing after the alias). See [`Admitted::upstream_uri`].
+    pub path_at: Option<usize>,
     pub started: Instant,
     pub connect_retries: u32,
     pub upstream_status: u16,
@@ -64,6 +66,29 @@ pub enum Creds {
 }
 
 impl Admitted {
+    /// The upstream request's path and query: the server's base path, the caller's path
+    /// after the alias, the caller's query, then query credentials. Built for each attempt
+    /// from the request (`uri`, the request being forwarded) into one exactly sized buffer
+    /// that the `Uri` takes over: one allocation, no copy.
+    pub fn upstream_uri(&self, uri: &http::Uri) -> pingora::Result<http::Uri> {
+        let path = match self.path_at {
+            Some(at) => uri.path().get(at..).ok_or_else(|| {
+                pingora::Error::explain(
+                    pingora::ErrorType::InternalError,
+                    "the request path changed after it was admitted",
+                )
+            })?,
+            None => "/",
+        };
+        let base = &self.upstream()?.base_path;
+        target_uri(base, path, uri.query(), &self.creds()?.query).map_err(|e| {
+            pingora::Error::explain(
+                pingora::ErrorType::InternalError,
+                format!("cannot build the upstream request (path): {e}"),
+            )
+        })
+    }
+
     /// The credentials to inject.
     pub fn creds(&self) -> pingora::Result<&Applied> {
         match &self.creds {
@@ -127,9 +152,14 @@ pub async fn admit(
     request_id: &str,
 ) -> Result<Admitted, ApiError> {
     let after = &rest[1..];
-    let (alias, path) = match after.find('/') {
-        Some(k) => (&after[..k], &after[k..]),
-        None => (after, "/"),
+    let (alias, path, path_at) = match after.find('/') {
+        Some(k) => (
+            &after[..k],
+            &after[k..],
+            // `rest` (hence `after[k..]`) is a suffix of the request's path.
+            Some(req.uri.path().len() - (after.len() - k)),
+        ),
+        None => (after, "/", None),
     };
     let method = req.method.as_str();
     let i = snapshot.exec.route(alias, method, path).map_err(|e| match e {
@@ -227,11 +257,10 @@ pub async fn admit(
             return Err(fail(502, codes::UPSTREAM_UNREACHABLE, m));
         }
     };
-    let owned: Arc<Applied>;
-    let (creds, applied): (Creds, &Applied) = match info.creds.get() {
-        Some(fixed) => (Creds::Snapshot, fixed),
+    let creds = match info.creds.get() {
+        Some(_) => Creds::Snapshot,
         None => {
-            owned = match state
+            let owned = match state
                 .credentials
                 .resolve_cached(&snapshot.config, tool, &info.creds)
                 .await
@@ -245,7 +274,7 @@ pub async fn admit(
                     ));
                 }
             };
-            (Creds::Owned(Arc::clone(&owned)), &owned)
+            Creds::Owned(owned)
         }
     };
     let addr = match up.ip {
@@ -261,27 +290,6 @@ pub async fn admit(
             }
         },
     };
-    let query = req.uri.query();
-    let mut target = String::with_capacity(
-        up.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1) + 16,
-    );
-    target.push_str(&up.base_path);
-    target.push_str(path);
-    let mut sep = '?';
-    if let Some(q) = query {
-        target.push(sep);
-        target.push_str(q);
-        sep = '&';
-    }
-    for (k, v) in &applied.query {
-        target.push(sep);
-        target.push_str(
-            &form_urlencoded::Serializer::new(String::new())
-                .append_pair(k, v)
-                .finish(),
-        );
-        sep = '&';
-    }
     Ok(Admitted {
         agent_profile: intent.agent_profile.map(str::to_string),
         snapshot,
@@ -289,12 +297,47 @@ pub async fn admit(
         caller,
         creds,
         addr,
-        target,
+        path_at,
         started: Instant::now(),
         connect_retries: 0,
         upstream_status: 0,
         has_body: chunked || length.is_some_and(|n| n > 0),
     })
+}
+
+/// `base` + `path`, then `query` and `extra` (form-encoded) after `?`, joined by `&`.
+pub fn target_uri(
+    base: &str,
+    path: &str,
+    query: Option<&str>,
+    extra: &[(String, String)],
+) -> Result<http::Uri, http::uri::InvalidUri> {
+    let extra = (!extra.is_empty()).then(|| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in extra {
+            s.append_pair(k, v);
+        }
+        s.finish()
+    });
+    let len = base.len()
+        + path.len()
+        + query.map_or(0, |q| q.len() + 1)
+        + extra.as_ref().map_or(0, |e| e.len() + 1);
+    let mut t = Vec::with_capacity(len);
+    t.extend_from_slice(base.as_bytes());
+    t.extend_from_slice(path.as_bytes());
+    let mut sep = b'?';
+    if let Some(q) = query {
+        t.push(sep);
+        t.extend_from_slice(q.as_bytes());
+        sep = b'&';
+    }
+    if let Some(e) = extra {
+        t.push(sep);
+        t.extend_from_slice(e.as_bytes());
+    }
+    // Exactly sized, so `Bytes` takes the buffer over without allocating.
+    http::Uri::from_maybe_shared(Bytes::from(t))
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -315,7 +358,7 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn rewrite(
     req: &mut RequestHeader,
     authority: &HeaderValue,
-    path_and_query: &str,
+    uri: http::Uri,
     creds: &Applied,
     client: Option<std::net::IpAddr>,
     request_id: &HeaderValue,
@@ -383,7 +426,6 @@ pub fn rewrite(
     for (name, value) in &creds.wire {
         headers.insert(name.clone(), value.clone());
     }
-    let uri: http::Uri = path_and_query.parse().map_err(|e| bad("path", &e))?;
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = req.method.clone();
     parts.uri = uri;
@@ -556,7 +598,7 @@ mod tests {
         rewrite(
             &mut req,
             &authority,
-            "/base/items/1?x=1",
+            "/base/items/1?x=1".parse().unwrap(),
             &creds,
             client,
             &HeaderValue::from_static("rid"),
@@ -588,6 +630,48 @@ mod tests {
             .filter(|l| l.to_ascii_lowercase().starts_with("host:"));
         assert_eq!(hosts.count(), 1, "{wire}");
         assert_eq!(wire.matches("6.6.6.6").count(), 0, "{wire}");
+    }
+}
+
+#[cfg(test)]
+mod uri_tests {
+    use super::target_uri;
+
+    #[test]
+    fn upstream_targets_join_base_path_query_and_query_credentials() {
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        for (base, path, query, extra, want) in [
+            ("", "/items", None, vec![], "/items"),
+            (
+                "/v1",
+                "/items/1",
+                Some("a=1&b=2"),
+                vec![],
+                "/v1/items/1?a=1&b=2",
+            ),
+            (
+                "",
+                "/",
+                None,
+                vec![kv("api_key", "k 1&x")],
+                "/?api_key=k+1%26x",
+            ),
+            (
+                "/base",
+                "/x",
+                Some("q=1"),
+                vec![kv("k", "v"), kv("t", "w")],
+                "/base/x?q=1&k=v&t=w",
+            ),
+        ] {
+            let uri = target_uri(base, path, query, &extra).unwrap();
+            assert_eq!(uri.to_string(), want);
+            assert_eq!(uri.path_and_query().unwrap().as_str(), want);
+        }
+        assert!(
+            target_uri("", "/a b", None, &[]).is_err(),
+            "checked, not copied blindly"
+        );
     }
 }
 
