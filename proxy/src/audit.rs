@@ -282,13 +282,26 @@ impl Timestamp {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let (secs, millis) = (now.as_secs(), now.subsec_millis());
+        Self::at(now.as_secs(), now.subsec_millis())
+    }
+
+    /// The time `secs` + `millis` after the epoch, through the thread's last formatted one.
+    fn at(secs: u64, millis: u32) -> Self {
         LAST.with(|last| {
-            let (s, m, t) = last.get();
+            let (s, m, mut t) = last.get();
             if (s, m) == (secs, millis) {
                 return t;
             }
-            let t = Timestamp(format_millis(secs as i64, millis as u16));
+            if s == secs {
+                // Same second: only the milliseconds change.
+                let mut v = millis;
+                for k in (20..23).rev() {
+                    t.0[k] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
+            } else {
+                t = Timestamp(format_millis(secs as i64, millis as u16));
+            }
             last.set((secs, millis, t));
             t
         })
@@ -487,6 +500,23 @@ mod tests {
             assert_eq!(rfc3339_millis(t), utc.format(&fmt).unwrap());
         }
         assert_eq!(now_rfc3339().len(), 24);
+        // Through the thread's cache: same millisecond, same second, next second, back.
+        let s = 1_795_000_000;
+        for (secs, millis) in [
+            (s, 5),
+            (s, 5),
+            (s, 123),
+            (s, 999),
+            (s + 1, 0),
+            (s, 7),
+            (s + 86_400, 42),
+        ] {
+            assert_eq!(
+                Timestamp::at(secs, millis).0,
+                format_millis(secs as i64, millis as u16),
+                "{secs}.{millis}"
+            );
+        }
     }
 
     #[test]

@@ -60,13 +60,12 @@ pub struct Authenticator {
 
 /// Each serving thread's own first-level cache of verified tokens, in front of the shared
 /// one: no lock, no SHA-256, and a thread-private copy of the principal, so neither the map
-/// nor the principal's reference count is shared between cores. Entries are found by a
-/// keyed hash of the token's length and last 32 bytes (signature bytes) and confirmed by
-/// comparing the whole token; they lapse exactly like shared entries ([`Verified::fresh`]).
+/// nor the principal's reference count is shared between cores. Entries are found by
+/// [`Front::key`] and confirmed by comparing the whole token; they lapse exactly like shared
+/// entries ([`Verified::fresh`]).
 struct Front {
     owner: u64,
-    hasher: std::collections::hash_map::RandomState,
-    /// Keyed by [`Front::key`], already a keyed hash: the map does not hash it again.
+    /// Keyed by [`Front::key`], already a hash: the map does not hash it again.
     map: std::collections::HashMap<u64, (Box<str>, Verified), crate::hash::PreHashed>,
 }
 
@@ -80,11 +79,25 @@ thread_local! {
 static NEXT_AUTHENTICATOR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Front {
-    fn key(&self, token: &str) -> u64 {
-        use std::hash::BuildHasher;
+    /// A token's last 16 bytes (signature characters: bits only the issuer's key decides)
+    /// and its length, mixed by one multiplication. Not keyed, deliberately: only tokens
+    /// whose signature verified are ever inserted, so no outsider can fill the map with
+    /// colliding keys, and a lookup always compares the whole token. (A keyed SipHash of
+    /// the same bytes cost more than the rest of the lookup.)
+    fn key(token: &str) -> u64 {
         let b = token.as_bytes();
-        self.hasher
-            .hash_one((b.len(), &b[b.len().saturating_sub(32)..]))
+        let word = |end: usize| -> u64 {
+            end.checked_sub(8)
+                .and_then(|start| b.get(start..end))
+                .map_or(0, |w| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(w);
+                    u64::from_le_bytes(a)
+                })
+        };
+        let n = b.len();
+        (word(n) ^ word(n.saturating_sub(8)).rotate_left(29) ^ n as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 
     /// The thread-private principal of `token`, when this thread verified it (or saw it
@@ -97,7 +110,7 @@ impl Front {
     ) -> Option<Arc<Principal>> {
         FRONT.with_borrow(|f| {
             let f = f.as_ref().filter(|f| f.owner == owner)?;
-            let (t, v) = f.map.get(&f.key(token))?;
+            let (t, v) = f.map.get(&Front::key(token))?;
             (**t == *token && v.fresh(providers, now)).then(|| Arc::clone(&v.principal))
         })
     }
@@ -108,14 +121,13 @@ impl Front {
                 Some(f) if f.owner == owner => f,
                 _ => f.insert(Front {
                     owner,
-                    hasher: Default::default(),
                     map: Default::default(),
                 }),
             };
             if f.map.len() >= FRONT_MAX {
                 f.map.clear();
             }
-            let key = f.key(token);
+            let key = Front::key(token);
             f.map.insert(
                 key,
                 (
@@ -544,6 +556,20 @@ mod tests {
         // Expired; another authenticator (after a reload).
         assert!(Front::get(7, &a, &providers, 1_000).is_none());
         assert!(Front::get(8, &a, &providers, 999).is_none());
+        // Tokens shorter than the hashed tail still work; signatures that differ anywhere
+        // in the tail give different keys.
+        Front::put(7, "t.s", &v);
+        assert!(Front::get(7, "t.s", &providers, 999).is_some());
+        for i in 0..16 {
+            let mut other = tail.clone().into_bytes();
+            other[tail.len() - 1 - i] = b't';
+            let other = String::from_utf8(other).unwrap();
+            assert_ne!(
+                Front::key(&tail),
+                Front::key(&other),
+                "byte {i} from the end"
+            );
+        }
     }
 
     #[test]
