@@ -1175,3 +1175,66 @@ fn pass_through_follows_a_refreshed_snapshot_on_every_thread() {
         );
     }
 }
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1), the fields the caller's `Connection` names and the
+/// caller's framing stop at the runtime; a chunked upload is re-framed for the upstream and
+/// arrives whole.
+#[test]
+fn pass_through_drops_hop_by_hop_fields_and_reframes_a_chunked_upload() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let api = TestApi::start();
+    let (_fx, rt) = start(&api, json!({}), &[]);
+    let addr = rt.url.trim_start_matches("http://");
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    write!(
+        writer,
+        "POST /proxy/demo/echo HTTP/1.1\r\nHost: {addr}\r\n\
+         Connection: keep-alive, x-secret-hop\r\nX-Secret-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
+         Proxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: x-sum\r\n\
+         HTTP2-Settings: AAMAAABkAAQAAP__\r\nProxy-Authorization: Basic eDp5\r\n\
+         Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+    .unwrap();
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.trim_end().split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse::<usize>().ok();
+        }
+    }
+    let mut body = vec![0; length.expect("a Content-Length")];
+    reader.read_exact(&mut body).unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["bytes"], 11, "{v}");
+    let seen = api.requests_for("/echo");
+    let h = &seen.last().unwrap()["headers"];
+    for hop in [
+        "x-secret-hop",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "http2-settings",
+        "proxy-authorization",
+    ] {
+        assert!(h.get(hop).is_none(), "{hop} forwarded: {h}");
+    }
+    assert_ne!(h["connection"], "keep-alive, x-secret-hop", "{h}");
+    assert_eq!(h["transfer-encoding"], "chunked", "re-framed: {h}");
+    assert_eq!(h["content-type"], "application/octet-stream", "{h}");
+}

@@ -126,13 +126,16 @@ pub fn strip_prefix<'p>(prefix: &str, path: &'p str) -> Option<&'p str> {
 /// Headers that belong to one connection (RFC 9110 §7.6.1) and must not be forwarded, plus
 /// the caller's own credentials and runtime controls. Standard names compare without string
 /// comparisons.
-static DROP: [HeaderName; 9] = [
+static DROP: [HeaderName; 12] = [
     http::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     http::header::TE,
     http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
     http::header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+    http::header::PROXY_AUTHENTICATE,
     http::header::AUTHORIZATION,
     http::header::PROXY_AUTHORIZATION,
     http::header::COOKIE,
@@ -584,6 +587,14 @@ mod tests {
             ("cookie", "mine=1"),
             ("connection", "keep-alive, x-secret-hop"),
             ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
+            ("proxy-authorization", "Basic eDp5"),
             ("x-open-cli-approval", "true"),
             ("x-forwarded-for", "6.6.6.6"),
             ("host", "runtime:8765"),
@@ -609,6 +620,18 @@ mod tests {
         assert_eq!(h("authorization"), None);
         assert_eq!(h("cookie").as_deref(), Some("session_key=c"));
         assert_eq!(h("x-secret-hop"), None);
+        for hop in [
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "http2-settings",
+            "proxy-authorization",
+        ] {
+            assert_eq!(h(hop), None, "{hop} forwarded");
+        }
         assert_eq!(h("connection"), None);
         assert_eq!(h("x-open-cli-approval"), None);
         assert_eq!(h("x-forwarded-for").as_deref(), Some("10.0.0.1"));
