@@ -67,7 +67,7 @@ pub struct Ctx {
     /// The request's outcome is in the audit log (its access log line is then debug-level).
     pub audited: bool,
     /// Set when the request is admitted to the pass-through.
-    pub pass: Option<Box<Admitted>>,
+    pub pass: Option<Admitted>,
     _inflight: InflightGuard,
 }
 
@@ -107,7 +107,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let Some(a) = ctx.pass.as_deref() else {
+        let Some(a) = ctx.pass.as_ref() else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "no upstream route",
@@ -169,7 +169,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(a) = ctx.pass.as_deref() {
+        if let Some(a) = ctx.pass.as_ref() {
             let client = session
                 .client_addr()
                 .and_then(|c| c.as_inet())
@@ -193,7 +193,7 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(a) = ctx.pass.as_deref() {
+        if let Some(a) = ctx.pass.as_ref() {
             let limit = a.snapshot.exec.info[a.tool].upstream.max_request_bytes;
             if session.body_bytes_read() as u64 > limit {
                 return Error::e_explain(
@@ -211,7 +211,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(a) = ctx.pass.as_deref_mut() {
+        if let Some(a) = ctx.pass.as_mut() {
             a.upstream_status = upstream_response.status.as_u16();
             if a.upstream_status == 401 {
                 for issued in &a.creds()?.oauth {
@@ -238,7 +238,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(a) = ctx.pass.as_deref_mut() {
+        if let Some(a) = ctx.pass.as_mut() {
             let info = &a.snapshot.exec.info[a.tool];
             if info.idempotent && a.connect_retries < info.upstream.retries {
                 a.connect_retries += 1;
@@ -264,7 +264,7 @@ impl ProxyHttp for Gateway {
         };
         let tool = ctx
             .pass
-            .as_deref()
+            .as_ref()
             .map(|a| a.snapshot.catalog.tools[a.tool].id.clone())
             .unwrap_or_default();
         if status > 0 && session.response_written().is_none() {
@@ -392,7 +392,7 @@ impl Gateway {
         .await;
         match admitted {
             Ok(a) => {
-                ctx.pass = Some(Box::new(a));
+                ctx.pass = Some(a);
                 Ok(false)
             }
             Err(e) => {
