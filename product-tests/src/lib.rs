@@ -462,6 +462,17 @@ impl Runtime {
             .send()
             .expect("request")
     }
+
+    /// Send SIGHUP (re-read the config, rebuild) and wait until `/v1/runtime/info` reports
+    /// that rebuild; its info, whether the rebuild succeeded or not.
+    pub fn sighup_and_wait(&self) -> Value {
+        self.proc.signal(libc::SIGHUP);
+        wait_for("the SIGHUP rebuild", Duration::from_secs(10), || {
+            let info: Value = self.get("/v1/runtime/info").json().ok()?;
+            (info["lastRefresh"]["trigger"] == "sighup").then_some(info)
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
 }
 
 /// A shared blocking HTTP client for tests.

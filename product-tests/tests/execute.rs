@@ -161,39 +161,46 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
         &[("DEMO_KEY", "header-key")],
     );
     let basic = format!("Basic {}", b64("ann:s3cret"));
-    for (tool, received) in [
-        ("demo:authApiKeyHeader", "header-key"),
-        ("demo:authApiKeyQuery", "query-key"),
-        ("demo:authApiKeyCookie", "cookie-key"),
-        ("demo:authBasic", basic.strip_prefix("Basic ").unwrap()),
-        ("demo:authBearer", "file-bearer-token"),
+    // Each through execute, then the pass-through; a query credential joins the caller's
+    // query. The caller's own credentials must never travel upstream.
+    for (tool, path, received) in [
+        (
+            "demo:authApiKeyHeader",
+            "/auth/api-key-header",
+            "header-key",
+        ),
+        (
+            "demo:authApiKeyQuery",
+            "/auth/api-key-query?caller=1",
+            "query-key",
+        ),
+        (
+            "demo:authApiKeyCookie",
+            "/auth/api-key-cookie",
+            "cookie-key",
+        ),
+        (
+            "demo:authBasic",
+            "/auth/basic",
+            basic.strip_prefix("Basic ").unwrap(),
+        ),
+        ("demo:authBearer", "/auth/bearer", "file-bearer-token"),
     ] {
-        // The caller's own credentials must never travel upstream.
-        let resp = http()
-            .post(format!("{}/v1/tools/execute", rt.url))
-            .header("authorization", "Bearer caller-secret-token")
-            .header("cookie", "caller_cookie=caller-secret-cookie")
-            .body(json!({"toolId": tool}).to_string())
-            .send()
-            .unwrap();
+        let as_caller = |r: reqwest::blocking::RequestBuilder| {
+            r.header("authorization", "Bearer caller-secret-token")
+                .header("cookie", "caller_cookie=caller-secret-cookie")
+                .send()
+                .unwrap()
+        };
+        let resp = as_caller(
+            http()
+                .post(format!("{}/v1/tools/execute", rt.url))
+                .body(json!({"toolId": tool}).to_string()),
+        );
         let v: Value = resp.json().unwrap();
         assert_eq!(v["statusCode"], 200, "{tool}: {v}");
         assert_eq!(v["body"]["received"], received, "{tool}: {v}");
-    }
-    // The same through the pass-through; a query credential joins the caller's query.
-    for (path, received) in [
-        ("/auth/api-key-header", "header-key"),
-        ("/auth/api-key-query?caller=1", "query-key"),
-        ("/auth/api-key-cookie", "cookie-key"),
-        ("/auth/basic", basic.strip_prefix("Basic ").unwrap()),
-        ("/auth/bearer", "file-bearer-token"),
-    ] {
-        let resp = http()
-            .get(format!("{}/proxy/demo{path}", rt.url))
-            .header("authorization", "Bearer caller-secret-token")
-            .header("cookie", "caller_cookie=caller-secret-cookie")
-            .send()
-            .unwrap();
+        let resp = as_caller(http().get(format!("{}/proxy/demo{path}", rt.url)));
         assert_eq!(resp.status(), 200, "{path}");
         let v: Value = resp.json().unwrap();
         assert_eq!(v["received"], received, "{path}: {v}");
@@ -217,7 +224,8 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
         "basicAuth",
         "bearerAuth",
     ];
-    assert_eq!(schemes, [each, each].concat(), "execute, then pass-through");
+    let twice: Vec<&str> = each.iter().flat_map(|s| [*s, *s]).collect();
+    assert_eq!(schemes, twice, "execute, then pass-through, per scheme");
     let e = &events[0];
     for field in [
         "timestamp",
@@ -982,7 +990,7 @@ fn api_key_on_both_channels(rt: &Runtime, api: &TestApi, key: &str, version: &st
 /// answer carries its request ID.
 #[test]
 fn pass_through_answers_keep_the_client_connection_with_one_connection_header() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     let api = TestApi::start();
     let (_fx, rt) = start(&api, json!({}), &[]);
     let direct = http().get(format!("{}/text", api.url)).send().unwrap();
@@ -991,35 +999,18 @@ fn pass_through_answers_keep_the_client_connection_with_one_connection_header() 
         "keep-alive",
         "the upstream names it"
     );
-    let addr = rt.url.trim_start_matches("http://");
-    let stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+    let (addr, mut reader, mut writer) = raw_connection(&rt);
     for round in 0..2 {
         write!(
             writer,
             "GET /proxy/demo/text HTTP/1.1\r\nHost: {addr}\r\nX-Request-ID: ka-{round}\r\n\r\n"
         )
         .unwrap();
-        let mut status = String::new();
-        reader.read_line(&mut status).unwrap();
+        let (status, headers, body) = read_response(&mut reader);
         assert!(
             status.starts_with("HTTP/1.1 200"),
             "round {round}: {status:?}"
         );
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            let (name, value) = line.trim_end().split_once(':').unwrap();
-            headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
-        }
         let all = |n: &str| -> Vec<&str> {
             headers
                 .iter()
@@ -1037,11 +1028,53 @@ fn pass_through_answers_keep_the_client_connection_with_one_connection_header() 
             [format!("ka-{round}").as_str()],
             "{headers:?}"
         );
-        let len: usize = all("content-length")[0].parse().unwrap();
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body).unwrap();
         assert_eq!(body, b"hello from the demo API\n");
     }
+}
+
+/// A raw HTTP/1.1 connection to the runtime (for requests a client library would not send):
+/// the address, a reader and a writer.
+fn raw_connection(
+    rt: &Runtime,
+) -> (
+    String,
+    std::io::BufReader<std::net::TcpStream>,
+    std::net::TcpStream,
+) {
+    let addr = rt.url.trim_start_matches("http://").to_string();
+    let stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    (addr, reader, stream)
+}
+
+/// One response from a raw connection: status line, headers (lower-case names, in order) and
+/// the body its `Content-Length` announces.
+fn read_response(
+    reader: &mut std::io::BufReader<std::net::TcpStream>,
+) -> (String, Vec<(String, String)>, Vec<u8>) {
+    use std::io::{BufRead, Read};
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        let (name, value) = line.trim_end().split_once(':').unwrap();
+        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    (status, headers, body)
 }
 
 /// `upstream.h2c`: HTTP/2 with prior knowledge to a plaintext upstream, on both channels;
@@ -1159,12 +1192,7 @@ fn pass_through_follows_a_refreshed_snapshot_on_every_thread() {
         ".cli.json",
         &demo_config(json!({"policy": {"deny": ["demo:listItems"]}})),
     );
-    rt.proc.signal(libc::SIGHUP);
-    let info = wait_for("the SIGHUP rebuild", Duration::from_secs(10), || {
-        let info: Value = rt.get("/v1/runtime/info").json().ok()?;
-        (info["lastRefresh"]["trigger"] == "sighup").then_some(info)
-    })
-    .unwrap();
+    let info = rt.sighup_and_wait();
     assert_eq!(info["lastRefresh"]["ok"], true, "{info}");
     for _ in 0..8 {
         let (status, v) = get();
@@ -1181,16 +1209,10 @@ fn pass_through_follows_a_refreshed_snapshot_on_every_thread() {
 /// arrives whole.
 #[test]
 fn pass_through_drops_hop_by_hop_fields_and_reframes_a_chunked_upload() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     let api = TestApi::start();
     let (_fx, rt) = start(&api, json!({}), &[]);
-    let addr = rt.url.trim_start_matches("http://");
-    let stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+    let (addr, mut reader, mut writer) = raw_connection(&rt);
     write!(
         writer,
         "POST /proxy/demo/echo HTTP/1.1\r\nHost: {addr}\r\n\
@@ -1201,24 +1223,8 @@ fn pass_through_drops_hop_by_hop_fields_and_reframes_a_chunked_upload() {
          5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
     )
     .unwrap();
-    let mut status = String::new();
-    reader.read_line(&mut status).unwrap();
+    let (status, _, body) = read_response(&mut reader);
     assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
-    let mut length = None;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.trim_end().split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse::<usize>().ok();
-        }
-    }
-    let mut body = vec![0; length.expect("a Content-Length")];
-    reader.read_exact(&mut body).unwrap();
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["bytes"], 11, "{v}");
     let seen = api.requests_for("/echo");

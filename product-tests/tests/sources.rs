@@ -1,6 +1,4 @@
-use std::time::Duration;
-
-use open_cli_product_tests::{Fixture, Runtime, TestApi, wait_for};
+use open_cli_product_tests::{Fixture, Runtime, TestApi};
 use serde_json::{Value, json};
 
 const ROOT: &str = r#"openapi: 3.0.3
@@ -288,12 +286,7 @@ fn sighup_rereads_the_config_and_rebuilds() {
     v["curation"] = json!({"toolSets": {"ro": {"allow": ["tickets:list*"]}}});
     v["agents"] = json!({"profiles": {"viewer": {"mode": "curated", "toolSet": "ro"}}});
     fx.write_json(".cli.json", &v);
-    rt.proc.signal(libc::SIGHUP);
-    let info = wait_for("the SIGHUP rebuild", Duration::from_secs(10), || {
-        let info: Value = rt.get("/v1/runtime/info").json().ok()?;
-        (info["lastRefresh"]["trigger"] == "sighup").then_some(info)
-    })
-    .unwrap();
+    let info = rt.sighup_and_wait();
     assert_eq!(info["lastRefresh"]["ok"], true, "{info}");
     assert_eq!(info["catalog"]["views"], json!(["discover", "viewer"]));
     let view: Value = rt

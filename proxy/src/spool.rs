@@ -380,15 +380,29 @@ mod tests {
         assert!(writes.iter().all(|w| w.ends_with(b"\n")));
     }
 
-    #[test]
-    fn flush_writes_at_once_and_drop_writes_the_rest() {
-        let calls = Calls::default();
-        let spool = Spool::with_linger(
+    /// A spool whose linger outlasts any test: only `flush`, high water or drop write.
+    fn lingering(calls: &Calls) -> Spool {
+        Spool::with_linger(
             "test-spool",
             Box::new(calls.clone()),
             Duration::from_secs(3600),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// Wait (with a deadline) until the sink received a write.
+    fn wait_for_a_write(calls: &Calls, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&calls.0).is_empty() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn flush_writes_at_once_and_drop_writes_the_rest() {
+        let calls = Calls::default();
+        let spool = lingering(&calls);
         spool.append(b"one\n");
         spool.flush().unwrap();
         assert_eq!(lock(&calls.0).concat(), b"one\n");
@@ -402,24 +416,15 @@ mod tests {
         let calls = Calls::default();
         let spool = Spool::new("test-spool", Box::new(calls.clone())).unwrap();
         spool.append(b"later\n");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while lock(&calls.0).is_empty() {
-            assert!(Instant::now() < deadline, "the writer never wrote the line");
-            std::thread::yield_now();
-        }
+        wait_for_a_write(&calls, "the writer never wrote the line");
         assert_eq!(lock(&calls.0).concat(), b"later\n");
     }
 
     #[test]
     fn a_lane_at_high_water_is_written_without_lingering() {
         let calls = Calls::default();
-        // A linger longer than the test: only the high-water mark can start this write.
-        let spool = Spool::with_linger(
-            "test-spool",
-            Box::new(calls.clone()),
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+        // Only the high-water mark can start this write.
+        let spool = lingering(&calls);
         let line = [b'x'; 1023]
             .iter()
             .chain(b"\n")
@@ -428,14 +433,7 @@ mod tests {
         for _ in 0..HIGH_WATER / line.len() + 1 {
             spool.append(&line);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while lock(&calls.0).is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "high water did not start a write"
-            );
-            std::thread::yield_now();
-        }
+        wait_for_a_write(&calls, "high water did not start a write");
         let written: usize = lock(&calls.0).iter().map(Vec::len).sum();
         assert!(written >= HIGH_WATER, "{written} bytes written");
         assert_eq!(written % line.len(), 0, "whole lines only");
