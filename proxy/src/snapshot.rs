@@ -61,8 +61,9 @@ const MAX_FILTERED: usize = 256;
 /// Why: every request holds the snapshot it started with. Cloning the snapshot's own `Arc`
 /// per request changed a reference count that every serving core changes, a cross-core
 /// cache-line transfer twice per request. Each serving thread instead keeps one
-/// `Arc<LocalSnapshot>` for the current snapshot (replaced when the snapshot is swapped) and
-/// requests clone that: a count only this thread touches.
+/// `Arc<LocalSnapshot>` for the current snapshot (replaced by the thread's first request after
+/// a swap) and requests clone that: a count only this thread touches. (So an idle thread keeps
+/// the previous snapshot alive until its next request.)
 #[derive(Debug)]
 pub struct LocalSnapshot(pub std::sync::Arc<Snapshot>);
 
