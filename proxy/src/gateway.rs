@@ -218,15 +218,7 @@ impl ProxyHttp for Gateway {
                     self.state.credentials.tokens.invalidate(issued).await;
                 }
             }
-            // `Connection` is hop-by-hop: the downstream session writes its own. Removing the
-            // upstream's first keeps the header maps within the capacity they were parsed
-            // with, so adding `X-Request-ID` does not make them grow (net about 900
-            // instructions per request). A 101 would keep it, but the pass-through never
-            // asks for an upgrade (`Upgrade` is not forwarded).
-            if upstream_response.status != http::StatusCode::SWITCHING_PROTOCOLS {
-                upstream_response.remove_header(&http::header::CONNECTION);
-            }
-            upstream_response.insert_header("x-request-id", ctx.request_id.header().clone())?;
+            relay_response_header(upstream_response, ctx.request_id.header())?;
         }
         Ok(())
     }
@@ -457,6 +449,42 @@ impl Gateway {
     }
 }
 
+/// The upstream's response header as it goes to the caller: `Connection` removed, our
+/// `X-Request-ID` added, and without Pingora's case-preserving copy of the header names.
+///
+/// Why without the name map: every insert into Pingora's case-preserving header parses and
+/// copies the name again (two allocations for `X-Request-ID`), and Pingora then clones both
+/// maps to write the answer and inserts `Date` and `Connection` into both. The plain `http`
+/// parts (moved out, not cloned) take one insert with a static name. Header names then go to
+/// the caller in canonical case (`Content-Type`, … for the common standard names, lower case
+/// for the rest), as HTTP/2 always does; names are case-insensitive (RFC 9110 §5.1). A
+/// non-standard reason phrase is kept.
+///
+/// `Connection` is hop-by-hop (the downstream session writes its own). Removing it first also
+/// keeps the header map below its capacity when Pingora's exactly-full copy gets `Date`
+/// (the `http` map reserves room before every insert, even a replacing one, and would be
+/// rehashed into one twice the size). A 101 keeps it, but the pass-through never asks for an
+/// upgrade (`Upgrade` is not forwarded).
+fn relay_response_header(resp: &mut ResponseHeader, request_id: &http::HeaderValue) -> Result<()> {
+    let reason = resp
+        .get_reason_phrase()
+        .filter(|r| Some(*r) != resp.status.canonical_reason())
+        .map(str::to_string);
+    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts: http::response::Parts = std::mem::replace(resp, empty).into();
+    if parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        parts.headers.remove(http::header::CONNECTION);
+    }
+    parts
+        .headers
+        .insert(passthrough::X_REQUEST_ID, request_id.clone());
+    *resp = ResponseHeader::from(parts);
+    if reason.is_some() {
+        resp.set_reason_phrase(reason.as_deref())?;
+    }
+    Ok(())
+}
+
 /// Read the whole request body, or answer 413 when it exceeds `limit`.
 async fn read_body(
     session: &mut Session,
@@ -586,8 +614,48 @@ fn is_safe_id(id: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::RequestId;
+    use super::{RequestId, relay_response_header};
     use http::HeaderValue;
+    use pingora::http::ResponseHeader;
+
+    #[test]
+    fn relayed_answers_lose_connection_gain_the_request_id_and_keep_the_rest() {
+        let upstream = |status: u16, reason: Option<&str>| {
+            let mut r = ResponseHeader::build(status, Some(4)).unwrap();
+            for (k, v) in [
+                ("Server", "nginx"),
+                ("X-Custom-Case", "v"),
+                ("Connection", "keep-alive"),
+                ("Set-Cookie", "a=1"),
+                ("Set-Cookie", "b=2"),
+            ] {
+                r.append_header(k, v).unwrap();
+            }
+            r.set_reason_phrase(reason).unwrap();
+            r
+        };
+        let id = HeaderValue::from_static("rid-1");
+        let mut r = upstream(200, Some("Fine"));
+        relay_response_header(&mut r, &id).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.get_reason_phrase(), Some("Fine"));
+        assert!(r.headers.get("connection").is_none());
+        assert_eq!(r.headers["x-request-id"], "rid-1");
+        assert_eq!(r.headers["x-custom-case"], "v");
+        assert_eq!(r.headers.get_all("set-cookie").iter().count(), 2);
+        let mut wire = Vec::new();
+        r.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(wire.contains("Server: nginx\r\n"), "{wire}");
+        assert!(wire.contains("x-request-id: rid-1\r\n"), "{wire}");
+        // The canonical reason is not stored; a 101 keeps its `Connection`.
+        let mut r = upstream(404, None);
+        relay_response_header(&mut r, &id).unwrap();
+        assert_eq!(r.get_reason_phrase(), Some("Not Found"));
+        let mut r = upstream(101, None);
+        relay_response_header(&mut r, &id).unwrap();
+        assert_eq!(r.headers["connection"], "keep-alive");
+    }
 
     #[test]
     fn request_ids_are_honoured_only_when_safe() {
