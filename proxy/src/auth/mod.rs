@@ -264,29 +264,9 @@ impl Authenticator {
         &self.audience
     }
 
-    /// Authenticate an `Authorization` header value.
-    ///
-    /// A token verified before is recognised by its SHA-256 alone (one hash and one map
-    /// lookup, no JSON or signature work) until its `exp`, unless its provider's key set
-    /// was refetched since.
-    ///
-    /// The thread's own cache is asked first, synchronously; everything else (the shared
-    /// cache, signature checks, key-set fetches, introspection calls) runs in a separately
-    /// allocated future, so the futures of every request that awaits this one stay small
-    /// (the verification path holds HTTP client futures of a few KiB).
-    pub async fn authenticate(
-        &self,
-        authorization: Option<&str>,
-    ) -> Result<Arc<Principal>, AuthError> {
-        if let Some(p) = self.remembered(authorization) {
-            return Ok(p);
-        }
-        let token = bearer(authorization)?;
-        Box::pin(self.verify(token)).await
-    }
-
     /// The principal of a token this thread verified (or saw verified) and that is still
-    /// fresh: the synchronous first step of [`Authenticator::authenticate`].
+    /// fresh: the synchronous first step of authentication, no lock and no hashing of the
+    /// whole token. `None` sends the caller to [`Authenticator::authenticate`].
     pub fn remembered(&self, authorization: Option<&str>) -> Option<Arc<Principal>> {
         let token = bearer(authorization).ok()?;
         match &self.profile {
@@ -297,7 +277,26 @@ impl Authenticator {
         }
     }
 
-    /// [`Authenticator::authenticate`] past the thread's cache.
+    /// Authenticate an `Authorization` header value that [`Authenticator::remembered`] did
+    /// not answer.
+    ///
+    /// A token verified before (on any thread) is recognised by its SHA-256 alone (one hash
+    /// and one map lookup, no JSON or signature work) until its `exp`, unless its provider's
+    /// key set was refetched since.
+    ///
+    /// Everything here (the shared cache, signature checks, key-set fetches, introspection
+    /// calls) runs in a separately allocated future, so the futures of every request that
+    /// awaits this one stay small (the verification path holds HTTP client futures of a few
+    /// KiB).
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let token = bearer(authorization)?;
+        Box::pin(self.verify(token)).await
+    }
+
+    /// [`Authenticator::authenticate`] once the header is parsed.
     async fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         match &self.profile {
             Profile::Jwks {
