@@ -38,8 +38,8 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// The client accepts `Content-Encoding: gzip`.
     pub accept_gzip: bool,
-    /// The `Authorization` header.
-    pub authorization: Option<&'a str>,
+    /// The `Authorization` header's value, as received (see `auth::Authenticator::remembered`).
+    pub authorization: Option<&'a [u8]>,
 }
 
 /// Who is asking: `None` when runtime auth is off or the route is public and no token came.

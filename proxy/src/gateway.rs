@@ -122,7 +122,8 @@ impl ProxyHttp for Gateway {
         } else {
             String::new()
         };
-        let mut peer = HttpPeer::new(a.addr, target.tls, sni);
+        // Boxed at once: the peer is large, and is otherwise copied once more into the box.
+        let mut peer = Box::new(HttpPeer::new(a.addr, target.tls, sni));
         let o = &mut peer.options;
         // `passthrough::rewrite` builds the upstream request from the caller's headers and
         // drops every hop-by-hop field (`passthrough::DROP`, plus those the caller's
@@ -160,7 +161,7 @@ impl ProxyHttp for Gateway {
             o.set_http_version(2, 2);
             o.max_h2_streams = 100;
         }
-        Ok(Box::new(peer))
+        Ok(peer)
     }
 
     async fn upstream_request_filter(
@@ -176,6 +177,7 @@ impl ProxyHttp for Gateway {
                 .map(|c| c.ip());
             passthrough::rewrite(
                 upstream_request,
+                &a.headers,
                 &a.upstream()?.authority,
                 a.upstream_uri(&upstream_request.uri)?,
                 a.creds()?,
@@ -283,8 +285,9 @@ impl ProxyHttp for Gateway {
         // Evaluated only by log lines that are enabled (the audited hot path has none).
         let started = ctx.started;
         let latency_us = move || started.elapsed().as_micros() as u64;
-        if let Some(a) = ctx.pass.take() {
-            self.audit_pass_through(session, error, &a, &ctx.request_id);
+        // Borrowed, not taken: the admitted request is large, and the context is dropped next.
+        if let Some(a) = &ctx.pass {
+            self.audit_pass_through(session, error, a, &ctx.request_id);
             ctx.audited = true;
         }
         // An audited request's record (request ID, tool, method, status, sizes, latency) is its
@@ -330,8 +333,8 @@ impl Gateway {
             body: &body,
             authorization: header
                 .headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok()),
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
             accept_gzip: api::accepts_gzip(
                 header
                     .headers
@@ -361,7 +364,7 @@ impl Gateway {
             authorization: header
                 .headers
                 .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
+                .map(|v| v.as_bytes()),
             accept_gzip: false,
         };
         let caller = match api::authenticate(&self.state, &req).await {
@@ -383,7 +386,8 @@ impl Gateway {
         )
         .await;
         match admitted {
-            Ok(a) => {
+            Ok(mut a) => {
+                a.headers = passthrough::detach_headers(session.req_header_mut());
                 ctx.pass = Some(a);
                 Ok(false)
             }
@@ -580,28 +584,44 @@ impl std::fmt::Display for RequestId {
 /// thread, then a per-thread counter that starts at a random value. Unique within the
 /// process (one counter per prefix) and, with overwhelming probability, across threads and
 /// restarts, without drawing randomness for every request (a v4 UUID per request cost
-/// about 300 instructions of the pass-through's hot path).
+/// about 300 instructions of the pass-through's hot path). The thread keeps its next ID as
+/// text and counts in hex digits ([`next_id`]), so nothing is formatted per request.
 fn generated_id() -> [u8; 32] {
     thread_local! {
-        static NEXT: std::cell::Cell<(u64, u64)> = std::cell::Cell::new({
-            let r = uuid::Uuid::new_v4().as_u128();
-            ((r >> 64) as u64, r as u64)
-        });
+        static NEXT: std::cell::Cell<[u8; 32]> =
+            std::cell::Cell::new(hex32(uuid::Uuid::new_v4().as_u128()));
     }
-    let (prefix, n) = NEXT.with(|c| {
-        let (prefix, n) = c.get();
-        c.set((prefix, n.wrapping_add(1)));
-        (prefix, n)
-    });
+    NEXT.with(|c| {
+        let id = c.get();
+        c.set(next_id(id));
+        id
+    })
+}
+
+fn hex32(v: u128) -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let v = (u128::from(prefix) << 64) | u128::from(n);
     let mut out = [0u8; 32];
-    for (i, pair) in out.chunks_exact_mut(2).enumerate() {
-        let byte = (v >> (120 - 8 * i)) as u8;
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
+    for (i, d) in out.iter_mut().enumerate() {
+        *d = HEX[((v >> (124 - 4 * i)) & 0xf) as usize];
     }
     out
+}
+
+/// The ID after `id`: its last 16 hex digits (the counter) plus one, wrapping to zero; the
+/// prefix is never touched.
+fn next_id(mut id: [u8; 32]) -> [u8; 32] {
+    for d in id[16..].iter_mut().rev() {
+        let (digit, carry) = match *d {
+            b'9' => (b'a', false),
+            b'f' => (b'0', true),
+            x => (x + 1, false),
+        };
+        *d = digit;
+        if !carry {
+            break;
+        }
+    }
+    id
 }
 
 fn is_safe_id(id: &[u8]) -> bool {
@@ -614,7 +634,7 @@ fn is_safe_id(id: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{RequestId, relay_response_header};
+    use super::{RequestId, hex32, next_id, relay_response_header};
     use http::HeaderValue;
     use pingora::http::ResponseHeader;
 
@@ -655,6 +675,30 @@ mod tests {
         let mut r = upstream(101, None);
         relay_response_header(&mut r, &id).unwrap();
         assert_eq!(r.headers["connection"], "keep-alive");
+    }
+
+    #[test]
+    fn generated_ids_count_in_hex_after_a_fixed_prefix() {
+        let text = |v: u128| String::from_utf8(hex32(v).to_vec()).unwrap();
+        assert_eq!(
+            text(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+            "0123456789abcdeffedcba9876543210"
+        );
+        for v in [
+            0u128,
+            9,
+            0xf,
+            0x19,
+            0xff,
+            0x0fff_ffff,
+            (7 << 64) | u128::from(u64::MAX - 1),
+            u128::MAX >> 1,
+        ] {
+            let next = (v & !u128::from(u64::MAX)) | u128::from((v as u64).wrapping_add(1));
+            assert_eq!(next_id(hex32(v)), hex32(next), "after {v:x}");
+        }
+        // The counter wraps without carrying into the prefix.
+        assert_eq!(next_id(hex32(u128::MAX)), hex32(u128::MAX << 64));
     }
 
     #[test]
