@@ -87,8 +87,6 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        ctx.request_id =
-            RequestId::new(session.req_header().headers.get(passthrough::X_REQUEST_ID));
         let snapshot = self.snapshot();
         if snapshot.pass_through.enabled
             && let Some(rest) = passthrough::strip_prefix(
@@ -101,6 +99,8 @@ impl ProxyHttp for Gateway {
             return self.pass_through(session, ctx, snapshot, at).await;
         }
         drop(snapshot);
+        ctx.request_id =
+            RequestId::new(session.req_header().headers.get(passthrough::X_REQUEST_ID));
         // Boxed: the API's futures (execute holds HTTP client futures) are several KiB, and
         // this future is allocated for every request, pass-through ones included.
         Box::pin(self.local_api(session, ctx)).await
@@ -356,15 +356,14 @@ impl Gateway {
         rest_at: usize,
     ) -> Result<bool> {
         let header = session.req_header();
+        let fields = passthrough::Fields::scan(&header.headers);
+        ctx.request_id = RequestId::new(fields.request_id);
         let req = api::Request {
             method: header.method.as_str(),
             path: header.uri.path(),
             query: None,
             body: &[],
-            authorization: header
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes()),
+            authorization: fields.authorization.map(|v| v.as_bytes()),
             accept_gzip: false,
         };
         let caller = match api::authenticate(&self.state, &req).await {
@@ -380,9 +379,13 @@ impl Gateway {
             &self.state,
             snapshot,
             caller,
-            session.req_header(),
-            &session.req_header().uri.path()[rest_at..],
-            &ctx.request_id,
+            passthrough::Incoming {
+                header,
+                fields: &fields,
+                rest: &header.uri.path()[rest_at..],
+                request_id: &ctx.request_id,
+                started: ctx.started,
+            },
         )
         .await;
         match admitted {

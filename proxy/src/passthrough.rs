@@ -48,6 +48,7 @@ pub struct Admitted {
     /// Where the upstream path starts in the request's path (after `<prefix>/<alias>`);
     /// `None` for `/` (nothing after the alias). See [`Admitted::upstream_uri`].
     pub path_at: Option<usize>,
+    /// When the request arrived (the gateway's clock reading; the audit record's latency).
     pub started: Instant,
     pub connect_retries: u32,
     pub upstream_status: u16,
@@ -149,17 +150,81 @@ pub const APPROVAL_HEADER: HeaderName = HeaderName::from_static("x-open-cli-appr
 pub const MODE_HEADER: HeaderName = HeaderName::from_static("x-open-cli-mode");
 pub const PROFILE_HEADER: HeaderName = HeaderName::from_static("x-open-cli-agent-profile");
 
+/// The request header fields the pass-through decides on, found in one pass over the (few)
+/// fields rather than one hash lookup each. A repeated field counts by its first value, as
+/// `HeaderMap::get` would answer.
+#[derive(Debug, Default)]
+pub struct Fields<'h> {
+    pub request_id: Option<&'h HeaderValue>,
+    pub authorization: Option<&'h HeaderValue>,
+    /// `Content-Length`: `Some(None)` when present but not text.
+    length: Option<Option<&'h str>>,
+    chunked: bool,
+    mode: Option<Option<&'h str>>,
+    profile: Option<Option<&'h str>>,
+    approval: Option<Option<&'h str>>,
+}
+
+impl<'h> Fields<'h> {
+    pub fn scan(headers: &'h http::HeaderMap) -> Self {
+        let mut f = Fields::default();
+        for (name, value) in headers {
+            // Standard names compare by their tag; the custom ones by length, then bytes.
+            let slot = if name == http::header::AUTHORIZATION {
+                f.authorization.get_or_insert(value);
+                continue;
+            } else if name == http::header::CONTENT_LENGTH {
+                &mut f.length
+            } else if name == http::header::TRANSFER_ENCODING {
+                f.chunked = true;
+                continue;
+            } else if name == X_REQUEST_ID {
+                f.request_id.get_or_insert(value);
+                continue;
+            } else if name == MODE_HEADER {
+                &mut f.mode
+            } else if name == PROFILE_HEADER {
+                &mut f.profile
+            } else if name == APPROVAL_HEADER {
+                &mut f.approval
+            } else {
+                continue;
+            };
+            if slot.is_none() {
+                *slot = Some(value.to_str().ok());
+            }
+        }
+        f
+    }
+}
+
+/// A pass-through request as it arrived, for [`admit`].
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    pub header: &'a RequestHeader,
+    pub fields: &'a Fields<'a>,
+    /// The path after the pass-through prefix (`/<alias>/<upstream path>`).
+    pub rest: &'a str,
+    pub request_id: &'a str,
+    pub started: Instant,
+}
+
 /// Steps 2–5 of the module docs for an authenticated caller.
 pub async fn admit(
     state: &RuntimeState,
     snapshot: Arc<LocalSnapshot>,
     caller: Caller,
-    req: &RequestHeader,
-    rest: &str,
-    request_id: &str,
+    incoming: Incoming<'_>,
 ) -> Result<Admitted, ApiError> {
+    let Incoming {
+        header: req,
+        fields,
+        rest,
+        request_id,
+        started,
+    } = incoming;
     let after = &rest[1..];
-    let (alias, path, path_at) = match after.find('/') {
+    let (alias, path, path_at) = match after.bytes().position(|c| c == b'/') {
         Some(k) => (
             &after[..k],
             &after[k..],
@@ -184,30 +249,13 @@ pub async fn admit(
             format!("`{method} {path}` matches no operation of service `{alias}`; only catalog operations are forwarded"),
         ),
     })?;
-    // One pass over the (few) request headers instead of one hash lookup per control header.
-    let (mut mode, mut profile, mut approval, mut length) = (None, None, None, None);
-    let mut chunked = false;
-    for (name, value) in &req.headers {
-        let slot = if name == http::header::CONTENT_LENGTH {
-            &mut length
-        } else if name == http::header::TRANSFER_ENCODING {
-            chunked = true;
-            continue;
-        } else if !name.as_str().starts_with("x-open-cli-") {
-            continue;
-        } else if name == MODE_HEADER {
-            &mut mode
-        } else if name == PROFILE_HEADER {
-            &mut profile
-        } else if name == APPROVAL_HEADER {
-            &mut approval
-        } else {
-            continue;
-        };
-        if slot.is_none() {
-            *slot = Some(value.to_str().ok());
-        }
-    }
+    let (mode, profile, approval, length, chunked) = (
+        fields.mode,
+        fields.profile,
+        fields.approval,
+        fields.length,
+        fields.chunked,
+    );
     let intent = Intent {
         mode: mode.flatten(),
         agent_profile: profile.flatten(),
@@ -305,7 +353,7 @@ pub async fn admit(
         creds,
         addr,
         path_at,
-        started: Instant::now(),
+        started,
         connect_retries: 0,
         upstream_status: 0,
         has_body: chunked || length.is_some_and(|n| n > 0),
@@ -613,6 +661,48 @@ mod tests {
         assert_eq!(strip_prefix("/proxy", "/proxyx/demo"), None);
         assert_eq!(strip_prefix("/proxy", "/proxy"), None);
         assert_eq!(strip_prefix("/proxy", "/v1/catalog/effective"), None);
+    }
+
+    #[test]
+    fn one_pass_finds_the_fields_the_decision_needs_first_value_first() {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            ("host", "runtime"),
+            ("x-request-id", "rid-1"),
+            ("authorization", "Bearer a"),
+            ("x-open-cli-approval", "true"),
+            ("x-open-cli-mode", "discover"),
+            ("x-open-cli-agent-profile", "ops"),
+            ("x-open-cli-other", "ignored"),
+            ("content-length", "12"),
+            ("x-request-id", "rid-2"),
+            ("authorization", "Bearer b"),
+            ("x-open-cli-mode", "curated"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let f = Fields::scan(&h);
+        assert_eq!(f.request_id.unwrap(), "rid-1");
+        assert_eq!(f.authorization.unwrap(), "Bearer a");
+        assert_eq!(f.approval, Some(Some("true")));
+        assert_eq!(f.mode, Some(Some("discover")));
+        assert_eq!(f.profile, Some(Some("ops")));
+        assert_eq!(f.length, Some(Some("12")));
+        assert!(!f.chunked);
+        h.insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
+        h.append(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        let f = Fields::scan(&h);
+        assert_eq!(f.length, Some(None), "present but not text");
+        assert!(f.chunked);
+        let empty = http::HeaderMap::new();
+        let f = Fields::scan(&empty);
+        assert!(f.request_id.is_none() && f.authorization.is_none() && f.length.is_none());
     }
 
     #[test]

@@ -219,9 +219,10 @@ impl ExecIndex {
     pub fn route(&self, alias: &str, method: &str, path: &str) -> Result<usize, RouteError> {
         check_path(path)?;
         let routes = self.routes.get(alias).ok_or(RouteError::NoService)?;
-        // Split lazily per candidate (no allocation; few routes share method and length).
-        let rest = path.trim_start_matches('/');
-        let count = rest.bytes().filter(|&c| c == b'/').count() + 1;
+        // Split lazily per candidate (no allocation; few routes share method and length), as
+        // bytes: segments are short, and a `str` searcher costs more to set up than it scans.
+        let rest = path.trim_start_matches('/').as_bytes();
+        let count = rest.iter().filter(|&&c| c == b'/').count() + 1;
         routes
             .iter()
             .find(|r| {
@@ -229,11 +230,18 @@ impl ExecIndex {
                     && r.segments.len() == count
                     && r.segments
                         .iter()
-                        .zip(rest.split('/'))
+                        .zip(rest.split(|&c| c == b'/'))
                         .all(|(t, s)| match t {
                             Segment::Param => !s.is_empty(),
-                            Segment::Literal(l) if !s.contains('%') => s == l,
-                            Segment::Literal(l) => percent_decode(s).as_deref() == Some(l.as_str()),
+                            Segment::Literal(l) if !s.contains(&b'%') => s == l.as_bytes(),
+                            // Split at ASCII `/`, so each segment of the `str` is one too.
+                            Segment::Literal(l) => {
+                                std::str::from_utf8(s)
+                                    .ok()
+                                    .and_then(percent_decode)
+                                    .as_deref()
+                                    == Some(l.as_str())
+                            }
                         })
             })
             .map(|r| r.tool)
