@@ -41,7 +41,7 @@ impl Gateway {
     pub fn new(state: Arc<RuntimeState>) -> Self {
         Self {
             inflight: state.inflight_counter(),
-            snapshot: parking_lot::Mutex::new(Arc::new(LocalSnapshot(state.snapshot()))),
+            snapshot: parking_lot::Mutex::new(Arc::new(LocalSnapshot::new(state.snapshot()))),
             state,
         }
     }
@@ -51,8 +51,8 @@ impl Gateway {
     fn snapshot(&self) -> Arc<LocalSnapshot> {
         let current = self.state.snapshot_guard();
         let mut mine = self.snapshot.lock();
-        if !Arc::ptr_eq(&mine.0, &current) {
-            *mine = Arc::new(LocalSnapshot(Arc::clone(&current)));
+        if !Arc::ptr_eq(mine.shared(), &current) {
+            *mine = Arc::new(LocalSnapshot::new(Arc::clone(&current)));
         }
         Arc::clone(&mine)
     }
@@ -178,7 +178,7 @@ impl ProxyHttp for Gateway {
             passthrough::rewrite(
                 upstream_request,
                 &a.headers,
-                &a.upstream()?.authority,
+                a.template()?,
                 a.upstream_uri(&upstream_request.uri)?,
                 a.creds()?,
                 client,
