@@ -232,12 +232,34 @@ pub fn authorize(
     if snapshot.allows(p, tool_id) {
         Ok(())
     } else {
-        Err(ApiError::new(
-            403,
-            codes::AUTHZ_DENIED,
-            format!("the token's scopes do not include tool `{tool_id}`"),
+        Err(out_of_scope(tool_id))
+    }
+}
+
+/// [`authorize`] for the tool at catalog index `i` of `snapshot`.
+pub fn authorize_tool(
+    snapshot: &crate::snapshot::Snapshot,
+    caller: &Caller,
+    i: usize,
+) -> Result<(), ApiError> {
+    let Some(p) = &caller.principal else {
+        return Ok(());
+    };
+    if snapshot.allows_tool(p, i) {
+        Ok(())
+    } else {
+        Err(out_of_scope(
+            snapshot.catalog.tools.get(i).map_or("", |t| t.id.as_str()),
         ))
     }
+}
+
+fn out_of_scope(tool_id: &str) -> ApiError {
+    ApiError::new(
+        403,
+        codes::AUTHZ_DENIED,
+        format!("the token's scopes do not include tool `{tool_id}`"),
+    )
 }
 
 /// `POST /v1/workflows/run`: check that a workflow may run (every step's tool exists and is
@@ -564,7 +586,7 @@ pub fn audit_authn_failure(
 ) {
     let mut e = crate::audit::Event::new("authn_failure", "runtime.authn_failure");
     e.decision = "denied";
-    e.reason_code = codes::AUTHN_FAILED.into();
+    e.reason_code = codes::AUTHN_FAILED;
     e.status_code = reply.status;
     e.method = Some(req.method.into());
     e.path = Some(req.path.into());
@@ -584,7 +606,7 @@ fn audit_catalog_access(state: &RuntimeState, p: &crate::auth::Principal, reques
     ] {
         let mut e = crate::audit::Event::new(kind, tool);
         e.decision = "allowed";
-        e.reason_code = code.into();
+        e.reason_code = code;
         e.principal = Some(p.subject.as_str().into());
         e.status_code = 200;
         e.request_id = Some(request_id.into());

@@ -47,7 +47,8 @@ pub struct Event<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_profile: Option<Cow<'a, str>>,
     pub decision: &'static str,
-    pub reason_code: Cow<'a, str>,
+    /// A reason code name from this crate (`allowed`, `codes::*`): never escaped.
+    pub reason_code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_scheme: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "is_zero")]
@@ -121,7 +122,7 @@ impl Event<'_> {
         opt(out, b",\"principal\":", self.principal.as_deref());
         opt(out, b",\"agentProfile\":", self.agent_profile.as_deref());
         name(out, b",\"decision\":", self.decision);
-        text(out, b",\"reasonCode\":", &self.reason_code);
+        name(out, b",\"reasonCode\":", self.reason_code);
         opt(out, b",\"authScheme\":", self.auth_scheme.as_deref());
         num(out, b",\"requestSize\":", self.request_size);
         num(out, b",\"responseSize\":", self.response_size);
@@ -461,7 +462,7 @@ mod tests {
                     for i in 0..250 {
                         let mut e = Event::new("tool_execution", format!("svc:t{t}-{i}"));
                         e.decision = "allowed";
-                        e.reason_code = "x".repeat(i * 7).into();
+                        e.error = Some("x".repeat(i * 7).into());
                         a.record(e);
                     }
                 })
@@ -546,7 +547,7 @@ mod tests {
         full.service_id = Some("svc".into());
         full.target_base_url = Some("http://127.0.0.1:9/base".into());
         full.decision = "allowed";
-        full.reason_code = "allowed".into();
+        full.reason_code = "allowed";
         full.method = Some("GET".into());
         full.path = Some("/items/{id}".into());
         full.auth_scheme = Some("apiKey+basic".into());
@@ -560,7 +561,7 @@ mod tests {
         full.error = Some("tab\there \u{7f} \u{2028} \u{8}\u{c}\r\u{1f}\u{0}".into());
         let mut denied = Event::new("authz_denial", "svc:x");
         denied.decision = "denied";
-        denied.reason_code = "managed_deny".into();
+        denied.reason_code = "managed_deny";
         let mut fast = full.clone();
         let fragment = tool_fragment(
             &fast.tool_id,
@@ -584,7 +585,7 @@ mod tests {
     fn empty_fields_are_omitted() {
         let mut e = Event::new("authz_denial", "svc:x");
         e.decision = "denied";
-        e.reason_code = "managed_deny".into();
+        e.reason_code = "managed_deny";
         let v = serde_json::to_value(&e).unwrap();
         assert!(v.get("statusCode").is_none());
         assert!(v.get("principal").is_none());

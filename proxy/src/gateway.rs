@@ -444,12 +444,12 @@ impl Gateway {
             Some(err) if a.upstream_status == 0 => {
                 e.event_type = "execution_error";
                 e.decision = "error";
-                e.reason_code = "execution_error".into();
+                e.reason_code = "execution_error";
                 e.error = Some(err.etype().as_str().into());
             }
             _ => {
                 e.decision = "allowed";
-                e.reason_code = "allowed".into();
+                e.reason_code = "allowed";
             }
         }
         self.state.audit.record(e);

@@ -316,7 +316,7 @@ pub async fn admit(
         let mut e = event();
         e.event_type = "execution_error";
         e.decision = "error";
-        e.reason_code = err.code.into();
+        e.reason_code = err.code;
         e.error = Some(err.message.clone().into());
         state.audit.record(e);
         err

@@ -182,6 +182,23 @@ impl Snapshot {
         principal: &std::sync::Arc<crate::auth::Principal>,
         tool_id: &str,
     ) -> bool {
+        self.allowed_by(principal, |e| e.allows(tool_id))
+    }
+
+    /// [`Snapshot::allows`] for the tool at catalog index `tool` (no ID comparisons).
+    pub fn allows_tool(
+        &self,
+        principal: &std::sync::Arc<crate::auth::Principal>,
+        tool: usize,
+    ) -> bool {
+        self.allowed_by(principal, |e| e.allows_index(tool))
+    }
+
+    fn allowed_by(
+        &self,
+        principal: &std::sync::Arc<crate::auth::Principal>,
+        check: impl FnOnce(&crate::auth::Envelope) -> bool,
+    ) -> bool {
         type Last = Option<(
             u64,
             std::sync::Arc<crate::auth::Principal>,
@@ -195,10 +212,10 @@ impl Snapshot {
                 && *id == self.id
                 && std::sync::Arc::ptr_eq(p, principal)
             {
-                return e.allows(tool_id);
+                return check(e);
             }
             let e = self.envelope(&principal.scopes);
-            let allowed = e.allows(tool_id);
+            let allowed = check(&e);
             *last = Some((self.id, std::sync::Arc::clone(principal), e));
             allowed
         })

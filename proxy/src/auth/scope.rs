@@ -22,6 +22,9 @@ use crate::catalog::glob::Pattern;
 #[derive(Debug)]
 pub struct Envelope {
     allowed: BTreeSet<String>,
+    /// `allowed` as one bit per catalog index (the catalog it was computed for): the
+    /// execution paths know the tool's index and check it without comparing IDs.
+    by_index: Box<[u64]>,
     /// Catalog bodies rendered for this envelope, per view (see `Snapshot::effective_for`).
     pub rendered: std::sync::Mutex<std::collections::HashMap<String, crate::snapshot::Rendered>>,
 }
@@ -60,19 +63,34 @@ impl Envelope {
             (None, Some(u)) => u,
             (None, None) => BTreeSet::new(),
         };
-        let allowed = chosen
+        let allowed: BTreeSet<String> = chosen
             .into_iter()
             .filter(|id| !deny.iter().any(|p| p.matches(id)))
             .map(str::to_string)
             .collect();
+        let mut by_index = vec![0u64; catalog.tools.len().div_ceil(64)].into_boxed_slice();
+        for (i, t) in catalog.tools.iter().enumerate() {
+            if allowed.contains(t.id.as_str()) {
+                by_index[i / 64] |= 1 << (i % 64);
+            }
+        }
         Self {
             allowed,
+            by_index,
             rendered: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
     pub fn allows(&self, tool_id: &str) -> bool {
         self.allowed.contains(tool_id)
+    }
+
+    /// [`Envelope::allows`] for the tool at catalog index `i` of the catalog this envelope
+    /// was computed for.
+    pub fn allows_index(&self, i: usize) -> bool {
+        self.by_index
+            .get(i / 64)
+            .is_some_and(|w| (w >> (i % 64)) & 1 == 1)
     }
 
     pub fn len(&self) -> usize {
@@ -303,6 +321,29 @@ mod tests {
         let (t, p) = (principal(&["bundle:t"]), principal(&["bundle:p"]));
         // Twice: the second round is answered from the thread's remembered envelope.
         for _ in 0..2 {
+            // By catalog index, the same answers for every tool.
+            for (snap, who) in [(&a, &t), (&a, &p), (&b, &t), (&b, &p)] {
+                for (i, tool) in snap.catalog.tools.iter().enumerate() {
+                    assert_eq!(
+                        snap.allows_tool(who, i),
+                        snap.allows(who, &tool.id),
+                        "{} for {:?}",
+                        tool.id,
+                        who.scopes
+                    );
+                }
+                assert!(!snap.allows_tool(who, snap.catalog.tools.len()));
+            }
+            assert!(
+                a.allows_tool(
+                    &t,
+                    a.catalog
+                        .tools
+                        .iter()
+                        .position(|x| x.id == "t:get")
+                        .unwrap()
+                )
+            );
             assert!(a.allows(&t, "t:get"));
             assert!(!a.allows(&p, "t:get"), "another principal, other scopes");
             assert!(a.allows(&p, "p:list"));

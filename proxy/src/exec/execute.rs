@@ -70,7 +70,7 @@ pub async fn handle(
             e.latency_ms = Some(latency);
             state.audit.record(Event {
                 decision: "allowed",
-                reason_code: "allowed".into(),
+                reason_code: "allowed",
                 ..merge(event, e)
             });
             Ok(resp)
@@ -82,7 +82,7 @@ pub async fn handle(
                 state.audit.record(Event {
                     event_type: "execution_error",
                     decision: "error",
-                    reason_code: err.code.into(),
+                    reason_code: err.code,
                     error: Some(err.message.clone().into()),
                     ..merge(event, e)
                 });

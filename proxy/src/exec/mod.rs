@@ -61,7 +61,7 @@ pub fn govern(
             format!("tool `{id}` is denied by `policy.deny`"),
         ));
     }
-    crate::api::authorize(snapshot, caller, id)?;
+    crate::api::authorize_tool(snapshot, caller, i)?;
     let view = snapshot.select_view(intent.agent_profile, intent.mode)?;
     if !snapshot.exec.view_admits(view, i) {
         return Err(ApiError::new(
@@ -109,6 +109,6 @@ pub fn tool_event<'a>(
 pub fn denial_event<'a>(mut e: Event<'a>, err: &ApiError) -> Event<'a> {
     e.event_type = "authz_denial";
     e.decision = "denied";
-    e.reason_code = err.code.into();
+    e.reason_code = err.code;
     e
 }
