@@ -226,14 +226,7 @@ pub fn authorize(
     caller: &Caller,
     tool_id: &str,
 ) -> Result<(), ApiError> {
-    let Some(p) = &caller.principal else {
-        return Ok(());
-    };
-    if snapshot.allows(p, tool_id) {
-        Ok(())
-    } else {
-        Err(out_of_scope(tool_id))
-    }
+    authorized(caller, tool_id, |p| snapshot.allows(p, tool_id))
 }
 
 /// [`authorize`] for the tool at catalog index `i` of `snapshot`.
@@ -242,15 +235,19 @@ pub fn authorize_tool(
     caller: &Caller,
     i: usize,
 ) -> Result<(), ApiError> {
-    let Some(p) = &caller.principal else {
-        return Ok(());
-    };
-    if snapshot.allows_tool(p, i) {
-        Ok(())
-    } else {
-        Err(out_of_scope(
-            snapshot.catalog.tools.get(i).map_or("", |t| t.id.as_str()),
-        ))
+    let id = snapshot.catalog.tools.get(i).map_or("", |t| t.id.as_str());
+    authorized(caller, id, |p| snapshot.allows_tool(p, i))
+}
+
+/// Anyone when runtime auth is off (no principal); otherwise whom `allows` admits.
+fn authorized(
+    caller: &Caller,
+    tool_id: &str,
+    allows: impl FnOnce(&Arc<crate::auth::Principal>) -> bool,
+) -> Result<(), ApiError> {
+    match &caller.principal {
+        Some(p) if !allows(p) => Err(out_of_scope(tool_id)),
+        _ => Ok(()),
     }
 }
 
