@@ -380,7 +380,7 @@ pub async fn admit(
 
 /// Fields of the caller's request that Pingora's downstream session still reads after the
 /// request filter: body framing, keep-alive, upgrade and `Expect: 100-continue`.
-const SESSION_FIELDS: [HeaderName; 5] = [
+pub const SESSION_FIELDS: [HeaderName; 5] = [
     http::header::CONTENT_LENGTH,
     http::header::TRANSFER_ENCODING,
     http::header::CONNECTION,
