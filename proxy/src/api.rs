@@ -40,6 +40,8 @@ pub struct Request<'a> {
     pub accept_gzip: bool,
     /// The `Authorization` header's value, as received (see `auth::Authenticator::remembered`).
     pub authorization: Option<&'a [u8]>,
+    /// When the request arrived (its wall-clock time comes from [`crate::clock`]).
+    pub received: std::time::Instant,
 }
 
 /// Who is asking: `None` when runtime auth is off or the route is public and no token came.
@@ -340,7 +342,8 @@ pub async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Cal
         if req.authorization.is_none() && PUBLIC.contains(&req.path) {
             return Ok(Caller::default());
         }
-        if let Some(p) = auth.remembered(req.authorization) {
+        let now = crate::clock::wall_at(req.received).as_secs();
+        if let Some(p) = auth.remembered(req.authorization, now) {
             return Ok(Caller { principal: Some(p) });
         }
         Arc::clone(auth)

@@ -253,8 +253,31 @@ fn is_zero32(v: &u32) -> bool {
 
 impl<'a> Event<'a> {
     pub fn new(event_type: &'static str, tool_id: impl Into<Cow<'a, str>>) -> Self {
+        Self::stamped(event_type, tool_id, Timestamp::now())
+    }
+
+    /// An event that happened at `at`, a monotonic reading the caller already took (no
+    /// clock read here; see [`crate::clock`]).
+    pub fn new_at(
+        event_type: &'static str,
+        tool_id: impl Into<Cow<'a, str>>,
+        at: std::time::Instant,
+    ) -> Self {
+        let wall = crate::clock::wall_at(at);
+        Self::stamped(
+            event_type,
+            tool_id,
+            Timestamp::at(wall.as_secs(), wall.subsec_millis()),
+        )
+    }
+
+    fn stamped(
+        event_type: &'static str,
+        tool_id: impl Into<Cow<'a, str>>,
+        timestamp: Timestamp,
+    ) -> Self {
         Self {
-            timestamp: Timestamp::now(),
+            timestamp,
             event_type,
             tool_id: tool_id.into(),
             ..Self::default()

@@ -335,6 +335,7 @@ impl Gateway {
                 .headers
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes()),
+            received: ctx.started,
             accept_gzip: api::accepts_gzip(
                 header
                     .headers
@@ -364,6 +365,7 @@ impl Gateway {
             query: None,
             body: &[],
             authorization: fields.authorization.map(|v| v.as_bytes()),
+            received: ctx.started,
             accept_gzip: false,
         };
         let caller = match api::authenticate(&self.state, &req).await {
@@ -421,14 +423,16 @@ impl Gateway {
             agent_profile: a.agent_profile.as_deref(),
             ..Default::default()
         };
+        // One clock reading for the record's latency and its timestamp.
+        let end = Instant::now();
         let mut e = crate::exec::tool_event(
-            "tool_execution",
             tool,
             info,
             &a.caller,
             &intent,
             request_id,
             "passthrough",
+            end,
         );
         e.auth_scheme = a
             .creds()
@@ -437,7 +441,7 @@ impl Gateway {
             .map(Into::into);
         e.request_size = session.body_bytes_read() as u64;
         e.response_size = session.body_bytes_sent() as u64;
-        e.latency_ms = Some(a.started.elapsed().as_millis() as u64);
+        e.latency_ms = Some(end.saturating_duration_since(a.started).as_millis() as u64);
         e.retry_count = a.connect_retries;
         e.status_code = a.upstream_status;
         match error {

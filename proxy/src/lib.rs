@@ -30,6 +30,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod exec;
 pub mod fetch;
 pub mod gateway;

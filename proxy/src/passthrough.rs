@@ -284,13 +284,13 @@ pub async fn admit(
     let info = &snapshot.exec.info[i];
     let event = || {
         crate::exec::tool_event(
-            "tool_execution",
             tool,
             info,
             &caller,
             &intent,
             request_id,
             "passthrough",
+            started,
         )
     };
     if let Err(e) = crate::exec::govern(&snapshot, &caller, i, &intent) {

@@ -52,6 +52,25 @@ fn use_tokio_timers() {
     pingora::prelude::fast_timeout::set_fast_timeout_to_tokio_threshold(Some(Duration::ZERO));
 }
 
+/// How often a serving thread's heartbeat timer fires ([`timer_heartbeat`]).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Keeps a timer pending on a serving thread at all times.
+///
+/// Why: when tokio's timer wheel is empty as the thread goes idle, the next timer registered
+/// (here: the upstream read timeout, one per proxied request) is "earlier than the next
+/// wake-up" and tokio wakes its own driver through its eventfd: a `write(2)`, and an extra
+/// `epoll_wait` that returns at once. Under load a serving thread often idles with every
+/// connection waiting on its client, so this happened for about one request in eight
+/// (`strace -c`: 0.13 `write` and 0.11 more `epoll_wait` per request than the bare
+/// Pingora hop). With a timer always due within a second, a read timeout (normally longer)
+/// is never the earliest, and the heartbeat costs one wake-up a second.
+async fn timer_heartbeat() {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
 /// Load, build, bind, serve until a signal, drain, clean up.
 pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     let started = Instant::now();
@@ -263,8 +282,10 @@ fn start_workers(
                     let serving = tokio::spawn(async move {
                         service.start_service(Some(fds), shutdown, 1).await;
                     });
+                    let heartbeat = tokio::spawn(timer_heartbeat());
                     let _ = stop.wait_for(|s| *s).await;
                     serving.abort();
+                    heartbeat.abort();
                 });
                 rt.shutdown_timeout(Duration::from_millis(200));
             })

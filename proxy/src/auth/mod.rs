@@ -271,12 +271,11 @@ impl Authenticator {
     /// The header's bytes are compared as they are: a remembered token passed the text
     /// checks of [`Authenticator::authenticate`] when it was verified, so equal bytes need
     /// none (checking a JWT's few hundred bytes again cost about 450 instructions a request).
-    pub fn remembered(&self, authorization: Option<&[u8]>) -> Option<Arc<Principal>> {
+    /// `now` is the wall-clock second of the request's arrival.
+    pub fn remembered(&self, authorization: Option<&[u8]>, now: u64) -> Option<Arc<Principal>> {
         let token = bearer(authorization).ok()?;
         match &self.profile {
-            Profile::Jwks { providers, .. } => {
-                Front::get(self.id, token, providers, crate::fetch::cache::now_secs())
-            }
+            Profile::Jwks { providers, .. } => Front::get(self.id, token, providers, now),
             Profile::Introspection(_) => None,
         }
     }

@@ -50,13 +50,13 @@ pub async fn handle(
         approval: req.approval,
     };
     let event = tool_event(
-        "tool_execution",
         tool,
         info,
         caller,
         &intent,
         request_id,
         "execute",
+        Instant::now(),
     );
     if let Err(e) = govern(&snapshot, caller, i, &intent) {
         state.audit.record(denial_event(event, &e));

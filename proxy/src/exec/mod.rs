@@ -82,17 +82,18 @@ pub fn govern(
     Ok(())
 }
 
-/// An audit event about a tool, with the caller and tool fields filled in (borrowed).
+/// A `tool_execution` audit event at `at`, with the caller and tool fields filled in
+/// (borrowed); denials and errors change its type.
 pub fn tool_event<'a>(
-    event_type: &'static str,
     tool: &'a Tool,
     info: &'a ToolInfo,
     caller: &'a Caller,
     intent: &Intent<'a>,
     request_id: &'a str,
     channel: &'static str,
+    at: std::time::Instant,
 ) -> Event<'a> {
-    let mut e = Event::new(event_type, tool.id.as_str());
+    let mut e = Event::new_at("tool_execution", tool.id.as_str(), at);
     e.principal = caller.principal.as_ref().map(|p| p.subject.as_str().into());
     e.agent_profile = intent.agent_profile.map(Into::into);
     e.service_id = Some(tool.service_id.as_str().into());
