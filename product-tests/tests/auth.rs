@@ -234,6 +234,27 @@ fn missing_or_bad_tokens_are_refused_before_any_work() {
 
     // The good token still works after all that.
     assert_eq!(get(&rt, "/v1/catalog/effective", Some(&good)).status(), 200);
+
+    // A token that is not visible ASCII is refused as invalid on both routes, also right
+    // after the good token was remembered (the cache compares raw bytes).
+    assert_eq!(get(&rt, "/proxy/demo/items", Some(&good)).status(), 200);
+    for route in ["/v1/catalog/effective", "/proxy/demo/items"] {
+        for raw in [
+            format!("Bearer {good}\u{e9}").into_bytes(),
+            format!("Bearer {good}\tx").into_bytes(),
+            b"Bearer caf\xc3\xa9".to_vec(),
+        ] {
+            let resp = http()
+                .get(format!("{}{route}", rt.url))
+                .header(
+                    "authorization",
+                    reqwest::header::HeaderValue::from_bytes(&raw).unwrap(),
+                )
+                .send()
+                .unwrap();
+            assert_401(resp, "the bearer token must be visible ASCII characters");
+        }
+    }
 }
 
 #[test]

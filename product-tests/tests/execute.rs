@@ -34,6 +34,29 @@ fn execute_as(rt: &Runtime, body: Value, token: Option<&str>) -> (u16, Value) {
     (status, resp.json().unwrap_or(Value::Null))
 }
 
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Milliseconds since the epoch of an audit timestamp (`2026-11-30T11:01:15.275Z`).
+fn rfc3339_ms(t: &str) -> u64 {
+    assert_eq!(t.len(), 24, "{t}");
+    let n = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from the civil date (proleptic Gregorian), March-based year.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19);
+    (secs * 1000 + n(20..23)) as u64
+}
+
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
@@ -146,6 +169,7 @@ fn execute_relays_upstream_answers_in_the_envelope() {
 
 #[test]
 fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
+    let began = epoch_ms();
     let api = TestApi::start();
     let secret_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret_file.path(), "file-bearer-token\n").unwrap();
@@ -241,6 +265,27 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
         assert!(!e[field].is_null(), "audit field {field} missing: {e}");
     }
     assert_eq!(e["channel"], "execute");
+    // Every record's timestamp is the wall-clock time of the call (the pass-through derives
+    // it from the request's monotonic readings): within this test's run, in order per channel.
+    let ended = epoch_ms();
+    for channel in ["execute", "passthrough"] {
+        let stamps: Vec<u64> = events
+            .iter()
+            .filter(|e| e["channel"] == channel)
+            .map(|e| rfc3339_ms(e["timestamp"].as_str().unwrap()))
+            .collect();
+        assert_eq!(stamps.len(), each.len(), "{channel}");
+        for t in &stamps {
+            assert!(
+                began <= *t && *t <= ended,
+                "{channel}: {t} outside {began}..{ended}"
+            );
+        }
+        assert!(
+            stamps.windows(2).all(|w| w[0] <= w[1]),
+            "{channel}: {stamps:?}"
+        );
+    }
     let log = std::fs::read_to_string(rt.state_dir.join("instances/test/audit.log")).unwrap();
     for secret in [
         "header-key",

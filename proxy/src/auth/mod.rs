@@ -84,8 +84,7 @@ impl Front {
     /// whose signature verified are ever inserted, so no outsider can fill the map with
     /// colliding keys, and a lookup always compares the whole token. (A keyed SipHash of
     /// the same bytes cost more than the rest of the lookup.)
-    fn key(token: &[u8]) -> u64 {
-        let b = token;
+    fn key(b: &[u8]) -> u64 {
         let word = |end: usize| -> u64 {
             end.checked_sub(8)
                 .and_then(|start| b.get(start..end))
