@@ -59,24 +59,36 @@ fn serving_requires_a_config_and_a_free_address() {
     let (_api, fx, rt) = runtime();
     let addr = rt.url.trim_start_matches("http://").to_string();
     let cfg = fx.path().join(".cli.json");
-    let out = run(
-        "open-cli-toolbox",
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--addr",
-            &addr,
-            "--state-dir",
-            fx.path().to_str().unwrap(),
-        ],
-        &[],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains(&format!("cannot listen on {addr}")),
-        "{}",
-        text(&out.stderr)
+    // The running runtime listens with one SO_REUSEPORT socket per serving thread; a second
+    // one, with one thread or several, must be refused rather than join that group and take
+    // a share of the first one's connections.
+    for threads in ["1", "2"] {
+        let out = run(
+            "open-cli-toolbox",
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--addr",
+                &addr,
+                "--threads",
+                threads,
+                "--state-dir",
+                fx.path().to_str().unwrap(),
+            ],
+            &[],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(1), "--threads {threads}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("cannot listen on {addr}: ")) && err.contains("in use"),
+            "--threads {threads}: {err}"
+        );
+    }
+    assert_eq!(
+        rt.get("/readyz").status(),
+        200,
+        "the first runtime still serves"
     );
 }
 

@@ -9,6 +9,7 @@
 //! ```
 //!
 //! - [`server`]: start-up (config → catalog → listener), signal handling and draining;
+//! - [`listen`]: the listening sockets, one per serving thread (`SO_REUSEPORT`);
 //! - [`gateway`]: the Pingora `ProxyHttp` implementation, request IDs, access log;
 //! - [`api`]: the `/v1` API, `/healthz`, `/readyz`, as plain functions;
 //! - [`auth`]: bearer-token authentication and the scope envelope;
@@ -36,6 +37,7 @@ pub mod fetch;
 pub mod gateway;
 pub mod hash;
 pub mod instance;
+pub mod listen;
 pub mod mcp;
 pub mod passthrough;
 pub mod refresh;

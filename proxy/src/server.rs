@@ -4,7 +4,7 @@
 //! - the config is loaded and the catalog built **before** the listener serves, so a runtime
 //!   that answers is a runtime with a catalog (`/readyz`), and a broken config fails start-up
 //!   with every problem listed instead of serving errors;
-//! - the listener is bound by us (std socket, non-blocking) and handed to Pingora through its
+//! - the listeners are bound by us (std sockets, non-blocking) and handed to Pingora through its
 //!   `Fds` table, so `--addr 127.0.0.1:0` works and the real address goes to `runtime.json`;
 //! - Pingora's `Server` is not used: its SIGTERM path sleeps the whole grace period even when
 //!   idle. We run the service ourselves and, on SIGTERM or SIGINT, stop accepting, report
@@ -12,7 +12,8 @@
 //!   as they are done. A second signal exits at once.
 //! - **One event loop per thread** (`--threads`, default: the CPU count), like nginx workers:
 //!   each serving thread runs its own current-thread tokio runtime with its own instance of
-//!   the Pingora service accepting on the shared listening socket, so a connection lives and
+//!   the Pingora service accepting on its own listening socket ([`crate::listen`]: bound with
+//!   `SO_REUSEPORT`, so the kernel spreads connections evenly), so a connection lives and
 //!   dies on one thread (no work-stealing hand-offs, no cross-thread wake-ups, per-thread
 //!   upstream connection pools). Measured with `bench/bare-pingora --per-thread`: about 35%
 //!   more requests per second than one multi-thread runtime with the same thread count. A
@@ -113,12 +114,8 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     let tools = catalog.tools.len();
     let snapshot = Snapshot::for_config(catalog, &loaded.config)
         .map_err(|e| format!("cannot render the catalog: {e}"))?;
-    let listener = std::net::TcpListener::bind(&args.addr)
-        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("cannot configure the listener: {e}"))?;
-    let addr = listener
+    let listeners = crate::listen::bind(&args.addr, threads)?;
+    let addr = listeners[0]
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
     let config_path = loaded.path.clone();
@@ -149,7 +146,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         "catalog loaded"
     );
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
-    let result = rt.block_on(run(Arc::clone(&state), listener, threads, grace));
+    let result = rt.block_on(run(Arc::clone(&state), listeners, grace));
     state.instance.remove_runtime_json();
     rt.shutdown_timeout(Duration::from_millis(500));
     result
@@ -171,8 +168,7 @@ fn warn_unresolvable_secrets(rt: &tokio::runtime::Runtime, state: &RuntimeState)
 
 async fn run(
     state: Arc<RuntimeState>,
-    listener: std::net::TcpListener,
-    threads: usize,
+    listeners: Vec<std::net::TcpListener>,
     grace: Duration,
 ) -> Result<(), String> {
     let mut term =
@@ -182,8 +178,7 @@ async fn run(
     // `shutdown`: stop accepting (Pingora's own signal); `stop`: end the serving threads.
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = start_workers(&state, &listener, threads, &shutdown_rx, &stop_rx)?;
-    drop(listener);
+    let workers = start_workers(&state, listeners, &shutdown_rx, &stop_rx)?;
 
     state.instance.write_runtime_json(&state.url).map_err(|e| {
         format!(
@@ -239,25 +234,21 @@ async fn run(
     Ok(())
 }
 
-/// One thread per `threads`, each with a current-thread runtime serving its own instance of
-/// the Pingora service on a duplicate of the listening socket, until `stop`.
+/// One thread per listening socket ([`crate::listen`]), each with a current-thread runtime
+/// serving its own instance of the Pingora service on its socket, until `stop`.
 fn start_workers(
     state: &Arc<RuntimeState>,
-    listener: &std::net::TcpListener,
-    threads: usize,
+    listeners: Vec<std::net::TcpListener>,
     shutdown: &tokio::sync::watch::Receiver<bool>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
-    let key = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the listen address: {e}"))?
-        .to_string();
     let conf = Arc::new(ServerConf::default());
-    let mut workers = Vec::with_capacity(threads);
-    for i in 0..threads {
-        let socket = listener
-            .try_clone()
-            .map_err(|e| format!("cannot share the listening socket: {e}"))?;
+    let mut workers = Vec::with_capacity(listeners.len());
+    for (i, socket) in listeners.into_iter().enumerate() {
+        let key = socket
+            .local_addr()
+            .map_err(|e| format!("cannot read the listen address: {e}"))?
+            .to_string();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

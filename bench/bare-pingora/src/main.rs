@@ -5,9 +5,9 @@
 //!
 //! It is set up exactly like the runtime (`proxy/src/server.rs`), so the comparison is fair:
 //! - `--threads` serving threads, each one current-thread tokio runtime running its own
-//!   instance of the service on a duplicate of the listening socket (Pingora's `Server` is not
-//!   used);
-//! - the listener is bound here (std socket, non-blocking) and handed to Pingora through its
+//!   instance of the service on its own listening socket (Pingora's `Server` is not used);
+//! - the listeners are bound by the runtime's own code (`proxy/src/listen.rs`, compiled in
+//!   here: one socket per thread with `SO_REUSEPORT`) and handed to Pingora through its
 //!   `Fds` table, so `--listen 127.0.0.1:0` works; the real address is printed on stdout as
 //!   `listening on http://ADDR`;
 //! - `http_proxy_service_with_name` with `ServerConf::default()` and one listener task per fd
@@ -30,6 +30,10 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{Fds, ListenFds};
 use pingora::services::Service as _;
 use tokio::signal::unix::{SignalKind, signal};
+
+/// The runtime's listening sockets (the same source file, not a dependency on the runtime).
+#[path = "../../../proxy/src/listen.rs"]
+mod listen;
 
 /// The same allocator as the runtime, so the comparison isolates what the runtime's filters
 /// cost.
@@ -94,20 +98,13 @@ fn serve(opt: &Opt) -> Result<(), String> {
         .upstream
         .parse()
         .map_err(|e| format!("--upstream {}: {e}", opt.upstream))?;
-    let listener = std::net::TcpListener::bind(&opt.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", opt.listen))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("cannot configure the listener: {e}"))?;
-    let addr = listener
+    let listeners = listen::bind(&opt.listen, opt.threads.max(1))?;
+    let addr = listeners[0]
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
     let key = addr.to_string();
     let conf = Arc::new(ServerConf::default());
-    for i in 0..opt.threads.max(1) {
-        let socket = listener
-            .try_clone()
-            .map_err(|e| format!("cannot share the listening socket: {e}"))?;
+    for (i, socket) in listeners.into_iter().enumerate() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -131,7 +128,6 @@ fn serve(opt: &Opt) -> Result<(), String> {
             })
             .map_err(|e| format!("cannot start a serving thread: {e}"))?;
     }
-    drop(listener);
     println!("listening on http://{addr}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
