@@ -56,6 +56,21 @@ fn serving_requires_a_config_and_a_free_address() {
         text(&out.stderr)
     );
 
+    for bad in ["0", "1025", "many"] {
+        let out = run(
+            "open-cli-toolbox",
+            &["--config", "unused.json", "--threads", bad],
+            &[],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2), "--threads {bad}");
+        assert!(
+            text(&out.stderr).contains(&format!("'{bad}' for '--threads <N>'")),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
     let (_api, fx, rt) = runtime();
     let addr = rt.url.trim_start_matches("http://").to_string();
     let cfg = fx.path().join(".cli.json");

@@ -60,9 +60,9 @@ pub struct ServeArgs {
     /// Audit log file (NDJSON); defaults to `<state-dir>/instances/<id>/audit.log`.
     #[arg(long, value_name = "FILE")]
     pub audit_path: Option<PathBuf>,
-    /// Serving threads, each one event loop (like nginx workers); defaults to the number of
-    /// CPUs.
-    #[arg(long, value_name = "N")]
+    /// Serving threads, each one event loop with its own listening socket on the address
+    /// (like nginx workers with `reuseport`); defaults to the number of CPUs. 1 to 1024.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub threads: Option<usize>,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before exit.
     /// The process exits as soon as they are done.
