@@ -74,6 +74,19 @@ fn serving_requires_a_config_and_a_free_address() {
     let (_api, fx, rt) = runtime();
     let addr = rt.url.trim_start_matches("http://").to_string();
     let cfg = fx.path().join(".cli.json");
+    // One listening socket per serving thread (`--threads 2`): the kernel lists two
+    // listeners on the port (a shared socket would be one).
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let listening = std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f[1].ends_with(&format!(":{port:04X}")) && f[3] == "0A"
+        })
+        .count();
+    assert_eq!(listening, 2, "listening sockets on port {port}");
     // The running runtime listens with one SO_REUSEPORT socket per serving thread; a second
     // one, with one thread or several, must be refused rather than join that group and take
     // a share of the first one's connections.

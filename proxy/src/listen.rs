@@ -5,8 +5,9 @@
 //! all of them wake for a new connection, and the first to run accepts everything that is
 //! queued. When a client opens its connections in a burst (a load generator, an agent's
 //! connection pool), one thread often gets all of them and the others idle: measured with
-//! `wrk -c50` on two threads, about one run in three put every connection on one thread, and
-//! those runs served a third fewer requests, for the bare Pingora hop as for the runtime.
+//! `wrk -c50` on two threads (per-thread CPU time), about one 5 s round in four put every
+//! connection on one thread, for the bare Pingora hop as for the runtime, and those rounds
+//! served 7–30% fewer requests than the others of their run.
 //!
 //! How: each thread gets its own socket, all bound to the same address with `SO_REUSEPORT`,
 //! and the kernel picks a socket for each new connection by a hash of its addresses

@@ -93,8 +93,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     })?;
     let threads = args
         .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     // The control runtime: catalog builds, signals, drain. Request handling runs on the
     // serving threads (see the module docs).
     let rt = tokio::runtime::Builder::new_multi_thread()
