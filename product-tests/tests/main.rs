@@ -10,6 +10,8 @@ mod catalog;
 mod cli;
 /// Config and catalog validation messages (`validate` and start-up).
 mod config;
+/// What a SIGKILL does to the audit log: no torn line, only recent records lost.
+mod crash;
 /// Service roots (RFC 8631) and API catalogs (RFC 9727).
 mod discovery;
 /// Overlays, skill manifests and workflows.

@@ -5,8 +5,9 @@
 //! lines of each short window with one `write(2)`. Lines from concurrent requests therefore
 //! never interleave, and audit adds no syscall or thread wake-up to the request path.
 //! [`Audit::flush`] writes everything recorded before it (used by `GET /v1/audit/events` and
-//! at shutdown), so nothing is lost on a clean exit; a crash loses at most the last
-//! [`crate::spool::LINGER`]. The file is opened with `O_APPEND` and mode 0600.
+//! at shutdown), so nothing is lost on a clean exit; a crash loses the records of about the
+//! last [`crate::spool::LINGER`] of answered calls, more when the writer thread waits for a
+//! core (see `docs/execution.md`, Audit). The file is opened with `O_APPEND` and mode 0600.
 //!
 //! Events carry the contract's fields plus `requestId`, `channel`, `responseSize` and a
 //! populated `authScheme` and `requestSize`; secret values never enter an event (only scheme

@@ -25,8 +25,10 @@
 //! - **visibility**: [`Spool::flush`] writes everything appended before it from the calling
 //!   thread and returns the sink's result (used by `GET /v1/audit/events` and at exit);
 //!   dropping the last handle flushes and stops the writer;
-//! - a line waits at most [`LINGER`] (plus the write itself) before it is handed to the sink;
-//!   a crash (SIGKILL, abort) loses at most that window.
+//! - a line waits [`LINGER`] before it is handed to the sink, plus however long the writer
+//!   thread waits for a core and for the write; a crash (SIGKILL, abort) loses the lines of
+//!   that window, which is not a hard bound on an overloaded machine
+//!   (`bench/audit-crash.sh` measures it).
 //!
 //! Idle, the writer sleeps on a condition variable: no timer, no polling.
 
