@@ -279,6 +279,23 @@ fn redirects_are_checked_at_every_hop() {
     docs.write("api.yaml", &api_doc(&format!("{hop_url}#/Thing")));
     let doc_url = format!("{}/docs/api.yaml", api.url);
     let fx = Fixture::new();
+
+    // The configured source redirecting to an internal URL: refused, never asked.
+    docs.write_json(
+        "api.yaml.meta.json",
+        &json!({"status": 302, "headers": {"Location": internal_url}}),
+    );
+    let plain_fx = Fixture::new();
+    validate_refuses(
+        &config(&plain_fx, &doc_url, Value::Null),
+        Duration::from_secs(60),
+        &[&format!(
+            "the redirect from {doc_url} to {internal_url} is refused"
+        )],
+    );
+    assert!(internal.requests_for("/docs/internal.yaml").is_empty());
+    std::fs::remove_file(docs.path().join("api.yaml.meta.json")).unwrap();
+
     let cfg = config(&fx, &doc_url, json!({"allowedOrigins": [allowed.url]}));
 
     // 302 from the allowed origin to a foreign (internal) one: refused, never asked.
@@ -316,21 +333,6 @@ fn redirects_are_checked_at_every_hop() {
         "{e}"
     );
     assert_eq!(rt.catalog(), before);
-    assert!(internal.requests_for("/docs/internal.yaml").is_empty());
-
-    // The configured source itself redirecting to a foreign origin is refused as well.
-    docs.write_json(
-        "api.yaml.meta.json",
-        &json!({"status": 302, "headers": {"Location": internal_url}}),
-    );
-    let plain_fx = Fixture::new();
-    validate_refuses(
-        &config(&plain_fx, &doc_url, Value::Null),
-        Duration::from_secs(60),
-        &[&format!(
-            "the redirect from {doc_url} to {internal_url} is refused"
-        )],
-    );
     assert!(internal.requests_for("/docs/internal.yaml").is_empty());
 }
 
@@ -434,6 +436,23 @@ fn devices_fifos_and_directories_are_refused_promptly() {
     mkfifo(&fx.path().join("pipe.yaml"));
     let prompt = Duration::from_secs(20);
 
+    // A FIFO (nobody writes to it): an error, not a hang; the same for a directory.
+    let cfg = config(&fx, "api.yaml", Value::Null);
+    fx.write("api.yaml", &api_doc("pipe.yaml#/Thing"));
+    validate_refuses(
+        &cfg,
+        prompt,
+        &["`$ref` `pipe.yaml#/Thing`", "pipe.yaml: it is a FIFO"],
+    );
+    fx.write("api.yaml", &api_doc("schemas#/Thing"));
+    validate_refuses(
+        &cfg,
+        prompt,
+        &["`$ref` `schemas#/Thing`", "it is a directory"],
+    );
+    let fifo_source = config(&fx, "pipe.yaml", Value::Null);
+    validate_refuses(&fifo_source, prompt, &["it is a FIFO"]);
+
     // `uri: /dev/zero`: outside the config directory…
     let cfg = config(&fx, "/dev/zero", Value::Null);
     validate_refuses(&cfg, prompt, &["is outside the config file's directory"]);
@@ -453,22 +472,6 @@ fn devices_fifos_and_directories_are_refused_promptly() {
         &["`$ref` `file:///dev/zero#/Thing`", "it is a device"],
     );
 
-    // A FIFO (nobody writes to it): an error, not a hang; the same for a directory.
-    let cfg = config(&fx, "api.yaml", Value::Null);
-    fx.write("api.yaml", &api_doc("pipe.yaml#/Thing"));
-    validate_refuses(
-        &cfg,
-        prompt,
-        &["`$ref` `pipe.yaml#/Thing`", "pipe.yaml: it is a FIFO"],
-    );
-    fx.write("api.yaml", &api_doc("schemas#/Thing"));
-    validate_refuses(
-        &cfg,
-        prompt,
-        &["`$ref` `schemas#/Thing`", "it is a directory"],
-    );
-    let fifo_source = config(&fx, "pipe.yaml", Value::Null);
-    validate_refuses(&fifo_source, prompt, &["it is a FIFO"]);
     let cfg = config(&fx, "api.yaml", Value::Null);
 
     // In a live runtime: the refresh fails promptly and the old catalog keeps serving.
