@@ -532,3 +532,66 @@ fn a_reference_whose_pointer_resolves_to_nothing_is_an_error() {
         ],
     );
 }
+
+#[test]
+fn discovery_links_follow_the_same_origin_rule() {
+    let (docs, api) = doc_server();
+    let (other_docs, other) = doc_server();
+    other_docs.write("openapi.yaml", &api_doc("#/components/schemas/Plain"));
+    other_docs.write("overlay.yaml", "overlay: 1.0.0\nactions: []\n");
+    docs.write("root", "service root\n");
+    let root_url = format!("{}/docs/root", api.url);
+    let fx = Fixture::new();
+    let cfg = |documents: Value| {
+        let mut c = json!({"cli": "1.0.0", "mode": {"default": "discover"},
+            "sources": {"things": {"type": "serviceRoot", "uri": root_url}}});
+        if !documents.is_null() {
+            c["runtime"] = json!({"server": {"documents": documents}});
+        }
+        fx.write_json(".cli.json", &c)
+    };
+
+    // A service root on one origin advertising a description on another (internal) one.
+    let desc = format!("{}/docs/openapi.yaml", other.url);
+    docs.write_json(
+        "root.meta.json",
+        &json!({"headers": {"Link": [format!("<{desc}>; rel=\"service-desc\"")]}}),
+    );
+    validate_refuses(
+        &cfg(Value::Null),
+        Duration::from_secs(60),
+        &[&root_url, &format!("origin {}", other.url)],
+    );
+    assert!(other.requests_for("/docs/openapi.yaml").is_empty());
+    validate_ok(&cfg(json!({"allowedOrigins": [other.url]})));
+
+    // A service-meta linkset naming a local file or a foreign overlay.
+    docs.write("openapi.yaml", &api_doc("#/components/schemas/Plain"));
+    docs.write_json(
+        "root.meta.json",
+        &json!({"headers": {"Link": ["</docs/openapi.yaml>; rel=\"service-desc\"",
+                                     "</docs/meta.json>; rel=\"service-meta\""]}}),
+    );
+    for (href, want) in [
+        (
+            "file:///etc/passwd".to_string(),
+            "a remote document may not reference local files".to_string(),
+        ),
+        (
+            format!("{}/docs/overlay.yaml", other.url),
+            format!("origin {}", other.url),
+        ),
+    ] {
+        docs.write_json(
+            "meta.json",
+            &json!({"linkset": [{"anchor": "/docs/root",
+                "https://open-cli.dev/rel/schema-overlay": [{"href": href}]}]}),
+        );
+        validate_refuses(
+            &cfg(Value::Null),
+            Duration::from_secs(60),
+            &[&format!("/docs/meta.json: link to {href}"), &want],
+        );
+    }
+    assert!(other.requests_for("/docs/overlay.yaml").is_empty());
+}

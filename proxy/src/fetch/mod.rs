@@ -431,6 +431,15 @@ impl Fetcher {
         if !(200..300).contains(&status) {
             return Err(format!("GET {url}: the server answered HTTP {status}"));
         }
+        // Counted while streaming; a declared length only lets an oversized answer fail early.
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+        {
+            return Err(format!(
+                "GET {url}: the document is larger than {MAX_DOCUMENT_BYTES} bytes"
+            ));
+        }
         let mut body = Vec::new();
         while let Some(chunk) = resp
             .chunk()
