@@ -595,3 +595,37 @@ fn discovery_links_follow_the_same_origin_rule() {
     }
     assert!(other.requests_for("/docs/overlay.yaml").is_empty());
 }
+
+#[test]
+fn a_cached_copy_is_served_only_while_its_redirects_are_allowed() {
+    let (docs, api) = doc_server();
+    let (other_docs, other) = doc_server();
+    other_docs.write("api.yaml", &api_doc("#/components/schemas/Plain"));
+    other_docs.write_json(
+        "api.yaml.meta.json",
+        &json!({"headers": {"Cache-Control": "max-age=600"}}),
+    );
+    let moved = format!("{}/docs/api.yaml", other.url);
+    docs.write_json(
+        "api.yaml.meta.json",
+        &json!({"status": 302, "headers": {"Location": moved}}),
+    );
+    let doc_url = format!("{}/docs/api.yaml", api.url);
+    let fx = Fixture::new();
+    let cfg = config(&fx, &doc_url, json!({"allowedOrigins": [other.url]}));
+    let rt = Runtime::start(&cfg);
+    let before = rt.catalog();
+
+    // SIGHUP with the origin no longer allowed: the fresh cached copy is not served either.
+    config(&fx, &doc_url, Value::Null);
+    let info = rt.sighup_and_wait();
+    assert_eq!(info["lastRefresh"]["ok"], false, "{info}");
+    let msg = info["lastRefresh"]["error"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!(
+            "the (cached) redirect from {doc_url} to {moved} is refused"
+        )),
+        "{msg}"
+    );
+    assert_eq!(rt.catalog(), before);
+}

@@ -279,7 +279,7 @@ impl Fetcher {
         if !is_remote(url) {
             return Err(format!("{url}: a service root must be an http(s) URL"));
         }
-        let resp = self
+        let (resp, _) = self
             .send(reqwest::Method::HEAD, url, &[])
             .await
             .map_err(Failure::message)?;
@@ -296,8 +296,9 @@ impl Fetcher {
         method: reqwest::Method,
         url: &Url,
         headers: &[(&str, String)],
-    ) -> Result<reqwest::Response, Failure> {
+    ) -> Result<(reqwest::Response, Vec<String>), Failure> {
         let mut current = url.clone();
+        let mut hops = Vec::new();
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self.docs.request(method.clone(), current.clone());
             for (name, value) in headers {
@@ -316,7 +317,7 @@ impl Fetcher {
                 status.is_redirection() && status != reqwest::StatusCode::NOT_MODIFIED,
                 location,
             ) else {
-                return Ok(resp);
+                return Ok((resp, hops));
             };
             let next = current.join(location).map_err(|e| {
                 Failure::Failed(format!(
@@ -328,6 +329,7 @@ impl Fetcher {
                     "{method} {url}: the redirect from {current} to {next} is {e}"
                 ))
             })?;
+            hops.push(next.to_string());
             current = next;
         }
         Err(Failure::Failed(format!(
@@ -344,6 +346,19 @@ impl Fetcher {
     ) -> Result<Fetched, String> {
         let key = format!("GET {url} {accept}");
         let cached = self.cache.as_ref().and_then(|c| c.get(&key));
+        // A copy reached through redirects is served only while every hop is still allowed
+        // (the rules may have narrowed since it was cached).
+        if let Some((meta, _)) = &cached {
+            let mut prev = url.clone();
+            for hop in &meta.redirects {
+                let next = Url::parse(hop)
+                    .map_err(|e| format!("GET {url}: cached redirect to `{hop}`: {e}"))?;
+                self.rules.check_origin(&prev, &next).map_err(|e| {
+                    format!("GET {url}: the (cached) redirect from {prev} to {next} is {e}")
+                })?;
+                prev = next;
+            }
+        }
         let now = now_secs();
         if let Some((meta, body)) = &cached
             && !self.force
@@ -371,8 +386,8 @@ impl Fetcher {
             }
         }
         let result = match self.send(reqwest::Method::GET, url, &headers).await {
-            Ok(resp) => self
-                .handle_response(url, &key, resp, cached.as_ref(), policy, provenance)
+            Ok(answer) => self
+                .handle_response(url, &key, answer, cached.as_ref(), policy, provenance)
                 .await
                 .map_err(Failure::Failed),
             Err(e) => Err(e),
@@ -392,7 +407,7 @@ impl Fetcher {
         &self,
         url: &Url,
         key: &str,
-        mut resp: reqwest::Response,
+        (mut resp, redirects): (reqwest::Response, Vec<String>),
         cached: Option<&(Meta, Vec<u8>)>,
         policy: Policy,
         provenance: &str,
@@ -410,6 +425,7 @@ impl Fetcher {
             && let Some((old, body)) = cached
         {
             let mut meta = old.clone();
+            meta.redirects = redirects;
             meta.cache_control = header("cache-control").or(meta.cache_control);
             meta.etag = header("etag").or(meta.etag);
             meta.expires_at =
@@ -463,6 +479,7 @@ impl Fetcher {
             cache_control,
             content_type: header("content-type"),
             links: header_values(&headers, "link"),
+            redirects,
             status_code: status,
             cached_at: now,
         };
