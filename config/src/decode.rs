@@ -166,11 +166,16 @@ fn decode_runtime(mut o: Obj<'_>) -> Runtime {
             .object("upstream")
             .map(decode_upstream)
             .unwrap_or_default();
+        let documents = s
+            .object("documents")
+            .map(decode_documents)
+            .unwrap_or_default();
         s.finish();
         RuntimeServer {
             auth,
             pass_through,
             upstream,
+            documents,
         }
     });
     o.finish();
@@ -206,6 +211,44 @@ fn decode_pass_through(mut o: Obj<'_>) -> PassThrough {
     };
     o.finish();
     PassThrough { enabled, prefix }
+}
+
+/// `runtime.server.documents`.
+fn decode_documents(mut o: Obj<'_>) -> DocumentAccess {
+    let cx = o.cx();
+    let allowed_origins = o.strings("allowedOrigins");
+    let origins_path = o.key_path("allowedOrigins");
+    for (i, origin) in allowed_origins.iter().enumerate() {
+        if let Err(e) = check_origin(origin) {
+            cx.err(format!("{origins_path}[{i}]"), e);
+        }
+    }
+    let allowed_directories = o.strings("allowedDirectories");
+    o.finish();
+    DocumentAccess {
+        allowed_origins,
+        allowed_directories,
+    }
+}
+
+/// An origin as `scheme://host[:port]` (http or https; no path, query, fragment or user info).
+fn check_origin(origin: &str) -> Result<(), String> {
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let authority = rest.map(|r| r.strip_suffix('/').unwrap_or(r));
+    match authority {
+        Some(a)
+            if !a.is_empty()
+                && !a.contains(['/', '?', '#', '@', '\\'])
+                && !a.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "must be an origin like `https://specs.example.com` or `http://127.0.0.1:8080` (scheme, host and optional port; no path), found `{origin}`"
+        )),
+    }
 }
 
 /// `runtime.server.upstream` and `services.<id>.upstream`.
@@ -1017,6 +1060,14 @@ mod tests {
             (
                 json!({"runtime": {"server": {"auth": {"validationProfile": "oidc_jwks", "audience": "a"}}}}),
                 "runtime.server.auth.issuer: is required when validationProfile is `oidc_jwks`",
+            ),
+            (
+                json!({"runtime": {"server": {"documents": {"allowedOrigins": ["http://a:1", "https://b/specs"]}}}}),
+                "runtime.server.documents.allowedOrigins[1]: must be an origin like `https://specs.example.com` or `http://127.0.0.1:8080` (scheme, host and optional port; no path), found `https://b/specs`",
+            ),
+            (
+                json!({"runtime": {"server": {"documents": {"allowedDirectory": ["x"]}}}}),
+                "runtime.server.documents.allowedDirectory: unknown key (did you mean `allowedDirectories`?); allowed keys here: allowedDirectories, allowedOrigins",
             ),
             (
                 json!({"sources": {"m": {"type": "mcp", "transport": {"type": "sse", "url": "http://x", "command": "c"}}}}),

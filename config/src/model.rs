@@ -121,6 +121,15 @@ impl Config {
             .unwrap_or_default()
     }
 
+    /// `runtime.server.documents` (empty lists when unset).
+    pub fn document_access(&self) -> DocumentAccess {
+        self.runtime
+            .as_ref()
+            .and_then(|r| r.server.as_ref())
+            .map(|s| s.documents.clone())
+            .unwrap_or_default()
+    }
+
     /// The upstream settings of a service: its own, over `runtime.server.upstream`, over the
     /// built-in defaults.
     pub fn upstream(&self, service_id: &str) -> Upstream {
@@ -223,6 +232,24 @@ pub struct RuntimeServer {
     pub pass_through: PassThrough,
     /// Upstream defaults for every service (`services.<id>.upstream` overrides per field).
     pub upstream: UpstreamSettings,
+    /// Where documents may come from beyond the defaults.
+    pub documents: DocumentAccess,
+}
+
+/// `runtime.server.documents`: what documents (OpenAPI descriptions and the documents their
+/// `$ref`s reach, overlays, skills, workflows, linksets) may reference beyond the defaults.
+/// By default a remote document references only its own origin and local files are read only
+/// inside the config file's directory tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentAccess {
+    /// Origins (`scheme://host[:port]`) any remote document may reference or redirect to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// Directories local documents may also be read from (relative paths are anchored to the
+    /// config file's directory).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_directories: Vec<String>,
 }
 
 /// `runtime.server.passThrough`.

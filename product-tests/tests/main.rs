@@ -14,6 +14,8 @@ mod config;
 mod crash;
 /// Service roots (RFC 8631) and API catalogs (RFC 9727).
 mod discovery;
+/// Document fetching as a trust boundary: origins, local directories, redirects, special files.
+mod doc_trust;
 /// Overlays, skill manifests and workflows.
 mod enrich;
 /// Tool execution and the pass-through: credentials, policy, retries, limits, audit.

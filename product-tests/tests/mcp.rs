@@ -138,7 +138,9 @@ fn overlays_and_curation_apply_to_mcp_services() {
         "sources": {"everything": {"type": "mcp", "transport": {"type": "stdio", "command": node, "args": args}}},
         "services": {"everything": {"source": "everything", "alias": "ev", "overlays": [overlay]}},
         "curation": {"toolSets": {"safe": {"allow": ["everything:get-*"]}}},
-        "agents": {"profiles": {"safe": {"mode": "curated", "toolSet": "safe"}}}
+        "agents": {"profiles": {"safe": {"mode": "curated", "toolSet": "safe"}}},
+        // The overlay lives outside the config file's directory (issue 15 item 1).
+        "runtime": {"server": {"documents": {"allowedDirectories": [fx_overlay.path()]}}}
     }));
     let cat = rt.catalog();
     let echo = cat["catalog"]["tools"]

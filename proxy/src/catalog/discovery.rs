@@ -14,7 +14,7 @@ use open_cli_config::ntc::Fetch;
 use serde_json::Value;
 use url::Url;
 
-use crate::fetch::{Fetcher, Policy};
+use crate::fetch::{Fetcher, Policy, Referrer};
 
 /// Most nested catalogs followed from one `apiCatalog` source.
 const MAX_CATALOGS: usize = 64;
@@ -23,6 +23,8 @@ const MAX_CATALOGS: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Api {
     pub desc: Url,
+    /// The document that named `desc` (`None`: the config did).
+    pub desc_from: Option<Url>,
     pub overlays: Vec<String>,
     pub skills: Vec<String>,
     pub workflows: Vec<String>,
@@ -32,6 +34,7 @@ impl Api {
     pub fn explicit(desc: Url) -> Self {
         Self {
             desc,
+            desc_from: None,
             overlays: Vec::new(),
             skills: Vec::new(),
             workflows: Vec::new(),
@@ -136,18 +139,24 @@ impl Discovery<'_> {
     async fn get_json(
         &mut self,
         url: &Url,
+        from: Referrer<'_>,
         accept: &str,
         method: &str,
     ) -> Result<(Value, Vec<String>), String> {
-        let f = self.fetcher.get(url, accept, self.policy, method).await?;
+        let f = self
+            .fetcher
+            .get(url, from, accept, self.policy, method)
+            .await?;
         self.fetches.extend(f.record);
         let v = serde_json::from_slice(&f.body).map_err(|e| format!("{url}: not JSON: {e}"))?;
         Ok((v, f.links))
     }
 
-    /// The API behind a service root.
-    pub async fn service_root(&mut self, root: &Url) -> Result<Api, String> {
-        let (status, mut links) = self.fetcher.head_links(root).await?;
+    /// The API behind a service root (named by `from`). Every link it advertises is admitted
+    /// by the document rules against the root (a remote root leads only to its own origin
+    /// and allowed ones).
+    pub async fn service_root(&mut self, root: &Url, from: Referrer<'_>) -> Result<Api, String> {
+        let (status, mut links) = self.fetcher.head_links(root, from).await?;
         self.fetches.push(Fetch {
             url: root.to_string(),
             fetched_at: super::now_rfc3339(),
@@ -168,7 +177,7 @@ impl Discovery<'_> {
         {
             let f = self
                 .fetcher
-                .get(root, "*/*", self.policy, "rfc8631")
+                .get(root, from, "*/*", self.policy, "rfc8631")
                 .await?;
             self.fetches.extend(f.record);
             links = f.links;
@@ -185,22 +194,31 @@ impl Discovery<'_> {
                 "service root {root} advertises no `Link: <…>; rel=\"service-desc\"` (RFC 8631)"
             )
         })?;
-        let mut api = Api::explicit(desc);
+        let mut api = Api {
+            desc_from: Some(root.clone()),
+            ..Api::explicit(desc)
+        };
         if let Some(meta) = find("service-meta") {
-            self.service_meta(&meta, &mut api).await?;
+            self.service_meta(&meta, root, &mut api).await?;
         }
         Ok(api)
     }
 
-    async fn service_meta(&mut self, meta: &Url, api: &mut Api) -> Result<(), String> {
+    async fn service_meta(&mut self, meta: &Url, root: &Url, api: &mut Api) -> Result<(), String> {
         let (doc, _) = self
             .get_json(
                 meta,
+                Referrer::Document(root),
                 "application/linkset+json, application/json",
                 "rfc8631",
             )
             .await?;
         for (_, rel, target) in parse_linkset(&doc, meta).map_err(|e| format!("{meta}: {e}"))? {
+            // Fetched later as named by the config: admitted here, against the linkset.
+            self.fetcher
+                .rules()
+                .admit(Referrer::Document(meta), &target)
+                .map_err(|e| format!("{meta}: link to {target}: {e}"))?;
             let target = target.to_string();
             if rel.contains("skill-manifest") {
                 api.skills.push(target);
@@ -217,8 +235,8 @@ impl Discovery<'_> {
     pub async fn api_catalog(&mut self, catalog: &Url) -> Result<Vec<Api>, String> {
         let mut apis = Vec::new();
         let mut seen: Vec<Url> = Vec::new();
-        let mut queue = vec![catalog.clone()];
-        while let Some(url) = queue.pop() {
+        let mut queue: Vec<(Url, Option<Url>)> = vec![(catalog.clone(), None)];
+        while let Some((url, parent)) = queue.pop() {
             if seen.contains(&url) {
                 self.warnings
                     .push(format!("api catalog cycle: {url} is already included"));
@@ -230,9 +248,11 @@ impl Discovery<'_> {
                 ));
             }
             seen.push(url.clone());
+            let from = parent.as_ref().map_or(Referrer::Config, Referrer::Document);
             let (doc, _) = self
                 .get_json(
                     &url,
+                    from,
                     "application/linkset+json, application/json;q=0.9",
                     "rfc9727",
                 )
@@ -241,14 +261,20 @@ impl Discovery<'_> {
             for (anchor, rel, target) in links {
                 if rel_is(&rel, "item") {
                     let api = self
-                        .service_root(&target)
+                        .service_root(&target, Referrer::Document(&url))
                         .await
                         .map_err(|e| format!("{url}: item {target}: {e}"))?;
                     push_unique(&mut apis, api);
                 } else if rel_is(&rel, "api-catalog") && anchor.as_ref() != Some(&target) {
-                    queue.push(target);
+                    queue.push((target, Some(url.clone())));
                 } else if rel_is(&rel, "service-desc") {
-                    push_unique(&mut apis, Api::explicit(target));
+                    push_unique(
+                        &mut apis,
+                        Api {
+                            desc_from: Some(url.clone()),
+                            ..Api::explicit(target)
+                        },
+                    );
                 }
             }
         }

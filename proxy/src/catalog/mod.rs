@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use glob::Pattern;
 use openapi::{DocSet, ServiceRef};
 
-use crate::fetch::{Fetcher, Policy, resolve_location};
+use crate::fetch::{DocumentRules, Fetcher, Policy, Referrer, resolve_location};
 
 /// Every problem found while building; the build fails if there is at least one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,9 @@ pub async fn build(
 ) -> Result<Catalog, BuildError> {
     let cfg = &loaded.config;
     let now = now_rfc3339();
+    let rules = DocumentRules::from_config(&loaded.base_dir, &cfg.document_access())
+        .map_err(|problems| BuildError { problems })?;
+    let fetcher = &fetcher.with_rules(rules);
     let mut problems = Vec::new();
     let mut hasher = Sha256::new();
     let mut sources = Vec::new();
@@ -124,7 +127,10 @@ pub async fn build(
         };
         let apis = match discovery_kind {
             None => Ok(vec![discovery::Api::explicit(url.clone())]),
-            Some(SourceType::ServiceRoot) => disc.service_root(&url).await.map(|a| vec![a]),
+            Some(SourceType::ServiceRoot) => disc
+                .service_root(&url, Referrer::Config)
+                .await
+                .map(|a| vec![a]),
             Some(_) => disc.api_catalog(&url).await,
         };
         for w in &disc.warnings {
@@ -143,7 +149,11 @@ pub async fn build(
         let mut derived_ids: Vec<String> = Vec::new();
         hasher.update(source_id.as_bytes());
         for api in &apis {
-            let docs = match load::load_openapi(fetcher, &api.desc, policy, method).await {
+            let from = api
+                .desc_from
+                .as_ref()
+                .map_or(Referrer::Config, Referrer::Document);
+            let docs = match load::load_openapi(fetcher, &api.desc, from, policy, method).await {
                 Ok(d) => d,
                 Err(e) => {
                     source_problems.push(e);
@@ -472,6 +482,7 @@ impl ServiceBuild<'_> {
             .fetcher
             .get(
                 &url,
+                Referrer::Config,
                 "application/json, application/yaml;q=0.9, */*;q=0.8",
                 self.policy,
                 "explicit",

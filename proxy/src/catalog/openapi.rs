@@ -708,7 +708,7 @@ fn expand_server_vars(url: &str, vars: Option<&Value>) -> Result<String, String>
 pub(crate) use open_cli_config::reader::string_array as string_list;
 
 /// Decode `%XX` escapes of a URI fragment (JSON pointers in `$ref`s may carry them).
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -26,6 +26,9 @@ pub struct Meta {
     /// `Link` headers of the response (service roots advertise documents with them).
     #[serde(default)]
     pub links: Vec<String>,
+    /// The URLs redirected to on the way to this answer, in order (re-checked on every use).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<String>,
     pub status_code: u16,
     /// Seconds since the Unix epoch.
     pub cached_at: u64,
@@ -143,6 +146,7 @@ mod tests {
             cache_control: None,
             content_type: None,
             links: vec![],
+            redirects: vec![],
             status_code: 200,
             cached_at: 1,
             expires_at: None,
