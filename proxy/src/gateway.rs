@@ -439,6 +439,7 @@ impl Gateway {
             .ok()
             .and_then(|c| c.scheme.as_deref())
             .map(Into::into);
+        e.upstream_path = Some(forwarded_path(session, a));
         e.request_size = session.body_bytes_read() as u64;
         e.response_size = session.body_bytes_sent() as u64;
         e.latency_ms = Some(end.saturating_duration_since(a.started).as_millis() as u64);
@@ -458,6 +459,17 @@ impl Gateway {
         }
         self.state.audit.record(e);
     }
+}
+
+/// The path an admitted pass-through request was sent to: the server's base path, then the
+/// request's path after the alias (as checked by `check_path`, forwarded as it is).
+fn forwarded_path<'a>(session: &'a Session, a: &'a Admitted) -> crate::audit::UpstreamPath<'a> {
+    let base = a.upstream().map_or("", |t| t.base_path.as_str());
+    let rest = match a.path_at {
+        Some(at) => session.req_header().uri.path().get(at..).unwrap_or_default(),
+        None => "/",
+    };
+    crate::audit::UpstreamPath(base.into(), rest.into())
 }
 
 /// The upstream's response header as it goes to the caller: `Connection` removed, our

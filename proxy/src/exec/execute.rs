@@ -101,6 +101,7 @@ fn merge<'a>(base: Event<'a>, partial: Event<'static>) -> Event<'a> {
         status_code: partial.status_code,
         latency_ms: partial.latency_ms,
         retry_count: partial.retry_count,
+        upstream_path: partial.upstream_path,
         ..base
     }
 }
@@ -160,6 +161,10 @@ async fn run(
     })?;
     let prepared =
         http::prepare(tool, base, &req.path_args, &flags, body).map_err(|m| bad(m, &ev))?;
+    ev.upstream_path = Some(crate::audit::UpstreamPath(
+        prepared.url.path().to_string().into(),
+        "".into(),
+    ));
     let config = &snapshot.config;
     let creds = state
         .credentials
