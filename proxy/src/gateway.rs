@@ -87,6 +87,13 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Err(e) = check_head(session) {
+            ctx.request_id =
+                RequestId::new(session.req_header().headers.get(passthrough::X_REQUEST_ID));
+            let reply = Reply::error(&e, &ctx.request_id);
+            Box::pin(respond(session, ctx, reply)).await?;
+            return Ok(true);
+        }
         let snapshot = self.snapshot();
         if snapshot.pass_through.enabled
             && let Some(rest) = passthrough::strip_prefix(
@@ -252,7 +259,10 @@ impl ProxyHttp for Gateway {
             }
             _ => match e.esource() {
                 ErrorSource::Upstream => (502, codes::UPSTREAM_UNREACHABLE),
-                ErrorSource::Downstream => (0, codes::INVALID_REQUEST),
+                ErrorSource::Downstream if caller_gone(e) => (0, codes::INVALID_REQUEST),
+                // The caller's body turned out invalid (a bad chunk, …) after the upstream
+                // got the head: a clean 400 unless an answer has begun.
+                ErrorSource::Downstream => (400, codes::INVALID_REQUEST),
                 _ => (500, codes::INTERNAL),
             },
         };
@@ -262,7 +272,12 @@ impl ProxyHttp for Gateway {
             .map(|a| a.snapshot.catalog.tools[a.tool].id.clone())
             .unwrap_or_default();
         if status > 0 && session.response_written().is_none() {
-            let message = if tool.is_empty() {
+            let message = if status == 400 {
+                format!(
+                    "the request body is invalid ({}); the request was abandoned",
+                    e.etype().as_str()
+                )
+            } else if tool.is_empty() {
                 format!("proxying failed: {}", e.etype().as_str())
             } else {
                 format!("tool `{tool}`: upstream failed: {}", e.etype().as_str())
@@ -449,7 +464,10 @@ impl Gateway {
             Some(err) if a.upstream_status == 0 => {
                 e.event_type = "execution_error";
                 e.decision = "error";
-                e.reason_code = "execution_error";
+                e.reason_code = match err.esource() {
+                    ErrorSource::Downstream if !caller_gone(err) => codes::INVALID_REQUEST,
+                    _ => "execution_error",
+                };
                 e.error = Some(err.etype().as_str().into());
             }
             _ => {
@@ -459,6 +477,18 @@ impl Gateway {
         }
         self.state.audit.record(e);
     }
+}
+
+/// Issue 15 items 5 and 6, for every request before it is routed: an answer when the head's
+/// framing, `Host` or method is ambiguous ([`crate::wire::check_request`]). Also turns on
+/// HTTP/1.1 pipelining for the connection: requests a client sends before reading the
+/// previous answer are then served in order (Pingora keeps the bytes it read past one request
+/// for the next) instead of being dropped with the connection.
+fn check_head(session: &mut Session) -> std::result::Result<(), crate::snapshot::ApiError> {
+    session.set_pipelining_enabled(true);
+    crate::wire::check_request(session.req_header(), || {
+        session.as_http1().map(|h1| h1.get_headers_raw_bytes())
+    })
 }
 
 /// The path an admitted pass-through request was sent to: the server's base path, then the
@@ -506,6 +536,19 @@ fn relay_response_header(resp: &mut ResponseHeader, request_id: &http::HeaderVal
         resp.set_reason_phrase(reason.as_deref())?;
     }
     Ok(())
+}
+
+/// Whether a downstream error means the caller's connection is gone (nothing can be
+/// answered), rather than that what it sent was invalid.
+fn caller_gone(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectionClosed
+            | ErrorType::ReadError
+            | ErrorType::WriteError
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+    )
 }
 
 /// Read the whole request body, or answer 413 when it exceeds `limit`.
