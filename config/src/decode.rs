@@ -225,14 +225,17 @@ fn forward_headers(o: &mut Obj<'_>) -> Vec<String> {
         } else if lower == "forwarded" || lower.starts_with("x-forwarded-") {
             Some("is set by the runtime itself and cannot be kept")
         } else if !crate::wire::may_keep_header(&lower) {
-            Some("is not a header the runtime drops (only these can be kept: `Forwarded`-style identity headers such as `X-Real-IP`, `True-Client-IP`, `X-Original-URL`; see docs/security.md)")
+            Some(
+                "is not a header the runtime drops (only these can be kept: `Forwarded`-style identity headers such as `X-Real-IP`, `True-Client-IP`, `X-Original-URL`; see docs/security.md)",
+            )
         } else {
             None
         };
         match why {
-            Some(why) => o
-                .cx()
-                .err(format!("{}[{i}]", o.key_path("forwardHeaders")), format!("`{name}` {why}")),
+            Some(why) => o.cx().err(
+                format!("{}[{i}]", o.key_path("forwardHeaders")),
+                format!("`{name}` {why}"),
+            ),
             None => out.push(lower),
         }
     }

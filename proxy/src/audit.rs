@@ -198,7 +198,6 @@ impl Serialize for UpstreamPath<'_> {
     }
 }
 
-
 /// A JSON string, escaped as serde_json escapes: `"` and `\\` backslashed, `\b \f \n \r \t`
 /// by name, other control characters as `\u00XX`, everything else as is (UTF-8).
 #[inline]

@@ -496,7 +496,12 @@ fn check_head(session: &mut Session) -> std::result::Result<(), crate::snapshot:
 fn forwarded_path<'a>(session: &'a Session, a: &'a Admitted) -> crate::audit::UpstreamPath<'a> {
     let base = a.upstream().map_or("", |t| t.base_path.as_str());
     let rest = match a.path_at {
-        Some(at) => session.req_header().uri.path().get(at..).unwrap_or_default(),
+        Some(at) => session
+            .req_header()
+            .uri
+            .path()
+            .get(at..)
+            .unwrap_or_default(),
         None => "/",
     };
     crate::audit::UpstreamPath(base.into(), rest.into())

@@ -98,8 +98,7 @@ pub fn check_request(
     }
     if lengths > 0 || raw_header().is_some_and(|raw| has_content_length(&raw)) {
         return Err(bad(
-            "Content-Length and Transfer-Encoding together make the body's length ambiguous"
-                .into(),
+            "Content-Length and Transfer-Encoding together make the body's length ambiguous".into(),
         ));
     }
     let mut chunked = 0;
@@ -121,7 +120,9 @@ pub fn check_request(
         }
     }
     if chunked != 1 {
-        return Err(bad("Transfer-Encoding must name `chunked` exactly once".into()));
+        return Err(bad(
+            "Transfer-Encoding must name `chunked` exactly once".into()
+        ));
     }
     Ok(())
 }
@@ -154,7 +155,9 @@ fn valid_host(v: &[u8]) -> bool {
         && match rest {
             [] => true,
             [b':', port @ ..] => {
-                (1..=5).contains(&port.len()) && port.iter().all(u8::is_ascii_digit)
+                (1..=5).contains(&port.len())
+                    && port.iter().all(u8::is_ascii_digit)
+                    && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65_535
             }
             _ => false,
         }
@@ -163,15 +166,20 @@ fn valid_host(v: &[u8]) -> bool {
 /// Whether a raw HTTP/1 head has a `Content-Length` field.
 fn has_content_length(raw: &[u8]) -> bool {
     const NAME: &[u8] = b"content-length:";
-    raw.split(|&c| c == b'\n').skip(1).any(|line| {
-        line.len() >= NAME.len() && line[..NAME.len()].eq_ignore_ascii_case(NAME)
-    })
+    raw.split(|&c| c == b'\n')
+        .skip(1)
+        .any(|line| line.len() >= NAME.len() && line[..NAME.len()].eq_ignore_ascii_case(NAME))
 }
 
 /// A header value for an error message: text, escaped, at most 80 characters.
 fn shown(v: &HeaderValue) -> String {
     let text = String::from_utf8_lossy(v.as_bytes());
-    let mut s: String = text.chars().take(80).collect::<String>().escape_debug().collect();
+    let mut s: String = text
+        .chars()
+        .take(80)
+        .collect::<String>()
+        .escape_debug()
+        .collect();
     if text.chars().count() > 80 {
         s.push('…');
     }
@@ -239,16 +247,36 @@ mod tests {
             (vec![h, ("transfer-encoding", "chunked")], 200),
             (vec![h, ("transfer-encoding", "Chunked")], 200),
             (vec![h, ("content-length", "5, 5")], 400),
-            (vec![h, ("content-length", "5"), ("content-length", "5")], 400),
+            (
+                vec![h, ("content-length", "5"), ("content-length", "5")],
+                400,
+            ),
             (vec![h, ("content-length", "+5")], 400),
             (vec![h, ("content-length", "")], 400),
             (vec![h, ("content-length", "99999999999999999999")], 400),
             (vec![h, ("transfer-encoding", "gzip, chunked")], 501),
-            (vec![h, ("transfer-encoding", "gzip"), ("transfer-encoding", "chunked")], 501),
+            (
+                vec![
+                    h,
+                    ("transfer-encoding", "gzip"),
+                    ("transfer-encoding", "chunked"),
+                ],
+                501,
+            ),
             (vec![h, ("transfer-encoding", "chunked, chunked")], 400),
-            (vec![h, ("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")], 400),
+            (
+                vec![
+                    h,
+                    ("transfer-encoding", "chunked"),
+                    ("transfer-encoding", "chunked"),
+                ],
+                400,
+            ),
             (vec![h, ("transfer-encoding", ",")], 400),
-            (vec![h, ("transfer-encoding", "chunked"), ("content-length", "5")], 400),
+            (
+                vec![h, ("transfer-encoding", "chunked"), ("content-length", "5")],
+                400,
+            ),
             (vec![h, ("x-http-method-override", "DELETE")], 400),
             (vec![h, ("X-Method-Override", "DELETE")], 400),
             (vec![h, ("x-http-method", "DELETE")], 400),
@@ -267,12 +295,33 @@ mod tests {
 
     #[test]
     fn hosts_are_one_valid_host_and_port() {
-        for good in ["runtime", "runtime:8765", "127.0.0.1:1", "[::1]:80", "[fe80::1]", "a_b.c-d~e"] {
+        for good in [
+            "runtime",
+            "runtime:8765",
+            "127.0.0.1:1",
+            "[::1]:80",
+            "[fe80::1]",
+            "a_b.c-d~e",
+        ] {
             assert_eq!(status(&[("host", good)], ""), 200, "{good}");
         }
         for bad in [
-            "", "a b", "a/b", "a,b", "evil.com, other", ":80", "a:", "a:123456", "a:8x", "[::1",
-            "[]", "[::1]x", "a@b", "a\"b", "ä",
+            "",
+            "a b",
+            "a/b",
+            "a,b",
+            "evil.com, other",
+            ":80",
+            "a:",
+            "a:123456",
+            "a:65536",
+            "a:8x",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "a@b",
+            "a\"b",
+            "ä",
         ] {
             assert_eq!(status(&[("host", bad)], ""), 400, "{bad:?}");
         }
@@ -284,7 +333,15 @@ mod tests {
 
     #[test]
     fn identity_headers_are_classified() {
-        for n in ["forwarded", "x-real-ip", "x-forwarded-port", "true-client-ip", "x-original-url", "x-rewrite-url", "x-host"] {
+        for n in [
+            "forwarded",
+            "x-real-ip",
+            "x-forwarded-port",
+            "true-client-ip",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-host",
+        ] {
             assert!(is_identity(n), "{n}");
         }
         for n in ["accept", "x-request-id", "x-api-key", "x-forwarded"] {
@@ -303,7 +360,10 @@ mod tests {
             )
             .unwrap()
         };
-        assert_eq!(v("10.0.0.1", Some("runtime")), "for=10.0.0.1;host=runtime;proto=http");
+        assert_eq!(
+            v("10.0.0.1", Some("runtime")),
+            "for=10.0.0.1;host=runtime;proto=http"
+        );
         assert_eq!(
             v("10.0.0.1", Some("runtime:8765")),
             "for=10.0.0.1;host=\"runtime:8765\";proto=http"
