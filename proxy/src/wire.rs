@@ -91,6 +91,17 @@ pub fn check_request(
         None if req.version == http::Version::HTTP_11 => {
             return Err(bad("HTTP/1.1 requests must carry a Host field".into()));
         }
+        // HTTP/2 (`:authority`) or an absolute-form target: the same rule.
+        None => {
+            if let Some(a) = req.uri.authority()
+                && !valid_host(a.as_str().as_bytes())
+            {
+                return Err(bad(format!(
+                    "invalid authority `{}`: expected host[:port]",
+                    a.as_str().escape_debug()
+                )));
+            }
+        }
         _ => {}
     }
     if codings == 0 {
