@@ -381,10 +381,8 @@ fn identity_and_method_override_headers_do_not_pass() {
     }
 }
 
-/// Item 6: ambiguous framing and `Host` are refused (400), codings other than `chunked`
-/// are 501, an invalid chunked body gets a clean 400 and an audit record even though the
-/// upstream already had the head, pipelined requests are answered in order, and no answer
-/// carries a `Server` banner.
+/// Item 6: ambiguous framing and `Host` are refused (400) and codings other than `chunked`
+/// are 501 before anything goes upstream (all were relayed), without a `Server` banner.
 #[test]
 fn framing_is_resolved_not_relayed() {
     let api = TestApi::start();
@@ -432,9 +430,27 @@ fn framing_is_resolved_not_relayed() {
         no_server_banner(&answer);
     }
     assert!(api.requests().is_empty(), "{:?}", api.requests());
+    // A local error answer has no banner either.
+    let answer = raw(
+        &rt,
+        format!("GET /v1/nope HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status(&answer), 404, "{answer}");
+    no_server_banner(&answer);
+}
 
-    // An invalid chunk after the head went upstream: a clean 400, audited.
-    let answer = post("Transfer-Encoding: chunked\r\n", "zz\r\n{}\r\n0\r\n\r\n");
+/// Item 6: a chunked body that turns out invalid after the upstream got the head gets a
+/// clean 400 (there was no HTTP answer at all) and an audit record.
+#[test]
+fn an_invalid_chunk_mid_stream_gets_a_400_and_an_audit_record() {
+    let api = TestApi::start();
+    let (_fx, rt) = start(&api, json!({}));
+    let host = addr(&rt);
+    let answer = raw(
+        &rt,
+        format!("POST /proxy/rec/items HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n").as_bytes(),
+    );
+    assert!(!answer.is_empty(), "no HTTP answer at all");
     assert_eq!(status(&answer), 400, "{answer}");
     assert!(answer.contains("invalid_request"), "{answer}");
     no_server_banner(&answer);
@@ -447,8 +463,15 @@ fn framing_is_resolved_not_relayed() {
     assert_eq!(e["decision"], "error", "{e}");
     assert_eq!(e["reasonCode"], "invalid_request", "{e}");
     assert_eq!(e["channel"], "passthrough", "{e}");
+}
 
-    // Pipelined requests are each answered, in order; none carries a banner.
+/// Item 6: requests pipelined behind the first are answered, in order (they were dropped
+/// with the connection); no answer carries a `Server` banner.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let api = TestApi::start();
+    let (_fx, rt) = start(&api, json!({}));
+    let host = addr(&rt);
     let answer = raw(
         &rt,
         format!(
@@ -469,12 +492,5 @@ fn framing_is_resolved_not_relayed() {
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{answer}");
     assert!(answer.contains("hello from the demo API"), "{answer}");
-    no_server_banner(&answer);
-    // A local error answer has no banner either.
-    let answer = raw(
-        &rt,
-        format!("GET /v1/nope HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    );
-    assert_eq!(status(&answer), 404, "{answer}");
     no_server_banner(&answer);
 }
