@@ -209,8 +209,42 @@ fn decode_pass_through(mut o: Obj<'_>) -> PassThrough {
         }
         None => defaults.prefix,
     };
+    let forward_headers = forward_headers(&mut o);
     o.finish();
-    PassThrough { enabled, prefix }
+    PassThrough {
+        enabled,
+        prefix,
+        forward_headers,
+    }
+}
+
+/// `runtime.server.passThrough.forwardHeaders`: identity headers the caller may send
+/// upstream (see [`crate::wire::IDENTITY_HEADERS`]).
+fn forward_headers(o: &mut Obj<'_>) -> Vec<String> {
+    let names = o.strings("forwardHeaders");
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.into_iter().enumerate() {
+        let lower = name.to_ascii_lowercase();
+        let why = if crate::wire::is_method_override_header(&lower) {
+            Some("is a method-override header: those are always refused")
+        } else if lower == "forwarded" || lower.starts_with("x-forwarded-") {
+            Some("is set by the runtime itself and cannot be kept")
+        } else if !crate::wire::may_keep_header(&lower) {
+            Some(
+                "is not a header the runtime drops (only these can be kept: `Forwarded`-style identity headers such as `X-Real-IP`, `True-Client-IP`, `X-Original-URL`; see docs/security.md)",
+            )
+        } else {
+            None
+        };
+        match why {
+            Some(why) => o.cx().err(
+                format!("{}[{i}]", o.key_path("forwardHeaders")),
+                format!("`{name}` {why}"),
+            ),
+            None => out.push(lower),
+        }
+    }
+    out
 }
 
 /// `runtime.server.documents`.

@@ -258,6 +258,10 @@ pub struct PassThrough {
     pub enabled: bool,
     /// Starts with `/`, no trailing `/`.
     pub prefix: String,
+    /// Identity headers (lower case, [`crate::wire::IDENTITY_HEADERS`]) the caller may send
+    /// upstream; all others are dropped.
+    #[serde(rename = "forwardHeaders", skip_serializing_if = "Vec::is_empty")]
+    pub forward_headers: Vec<String>,
 }
 
 impl Default for PassThrough {
@@ -265,6 +269,7 @@ impl Default for PassThrough {
         Self {
             enabled: true,
             prefix: "/proxy".into(),
+            forward_headers: Vec::new(),
         }
     }
 }

@@ -10,6 +10,55 @@ pub const CONTRACT_VERSION: &str = "1.1";
 pub const SCOPE_PREFIXES: [&str; 3] = ["bundle:", "profile:", "tool:"];
 pub const BROWSER_CONFIG_ENDPOINT: &str = "/v1/auth/browser-config";
 
+/// Request headers (lower case) by which a client could state another client address,
+/// host, scheme, port, prefix or URL to an upstream. The pass-through drops them unless
+/// `runtime.server.passThrough.forwardHeaders` keeps them (`Forwarded` and `X-Forwarded-*`
+/// are set by the runtime and cannot be kept); execute refuses header flags by these names
+/// unless kept.
+pub const IDENTITY_HEADERS: [&str; 20] = [
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "x-proxyuser-ip",
+    "x-original-forwarded-for",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-host",
+    "x-original-host",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-envoy-external-address",
+    "x-envoy-original-path",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+];
+
+/// Whether a lower-case header name is an identity header: one of [`IDENTITY_HEADERS`] or
+/// `X-Forwarded-*`.
+pub fn is_identity_header(name: &str) -> bool {
+    // Every identity name starts with one of these letters: most fields end here.
+    matches!(name.as_bytes().first(), Some(b'x' | b'f' | b'c' | b't'))
+        && (name.starts_with("x-forwarded-") || IDENTITY_HEADERS.contains(&name))
+}
+
+/// Whether a lower-case header name asks an upstream to treat a request as another method.
+pub fn is_method_override_header(name: &str) -> bool {
+    matches!(
+        name,
+        "x-http-method-override" | "x-http-method" | "x-method-override"
+    )
+}
+
+/// Whether `forwardHeaders` may keep a header: an identity header the runtime does not set.
+pub fn may_keep_header(name: &str) -> bool {
+    is_identity_header(name) && name != "forwarded" && !name.starts_with("x-forwarded-")
+}
+
 /// Stable error codes of the JSON error body. Agents branch on these, never on messages.
 pub mod codes {
     /// A request named a config file other than the one the runtime is bound to.

@@ -33,3 +33,5 @@ mod scopes;
 mod sources;
 /// `open-cli <service> [<group>] <command>`: help, typed flags, dry-run, execution, exit codes.
 mod tool_commands;
+/// Issue 15 items 4–6: one path rule on both channels, identity headers, framing, pipelining.
+mod wire;

@@ -43,6 +43,10 @@ pub struct Event<'a> {
     /// copies it instead of escaping each field. Must match the fields when set.
     #[serde(skip)]
     pub tool_json: Option<&'a str>,
+    /// The path actually sent upstream (the server's base path and the request's path, no
+    /// query: a query may carry credentials); `path` is the operation's template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_path: Option<UpstreamPath<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -120,6 +124,12 @@ impl Event<'_> {
                 self.path.as_deref(),
             ),
         }
+        if let Some(p) = &self.upstream_path {
+            out.extend_from_slice(b",\"upstreamPath\":\"");
+            json_str_body(out, &p.0);
+            json_str_body(out, &p.1);
+            out.push(b'"');
+        }
         opt(out, b",\"principal\":", self.principal.as_deref());
         opt(out, b",\"agentProfile\":", self.agent_profile.as_deref());
         name(out, b",\"decision\":", self.decision);
@@ -178,16 +188,33 @@ pub fn tool_fragment(
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// A path in two parts written one after the other (the upstream's base path, then the
+/// request's path): the pass-through's record borrows both, with no copy joining them.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamPath<'a>(pub Cow<'a, str>, pub Cow<'a, str>);
+
+impl Serialize for UpstreamPath<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}{}", self.0, self.1))
+    }
+}
+
 /// A JSON string, escaped as serde_json escapes: `"` and `\\` backslashed, `\b \f \n \r \t`
 /// by name, other control characters as `\u00XX`, everything else as is (UTF-8).
 #[inline]
 fn json_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
+    json_str_body(out, s);
+    out.push(b'"');
+}
+
+/// The escaped text of a JSON string, without its quotes ([`json_str`]).
+#[inline]
+fn json_str_body(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     if !needs_escape(bytes) {
         out.extend_from_slice(bytes);
-        out.push(b'"');
         return;
     }
     let mut start = 0;
@@ -215,7 +242,6 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// Whether any byte is a control character, `"` or `\\`: eight bytes per step (the usual
@@ -574,6 +600,7 @@ mod tests {
         full.reason_code = "allowed";
         full.method = Some("GET".into());
         full.path = Some("/items/{id}".into());
+        full.upstream_path = Some(UpstreamPath("/base".into(), "/items/\"7\"\u{1}".into()));
         full.auth_scheme = Some("apiKey+basic".into());
         full.request_size = 1;
         full.response_size = u64::MAX;

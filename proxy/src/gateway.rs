@@ -87,6 +87,13 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Err(e) = check_head(session) {
+            ctx.request_id =
+                RequestId::new(session.req_header().headers.get(passthrough::X_REQUEST_ID));
+            let reply = Reply::error(&e, &ctx.request_id);
+            Box::pin(respond(session, ctx, reply)).await?;
+            return Ok(true);
+        }
         let snapshot = self.snapshot();
         if snapshot.pass_through.enabled
             && let Some(rest) = passthrough::strip_prefix(
@@ -252,7 +259,10 @@ impl ProxyHttp for Gateway {
             }
             _ => match e.esource() {
                 ErrorSource::Upstream => (502, codes::UPSTREAM_UNREACHABLE),
-                ErrorSource::Downstream => (0, codes::INVALID_REQUEST),
+                ErrorSource::Downstream if caller_gone(e) => (0, codes::INVALID_REQUEST),
+                // The caller's body turned out invalid (a bad chunk, …) after the upstream
+                // got the head: a clean 400 unless an answer has begun.
+                ErrorSource::Downstream => (400, codes::INVALID_REQUEST),
                 _ => (500, codes::INTERNAL),
             },
         };
@@ -262,7 +272,12 @@ impl ProxyHttp for Gateway {
             .map(|a| a.snapshot.catalog.tools[a.tool].id.clone())
             .unwrap_or_default();
         if status > 0 && session.response_written().is_none() {
-            let message = if tool.is_empty() {
+            let message = if status == 400 {
+                format!(
+                    "the request body is invalid ({}); the request was abandoned",
+                    e.etype().as_str()
+                )
+            } else if tool.is_empty() {
                 format!("proxying failed: {}", e.etype().as_str())
             } else {
                 format!("tool `{tool}`: upstream failed: {}", e.etype().as_str())
@@ -439,6 +454,7 @@ impl Gateway {
             .ok()
             .and_then(|c| c.scheme.as_deref())
             .map(Into::into);
+        e.upstream_path = Some(forwarded_path(session, a));
         e.request_size = session.body_bytes_read() as u64;
         e.response_size = session.body_bytes_sent() as u64;
         e.latency_ms = Some(end.saturating_duration_since(a.started).as_millis() as u64);
@@ -448,7 +464,10 @@ impl Gateway {
             Some(err) if a.upstream_status == 0 => {
                 e.event_type = "execution_error";
                 e.decision = "error";
-                e.reason_code = "execution_error";
+                e.reason_code = match err.esource() {
+                    ErrorSource::Downstream if !caller_gone(err) => codes::INVALID_REQUEST,
+                    _ => "execution_error",
+                };
                 e.error = Some(err.etype().as_str().into());
             }
             _ => {
@@ -458,6 +477,34 @@ impl Gateway {
         }
         self.state.audit.record(e);
     }
+}
+
+/// Issue 15 items 5 and 6, for every request before it is routed: an answer when the head's
+/// framing, `Host` or method is ambiguous ([`crate::wire::check_request`]). Also turns on
+/// HTTP/1.1 pipelining for the connection: requests a client sends before reading the
+/// previous answer are then served in order (Pingora keeps the bytes it read past one request
+/// for the next) instead of being dropped with the connection.
+fn check_head(session: &mut Session) -> std::result::Result<(), crate::snapshot::ApiError> {
+    session.set_pipelining_enabled(true);
+    crate::wire::check_request(session.req_header(), || {
+        session.as_http1().map(|h1| h1.get_headers_raw_bytes())
+    })
+}
+
+/// The path an admitted pass-through request was sent to: the server's base path, then the
+/// request's path after the alias (as checked by `check_path`, forwarded as it is).
+fn forwarded_path<'a>(session: &'a Session, a: &'a Admitted) -> crate::audit::UpstreamPath<'a> {
+    let base = a.upstream().map_or("", |t| t.base_path.as_str());
+    let rest = match a.path_at {
+        Some(at) => session
+            .req_header()
+            .uri
+            .path()
+            .get(at..)
+            .unwrap_or_default(),
+        None => "/",
+    };
+    crate::audit::UpstreamPath(base.into(), rest.into())
 }
 
 /// The upstream's response header as it goes to the caller: `Connection` removed, our
@@ -494,6 +541,19 @@ fn relay_response_header(resp: &mut ResponseHeader, request_id: &http::HeaderVal
         resp.set_reason_phrase(reason.as_deref())?;
     }
     Ok(())
+}
+
+/// Whether a downstream error means the caller's connection is gone (nothing can be
+/// answered), rather than that what it sent was invalid.
+fn caller_gone(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectionClosed
+            | ErrorType::ReadError
+            | ErrorType::WriteError
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+    )
 }
 
 /// Read the whole request body, or answer 413 when it exceeds `limit`.

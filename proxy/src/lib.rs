@@ -22,7 +22,8 @@
 //! - [`audit`]: the NDJSON audit log, written through [`spool`];
 //! - [`spool`]: the group-commit line writer shared by the audit log and the process log;
 //! - [`refresh`]: rebuilding and swapping the catalog while serving;
-//! - [`instance`]: state directories and `runtime.json`.
+//! - [`instance`]: state directories and `runtime.json`;
+//! - [`wire`]: what a request head may say: framing, `Host`, identity and method-override headers.
 //!
 //! Design notes for the next engineer are in `docs/`.
 
@@ -47,6 +48,7 @@ pub mod snapshot;
 pub mod spool;
 pub mod state;
 pub mod telemetry;
+pub mod wire;
 
 use std::process::ExitCode;
 

@@ -122,7 +122,7 @@ impl Admitted {
                     Creds::Snapshot => self.creds().ok(),
                     Creds::Owned(_) => None,
                 };
-                Template::new(authority, fixed)
+                Template::new(authority, fixed).keeping(&self.snapshot.pass_through.forward_headers)
             })
             .ok_or_else(|| {
                 pingora::Error::explain(
@@ -451,10 +451,11 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const FORWARDED: HeaderName = http::header::FORWARDED;
 
 /// The fixed part of one tool's upstream header, which each request's header starts as a
 /// clone of: `Host`, `X-Forwarded-Proto`, slots for the request's `X-Forwarded-For`,
-/// `X-Forwarded-Host` and `X-Request-ID`, and the tool's credentials when they are fixed
+/// `X-Forwarded-Host`, `X-Request-ID` and `Forwarded`, and the tool's credentials when they are fixed
 /// for the snapshot ([`Creds::Snapshot`]).
 ///
 /// Why: cloning a built header map copies its table; building it costs a hash and a probe
@@ -467,6 +468,8 @@ pub struct Template {
     headers: http::HeaderMap,
     /// The credentials are in `headers` (otherwise they are added per request).
     with_creds: bool,
+    /// Identity headers the operator lets callers send (`forwardHeaders`).
+    keep: Vec<HeaderName>,
 }
 
 impl Template {
@@ -483,10 +486,10 @@ impl Template {
         let creds = fixed.map_or(&[][..], |a| &a.wire[..]);
         // Room for the caller's usual fields: a clone keeps the index table's size, so
         // appending them never rehashes (only the entries' vector grows).
-        let mut headers = http::HeaderMap::with_capacity(5 + creds.len() + 8);
+        let mut headers = http::HeaderMap::with_capacity(6 + creds.len() + 8);
         headers.append(http::header::HOST, value(authority));
         headers.append(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        for slot in [X_FORWARDED_FOR, X_FORWARDED_HOST, X_REQUEST_ID] {
+        for slot in [X_FORWARDED_FOR, X_FORWARDED_HOST, X_REQUEST_ID, FORWARDED] {
             headers.append(slot, HeaderValue::from_static(""));
         }
         for (n, v) in creds {
@@ -495,7 +498,18 @@ impl Template {
         Self {
             headers,
             with_creds: fixed.is_some(),
+            keep: Vec::new(),
         }
+    }
+
+    /// The template with the identity headers callers may send ([`crate::wire::is_identity`],
+    /// lower case, validated by the config reader).
+    pub fn keeping(mut self, names: &[String]) -> Self {
+        self.keep = names
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        self
     }
 }
 
@@ -557,8 +571,9 @@ pub fn rewrite(
     let mut forwarded_host = original_host
         .cloned()
         .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
+    let mut forwarded = client.and_then(|ip| forwarded_header(ip, forwarded_host.as_ref()));
     let mut headers = template.headers.clone();
-    let (mut no_for, mut no_host) = (false, false);
+    let (mut no_for, mut no_host, mut no_forwarded) = (false, false, false);
     for (name, value) in headers.iter_mut() {
         if name == X_FORWARDED_FOR {
             match forwarded_for.take() {
@@ -572,7 +587,15 @@ pub fn rewrite(
             }
         } else if name == X_REQUEST_ID {
             *value = request_id.clone();
+        } else if name == FORWARDED {
+            match forwarded.take() {
+                Some(v) => *value = v,
+                None => no_forwarded = true,
+            }
         }
+    }
+    if no_forwarded {
+        headers.remove(FORWARDED);
     }
     // Rare: no client address (not TCP) or no host at all (HTTP/1.0 without `Host`).
     if no_for {
@@ -588,6 +611,8 @@ pub fn rewrite(
             || name == X_REQUEST_ID
             || n.starts_with("x-open-cli-")
             || n.starts_with("x-forwarded-")
+            // `Forwarded`, `X-Real-IP`, `X-Original-URL`, …: only those the operator keeps.
+            || (crate::wire::is_identity(n) && !template.keep.contains(name))
             || (!listed.is_empty() && listed.iter().any(|l| l == n))
             // Credentials replace anything the caller sent under the same name.
             || creds.wire.iter().any(|(c, _)| c == name);
@@ -607,6 +632,28 @@ pub fn rewrite(
     parts.headers = headers;
     *req = RequestHeader::from(parts);
     Ok(())
+}
+
+/// `Forwarded` for a client and host: the value made for the thread's previous request when
+/// both are the same (as [`client_header`]), so the common request formats nothing.
+fn forwarded_header(ip: std::net::IpAddr, host: Option<&HeaderValue>) -> Option<HeaderValue> {
+    type Last = Option<(std::net::IpAddr, Option<HeaderValue>, HeaderValue)>;
+    thread_local! {
+        static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((seen, seen_host, value)) = last
+            && *seen == ip
+            && seen_host.as_ref() == host
+        {
+            return Some(value.clone());
+        }
+        let value = crate::wire::forwarded_value(ip, host, "http")?;
+        // A copy of the host, not a share of the request's header buffer.
+        let host = host.and_then(|h| HeaderValue::from_bytes(h.as_bytes()).ok());
+        *last = Some((ip, host, value.clone()));
+        Some(value)
+    })
 }
 
 /// `X-Forwarded-For` for a client: the value made for the thread's previous client when it is

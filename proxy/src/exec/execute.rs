@@ -101,6 +101,7 @@ fn merge<'a>(base: Event<'a>, partial: Event<'static>) -> Event<'a> {
         status_code: partial.status_code,
         latency_ms: partial.latency_ms,
         retry_count: partial.retry_count,
+        upstream_path: partial.upstream_path,
         ..base
     }
 }
@@ -152,6 +153,8 @@ async fn run(
         return run_mcp(state, snapshot, tool, req, body, ev).await;
     }
     let flags = match_flags(tool, req).map_err(|m| bad(m, &ev))?;
+    check_header_flags(tool, &flags, &snapshot.pass_through.forward_headers)
+        .map_err(|m| bad(m, &ev))?;
     let base = info.base.as_ref().map_err(|m| {
         (
             ApiError::new(502, codes::UPSTREAM_UNREACHABLE, m.clone()),
@@ -160,6 +163,10 @@ async fn run(
     })?;
     let prepared =
         http::prepare(tool, base, &req.path_args, &flags, body).map_err(|m| bad(m, &ev))?;
+    ev.upstream_path = Some(crate::audit::UpstreamPath(
+        prepared.url.path().to_string().into(),
+        "".into(),
+    ));
     let config = &snapshot.config;
     let creds = state
         .credentials
@@ -411,6 +418,19 @@ fn match_flags<'t>(
         ));
     }
     Ok(out)
+}
+
+/// Header flags follow the pass-through's header rule ([`crate::wire::check_header_flag`]).
+fn check_header_flags(
+    tool: &Tool,
+    flags: &[(&Parameter, Vec<String>)],
+    keep: &[String],
+) -> Result<(), String> {
+    for (param, _) in flags.iter().filter(|(p, _)| p.location == "header") {
+        crate::wire::check_header_flag(&param.original_name.to_ascii_lowercase(), keep)
+            .map_err(|m| format!("tool `{}`, flag `{}`: {m}", tool.id, param.name))?;
+    }
+    Ok(())
 }
 
 /// The contract's envelope: JSON bodies as JSON, anything else as text.

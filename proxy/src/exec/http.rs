@@ -116,17 +116,21 @@ pub fn prepare(
                 .zip(path_args)
                 .find(|(p, _)| p.original_name == seg[1..seg.len() - 1])
                 .ok_or_else(|| format!("path parameter `{seg}` has no argument"))?;
-            if value.is_empty() || value == "." || value == ".." || value.contains('\0') {
-                return Err(format!(
-                    "path argument `{}` must not be empty, `.`, `..` or contain NUL",
-                    param.name
-                ));
+            if value.is_empty() {
+                return Err(format!("path argument `{}` must not be empty", param.name));
             }
             path.push_str(&open_cli_config::ntc::encode_path_segment(value));
         } else {
             path.push_str(seg);
         }
     }
+    // The pass-through's rule, on the path as it would arrive there.
+    super::index::check_path(&path).map_err(|e| match e {
+        super::index::RouteError::Unsafe(why) => {
+            format!("tool `{}`: unsafe path `{path}`: {why}", tool.id)
+        }
+        other => format!("tool `{}`: unsafe path `{path}`: {other:?}", tool.id),
+    })?;
     let mut url = base.clone();
     let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
     url.set_path(&joined);

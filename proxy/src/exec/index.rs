@@ -101,8 +101,9 @@ enum Segment {
 /// Why a pass-through path cannot be matched.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RouteError {
-    /// `.`/`..` segments, encoded slashes or backslashes, NUL: refused outright.
-    Unsafe(&'static str),
+    /// Dot or empty segments, encoded slashes or backslashes, NUL: refused outright
+    /// ([`check_path`]).
+    Unsafe(UnsafePath),
     NoService,
     NoOperation,
 }
@@ -221,7 +222,9 @@ impl ExecIndex {
         let routes = self.routes.get(alias).ok_or(RouteError::NoService)?;
         // Split lazily per candidate (no allocation; few routes share method and length), as
         // bytes: segments are short, and a `str` searcher costs more to set up than it scans.
-        let rest = path.trim_start_matches('/').as_bytes();
+        // `check_path` refused empty segments, so there is one leading `/` at most: what is
+        // matched is exactly what is forwarded.
+        let rest = path.strip_prefix('/').unwrap_or(path).as_bytes();
         let count = rest.iter().filter(|&&c| c == b'/').count() + 1;
         routes
             .iter()
@@ -278,49 +281,146 @@ fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
     percent_encoding::percent_decode_str(s).decode_utf8().ok()
 }
 
-/// Refuse paths that could reach outside the operation they name once an upstream or an
-/// intermediary normalises them.
+/// Why a path is unsafe, and the segment that made it so (as received).
+#[derive(Debug, PartialEq, Eq)]
+pub struct UnsafePath {
+    pub why: &'static str,
+    pub segment: String,
+}
+
+impl std::fmt::Display for UnsafePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "segment `{}`: {}", self.segment.escape_debug(), self.why)
+    }
+}
+
+/// Non-ASCII code points whose NFKC form contains `.`, `/`, `\` or `;` (the characters a
+/// path's meaning turns on), with that form: a server or framework that normalises a path
+/// (NFKC) would read them as those characters. Sorted by code point; the unit test
+/// `compatibility_table_is_complete` holds it equal to the Unicode data.
+const LOOK_ALIKES: [(char, &str); 42] = [
+    ('\u{37e}', ";"),
+    ('\u{2024}', "."),
+    ('\u{2025}', ".."),
+    ('\u{2026}', "..."),
+    ('\u{2100}', "a/c"),
+    ('\u{2101}', "a/s"),
+    ('\u{2105}', "c/o"),
+    ('\u{2106}', "c/u"),
+    ('\u{2488}', "1."),
+    ('\u{2489}', "2."),
+    ('\u{248a}', "3."),
+    ('\u{248b}', "4."),
+    ('\u{248c}', "5."),
+    ('\u{248d}', "6."),
+    ('\u{248e}', "7."),
+    ('\u{248f}', "8."),
+    ('\u{2490}', "9."),
+    ('\u{2491}', "10."),
+    ('\u{2492}', "11."),
+    ('\u{2493}', "12."),
+    ('\u{2494}', "13."),
+    ('\u{2495}', "14."),
+    ('\u{2496}', "15."),
+    ('\u{2497}', "16."),
+    ('\u{2498}', "17."),
+    ('\u{2499}', "18."),
+    ('\u{249a}', "19."),
+    ('\u{249b}', "20."),
+    ('\u{33c2}', "a.m."),
+    ('\u{33c7}', "Co."),
+    ('\u{33d8}', "p.m."),
+    ('\u{fe14}', ";"),
+    ('\u{fe19}', "..."),
+    ('\u{fe30}', ".."),
+    ('\u{fe52}', "."),
+    ('\u{fe54}', ";"),
+    ('\u{fe68}', "\\"),
+    ('\u{ff0e}', "."),
+    ('\u{ff0f}', "/"),
+    ('\u{ff1b}', ";"),
+    ('\u{ff3c}', "\\"),
+    ('\u{1f100}', "0."),
+];
+
+/// The one path rule of both channels (the pass-through's request path after the alias, and
+/// execute's path built from the tool's template and its path arguments): refuse a path that
+/// could name something other than what it seems once an upstream, a framework or an
+/// intermediary normalises it.
+///
+/// Refused, each naming the segment:
+/// - dot segments (`.`, `..`) in any form: with `;` parameters (`..;x=1`, read as `..` by
+///   servlet containers), percent-encoded in any case (`%2e%2E`), or in a Unicode
+///   compatibility form that NFKC-normalises to dots (`．．`, `‥`, U+2024, …);
+/// - empty segments (`//`, and `;…` with nothing before the parameters) except a single
+///   trailing `/`: matching and forwarding then see the same segments;
+/// - encoded or look-alike slashes and backslashes (`%2F`, `%5C`, `／`, `＼`), raw
+///   backslashes, NUL, malformed percent-encoding.
+///
+/// One pass over the bytes settles the usual path (no allocation): only a path with `%`,
+/// `\`, `;`, NUL, non-ASCII, `//` or a segment starting with `.` is looked at segment by
+/// segment.
 pub fn check_path(path: &str) -> Result<(), RouteError> {
-    // One pass over the bytes settles the usual path: nothing encoded, no backslash or NUL,
-    // and no segment starting with a dot. Anything else gets the checks segment by segment.
     let b = path.as_bytes();
-    let suspect = b.iter().enumerate().any(|(i, &c)| {
-        matches!(c, b'%' | b'\\' | 0) || (c == b'.' && (i == 0 || b[i - 1] == b'/'))
+    let suspect = b.iter().enumerate().any(|(i, &c)| match c {
+        b'%' | b'\\' | b';' | 0 | 0x80.. => true,
+        b'.' => i == 0 || b[i - 1] == b'/',
+        b'/' => i > 0 && b[i - 1] == b'/',
+        _ => false,
     });
     if !suspect {
         return Ok(());
     }
-    for seg in path.split('/') {
-        // Nothing encoded: only the literal checks apply (the common case, no decoding).
-        if !seg.contains('%') {
-            if seg == "." || seg == ".." {
-                return Err(RouteError::Unsafe(
-                    "`.` and `..` path segments are not allowed",
-                ));
-            }
-            if seg.contains(['\\', '\0']) {
-                return Err(RouteError::Unsafe(
-                    "backslashes and NUL are not allowed in path segments",
-                ));
-            }
-            continue;
+    let last = path.bytes().filter(|&c| c == b'/').count();
+    for (k, seg) in path.split('/').enumerate() {
+        check_segment(seg, k == 0, k == last).map_err(|why| {
+            RouteError::Unsafe(UnsafePath {
+                why,
+                segment: seg.to_string(),
+            })
+        })?;
+    }
+    Ok(())
+}
+
+fn check_segment(seg: &str, first: bool, last: bool) -> Result<(), &'static str> {
+    const DOT: &str = "dot segments (`.`, `..`) are not allowed, also not with `;` parameters, percent-encoded or as Unicode look-alikes";
+    const EMPTY: &str = "empty path segments (`//`) are not allowed";
+    if seg.is_empty() {
+        // The path's leading `/`, or one trailing `/`.
+        return if first || last { Ok(()) } else { Err(EMPTY) };
+    }
+    let decoded = if seg.contains('%') {
+        percent_decode(seg).ok_or("malformed percent-encoding (or not UTF-8)")?
+    } else {
+        std::borrow::Cow::Borrowed(seg)
+    };
+    // The segment as a normalising reader sees the characters that matter: ASCII as is,
+    // look-alikes as their NFKC form, anything else as a neutral letter.
+    let mut seen = String::with_capacity(decoded.len());
+    for c in decoded.chars() {
+        if c.is_ascii() {
+            seen.push(c);
+        } else if let Ok(i) = LOOK_ALIKES.binary_search_by_key(&c, |&(k, _)| k) {
+            seen.push_str(LOOK_ALIKES[i].1);
+        } else {
+            seen.push('x');
         }
-        let Some(decoded) = percent_decode(seg) else {
-            return Err(RouteError::Unsafe("malformed percent-encoding"));
-        };
-        if decoded == "." || decoded == ".." {
-            return Err(RouteError::Unsafe(
-                "`.` and `..` path segments are not allowed",
-            ));
-        }
-        if decoded.contains('/') || decoded.contains('\\') {
-            return Err(RouteError::Unsafe(
-                "encoded slashes and backslashes are not allowed in path segments",
-            ));
-        }
-        if decoded.contains('\0') {
-            return Err(RouteError::Unsafe("NUL is not allowed in paths"));
-        }
+    }
+    if seen.contains('\0') {
+        return Err("NUL is not allowed in paths");
+    }
+    if seen.contains(['/', '\\']) {
+        return Err(
+            "slashes and backslashes inside a segment (percent-encoded, raw `\\` or Unicode look-alikes) are not allowed",
+        );
+    }
+    let head = seen.split(';').next().unwrap_or_default();
+    if head == "." || head == ".." {
+        return Err(DOT);
+    }
+    if head.is_empty() {
+        return Err("path segments with `;` parameters but no name are not allowed");
     }
     Ok(())
 }
@@ -386,6 +486,53 @@ mod tests {
     }
 
     #[test]
+    fn a_trailing_slash_is_matched_as_it_is_forwarded() {
+        let ix = index(&[("GET", "/items"), ("GET", "/files/")]);
+        assert_eq!(ix.route("demo", "GET", "/items"), Ok(0));
+        assert_eq!(
+            ix.route("demo", "GET", "/items/"),
+            Err(RouteError::NoOperation)
+        );
+        assert_eq!(ix.route("demo", "GET", "/files/"), Ok(1));
+        assert_eq!(ix.route("demo", "GET", "/"), Err(RouteError::NoOperation));
+    }
+
+    #[test]
+    fn unsafe_paths_name_the_segment_and_the_problem() {
+        let Err(RouteError::Unsafe(e)) = check_path("/files/..;/admin") else {
+            panic!("accepted");
+        };
+        assert_eq!(e.segment, "..;");
+        assert!(e.to_string().contains("dot segments"), "{e}");
+        let Err(RouteError::Unsafe(e)) = check_path("//items") else {
+            panic!("accepted");
+        };
+        assert!(e.to_string().contains("empty path segments"), "{e}");
+    }
+
+    /// Every code point whose NFKC form contains `.`, `/`, `\` or `;` is ASCII or in
+    /// `LOOK_ALIKES` with exactly that form (checked against the Unicode data of
+    /// `icu_normalizer`): the table the hot path uses is complete.
+    #[test]
+    fn compatibility_table_is_complete() {
+        let nfkc = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc();
+        let mut found = Vec::new();
+        for c in (0x80..=0x10ffff).filter_map(char::from_u32) {
+            let mut buf = [0u8; 4];
+            let n = nfkc.normalize(c.encode_utf8(&mut buf));
+            if n.contains(['.', '/', '\\', ';']) {
+                found.push((c, n.into_owned()));
+            }
+        }
+        let table: Vec<(char, String)> = LOOK_ALIKES
+            .iter()
+            .map(|&(c, s)| (c, s.to_string()))
+            .collect();
+        assert_eq!(found, table);
+        assert!(LOOK_ALIKES.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+    }
+
+    #[test]
     fn traversal_is_refused() {
         let ix = index(&[("GET", "/items/{id}")]);
         for bad in [
@@ -401,6 +548,31 @@ mod tests {
             "/items/a\0b",
             "/../items/1",
             "..",
+            // Dot segments with parameters, in any case of encoding, and look-alikes.
+            "/items/..;",
+            "/items/..;/admin",
+            "/items/..;x=1",
+            "/items/%2e%2e;",
+            "/items/%2E%2e%3Bx",
+            "/items/.;x",
+            "/items/%EF%BC%8E%EF%BC%8E",
+            "/items/%ef%bc%8e",
+            "/items/\u{ff0e}\u{ff0e}",
+            "/items/\u{2024}\u{2024}",
+            "/items/\u{2025}",
+            "/items/.\u{fe52}",
+            "/items/\u{fe30};p",
+            "/items/..\u{ff1b}x",
+            // Look-alike slashes and backslashes.
+            "/items/a%EF%BC%8Fb",
+            "/items/a\u{ff0f}b",
+            "/items/a\u{ff3c}b",
+            "/items/c\u{2105}",
+            // Empty segments, also disguised by parameters.
+            "//items",
+            "/items//1",
+            "/items/;x",
+            "/items/%3Bx",
         ] {
             assert!(
                 matches!(ix.route("demo", "GET", bad), Err(RouteError::Unsafe(_))),
@@ -413,6 +585,13 @@ mod tests {
             "/items/.well-known",
             "/items/..x",
             "/items/x..",
+            "/items/a;b",
+            "/items/...",
+            "/items/\u{2026}",
+            "/items/\u{e9}t\u{e9}",
+            "/items/%C3%A9",
+            "/items/\u{2488}",
+            "/items/a\u{2215}b",
         ] {
             assert!(ix.route("demo", "GET", good).is_ok(), "{good}");
         }
