@@ -10,6 +10,8 @@ mod catalog;
 mod cli;
 /// Config and catalog validation messages (`validate` and start-up).
 mod config;
+/// Injected credentials are never shadowed by caller fields nor reflected to the caller.
+mod cred_shadow;
 /// Service roots (RFC 8631) and API catalogs (RFC 9727).
 mod discovery;
 /// Overlays, skill manifests and workflows.
