@@ -12,6 +12,8 @@ mod cli;
 mod config;
 /// What a SIGKILL does to the audit log: no torn line, only recent records lost.
 mod crash;
+/// Injected credentials are never shadowed by caller fields nor reflected to the caller.
+mod cred_shadow;
 /// Service roots (RFC 8631) and API catalogs (RFC 9727).
 mod discovery;
 /// Document fetching as a trust boundary: origins, local directories, redirects, special files.

@@ -9,9 +9,9 @@
 //! last [`crate::spool::LINGER`] of answered calls, more when the writer thread waits for a
 //! core (see `docs/execution.md`, Audit). The file is opened with `O_APPEND` and mode 0600.
 //!
-//! Events carry the contract's fields plus `requestId`, `channel`, `responseSize` and a
-//! populated `authScheme` and `requestSize`; secret values never enter an event (only scheme
-//! names do).
+//! Events carry the contract's fields plus `requestId`, `channel`, `responseSize`,
+//! `credentialsRedacted` and a populated `authScheme` and `requestSize`; secret values never
+//! enter an event (only scheme names do).
 
 use std::path::{Path, PathBuf};
 
@@ -74,6 +74,10 @@ pub struct Event<'a> {
     /// Why an execution failed (never a secret value).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Cow<'a, str>>,
+    /// The answer's fields an injected secret was removed from before the caller got it
+    /// (`location,link`; see `crate::exec::shadow`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_redacted: Option<Cow<'a, str>>,
 }
 
 impl Event<'_> {
@@ -148,6 +152,11 @@ impl Event<'_> {
             name(out, b",\"channel\":", c);
         }
         opt(out, b",\"error\":", self.error.as_deref());
+        opt(
+            out,
+            b",\"credentialsRedacted\":",
+            self.credentials_redacted.as_deref(),
+        );
         out.push(b'}');
     }
 }
@@ -610,6 +619,7 @@ mod tests {
         full.request_id = Some("rid".into());
         full.channel = Some("passthrough");
         full.error = Some("tab\there \u{7f} \u{2028} \u{8}\u{c}\r\u{1f}\u{0}".into());
+        full.credentials_redacted = Some("location,link".into());
         let mut denied = Event::new("authz_denial", "svc:x");
         denied.decision = "denied";
         denied.reason_code = "managed_deny";

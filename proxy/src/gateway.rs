@@ -228,6 +228,8 @@ impl ProxyHttp for Gateway {
                 }
             }
             relay_response_header(upstream_response, ctx.request_id.header())?;
+            // Injected secrets never reach the caller in a redirect or link (item 3).
+            a.redacted = passthrough::redact_answer(upstream_response, &a.creds()?.shadow)?;
         }
         Ok(())
     }
@@ -460,6 +462,7 @@ impl Gateway {
         e.latency_ms = Some(end.saturating_duration_since(a.started).as_millis() as u64);
         e.retry_count = a.connect_retries;
         e.status_code = a.upstream_status;
+        e.credentials_redacted = a.redacted.names().map(Into::into);
         match error {
             Some(err) if a.upstream_status == 0 => {
                 e.event_type = "execution_error";

@@ -19,6 +19,10 @@
 //! failures are retried (bounded by `retries`) for idempotent operations. A 401 from the
 //! upstream on an OAuth token drops that token so the next call fetches a fresh one (the
 //! streamed request cannot be replayed). Every outcome is audited from `logging`.
+//!
+//! Caller header fields and query parameters named like an injected credential are removed
+//! before the credentials are added, and injected secrets are redacted from the answer's
+//! `Location`, `Content-Location`, `Link` and `Refresh` ([`crate::exec::shadow`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +56,8 @@ pub struct Admitted {
     pub started: Instant,
     pub connect_retries: u32,
     pub upstream_status: u16,
+    /// The answer's fields an injected secret was removed from (audited).
+    pub redacted: crate::exec::shadow::Redacted,
     /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
     pub has_body: bool,
     /// The caller's header fields, moved out of the session's request header once the
@@ -86,7 +92,10 @@ impl Admitted {
             None => "/",
         };
         let base = &self.upstream()?.base_path;
-        target_uri(base, path, uri.query(), &self.creds()?.query).map_err(|e| {
+        let creds = self.creds()?;
+        // The caller's parameters named like an injected credential go (item 3, `shadow`).
+        let query = uri.query().and_then(|q| creds.shadow.strip_query(q));
+        target_uri(base, path, query.as_deref(), &creds.query).map_err(|e| {
             pingora::Error::explain(
                 pingora::ErrorType::InternalError,
                 format!("cannot build the upstream request (path): {e}"),
@@ -371,6 +380,7 @@ pub async fn admit(
         started,
         connect_retries: 0,
         upstream_status: 0,
+        redacted: Default::default(),
         has_body: fields.chunked || length.is_some_and(|n| n > 0),
         headers: http::HeaderMap::new(),
     })
@@ -614,8 +624,9 @@ pub fn rewrite(
             // `Forwarded`, `X-Real-IP`, `X-Original-URL`, …: only those the operator keeps.
             || (crate::wire::is_identity(n) && !template.keep.contains(name))
             || (!listed.is_empty() && listed.iter().any(|l| l == n))
-            // Credentials replace anything the caller sent under the same name.
-            || creds.wire.iter().any(|(c, _)| c == name);
+            // Credentials replace anything the caller sent under the same name, in any
+            // case and with `_` for `-` (`X_API_Key` for `x-api-key`).
+            || creds.shadow.shadows_header(n.as_bytes());
         if !dropped {
             headers.append(name.clone(), value.clone());
         }
@@ -703,6 +714,25 @@ fn ip_header(ip: std::net::IpAddr) -> Result<HeaderValue, http::header::InvalidH
         }
         std::net::IpAddr::V6(_) => HeaderValue::from_str(&ip.to_string()),
     }
+}
+
+/// The upstream's answer with every injected secret removed from its `Location`,
+/// `Content-Location`, `Link` and `Refresh` fields; which fields changed (for the audit).
+/// Costs a pass over the field names when there is nothing to remove.
+pub fn redact_answer(
+    resp: &mut pingora::http::ResponseHeader,
+    shadow: &crate::exec::shadow::Shadow,
+) -> pingora::Result<crate::exec::shadow::Redacted> {
+    let (changed, fields) = shadow.redact_response(&resp.headers);
+    let mut last: Option<HeaderName> = None;
+    for (name, value) in fields {
+        if last.as_ref() != Some(&name) {
+            resp.remove_header(&name);
+            last = Some(name.clone());
+        }
+        resp.append_header(name, value)?;
+    }
+    Ok(changed)
 }
 
 /// Upstream host names resolved asynchronously and cached briefly. IP literals never come
@@ -835,12 +865,11 @@ mod tests {
 
     #[test]
     fn callers_credentials_and_hop_by_hop_headers_are_dropped() {
-        let mut creds = Applied {
+        let creds = crate::exec::credentials::tests::complete(Applied {
             headers: vec![("x-api-key".into(), "k".into())],
             cookies: vec![("session_key".into(), "c".into())],
             ..Applied::default()
-        };
-        creds.wire = crate::exec::credentials::tests::wire_of(&creds);
+        });
         let mut req = RequestHeader::build("GET", b"/proxy/demo/items/1?x=1", None).unwrap();
         for (k, v) in [
             ("authorization", "Bearer caller"),
@@ -860,6 +889,8 @@ mod tests {
             ("host", "runtime:8765"),
             ("accept", "application/json"),
             ("x-api-key", "callers-own"),
+            ("X_API_Key", "callers-own"),
+            ("Session-Key", "callers-own"),
             ("X-Custom-Case", "kept"),
         ] {
             req.append_header(k, v).unwrap();
@@ -878,7 +909,7 @@ mod tests {
         assert!(!req.has_case());
         assert_eq!(req.uri.to_string(), "/proxy/demo/items/1?x=1");
         assert_eq!(req.method, "GET");
-        assert_eq!(caller.len(), 18);
+        assert_eq!(caller.len(), 20);
         let session = req;
         let authority = HeaderValue::from_static("127.0.0.1:9");
         let client = Some("10.0.0.1".parse().unwrap());
@@ -923,6 +954,11 @@ mod tests {
             assert_eq!(h("x-request-id").as_deref(), Some("rid"));
             assert_eq!(h("x-custom-case").as_deref(), Some("kept"));
             assert_eq!(req.headers.get_all("x-api-key").iter().count(), 1);
+            assert!(
+                req.headers.values().all(|v| v != "callers-own"),
+                "shadowed: {:?}",
+                req.headers
+            );
             assert!(req.headers.get("x-api-key").unwrap().is_sensitive());
             assert_eq!(req.method, "GET");
             let mut wire = Vec::new();

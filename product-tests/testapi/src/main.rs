@@ -5,8 +5,11 @@
 //! CRUD on items, path/query/header parameters, JSON bodies, chosen 4xx/5xx statuses, a slow
 //! endpoint, a plain-text endpoint, and one operation per upstream security scheme that
 //! echoes the credential it received. `GET /_debug/requests` returns every request it saw
-//! (method, path, query, headers), so tests can assert what the runtime injected and that the
-//! caller's own token never arrived.
+//! (method, path, query, headers, and `fields`: every header field in order, repeated names
+//! included), so tests can assert what the runtime injected and that the caller's own token
+//! never arrived. Outside the document, for tests that bring their own: `/anything/...`
+//! answers any request with 200, `/reflect/...` redirects to another host with the credential
+//! it received in `Location`, `Content-Location`, `Link` and `Refresh`.
 //!
 //! With `--docs DIR` it also serves the files of DIR under `/docs/`, as a document server for
 //! catalog tests: a strong `ETag` (content hash) and `Last-Modified` (file time) on every
@@ -56,6 +59,8 @@ struct Recorded {
     path: String,
     query: Option<String>,
     headers: BTreeMap<String, String>,
+    /// Every header field as received, in order, repeated names included: `[name, value]`.
+    fields: Vec<(String, String)>,
     /// `HTTP/1.1` or `HTTP/2.0`.
     version: String,
 }
@@ -94,7 +99,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 async fn record(State(app): State<App>, req: Request, next: Next) -> Response {
     if req.uri().path() != "/_debug/requests" {
-        let headers = req
+        let fields: Vec<(String, String)> = req
             .headers()
             .iter()
             .map(|(k, v)| {
@@ -104,6 +109,7 @@ async fn record(State(app): State<App>, req: Request, next: Next) -> Response {
                 )
             })
             .collect();
+        let headers = fields.iter().cloned().collect();
         let mut store = app.store();
         if store.requests.len() >= MAX_RECORDED {
             store.requests.pop_front();
@@ -113,6 +119,7 @@ async fn record(State(app): State<App>, req: Request, next: Next) -> Response {
             path: req.uri().path().to_string(),
             query: req.uri().query().map(str::to_string),
             headers,
+            fields,
             version: format!("{:?}", req.version()),
         });
     }
@@ -404,6 +411,70 @@ async fn echo(req: Request) -> Response {
     Json(json!({"bytes": total, "contentType": content_type})).into_response()
 }
 
+/// Any method, any path under `/anything/`: 200 `{"ok": true}` (what arrived is recorded).
+async fn anything() -> Response {
+    Json(json!({"ok": true})).into_response()
+}
+
+/// Percent-encode everything but RFC 3986 unreserved characters.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `/reflect/...`: a careless upstream that puts the credential it received (query `api_key`,
+/// header `X-API-Key`, cookie `session_key` or a bearer token, the first found) into a
+/// `302` to another host: `Location`, `Content-Location` and `Link` carry it percent-encoded,
+/// `Refresh` as received. The body names no credential.
+async fn reflect(Query(q): Query<Vec<(String, String)>>, headers: HeaderMap) -> Response {
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == "session_key")
+        .map(|(_, v)| v.to_string());
+    let key = q
+        .iter()
+        .find(|(k, _)| k == "api_key")
+        .map(|(_, v)| v.clone())
+        .or_else(|| header_value(&headers, "x-api-key"))
+        .or(cookie)
+        .or_else(|| authorization(&headers, "bearer"));
+    let Some(key) = key else {
+        return error(StatusCode::UNAUTHORIZED, "no credential to reflect");
+    };
+    let enc = url_encode(&key);
+    let mut r = (StatusCode::FOUND, Json(json!({"redirect": "elsewhere"}))).into_response();
+    for (name, value) in [
+        (
+            header::LOCATION,
+            format!("http://elsewhere.example/cb?api_key={enc}&next=1"),
+        ),
+        (header::CONTENT_LOCATION, format!("/reflect/self?key={enc}")),
+        (
+            header::LINK,
+            format!("<http://elsewhere.example/p?key={enc}>; rel=\"next\""),
+        ),
+        (
+            header::REFRESH,
+            format!("0; url=http://elsewhere.example/?key={key}"),
+        ),
+    ] {
+        if let Ok(v) = value.parse() {
+            r.headers_mut().append(name, v);
+        }
+    }
+    r
+}
+
 async fn debug_requests(State(app): State<App>) -> Response {
     Json(app.store().requests.iter().cloned().collect::<Vec<_>>()).into_response()
 }
@@ -519,6 +590,8 @@ fn router(app: App) -> Router {
         .route("/flaky", get(flaky))
         .route("/large", get(large))
         .route("/echo", axum::routing::post(echo))
+        .route("/anything/{*rest}", axum::routing::any(anything))
+        .route("/reflect/{*rest}", get(reflect))
         .route("/_debug/reject-token", axum::routing::post(reject_token))
         .route("/_debug/requests", get(debug_requests).delete(debug_clear))
         .route("/docs/{*path}", get(serve_doc))

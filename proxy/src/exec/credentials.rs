@@ -16,6 +16,7 @@ use open_cli_config::ntc::{AuthRequirement, Tool};
 
 use super::oauth::{Issued, TokenCache, TokenRequest};
 use super::secrets::SecretStore;
+use super::shadow::Shadow;
 
 /// What to add to the upstream request. Its `Debug` shows names, never values.
 #[derive(Default, Clone)]
@@ -35,6 +36,12 @@ pub struct Applied {
     /// Every secret used is `literal` or `env` (or none is used), so the result cannot change
     /// while the snapshot lives and may be reused for every call of the tool.
     pub fixed: bool,
+    /// The secret values injected (the API key, the bearer token, the basic credentials
+    /// encoded and not), for [`Applied::shadow`].
+    pub secrets: Vec<String>,
+    /// The injected names and secrets in the form the shadowing and reflection checks use
+    /// (built once per resolution, like `wire`).
+    pub shadow: Shadow,
 }
 
 impl std::fmt::Debug for Applied {
@@ -122,6 +129,7 @@ impl Credentials {
     pub async fn resolve(&self, config: &Config, tool: &Tool) -> Result<Applied, Unresolved> {
         let mut applied = self.resolve_values(config, tool).await?;
         applied.wire = wire(&applied).map_err(|e| Unresolved { reasons: vec![e] })?;
+        applied.shadow = shadow(&applied);
         Ok(applied)
     }
 
@@ -189,6 +197,7 @@ impl Credentials {
             match req.kind.as_str() {
                 "apiKey" => {
                     let value = self.secrets.value(config, &key).await?.to_string();
+                    out.secrets.push(value.clone());
                     let name = req
                         .param_name
                         .as_deref()
@@ -220,9 +229,12 @@ impl Credentials {
                                 ));
                             }
                             let b64 = base64::engine::general_purpose::STANDARD.encode(&*value);
+                            out.secrets.push(value.to_string());
+                            out.secrets.push(b64.clone());
                             out.set_header("authorization", format!("Basic {b64}"))?;
                         }
                         Some("bearer") => {
+                            out.secrets.push(value.to_string());
                             out.set_header("authorization", format!("Bearer {value}"))?
                         }
                         other => {
@@ -235,6 +247,7 @@ impl Credentials {
                 }
                 "oauth2" | "openIdConnect" => {
                     let issued = self.oauth(config, &key, req).await?;
+                    out.secrets.push(issued.token.clone());
                     out.set_header("authorization", format!("Bearer {}", issued.token))?;
                     out.oauth.push(issued);
                 }
@@ -404,6 +417,16 @@ fn wire(a: &Applied) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, Strin
     Ok(out)
 }
 
+/// The shadowing and reflection checks' view of `a`: every injected name (header, query
+/// parameter, cookie) and every secret value.
+fn shadow(a: &Applied) -> Shadow {
+    let names = a.headers.iter().chain(&a.query).chain(&a.cookies);
+    Shadow::new(
+        names.map(|(n, _)| n.as_str()),
+        a.secrets.iter().map(String::as_str),
+    )
+}
+
 /// `<service>.<scheme>`, then `<scheme>`.
 fn secret_key(config: &Config, service: &str, scheme: &str) -> Result<String, String> {
     let specific = format!("{service}.{scheme}");
@@ -422,9 +445,11 @@ fn secret_key(config: &Config, service: &str, scheme: &str) -> Result<String, St
 pub(crate) mod tests {
     use super::*;
 
-    /// The wire form of hand-made credentials (for other modules' tests).
-    pub(crate) fn wire_of(a: &Applied) -> Vec<(http::HeaderName, http::HeaderValue)> {
-        wire(a).unwrap()
+    /// Hand-made credentials completed as a resolution completes them (wire form, shadow).
+    pub(crate) fn complete(mut a: Applied) -> Applied {
+        a.wire = wire(&a).unwrap();
+        a.shadow = shadow(&a);
+        a
     }
 
     #[test]

@@ -23,6 +23,7 @@ use open_cli_config::model::Upstream;
 use open_cli_config::ntc::Tool;
 
 use super::credentials::Applied;
+use super::shadow;
 use crate::fetch::error_chain;
 
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -144,8 +145,17 @@ pub fn prepare(
                     "query" => {
                         q.append_pair(&param.original_name, v);
                     }
-                    "header" => headers.push((param.original_name.to_ascii_lowercase(), v.clone())),
-                    "cookie" => cookies.push((param.original_name.clone(), v.clone())),
+                    "header" => {
+                        check_field(param, v)?;
+                        headers.push((param.original_name.to_ascii_lowercase(), v.clone()));
+                    }
+                    "cookie" => {
+                        check_field(param, v)?;
+                        cookies.push((
+                            param.original_name.clone(),
+                            shadow::encode_cookie_value(v).into_owned(),
+                        ));
+                    }
                     other => return Err(format!("parameter location `{other}` is not supported")),
                 }
             }
@@ -175,6 +185,27 @@ pub fn prepare(
         body,
         content_type,
     })
+}
+
+/// A header or cookie flag's name and value are fit to send: the name an HTTP token (for a
+/// cookie also without `=`, `;`, `,`: a token has none of them), the value without control
+/// characters (CR, LF, NUL, other C0, DEL) that could end the field or the request head.
+/// (Cookie values are also percent-encoded: [`shadow::encode_cookie_value`].)
+fn check_field(param: &open_cli_config::ntc::Parameter, value: &str) -> Result<(), String> {
+    let name = &param.original_name;
+    if name.is_empty() || !name.bytes().all(shadow::token_char) {
+        return Err(format!(
+            "flag `{}`: `{name}` is not a valid {} name (letters, digits and !#$%&'*+-.^_`|~ only)",
+            param.name, param.location
+        ));
+    }
+    if let Some(b) = value.bytes().find(|b| shadow::is_control(*b)) {
+        return Err(format!(
+            "flag `{}`: the {} value contains the control character 0x{b:02X}; control characters (CR, LF, NUL, other C0 and DEL) are not allowed",
+            param.name, param.location
+        ));
+    }
+    Ok(())
 }
 
 /// What came back.
@@ -279,6 +310,12 @@ async fn send(
     request_id: &str,
 ) -> Result<reqwest::Response, reqwest::Error> {
     let mut url = p.url.clone();
+    // The flags named like an injected credential go before the credentials are added, in
+    // any location (query, header, cookie), as on the pass-through (`shadow`).
+    if let Some(q) = url.query() {
+        let kept = creds.shadow.strip_query(q).map(|k| k.into_owned());
+        url.set_query(kept.as_deref());
+    }
     if !creds.query.is_empty() {
         let mut q = url.query_pairs_mut();
         for (k, v) in &creds.query {
@@ -286,15 +323,23 @@ async fn send(
         }
     }
     let mut req = client.request(p.method.clone(), url);
-    for (k, v) in p.headers.iter().chain(&creds.headers) {
+    // One `Cookie` field: a `Cookie` header flag's cookies, the cookie flags, the credentials.
+    let mut cookies: Vec<String> = Vec::new();
+    for (k, v) in &p.headers {
+        if k == "cookie" {
+            cookies.extend(creds.shadow.strip_cookies(v).map(|c| c.into_owned()));
+        } else if !creds.shadow.shadows_header(k.as_bytes()) {
+            req = req.header(k.as_str(), v.as_str());
+        }
+    }
+    for (k, v) in &creds.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let cookies: Vec<String> = p
+    let flags = p
         .cookies
         .iter()
-        .chain(&creds.cookies)
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+        .filter(|(k, _)| !creds.shadow.shadows_cookie(k.as_bytes()));
+    cookies.extend(flags.chain(&creds.cookies).map(|(k, v)| format!("{k}={v}")));
     // (`creds.wire` is not used here: the tool's own cookie parameters share one header
     // with the credential cookies.)
     if !cookies.is_empty() {

@@ -7,6 +7,8 @@
 //!
 //! - [`index`]: per-tool facts and the pass-through route table, computed once per snapshot;
 //! - [`credentials`], [`secrets`], [`oauth`]: upstream credentials;
+//! - [`shadow`]: caller fields named like an injected credential are removed, and injected
+//!   secrets are redacted from the redirect and link fields of answers (both channels);
 //! - [`http`]: the envelope call (`execute`) over one shared HTTP client per upstream profile,
 //!   with bounded retries;
 //! - [`execute`]: the `/v1/tools/execute` handler.
@@ -17,6 +19,7 @@ pub mod http;
 pub mod index;
 pub mod oauth;
 pub mod secrets;
+pub mod shadow;
 
 use open_cli_config::ntc::Tool;
 use open_cli_config::wire::codes;
