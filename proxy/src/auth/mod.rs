@@ -441,9 +441,10 @@ impl Authenticator {
         let mut v = Validation::new(header.alg);
         v.set_issuer(&[issuer]);
         v.set_audience(&[&self.audience]);
-        v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        v.leeway = leeway;
-        v.validate_nbf = true;
+        // Time claims are read by `check_times` alone (one reading for exp, nbf and iat).
+        v.set_required_spec_claims(&["iss", "aud"]);
+        v.validate_exp = false;
+        v.validate_nbf = false;
         let data = jsonwebtoken::decode::<Value>(token, &key.key, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             AuthError::Invalid(
@@ -487,7 +488,7 @@ pub fn numeric_date(claims: &Value, name: &str) -> Result<Option<f64>, AuthError
 
 /// The time claims of a verified JWT, with the same reading for all three: `exp` required
 /// and not past, `nbf` not beyond `now + leeway`, `iat` not in the future beyond the leeway
-/// (jsonwebtoken checks `exp`/`nbf` too, but rounds fractions and ignores `iat`). Returns
+/// (jsonwebtoken's own checks are off: it rounds fractions and ignores `iat`). Returns
 /// `exp` in whole seconds (rounded down), for the verified-token caches.
 fn check_times(claims: &Value, now: u64, leeway: u64) -> Result<u64, AuthError> {
     let (now, leeway) = (now as f64, leeway as f64);
