@@ -548,3 +548,40 @@ fn execute_requests_are_strict_and_send_numbers_exactly() {
         assert_eq!(seen["query"], format!("limit={sent}"), "{number}");
     }
 }
+
+/// MCP arguments are re-encoded as JSON for the server: a number that would change on the
+/// way (beyond 64-bit integers, more digits than a double holds) is refused, naming it.
+#[test]
+fn mcp_arguments_that_cannot_be_sent_exactly_are_refused() {
+    use base64::Engine;
+    let (node, args) = open_cli_product_tests::McpEverything::stdio_command();
+    let fx = Fixture::new();
+    let cfg = fx.write_json(
+        ".cli.json",
+        &json!({"cli": "1.0.0", "mode": {"default": "discover"}, "sources": {"everything": {"type": "mcp",
+            "transport": {"type": "stdio", "command": node, "args": args}}}}),
+    );
+    let rt = Runtime::start(&cfg);
+    let sum = |args: &str| {
+        let body = base64::engine::general_purpose::STANDARD.encode(args);
+        let resp = rt.post(
+            "/v1/tools/execute",
+            &json!({"toolId": "everything:get-sum", "body": body}).to_string(),
+        );
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().unwrap())
+    };
+    let (s, v) = sum(r#"{"a": 123456789012345678901234567890, "b": 1}"#);
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_request");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("the number at `/a` cannot be sent exactly"),
+        "{msg}"
+    );
+    let (s, v) = sum(r#"{"a": 0.30000000000000000000001, "b": 1}"#);
+    assert_eq!(s, 400, "{v}");
+    // Exactly representable numbers go through.
+    let (s, v) = sum(r#"{"a": 9007199254740993, "b": 1e2}"#);
+    assert_eq!(s, 200, "{v}");
+}
