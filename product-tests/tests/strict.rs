@@ -480,6 +480,7 @@ fn with_auth_off_refresh_is_one_at_a_time_and_rate_limited() {
     };
 
     // One refresh held at the document server; a second one meanwhile is refused at once.
+    let started = Instant::now();
     let release = docs.hold();
     std::thread::scope(|s| {
         let first = s.spawn(|| refresh(30).unwrap());
@@ -495,11 +496,21 @@ fn with_auth_off_refresh_is_one_at_a_time_and_rate_limited() {
         assert_eq!(first.join().unwrap().status(), 200);
     });
 
-    // Beyond the rate (bursts of 2, one per second): 429 with Retry-After.
-    let throttled = (0..6)
+    // Beyond the rate (bursts of 2, one per second): 429 with Retry-After. Back-to-back
+    // refreshes (each takes a fraction of a second) soon find the bucket empty.
+    let mut admitted = 1; // the first one above
+    let throttled = (0..20)
         .map(|_| refresh(30).unwrap())
-        .find(|r| r.status() == 429)
+        .find(|r| {
+            admitted += u64::from(r.status() == 200);
+            r.status() == 429
+        })
         .expect("a refresh beyond the rate is refused");
+    let bound = 2 + started.elapsed().as_secs_f64().ceil() as u64;
+    assert!(
+        admitted <= bound,
+        "{admitted} refreshes admitted (bound {bound})"
+    );
     let retry: u64 = throttled.headers()["retry-after"]
         .to_str()
         .unwrap()
