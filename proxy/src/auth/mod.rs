@@ -2,9 +2,9 @@
 //!
 //! Profile `oidc_jwks`: the bearer token is a JWT signed by the configured issuer. Checks, in
 //! order: a well-formed `Bearer` header; a header whose `alg` is asymmetric (`none` and HMAC
-//! are refused before any key lookup); `typ` `at+jwt` or `JWT` when present; a key for the
-//! token's `kid` whose own algorithm matches (see [`jwks`]); no `crit` and no `b64` header
-//! parameter (RFC 7515 §4.1.11: we implement no extension, so any critical one is refused); the
+//! are refused before any key lookup); `typ` `at+jwt` or `JWT` when present; no `crit` and no
+//! `b64` header parameter (RFC 7515 §4.1.11: we implement no extension, so any critical one is
+//! refused); a key for the token's `kid` whose own algorithm matches (see [`jwks`]); the
 //! signature; `iss` exactly the issuer; `aud` containing the audience; `exp` required; `exp`,
 //! `nbf` and `iat` JSON numbers when present (RFC 7519 NumericDate, fractions allowed);
 //! `nbf`/`iat` within the leeway.

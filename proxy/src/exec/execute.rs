@@ -106,13 +106,10 @@ pub fn decode(body: &[u8]) -> Result<ExecuteRequest, ApiError> {
     use serde_json::value::RawValue;
     use std::collections::BTreeMap;
     let bad = |m: String| ApiError::new(400, codes::INVALID_REQUEST, m);
-    let mut req: ExecuteRequest =
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid execute request: {e}")))?;
-    // It decoded, so it is a UTF-8 JSON object.
-    let text =
-        std::str::from_utf8(body).map_err(|e| bad(format!("invalid execute request: {e}")))?;
-    let top: BTreeMap<String, &RawValue> =
-        serde_json::from_str(text).map_err(|e| bad(format!("invalid execute request: {e}")))?;
+    let invalid = |e: &dyn std::fmt::Display| bad(format!("invalid execute request: {e}"));
+    let text = std::str::from_utf8(body).map_err(|e| invalid(&e))?;
+    // Keys first, so a misspelt required key (`toolID`) is named too.
+    let top: BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(|e| invalid(&e))?;
     if let Some(key) = top.keys().find(|k| !REQUEST_KEYS.contains(&k.as_str())) {
         let hint = (key.len() <= 64)
             .then(|| open_cli_config::diag::did_you_mean(key, &REQUEST_KEYS))
@@ -125,6 +122,7 @@ pub fn decode(body: &[u8]) -> Result<ExecuteRequest, ApiError> {
             REQUEST_KEYS.join(", ")
         )));
     }
+    let mut req: ExecuteRequest = serde_json::from_str(text).map_err(|e| invalid(&e))?;
     if let Some(flags) = top.get("flags") {
         let flags: BTreeMap<String, &RawValue> = serde_json::from_str(flags.get())
             .map_err(|e| bad(format!("invalid execute request: `flags`: {e}")))?;
@@ -608,6 +606,13 @@ mod tests {
         assert_eq!(r.flags["s"], "1");
         assert_eq!(r.flags["b"], false);
         assert!(decode(br#"{"toolId": 5}"#).is_err());
+        let e = decode(br#"{"toolID": "a:b"}"#).unwrap_err();
+        assert!(
+            e.message.contains("(did you mean `toolId`?)"),
+            "{}",
+            e.message
+        );
+        assert!(decode(b"[1]").is_err() && decode(b"\xff").is_err());
     }
 
     #[test]
