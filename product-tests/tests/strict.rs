@@ -541,6 +541,13 @@ fn execute_requests_are_strict_and_send_numbers_exactly() {
         "{msg}"
     );
     assert_eq!(api.requests_for("/items").len(), before, "nothing was sent");
+    let (s, v) = execute(json!({"toolId": "demo:listItems", "flags": {"limt": 1}}));
+    assert_eq!(s, 400, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("no flag `limt` (did you mean `limit`?)"),
+        "{msg}"
+    );
 
     // Numbers reach the upstream exactly as given (raw JSON: serde_json's Value would round).
     for (number, sent) in [

@@ -516,8 +516,13 @@ fn match_flags<'t>(
             .find(|p| p.name == *key || p.original_name == *key)
             .ok_or_else(|| {
                 let known: Vec<&str> = tool.flags.iter().map(|p| p.name.as_str()).collect();
+                let hint = (key.len() <= 64)
+                    .then(|| open_cli_config::diag::did_you_mean(key, &known))
+                    .flatten()
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
                 format!(
-                    "tool `{}` has no flag `{key}`{}",
+                    "tool `{}` has no flag `{key}`{hint}{}",
                     tool.id,
                     if known.is_empty() {
                         " (it takes no flags)".to_string()
