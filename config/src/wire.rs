@@ -91,6 +91,12 @@ pub mod codes {
     pub const RESPONSE_TOO_LARGE: &str = "response_too_large";
     /// Pass-through: method and path match no operation of the service.
     pub const NO_MATCHING_OPERATION: &str = "no_matching_operation";
+    /// Token introspection for unknown tokens is over its rate; retry after `Retry-After`.
+    pub const INTROSPECTION_THROTTLED: &str = "introspection_throttled";
+    /// With runtime auth off: a refresh is already running.
+    pub const REFRESH_IN_PROGRESS: &str = "refresh_in_progress";
+    /// With runtime auth off: refreshes are over their rate; retry after `Retry-After`.
+    pub const REFRESH_THROTTLED: &str = "refresh_throttled";
 }
 
 /// `{"error": {...}}`: every error the runtime answers itself has this shape.

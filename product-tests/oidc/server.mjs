@@ -1,6 +1,7 @@
 // A real OpenID provider (panva/oidc-provider 9) for the runtime-auth product tests.
 // Client credentials issue RFC 9068 JWT access tokens (typ at+jwt) for AUDIENCE by default;
-// resource=<x>:opaque gives an opaque, introspectable token instead.
+// resource=<x>:opaque gives an opaque, introspectable token instead. GET /test/introspections
+// counts the introspection requests received.
 // Env: PORT, ISSUER (default http://127.0.0.1:PORT), AUDIENCE, SCOPES (space-separated, granted
 // to the agent client), AT_TTL (seconds), AT_ALG (RS256, ES256, …), JWKS_FILE (private JWKS).
 import Provider from 'oidc-provider';
@@ -42,6 +43,17 @@ const provider = new Provider(ISSUER, {
   ttl: { ClientCredentials: TTL, AccessToken: TTL },
 });
 provider.proxy = true;
+// Counts introspection requests, for the tests that bound how often the runtime asks:
+// GET /test/introspections → {"count": N}.
+let introspections = 0;
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/test/introspections') {
+    ctx.body = { count: introspections };
+    return;
+  }
+  if (ctx.path === '/token/introspection') introspections += 1;
+  await next();
+});
 provider.listen(PORT, '127.0.0.1', () => {
   console.log(`listening on ${ISSUER}`);
 });

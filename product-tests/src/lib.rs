@@ -900,6 +900,39 @@ pub fn rsa_jwks(dir: &Path, kid: &str) -> PathBuf {
     file
 }
 
+/// [`rsa_jwks`] plus the key to sign with: tests that craft their own tokens (any header,
+/// any claims) start the provider with the JWKS file, so the runtime trusts their signatures.
+pub fn rsa_signing_key(dir: &Path, kid: &str) -> (PathBuf, jsonwebtoken::EncodingKey) {
+    let file = dir.join(format!("{kid}.jwks.json"));
+    let der = dir.join(format!("{kid}.pkcs1.der"));
+    let script = format!(
+        r#"const c=require("crypto");const p=c.generateKeyPairSync("rsa",{{modulusLength:2048}}).privateKey;const fs=require("fs");fs.writeFileSync(process.argv[1],JSON.stringify({{keys:[{{...p.export({{format:"jwk"}}),kid:"{kid}",use:"sig",alg:"RS256"}}]}}));fs.writeFileSync(process.argv[2],p.export({{type:"pkcs1",format:"der"}}))"#
+    );
+    let status = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(&file)
+        .arg(&der)
+        .status()
+        .expect("node");
+    assert!(status.success(), "key generation failed");
+    let key = jsonwebtoken::EncodingKey::from_rsa_der(&std::fs::read(&der).expect("key file"));
+    (file, key)
+}
+
+impl Oidc {
+    /// How many introspection requests the provider has received.
+    pub fn introspections(&self) -> u64 {
+        http()
+            .get(format!("{}/test/introspections", self.issuer))
+            .send()
+            .and_then(|r| r.json::<Value>())
+            .expect("introspection count")["count"]
+            .as_u64()
+            .expect("count")
+    }
+}
+
 /// `open-cli-toolbox validate --config FILE` expected to fail with exit 1; returns stderr.
 pub fn validate_fails(config: &Path) -> String {
     let out = run(

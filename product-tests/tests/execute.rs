@@ -733,7 +733,7 @@ fn secured(api: &TestApi, oidc: &Oidc, extra: Value) -> (Fixture, Runtime) {
 #[test]
 fn pass_through_governs_injects_and_audits_like_execute() {
     let oidc = Oidc::start(
-        "bundle:demo tool:demo:authApiKeyHeader tool:demo:listItems",
+        "bundle:demo tool:demo:authApiKeyHeader tool:demo:listItems audit:read",
         &[],
     );
     let api = TestApi::start();
@@ -847,7 +847,9 @@ fn pass_through_governs_injects_and_audits_like_execute() {
             .iter()
             .all(|r| r["method"] != "POST")
     );
-    let events = audit(&rt, Some(&wide));
+    // Every principal's events (and anonymous refusals) need `audit:read`.
+    let auditor = oidc.token("audit:read", None);
+    let events = audit(&rt, Some(&auditor));
     let pass: Vec<&Value> = events
         .iter()
         .filter(|e| e["channel"] == "passthrough")

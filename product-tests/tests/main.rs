@@ -33,6 +33,8 @@ mod prism;
 mod scopes;
 /// Remote descriptions, external `$ref`s, the HTTP document cache, refresh and SIGHUP.
 mod sources;
+/// Issue 15 items 8-10: strict tokens, scopes for the audit log and refresh, strict execute.
+mod strict;
 /// `open-cli <service> [<group>] <command>`: help, typed flags, dry-run, execution, exit codes.
 mod tool_commands;
 /// Issue 15 items 4–6: one path rule on both channels, identity headers, framing, pipelining.

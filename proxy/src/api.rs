@@ -195,7 +195,7 @@ pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &s
     };
     let result = match handler {
         Handler::Sync(f) => f(state, req, &caller),
-        Handler::Refresh => refresh(state, req).await,
+        Handler::Refresh => refresh(state, req, &caller, request_id).await,
         Handler::Execute => crate::exec::execute::handle(state, req.body, &caller, request_id)
             .await
             .map(|env| Reply {
@@ -350,13 +350,22 @@ pub async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Cal
     };
     match auth.authenticate(req.authorization).await {
         Ok(p) => Ok(Caller { principal: Some(p) }),
+        Err(crate::auth::AuthError::Throttled(secs)) => {
+            let e = crate::auth::AuthError::Throttled(secs);
+            let mut reply = Reply::error(
+                &ApiError::new(503, codes::INTROSPECTION_THROTTLED, e.describe()),
+                "",
+            );
+            reply.headers.push(("retry-after", secs.to_string()));
+            Err(reply)
+        }
         Err(e) => {
             let challenge = match &e {
-                crate::auth::AuthError::Missing => "Bearer realm=\"open-cli\"".to_string(),
                 crate::auth::AuthError::Invalid(why) => format!(
                     "Bearer realm=\"open-cli\", error=\"invalid_token\", error_description=\"{}\"",
-                    why.replace('"', "'")
+                    error_description(why)
                 ),
+                _ => "Bearer realm=\"open-cli\"".to_string(),
             };
             let mut reply = Reply::error(
                 &ApiError::new(
@@ -370,6 +379,24 @@ pub async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Cal
             Err(reply)
         }
     }
+}
+
+/// Most characters of an `error_description`.
+const DESCRIPTION_MAX: usize = 200;
+
+/// A reason as an RFC 6750 `error_description`: only `%x20-21 / %x23-5B / %x5D-7E` (`"` becomes
+/// `'`, any other character `?`), at most [`DESCRIPTION_MAX`] characters. Token-chosen text
+/// in reasons is already escaped and bounded (`auth::shown`); this keeps the header valid
+/// whatever a reason holds, so a refusal is always the 401 the audit records.
+fn error_description(why: &str) -> String {
+    why.chars()
+        .take(DESCRIPTION_MAX)
+        .map(|c| match c {
+            '"' => '\'',
+            ' '..='~' if c != '\\' => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 fn healthz(_: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<Reply, ApiError> {
@@ -487,8 +514,88 @@ fn catalog_effective(
     Ok(reply)
 }
 
+/// The scope a token needs for `GET|POST /v1/refresh` when runtime auth is on.
+pub const REFRESH_SCOPE: &str = "runtime:refresh";
+/// The scope that lets `GET /v1/audit/events` return every principal's events.
+pub const AUDIT_READ_SCOPE: &str = "audit:read";
+
+/// A token's scope grant, or 403 `authz_denied` (with `error="insufficient_scope"`).
+fn require_scope(caller: &Caller, scope: &str, what: &str) -> Result<(), ApiError> {
+    match &caller.principal {
+        Some(p) if !p.scopes.iter().any(|s| s == scope) => Err(ApiError::new(
+            403,
+            codes::AUTHZ_DENIED,
+            format!("{what} needs a token with scope `{scope}` (insufficient_scope)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// With runtime auth off, anyone can call `/v1/refresh`: one such refresh at a time, at most
+/// [`REFRESH_BURST`] at once and one per second on average (per runtime process).
+static OPEN_REFRESH_BUSY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+const REFRESH_BURST: u32 = 2;
+static OPEN_REFRESH_RATE: std::sync::LazyLock<crate::limit::TokenBucket> =
+    std::sync::LazyLock::new(|| crate::limit::TokenBucket::new(1.0, REFRESH_BURST));
+
+/// Clears [`OPEN_REFRESH_BUSY`] when the refresh ends (or its caller goes away).
+struct OpenRefresh;
+
+impl Drop for OpenRefresh {
+    fn drop(&mut self) {
+        OPEN_REFRESH_BUSY.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Admit an unauthenticated refresh: 409 `refresh_in_progress` while one runs, 429
+/// `refresh_throttled` (with `Retry-After`) beyond the rate.
+fn admit_open_refresh(state: &RuntimeState) -> Result<OpenRefresh, Reply> {
+    use std::sync::atomic::Ordering;
+    let busy = || {
+        Reply::error(
+            &ApiError::new(
+                409,
+                codes::REFRESH_IN_PROGRESS,
+                "a catalog refresh is already running; retry when it has finished",
+            ),
+            "",
+        )
+    };
+    if OPEN_REFRESH_BUSY
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(busy());
+    }
+    let guard = OpenRefresh;
+    // A rebuild still running without a waiting caller (or a SIGHUP rebuild) counts too.
+    if state.rebuild_lock.try_lock().is_err() {
+        return Err(busy());
+    }
+    OPEN_REFRESH_RATE.take().map_err(|wait| {
+        let secs = crate::limit::retry_after_secs(wait);
+        let mut r = Reply::error(
+            &ApiError::new(
+                429,
+                codes::REFRESH_THROTTLED,
+                format!("too many catalog refreshes; retry in {secs} s"),
+            ),
+            "",
+        );
+        r.headers.push(("retry-after", secs.to_string()));
+        r
+    })?;
+    Ok(guard)
+}
+
 /// Rebuild the catalog now (forcing revalidation of cached documents) and swap it in.
-async fn refresh(state: &Arc<RuntimeState>, req: &Request<'_>) -> Result<Reply, ApiError> {
+async fn refresh(
+    state: &Arc<RuntimeState>,
+    req: &Request<'_>,
+    caller: &Caller,
+    request_id: &str,
+) -> Result<Reply, ApiError> {
+    require_scope(caller, REFRESH_SCOPE, "`/v1/refresh`")?;
     let q = Query::parse(req.query)?;
     check_binding(state, q.get("config"))?;
     if !req.body.is_empty() {
@@ -506,6 +613,13 @@ async fn refresh(state: &Arc<RuntimeState>, req: &Request<'_>) -> Result<Reply, 
         })?;
         check_binding(state, body.config_path.as_deref())?;
     }
+    let _open = match &caller.principal {
+        None => match admit_open_refresh(state) {
+            Ok(guard) => Some(guard),
+            Err(reply) => return Ok(reply.with_request_id(request_id)),
+        },
+        Some(_) => None,
+    };
     match crate::refresh::rebuild(Arc::clone(state), crate::refresh::Trigger::Api).await {
         Ok(report) => Ok(Reply::json(200, &report)),
         Err(e) => Err(ApiError::new(
@@ -547,8 +661,13 @@ fn browser_config(state: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<R
 }
 
 /// `GET /v1/audit/events`: every event, oldest first (`?limit=N`: the newest N;
-/// `?toolId=` / `?eventType=`: only those). Requires a token when runtime auth is on.
-fn audit_events(state: &RuntimeState, req: &Request<'_>, _: &Caller) -> Result<Reply, ApiError> {
+/// `?toolId=` / `?eventType=`: only those). Requires a token when runtime auth is on; a token
+/// without scope `audit:read` sees only its own principal's events.
+fn audit_events(
+    state: &RuntimeState,
+    req: &Request<'_>,
+    caller: &Caller,
+) -> Result<Reply, ApiError> {
     let q = Query::parse(req.query)?;
     check_binding(state, q.get("config"))?;
     let limit = match q.get("limit") {
@@ -565,6 +684,11 @@ fn audit_events(state: &RuntimeState, req: &Request<'_>, _: &Caller) -> Result<R
         .audit
         .read_all()
         .map_err(|e| ApiError::new(500, codes::INTERNAL, e))?;
+    if let Some(p) = &caller.principal
+        && !p.scopes.iter().any(|s| s == AUDIT_READ_SCOPE)
+    {
+        events.retain(|e| e.get("principal").and_then(|v| v.as_str()) == Some(&p.subject));
+    }
     for (key, field) in [("toolId", "toolId"), ("eventType", "eventType")] {
         if let Some(want) = q.get(key) {
             events.retain(|e| e.get(field).and_then(|v| v.as_str()) == Some(want));

@@ -38,6 +38,7 @@ pub mod fetch;
 pub mod gateway;
 pub mod hash;
 pub mod instance;
+pub mod limit;
 pub mod listen;
 pub mod mcp;
 pub mod passthrough;

@@ -9,6 +9,13 @@
 //! the provider is refused at most one cache period later. Negative answers are kept
 //! [`NEGATIVE_TTL`]. Concurrent requests with the same token share one introspection call.
 //! Tokens are cached under their SHA-256, never in the clear.
+//!
+//! **Unknown tokens are throttled**: a token without a positive answer on record (in the
+//! cache, even a lapsed one) costs a provider call, so those calls share one token bucket per
+//! runtime, [`UNKNOWN_RATE`] per second with bursts of [`UNKNOWN_BURST`]. Beyond it the
+//! request is answered 503 `introspection_throttled` with `Retry-After`, not 401: the token
+//! was not found bad, it was not checked. Known tokens are re-checked without limit, so a
+//! flood of random tokens cannot lock out callers the provider already vouched for.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +30,10 @@ use crate::fetch::cache::now_secs;
 use crate::fetch::error_chain;
 
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
+/// Provider calls per second for tokens without a positive answer on record.
+pub const UNKNOWN_RATE: f64 = 20.0;
+/// Burst of such calls.
+pub const UNKNOWN_BURST: u32 = 40;
 const MAX_ENTRIES: usize = 10_000;
 
 type Answer = Result<Arc<Principal>, AuthError>;
@@ -46,6 +57,8 @@ pub struct Introspector {
     pub scope_claim: Option<String>,
     cache: std::sync::Mutex<HashMap<[u8; 32], Entry>>,
     inflight: std::sync::Mutex<HashMap<[u8; 32], Arc<OnceCell<Answer>>>>,
+    /// Provider calls for unknown tokens.
+    unknown: crate::limit::TokenBucket,
 }
 
 impl Introspector {
@@ -73,6 +86,7 @@ impl Introspector {
             scope_claim,
             cache: std::sync::Mutex::new(HashMap::new()),
             inflight: std::sync::Mutex::new(HashMap::new()),
+            unknown: crate::limit::TokenBucket::new(UNKNOWN_RATE, UNKNOWN_BURST),
         }
     }
 
@@ -101,14 +115,29 @@ impl Introspector {
             .map(|e| e.answer.clone())
     }
 
+    /// Whether the provider vouched for this token before (a positive answer, maybe lapsed).
+    fn known(&self, key: &[u8; 32]) -> bool {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(key).is_some_and(|e| e.answer.is_ok())
+    }
+
     async fn introspect(&self, token: &str) -> Answer {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if !self.known(&key)
+            && let Err(wait) = self.unknown.take()
+        {
+            // Not cached: the next request (after the wait) asks again.
+            return Err(AuthError::Throttled(crate::limit::retry_after_secs(wait)));
+        }
         let (answer, keep) = match self.call(token).await {
             Ok(claims) => match self.check(&claims) {
                 Ok(p) => {
-                    let exp_left = claims
-                        .get("exp")
-                        .and_then(Value::as_u64)
-                        .map(|exp| Duration::from_secs(exp.saturating_sub(now_secs())));
+                    let exp_left = super::numeric_date(&claims, "exp")
+                        .ok()
+                        .flatten()
+                        .map(|exp| {
+                            Duration::from_secs((exp.max(0.0) as u64).saturating_sub(now_secs()))
+                        });
                     let keep = exp_left.map_or(self.ttl, |left| left.min(self.ttl));
                     (Ok(p), keep)
                 }
@@ -126,7 +155,6 @@ impl Introspector {
                     cache.clear();
                 }
             }
-            let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
             cache.insert(
                 key,
                 Entry {
@@ -203,11 +231,8 @@ impl Introspector {
                 "the token was issued by another issuer".into(),
             ));
         }
-        if claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .is_some_and(|exp| exp <= now_secs())
-        {
+        // Same reading of `exp` as for JWTs: a number when present, never skipped.
+        if super::numeric_date(claims, "exp")?.is_some_and(|exp| exp <= now_secs() as f64) {
             return Err(AuthError::Invalid("the token has expired".into()));
         }
         principal(claims, self.scope_claim.as_deref()).map(Arc::new)

@@ -148,7 +148,7 @@ impl Jwks {
         }
         Err(format!(
             "no key with kid `{}` at the issuer",
-            kid.unwrap_or("(none)")
+            kid.map_or_else(|| "(none)".into(), super::shown)
         ))
     }
 

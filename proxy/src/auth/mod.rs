@@ -2,10 +2,14 @@
 //!
 //! Profile `oidc_jwks`: the bearer token is a JWT signed by the configured issuer. Checks, in
 //! order: a well-formed `Bearer` header; a header whose `alg` is asymmetric (`none` and HMAC
-//! are refused before any key lookup); `typ` `at+jwt` or `JWT` when present; a key for the
-//! token's `kid` whose own algorithm matches (see [`jwks`]); the signature; `iss` exactly the
-//! issuer; `aud` containing the audience; `exp` required; `nbf`/`iat` within the leeway.
-//! Messages name the failed check and never carry key material or the token.
+//! are refused before any key lookup); `typ` `at+jwt` or `JWT` when present; no `crit` and no
+//! `b64` header parameter (RFC 7515 §4.1.11: we implement no extension, so any critical one is
+//! refused); a key for the token's `kid` whose own algorithm matches (see [`jwks`]); the
+//! signature; `iss` exactly the issuer; `aud` containing the audience; `exp` required; `exp`,
+//! `nbf` and `iat` JSON numbers when present (RFC 7519 NumericDate, fractions allowed);
+//! `nbf`/`iat` within the leeway.
+//! Messages name the failed check and never carry key material or the token; text the token
+//! chose (`iss`, `kid`, `typ`) appears only through [`shown`]: bounded, printable ASCII.
 //!
 //! Authentication happens before any other work for the request (see `api::handle`).
 
@@ -36,6 +40,10 @@ pub struct Principal {
 pub enum AuthError {
     Missing,
     Invalid(String),
+    /// The token is unknown and the provider may not be asked now (see
+    /// [`introspect::Introspector`]): answered 503 `introspection_throttled` with
+    /// `Retry-After` (seconds).
+    Throttled(u64),
 }
 
 impl AuthError {
@@ -43,8 +51,39 @@ impl AuthError {
         match self {
             Self::Missing => "a bearer token is required".into(),
             Self::Invalid(why) => why.clone(),
+            Self::Throttled(secs) => format!(
+                "too many unknown tokens to check: token introspection is throttled; retry in {secs} s"
+            ),
         }
     }
+}
+
+/// Most characters of token-chosen text [`shown`] keeps.
+pub const SHOWN_MAX: usize = 64;
+
+/// Token-chosen text (an `iss`, a `kid`, a `typ`) as it may appear in a message or a
+/// `WWW-Authenticate` header: printable ASCII only, with every other byte, `"`, `\`, `` ` ``
+/// and `%` percent-encoded (so NUL, CR/LF and bidirectional overrides are never reflected),
+/// and at most [`SHOWN_MAX`] characters (then `...`).
+pub fn shown(text: &str) -> String {
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b'"')
+        .add(b'\\')
+        .add(b'`')
+        .add(b'%');
+    let mut out = String::new();
+    for piece in percent_encoding::utf8_percent_encode(text, ESCAPED) {
+        if out.len() + piece.len() > SHOWN_MAX {
+            // A piece is a run of kept (ASCII) characters or one `%XX` escape, never cut.
+            if !piece.starts_with('%') {
+                out.push_str(piece.get(..SHOWN_MAX - out.len()).unwrap_or_default());
+            }
+            out.push_str("...");
+            return out;
+        }
+        out.push_str(piece);
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -324,9 +363,9 @@ impl Authenticator {
                     .enumerate()
                     .find(|(_, (i, _))| i.trim_end_matches('/') == claimed.trim_end_matches('/'))
                     .ok_or_else(|| {
-                        let shown: String = claimed.chars().take(100).collect();
                         AuthError::Invalid(format!(
-                            "the token was issued by `{shown}`, which is not a trusted issuer"
+                            "the token was issued by `{}`, which is not a trusted issuer",
+                            shown(&claimed)
                         ))
                     })?;
                 let generation = jwks.generation();
@@ -378,9 +417,22 @@ impl Authenticator {
             let t = typ.to_ascii_lowercase();
             if !matches!(t.as_str(), "at+jwt" | "application/at+jwt" | "jwt") {
                 return Err(AuthError::Invalid(format!(
-                    "token type `{typ}` is not an access token"
+                    "token type `{}` is not an access token",
+                    shown(typ)
                 )));
             }
+        }
+        // RFC 7515 §4.1.11: a `crit` extension we do not implement (we implement none) must
+        // be refused; `b64` (RFC 7797, unencoded payload) changes what the signature covers.
+        if header.crit.is_some() {
+            return Err(AuthError::Invalid(
+                "the token names critical header extensions (crit), which are not supported".into(),
+            ));
+        }
+        if header.extras.inner().contains_key("b64") {
+            return Err(AuthError::Invalid(
+                "the token's `b64` header parameter (unencoded payload) is not supported".into(),
+            ));
         }
         let key = jwks
             .key(header.kid.as_deref(), header.alg)
@@ -389,9 +441,10 @@ impl Authenticator {
         let mut v = Validation::new(header.alg);
         v.set_issuer(&[issuer]);
         v.set_audience(&[&self.audience]);
-        v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        v.leeway = leeway;
-        v.validate_nbf = true;
+        // Time claims are read by `check_times` alone (one reading for exp, nbf and iat).
+        v.set_required_spec_claims(&["iss", "aud"]);
+        v.validate_exp = false;
+        v.validate_nbf = false;
         let data = jsonwebtoken::decode::<Value>(token, &key.key, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             AuthError::Invalid(
@@ -410,29 +463,52 @@ impl Authenticator {
                 .into(),
             )
         })?;
-        check_iat(&data.claims, leeway)?;
-        let exp = data
-            .claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .unwrap_or_default();
+        let exp = check_times(&data.claims, crate::fetch::cache::now_secs(), leeway)?;
         Ok((principal(&data.claims, scope_claim)?, exp))
     }
 }
 
-/// `iat` must not lie in the future beyond the leeway (jsonwebtoken does not check it).
-fn check_iat(claims: &Value, leeway: u64) -> Result<(), AuthError> {
-    {
-        if let Some(iat) = claims.get("iat").and_then(Value::as_u64) {
-            let now = crate::fetch::cache::now_secs();
-            if iat > now + leeway {
-                return Err(AuthError::Invalid(
-                    "the token was issued in the future (iat)".into(),
-                ));
-            }
-        }
-        Ok(())
+/// A time claim (`exp`, `nbf`, `iat`): `None` when absent, else an RFC 7519 NumericDate (a JSON
+/// number, fractions allowed); any other type is refused, never skipped.
+pub fn numeric_date(claims: &Value, name: &str) -> Result<Option<f64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .map(Some)
+            .ok_or_else(|| {
+                AuthError::Invalid(format!("the token's `{name}` claim is not a NumericDate"))
+            }),
+        Some(_) => Err(AuthError::Invalid(format!(
+            "the token's `{name}` claim is not a NumericDate (a number of seconds)"
+        ))),
     }
+}
+
+/// The time claims of a verified JWT, with the same reading for all three: `exp` required
+/// and not past, `nbf` not beyond `now + leeway`, `iat` not in the future beyond the leeway
+/// (jsonwebtoken's own checks are off: it rounds fractions and ignores `iat`). Returns
+/// `exp` in whole seconds (rounded down), for the verified-token caches.
+fn check_times(claims: &Value, now: u64, leeway: u64) -> Result<u64, AuthError> {
+    let (now, leeway) = (now as f64, leeway as f64);
+    let exp = numeric_date(claims, "exp")?.ok_or_else(|| {
+        AuthError::Invalid("the token lacks a required claim (exp, iss or aud)".into())
+    })?;
+    if exp <= now - leeway {
+        return Err(AuthError::Invalid("the token has expired".into()));
+    }
+    if numeric_date(claims, "nbf")?.is_some_and(|nbf| nbf > now + leeway) {
+        return Err(AuthError::Invalid(
+            "the token is not valid yet (nbf)".into(),
+        ));
+    }
+    if numeric_date(claims, "iat")?.is_some_and(|iat| iat > now + leeway) {
+        return Err(AuthError::Invalid(
+            "the token was issued in the future (iat)".into(),
+        ));
+    }
+    Ok(exp.max(0.0).floor() as u64)
 }
 
 /// The `iss` a JWT claims, read before verification only to pick the provider whose keys
@@ -479,6 +555,19 @@ fn token_text(token: &[u8]) -> Result<&str, AuthError> {
         })
 }
 
+/// The scope tokens of a `scope` string: separated by U+0020 only (RFC 6749 §3.3). A token
+/// with any character outside `scope-token` (`%x21 / %x23-5B / %x5D-7E`: other whitespace such
+/// as NBSP, tab or newline, controls, non-ASCII, `"`, `\`) is ignored: it grants nothing.
+fn scope_tokens(s: &str) -> impl Iterator<Item = &str> {
+    s.split(' ').filter(|t| is_scope_token(t))
+}
+
+fn is_scope_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+}
+
 /// Principal from `sub`, else `client_id`; scopes from the `scope` string and the `scp`
 /// array (or the configured claim instead).
 pub fn principal(claims: &Value, scope_claim: Option<&str>) -> Result<Principal, AuthError> {
@@ -494,10 +583,13 @@ pub fn principal(claims: &Value, scope_claim: Option<&str>) -> Result<Principal,
         .to_string();
     let mut scopes: Vec<String> = Vec::new();
     let mut take = |v: Option<&Value>| match v {
-        Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(str::to_string)),
-        Some(Value::Array(a)) => {
-            scopes.extend(a.iter().filter_map(Value::as_str).map(str::to_string))
-        }
+        Some(Value::String(s)) => scopes.extend(scope_tokens(s).map(str::to_string)),
+        Some(Value::Array(a)) => scopes.extend(
+            a.iter()
+                .filter_map(Value::as_str)
+                .filter(|s| is_scope_token(s))
+                .map(str::to_string),
+        ),
         _ => {}
     };
     match scope_claim {
@@ -583,6 +675,56 @@ mod tests {
                 "byte {i} from the end"
             );
         }
+    }
+
+    #[test]
+    fn token_chosen_text_is_escaped_and_bounded() {
+        assert_eq!(shown("https://idp.example"), "https://idp.example");
+        assert_eq!(shown("a\0b\r\nc\"d\\e`%"), "a%00b%0D%0Ac%22d%5Ce%60%25");
+        assert_eq!(shown("\u{202e}x"), "%E2%80%AEx");
+        let long = shown(&"k".repeat(300));
+        assert_eq!(long, format!("{}...", "k".repeat(SHOWN_MAX)));
+        // An escape is never cut in half.
+        let s = shown(&format!("{}\u{0}", "k".repeat(SHOWN_MAX - 1)));
+        assert_eq!(s, format!("{}...", "k".repeat(SHOWN_MAX - 1)));
+        assert!(shown(&"\u{202e}".repeat(100)).len() <= SHOWN_MAX + 3);
+    }
+
+    #[test]
+    fn scopes_are_split_on_the_space_character_only() {
+        let p = principal(
+            &json!({"sub": "a", "scope": "bundle:demo\u{a0}bundle:rec  tool:x\ttool:y profile:ok", "scp": ["bundle:z", "bundle:a b", "bundle:c\n"]}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.scopes, ["bundle:z", "profile:ok"]);
+    }
+
+    #[test]
+    fn time_claims_are_numeric_dates_read_one_way() {
+        let now = 1_000_000;
+        assert_eq!(check_times(&json!({"exp": now + 60}), now, 0), Ok(now + 60));
+        assert_eq!(
+            check_times(
+                &json!({"exp": (now + 60) as f64 + 0.5, "iat": now as f64 - 0.5}),
+                now,
+                0
+            ),
+            Ok(now + 60)
+        );
+        let why = |c: Value| match check_times(&c, now, 30) {
+            Err(AuthError::Invalid(m)) => m,
+            other => panic!("{c}: {other:?}"),
+        };
+        let exp = now + 600;
+        assert!(why(json!({"exp": exp, "iat": "0"})).contains("`iat` claim is not a NumericDate"));
+        assert!(why(json!({"exp": exp, "nbf": null})).contains("`nbf`"));
+        assert!(why(json!({"exp": exp.to_string()})).contains("`exp`"));
+        assert!(why(json!({})).contains("lacks a required claim"));
+        assert!(why(json!({"exp": exp, "iat": (now + 31) as f64 + 0.25})).contains("future (iat)"));
+        assert!(why(json!({"exp": exp, "nbf": now + 31})).contains("not valid yet"));
+        assert!(why(json!({"exp": now - 31})).contains("expired"));
+        assert!(check_times(&json!({"exp": exp, "iat": now + 30}), now, 30).is_ok());
     }
 
     #[test]

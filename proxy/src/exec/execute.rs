@@ -23,13 +23,7 @@ pub async fn handle(
     caller: &Caller,
     request_id: &str,
 ) -> Result<ExecuteResponse, ApiError> {
-    let req: ExecuteRequest = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            400,
-            codes::INVALID_REQUEST,
-            format!("invalid execute request: {e}"),
-        )
-    })?;
+    let req = decode(body)?;
     crate::api::check_binding(state, req.config_path.as_deref())?;
     let snapshot = state.snapshot();
     let i = snapshot.exec.tool_index(&req.tool_id).ok_or_else(|| {
@@ -90,6 +84,146 @@ pub async fn handle(
             Err(err)
         }
     }
+}
+
+/// The keys of an execute request (contract §2).
+const REQUEST_KEYS: [&str; 8] = [
+    "configPath",
+    "mode",
+    "agentProfile",
+    "toolId",
+    "pathArgs",
+    "flags",
+    "body",
+    "approval",
+];
+
+/// Decode an execute request strictly: an unknown key is refused (400 naming it, with the
+/// closest known key: a misspelt `agentprofile` must not silently drop a restriction), and a
+/// number given as a flag value is kept as the exact text the caller sent (serde_json would
+/// turn `123456789012345678901234567890` into `1.2345678901234568e29`).
+pub fn decode(body: &[u8]) -> Result<ExecuteRequest, ApiError> {
+    use serde_json::value::RawValue;
+    use std::collections::BTreeMap;
+    let bad = |m: String| ApiError::new(400, codes::INVALID_REQUEST, m);
+    let invalid = |e: &dyn std::fmt::Display| bad(format!("invalid execute request: {e}"));
+    let text = std::str::from_utf8(body).map_err(|e| invalid(&e))?;
+    // Keys first, so a misspelt required key (`toolID`) is named too.
+    let top: BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(|e| invalid(&e))?;
+    if let Some(key) = top.keys().find(|k| !REQUEST_KEYS.contains(&k.as_str())) {
+        let hint = (key.len() <= 64)
+            .then(|| open_cli_config::diag::did_you_mean(key, &REQUEST_KEYS))
+            .flatten()
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        return Err(bad(format!(
+            "invalid execute request: unknown key `{}`{hint}; allowed keys: {}",
+            crate::auth::shown(key),
+            REQUEST_KEYS.join(", ")
+        )));
+    }
+    let mut req: ExecuteRequest = serde_json::from_str(text).map_err(|e| invalid(&e))?;
+    if let Some(flags) = top.get("flags") {
+        let flags: BTreeMap<String, &RawValue> = serde_json::from_str(flags.get())
+            .map_err(|e| bad(format!("invalid execute request: `flags`: {e}")))?;
+        for (name, raw) in flags {
+            let exact = |r: &RawValue| -> Option<Value> {
+                let t = r.get().trim();
+                t.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+                    .then(|| Value::String(t.to_string()))
+            };
+            let value = if raw.get().trim_start().starts_with('[') {
+                let items: Vec<&RawValue> = serde_json::from_str(raw.get())
+                    .map_err(|e| bad(format!("invalid execute request: flag `{name}`: {e}")))?;
+                if !items.iter().any(|r| exact(r).is_some()) {
+                    continue;
+                }
+                let mut out = Vec::with_capacity(items.len());
+                for r in items {
+                    out.push(match exact(r) {
+                        Some(v) => v,
+                        None => serde_json::from_str(r.get()).map_err(|e| {
+                            bad(format!("invalid execute request: flag `{name}`: {e}"))
+                        })?,
+                    });
+                }
+                Value::Array(out)
+            } else {
+                match exact(raw) {
+                    Some(v) => v,
+                    None => continue,
+                }
+            };
+            req.flags.insert(name, value);
+        }
+    }
+    Ok(req)
+}
+
+/// The JSON pointer of the first number in `json` that serde_json cannot carry exactly (its
+/// value as sent would differ from the value given), if any. Used where a JSON document is
+/// re-encoded before it goes upstream (MCP arguments): such numbers are refused, not rounded.
+pub fn inexact_number(json: &str) -> Option<String> {
+    use serde_json::value::RawValue;
+    fn walk(raw: &RawValue, at: &mut String) -> Option<String> {
+        let t = raw.get().trim();
+        match t.as_bytes().first() {
+            Some(b'{') => {
+                let map: std::collections::BTreeMap<String, &RawValue> =
+                    serde_json::from_str(t).ok()?;
+                for (k, v) in map {
+                    let len = at.len();
+                    at.push('/');
+                    at.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    if let Some(p) = walk(v, at) {
+                        return Some(p);
+                    }
+                    at.truncate(len);
+                }
+                None
+            }
+            Some(b'[') => {
+                let items: Vec<&RawValue> = serde_json::from_str(t).ok()?;
+                for (i, v) in items.into_iter().enumerate() {
+                    let len = at.len();
+                    at.push('/');
+                    at.push_str(&i.to_string());
+                    if let Some(p) = walk(v, at) {
+                        return Some(p);
+                    }
+                    at.truncate(len);
+                }
+                None
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let sent = serde_json::from_str::<Value>(t).ok()?.to_string();
+                (decimal(t) != decimal(&sent)).then(|| at.clone())
+            }
+            _ => None,
+        }
+    }
+    let raw: &RawValue = serde_json::from_str(json).ok()?;
+    walk(raw, &mut String::new())
+}
+
+/// A JSON number's exact value as (negative, significant digits, power of ten); zero is
+/// `(false, "", 0)` whatever its sign or form. `None` for an exponent out of range.
+fn decimal(n: &str) -> Option<(bool, String, i64)> {
+    let (neg, n) = n.strip_prefix('-').map_or((false, n), |r| (true, r));
+    let (mantissa, exp) = match n.find(['e', 'E']) {
+        Some(i) => (&n[..i], n[i + 1..].parse::<i64>().ok()?),
+        None => (n, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    let mut exp = exp.checked_sub(i64::try_from(frac.len()).ok()?)?;
+    let digits = digits.trim_start_matches('0');
+    let trimmed = digits.trim_end_matches('0');
+    exp = exp.checked_add(i64::try_from(digits.len() - trimmed.len()).ok()?)?;
+    if trimmed.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    Some((neg, trimmed.to_string(), exp))
 }
 
 /// The execution-specific fields of `partial` over the common fields of `base`.
@@ -275,14 +409,31 @@ async fn run_mcp(
     let mut args: Value = match &body {
         None => Value::Object(Default::default()),
         Some(b) if b.is_empty() => Value::Object(Default::default()),
-        Some(b) => serde_json::from_slice(b).map_err(|e| {
-            fail(
-                400,
-                codes::INVALID_REQUEST,
-                format!("the body of MCP tool `{}` must be JSON: {e}", tool.id),
-                &ev,
-            )
-        })?,
+        Some(b) => {
+            let args: Value = serde_json::from_slice(b).map_err(|e| {
+                fail(
+                    400,
+                    codes::INVALID_REQUEST,
+                    format!("the body of MCP tool `{}` must be JSON: {e}", tool.id),
+                    &ev,
+                )
+            })?;
+            // Arguments are re-encoded for the MCP server: a number that would change is
+            // refused rather than rounded.
+            if let Some(at) = std::str::from_utf8(b).ok().and_then(inexact_number) {
+                return Err(fail(
+                    400,
+                    codes::INVALID_REQUEST,
+                    format!(
+                        "the body of MCP tool `{}`: the number at `{}` cannot be sent exactly (beyond 64-bit integers and binary floating point); send it as a string",
+                        tool.id,
+                        if at.is_empty() { "/" } else { &at }
+                    ),
+                    &ev,
+                ));
+            }
+            args
+        }
     };
     if backend.input_wrapped {
         args = serde_json::json!({ "input": args });
@@ -372,8 +523,13 @@ fn match_flags<'t>(
             .find(|p| p.name == *key || p.original_name == *key)
             .ok_or_else(|| {
                 let known: Vec<&str> = tool.flags.iter().map(|p| p.name.as_str()).collect();
+                let hint = (key.len() <= 64)
+                    .then(|| open_cli_config::diag::did_you_mean(key, &known))
+                    .flatten()
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
                 format!(
-                    "tool `{}` has no flag `{key}`{}",
+                    "tool `{}` has no flag `{key}`{hint}{}",
                     tool.id,
                     if known.is_empty() {
                         " (it takes no flags)".to_string()
@@ -455,6 +611,54 @@ pub fn envelope(status: u16, content_type: Option<String>, body: &[u8]) -> Execu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_strict_and_numbers_exact() {
+        let e = decode(br#"{"toolId": "a:b", "agentprofile": "reader"}"#).unwrap_err();
+        assert_eq!((e.status, e.code), (400, codes::INVALID_REQUEST));
+        assert!(
+            e.message
+                .contains("unknown key `agentprofile` (did you mean `agentProfile`?)"),
+            "{}",
+            e.message
+        );
+        let r = decode(
+            br#"{"toolId": "a:b", "flags": {"n": 123456789012345678901234567890, "m": [1e2, "x", true], "s": "1", "b": false}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.flags["n"], "123456789012345678901234567890");
+        assert_eq!(r.flags["m"], serde_json::json!(["1e2", "x", true]));
+        assert_eq!(r.flags["s"], "1");
+        assert_eq!(r.flags["b"], false);
+        assert!(decode(br#"{"toolId": 5}"#).is_err());
+        let e = decode(br#"{"toolID": "a:b"}"#).unwrap_err();
+        assert!(
+            e.message.contains("(did you mean `toolId`?)"),
+            "{}",
+            e.message
+        );
+        assert!(decode(b"[1]").is_err() && decode(b"\xff").is_err());
+    }
+
+    #[test]
+    fn inexact_numbers_are_found_by_pointer() {
+        for ok in [
+            r#"{"a": 9007199254740993, "b": -0, "c": 0.1, "d": 1e2, "e": 1.50, "f": [18446744073709551615]}"#,
+            r#"-9223372036854775808"#,
+            r#""123456789012345678901234567890""#,
+        ] {
+            assert_eq!(inexact_number(ok), None, "{ok}");
+        }
+        assert_eq!(
+            inexact_number(r#"{"x": {"a/b": [1, 123456789012345678901234567890]}}"#).as_deref(),
+            Some("/x/a~1b/1")
+        );
+        assert_eq!(
+            inexact_number("0.1000000000000000055511151231257827").as_deref(),
+            Some("")
+        );
+        assert_eq!(inexact_number("18446744073709551616").as_deref(), Some(""));
+    }
 
     #[test]
     fn envelope_keeps_json_as_json_and_text_as_text() {
