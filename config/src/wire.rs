@@ -39,24 +39,45 @@ pub const IDENTITY_HEADERS: [&str; 20] = [
 ];
 
 /// Whether a lower-case header name is an identity header: one of [`IDENTITY_HEADERS`] or
-/// `X-Forwarded-*`.
+/// `X-Forwarded-*`. `_` counts as `-` (`X_Forwarded_For`): CGI-style upstreams (and many
+/// frameworks) read both spellings as the same variable.
 pub fn is_identity_header(name: &str) -> bool {
     // Every identity name starts with one of these letters: most fields end here.
     matches!(name.as_bytes().first(), Some(b'x' | b'f' | b'c' | b't'))
-        && (name.starts_with("x-forwarded-") || IDENTITY_HEADERS.contains(&name))
+        && (starts_with_folded(name, "x-forwarded-")
+            || IDENTITY_HEADERS.iter().any(|h| eq_folded(name, h)))
 }
 
-/// Whether a lower-case header name asks an upstream to treat a request as another method.
+/// Whether a lower-case header name asks an upstream to treat a request as another method
+/// (`_` counts as `-`).
 pub fn is_method_override_header(name: &str) -> bool {
-    matches!(
-        name,
-        "x-http-method-override" | "x-http-method" | "x-method-override"
-    )
+    [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ]
+    .iter()
+    .any(|h| eq_folded(name, h))
 }
 
 /// Whether `forwardHeaders` may keep a header: an identity header the runtime does not set.
 pub fn may_keep_header(name: &str) -> bool {
-    is_identity_header(name) && name != "forwarded" && !name.starts_with("x-forwarded-")
+    is_identity_header(name)
+        && !eq_folded(name, "forwarded")
+        && !starts_with_folded(name, "x-forwarded-")
+}
+
+/// `a == b` with `_` in `a` read as `-` (`b` is a lower-case name spelt with `-`).
+fn eq_folded(a: &str, b: &str) -> bool {
+    a.len() == b.len() && starts_with_folded(a, b)
+}
+
+/// `a.starts_with(b)` with `_` in `a` read as `-`.
+fn starts_with_folded(a: &str, b: &str) -> bool {
+    a.len() >= b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| x == y || (x == b'_' && y == b'-'))
 }
 
 /// Stable error codes of the JSON error body. Agents branch on these, never on messages.

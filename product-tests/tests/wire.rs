@@ -246,6 +246,9 @@ fn identity_and_method_override_headers_do_not_pass() {
         ("X-Forwarded-Port", "443"),
         ("X-Forwarded-Prefix", "/admin"),
         ("X-Forwarded-For", "6.6.6.6"),
+        // `_` for `-`: CGI-style upstreams read these as the same variables.
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("X_Real_IP", "6.6.6.6"),
         ("X-Trace", "kept"),
     ];
     let mut req = http().get(format!("{}/proxy/rec/items", rt.url));
@@ -278,6 +281,7 @@ fn identity_and_method_override_headers_do_not_pass() {
         "X-HTTP-Method-Override",
         "X-HTTP-Method",
         "X-Method-Override",
+        "X_HTTP_Method_Override",
     ] {
         let resp = http()
             .post(format!("{}/proxy/rec/items", rt.url))

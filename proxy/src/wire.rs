@@ -352,13 +352,32 @@ mod tests {
             "x-original-url",
             "x-rewrite-url",
             "x-host",
+            // `_` for `-`: CGI-style upstreams read both as one variable.
+            "x_forwarded_for",
+            "x-forwarded_host",
+            "x_real_ip",
+            "true_client_ip",
         ] {
             assert!(is_identity(n), "{n}");
         }
-        for n in ["accept", "x-request-id", "x-api-key", "x-forwarded"] {
+        for n in [
+            "accept",
+            "x-request-id",
+            "x-api-key",
+            "x-forwarded",
+            "x_forwarded",
+        ] {
             assert!(!is_identity(n), "{n}");
         }
         assert!(may_keep("x-real-ip") && !may_keep("forwarded") && !may_keep("x-forwarded-for"));
+        assert!(!may_keep("x_forwarded_for"));
+        for n in [
+            "x-http-method-override",
+            "x_http_method_override",
+            "x-http_method",
+        ] {
+            assert!(is_method_override(n), "{n}");
+        }
     }
 
     #[test]
