@@ -166,11 +166,17 @@ fn decode_runtime(mut o: Obj<'_>) -> Runtime {
             .object("upstream")
             .map(decode_upstream)
             .unwrap_or_default();
+        let refresh_timeout_seconds = s.object("refresh").and_then(|mut r| {
+            let t = r.uint("timeoutSeconds", 1, 3600);
+            r.finish();
+            t
+        });
         s.finish();
         RuntimeServer {
             auth,
             pass_through,
             upstream,
+            refresh_timeout_seconds,
         }
     });
     o.finish();

@@ -107,9 +107,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         fetcher.http().clone(),
         Some(instance.state_dir.clone()),
     ));
-    let catalog = rt
-        .block_on(catalog::build(&loaded, &fetcher, &credentials))
-        .map_err(|e| e.to_string())?;
+    let catalog = rt.block_on(build_within_deadline(&loaded, &fetcher, &credentials))?;
     let tools = catalog.tools.len();
     let snapshot = Snapshot::for_config(catalog, &loaded.config)
         .map_err(|e| format!("cannot render the catalog: {e}"))?;
@@ -149,6 +147,24 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     state.instance.remove_runtime_json();
     rt.shutdown_timeout(Duration::from_millis(500));
     result
+}
+
+/// The start-up and `validate` catalog build, within the build deadline
+/// (`runtime.server.refresh.timeoutSeconds`, see [`refresh::build_timeout`]).
+async fn build_within_deadline(
+    loaded: &open_cli_config::LoadedConfig,
+    fetcher: &Fetcher,
+    credentials: &crate::exec::credentials::Credentials,
+) -> Result<open_cli_config::ntc::Catalog, String> {
+    let timeout = refresh::build_timeout(&loaded.config);
+    match tokio::time::timeout(timeout, catalog::build(loaded, fetcher, credentials)).await {
+        Ok(built) => built.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "{}: the catalog build did not finish within {} seconds (runtime.server.refresh.timeoutSeconds)",
+            loaded.path.display(),
+            timeout.as_secs()
+        )),
+    }
 }
 
 /// Log every upstream secret the catalog's tools need that cannot be resolved now (the calls
@@ -305,9 +321,7 @@ pub fn validate(config: &std::path::Path, format: ValidateFormat) -> Result<Stri
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let fetcher = Fetcher::new(None)?;
     let credentials = crate::exec::credentials::Credentials::new(fetcher.http().clone(), None);
-    let catalog = rt
-        .block_on(catalog::build(&loaded, &fetcher, &credentials))
-        .map_err(|e| e.to_string())?;
+    let catalog = rt.block_on(build_within_deadline(&loaded, &fetcher, &credentials))?;
     let views: Vec<String> = catalog
         .effective_views
         .iter()
