@@ -10,6 +10,7 @@ pub mod glob;
 pub mod guidance;
 pub mod load;
 pub mod mcp;
+pub mod nesting;
 pub mod openapi;
 pub mod overlay;
 pub mod slug;

@@ -106,13 +106,19 @@ impl<'a> Sharing<'a> {
 /// Parse JSON or YAML text. `hint` (file name or URL) picks the parser to try first.
 pub fn parse_document(text: &str, hint: &str) -> Result<Value, String> {
     let lower = hint.to_ascii_lowercase();
+    // JSON nesting is bounded by serde_json's own limit (128), in linear time; YAML is
+    // pre-scanned for it (see `super::nesting`).
+    let yaml = |text: &str| {
+        super::nesting::check_yaml_nesting(text)?;
+        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    };
     if lower.ends_with(".json") {
         serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
     } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
-        serde_yaml_ng::from_str(text).map_err(|e| format!("invalid YAML: {e}"))
+        yaml(text).map_err(|e| format!("invalid YAML: {e}"))
     } else {
         serde_json::from_str(text)
-            .or_else(|_| serde_yaml_ng::from_str(text))
+            .or_else(|_| yaml(text))
             .map_err(|e| format!("neither JSON nor YAML: {e}"))
     }
 }
