@@ -72,7 +72,7 @@ async fn rebuild_now(state: Arc<RuntimeState>, trigger: Trigger) -> Result<Refre
             timeout.as_secs()
         )),
         Ok(guard) => {
-            let outcome = spawn_build(Arc::clone(&state), trigger, guard);
+            let outcome = spawn_build(Arc::clone(&state), trigger, guard, timeout);
             match tokio::time::timeout_at(deadline, outcome).await {
                 Err(_) => Err(format!(
                     "the catalog build did not finish within {} seconds (runtime.server.refresh.timeoutSeconds)",
@@ -134,6 +134,7 @@ fn spawn_build(
     state: Arc<RuntimeState>,
     trigger: Trigger,
     guard: tokio::sync::OwnedMutexGuard<()>,
+    timeout: Duration,
 ) -> tokio::sync::oneshot::Receiver<Result<Built, String>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
@@ -145,7 +146,10 @@ fn spawn_build(
                     .enable_all()
                     .build()
                     .map_err(|e| format!("cannot start the rebuild's event loop: {e}"))?;
-                rt.block_on(attempt(&state, trigger))
+                // The build's own deadline ends a build waiting on I/O, and with it the
+                // thread and the lock; only a build blocked in a system call outlives it.
+                rt.block_on(async { tokio::time::timeout(timeout, attempt(&state, trigger)).await })
+                    .map_err(|_| "the catalog build was stopped at its deadline".to_string())?
             }));
             let result = run.unwrap_or_else(|panic| {
                 Err(format!(
