@@ -292,3 +292,57 @@ fn a_refresh_blocked_on_a_slow_source_does_not_freeze_serving_and_fails_at_its_d
     let info: Value = rt.get("/v1/runtime/info").json().unwrap();
     assert_eq!(info["lastRefresh"]["ok"], false);
 }
+
+#[test]
+fn a_refresh_that_blocks_reading_a_fifo_does_not_freeze_serving() {
+    let fx = Fixture::new();
+    fx.write(
+        "api.json",
+        &serde_json::to_string(&dag_document(1)).unwrap(),
+    );
+    let config = config_for(
+        &fx,
+        "api.json",
+        json!({"server": {"refresh": {"timeoutSeconds": 2}}}),
+    );
+    let rt = Runtime::start(&config);
+    let before = rt.catalog();
+    // The source becomes a FIFO nobody writes to: reading it blocks in the kernel (unless
+    // the runtime refuses to read anything but regular files, which is as good here).
+    let path = fx.path().join("api.json");
+    std::fs::remove_file(&path).unwrap();
+    let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+    assert!(made.success());
+
+    let url = rt.url.clone();
+    let refresh = std::thread::spawn(move || {
+        let resp = open_cli_product_tests::http()
+            .post(format!("{url}/v1/refresh"))
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap())
+    });
+    // Fresh connections reach both serving threads; none may hang behind the rebuild.
+    for i in 0..24 {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_millis(1500))
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let resp = client
+            .get(format!("{}/healthz", rt.url))
+            .send()
+            .unwrap_or_else(|e| panic!("/healthz (connection {i}) during the refresh: {e}"));
+        assert_eq!(resp.status(), 200);
+    }
+    let (status, body) = refresh.join().unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "refresh_failed");
+    assert_eq!(rt.catalog(), before);
+    // A second refresh is not run beside a build still blocked; it fails at its deadline too.
+    let resp = rt.post("/v1/refresh", "");
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().unwrap();
+    assert_eq!(body["error"]["code"], "refresh_failed");
+    assert_eq!(rt.get("/readyz").status(), 200);
+}
