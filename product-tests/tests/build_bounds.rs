@@ -274,10 +274,6 @@ fn a_refresh_blocked_on_a_slow_source_does_not_freeze_serving_and_fails_at_its_d
             .unwrap_or_else(|e| panic!("{path} (connection {i}) while a refresh is pending: {e}"));
         assert_eq!(resp.status(), 200, "{path}");
     }
-    assert!(
-        !refresh.is_finished(),
-        "the refresh should still be pending"
-    );
 
     let (status, body) = refresh.join().unwrap();
     assert_eq!(status, 502, "{body}");

@@ -74,10 +74,7 @@ async fn rebuild_now(state: Arc<RuntimeState>, trigger: Trigger) -> Result<Refre
         Ok(guard) => {
             let outcome = spawn_build(Arc::clone(&state), trigger, guard, timeout);
             match tokio::time::timeout_at(deadline, outcome).await {
-                Err(_) => Err(format!(
-                    "the catalog build did not finish within {} seconds (runtime.server.refresh.timeoutSeconds)",
-                    timeout.as_secs()
-                )),
+                Err(_) => Err(missed_deadline(timeout)),
                 Ok(Err(_)) => Err("the catalog build ended without a result".into()),
                 Ok(Ok(Err(e))) => Err(e),
                 Ok(Ok(Ok(built))) => Ok(commit(&state, trigger, built)),
@@ -102,6 +99,15 @@ async fn rebuild_now(state: Arc<RuntimeState>, trigger: Trigger) -> Result<Refre
         }
     }
     result
+}
+
+/// Why a build that missed its deadline failed (the waiter's and the build's own deadline
+/// fire together; either may report it).
+fn missed_deadline(timeout: Duration) -> String {
+    format!(
+        "the catalog build did not finish within {} seconds (runtime.server.refresh.timeoutSeconds)",
+        timeout.as_secs()
+    )
 }
 
 /// What a finished build hands back to the waiter.
@@ -149,7 +155,7 @@ fn spawn_build(
                 // The build's own deadline ends a build waiting on I/O, and with it the
                 // thread and the lock; only a build blocked in a system call outlives it.
                 rt.block_on(async { tokio::time::timeout(timeout, attempt(&state, trigger)).await })
-                    .map_err(|_| "the catalog build was stopped at its deadline".to_string())?
+                    .map_err(|_| missed_deadline(timeout))?
             }));
             let result = run.unwrap_or_else(|panic| {
                 Err(format!(
