@@ -342,3 +342,21 @@ fn a_refresh_that_blocks_reading_a_fifo_does_not_freeze_serving() {
     assert_eq!(body["error"]["code"], "refresh_failed");
     assert_eq!(rt.get("/readyz").status(), 200);
 }
+
+#[test]
+fn validate_and_start_up_builds_stop_at_the_deadline() {
+    let server = SlowServer::start(String::new());
+    server.hang.store(true, Ordering::SeqCst);
+    let fx = Fixture::new();
+    let config = config_for(
+        &fx,
+        &server.url,
+        json!({"server": {"refresh": {"timeoutSeconds": 2}}}),
+    );
+    let out = validate_within(&config, Duration::from_secs(20));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("did not finish within 2 seconds"), "{err}");
+    let e = Runtime::try_start(&config, &[]).expect_err("start-up must fail at the deadline");
+    assert!(e.contains("did not finish within 2 seconds"), "{e}");
+}
