@@ -17,7 +17,8 @@
 //!   dies on one thread (no work-stealing hand-offs, no cross-thread wake-ups, per-thread
 //!   upstream connection pools). Measured with `bench/bare-pingora --per-thread`: about 35%
 //!   more requests per second than one multi-thread runtime with the same thread count. A
-//!   separate one-thread control runtime builds the catalog, handles signals and drains.
+//!   separate one-thread control runtime handles signals and drains; catalog builds run on
+//!   threads of their own, within a deadline ([`crate::refresh`]).
 
 use std::os::fd::IntoRawFd;
 use std::sync::Arc;
