@@ -155,6 +155,17 @@ fn deep_yaml_nesting_is_refused_naming_the_bound() {
         "{err}"
     );
 
+    // JSON: refused by the parser's own limit, in linear time, with the same message.
+    fx.write(
+        "deep.openapi.json",
+        &format!("{}{}", "[".repeat(levels), "]".repeat(levels)),
+    );
+    let config = config_for(&fx, "deep.openapi.json", Value::Null);
+    let out = validate_within(&config, Duration::from_secs(20));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nest deeper than 128 levels"), "{err}");
+
     // Nested flow sequences, in a document whose type is only known from its content.
     fx.write(
         "deep-seq",

@@ -113,7 +113,17 @@ pub fn parse_document(text: &str, hint: &str) -> Result<Value, String> {
         serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
     };
     if lower.ends_with(".json") {
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
+        serde_json::from_str(text).map_err(|e| {
+            if e.to_string().starts_with("recursion limit exceeded") {
+                format!(
+                    "invalid JSON: line {}: collections nest deeper than {} levels (the nesting bound)",
+                    e.line(),
+                    super::nesting::MAX_NESTING
+                )
+            } else {
+                format!("invalid JSON: {e}")
+            }
+        })
     } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
         yaml(text).map_err(|e| format!("invalid YAML: {e}"))
     } else {
