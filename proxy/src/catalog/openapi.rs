@@ -41,6 +41,24 @@ pub const MAX_SCHEMA_NODES: usize = 1_000_000;
 /// JSON nodes all schema snapshots of one OpenAPI description may have together.
 pub const MAX_DESCRIPTION_NODES: usize = 8_000_000;
 
+/// JSON nodes all tool schemas of one catalog may have together.
+pub const MAX_CATALOG_NODES: usize = 16_000_000;
+
+/// JSON nodes of a tool's schema snapshots (parameters and request bodies).
+pub fn schema_nodes(tool: &Tool) -> usize {
+    let params = tool
+        .path_params
+        .iter()
+        .chain(&tool.flags)
+        .filter_map(|p| p.schema.as_ref());
+    let bodies = tool
+        .request_body
+        .iter()
+        .flat_map(|b| &b.content_types)
+        .filter_map(|m| m.schema.as_ref());
+    params.chain(bodies).map(count_nodes).sum()
+}
+
 /// The absolute identity (`<document URL>#<pointer>`) of a reference.
 fn ref_id(base: &str, reference: &str) -> String {
     split_ref(base, reference)
