@@ -170,12 +170,18 @@ fn decode_runtime(mut o: Obj<'_>) -> Runtime {
             .object("documents")
             .map(decode_documents)
             .unwrap_or_default();
+        let refresh_timeout_seconds = s.object("refresh").and_then(|mut r| {
+            let t = r.uint("timeoutSeconds", 1, 3600);
+            r.finish();
+            t
+        });
         s.finish();
         RuntimeServer {
             auth,
             pass_through,
             upstream,
             documents,
+            refresh_timeout_seconds,
         }
     });
     o.finish();

@@ -73,6 +73,29 @@ impl std::error::Error for LoadError {
     }
 }
 
+/// Largest config (scope) file read: 4 MiB. A config is a few kilobytes; the bound keeps a
+/// mistaken or hostile file (tens of megabytes of JSON take gigabytes once parsed) from
+/// exhausting memory at start-up or on SIGHUP. Checked while reading, so a file that grows
+/// or a device that never ends is refused too.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Read a config file as UTF-8 text, refusing more than [`MAX_CONFIG_BYTES`].
+pub fn read_config_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file is larger than {MAX_CONFIG_BYTES} bytes (4 MiB, the bound for config files)"
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 /// Make a path absolute against the current directory, without touching the file system
 /// beyond reading the current directory, and normalise `.` and `..` lexically.
 pub fn absolute(path: &Path) -> PathBuf {

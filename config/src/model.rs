@@ -112,6 +112,15 @@ impl Config {
         self.runtime.as_ref()?.server.as_ref()?.auth.as_ref()
     }
 
+    /// `runtime.server.refresh.timeoutSeconds`, when set.
+    pub fn refresh_timeout_seconds(&self) -> Option<u64> {
+        self.runtime
+            .as_ref()?
+            .server
+            .as_ref()?
+            .refresh_timeout_seconds
+    }
+
     /// `runtime.server.passThrough` (defaults when unset).
     pub fn pass_through(&self) -> PassThrough {
         self.runtime
@@ -234,6 +243,10 @@ pub struct RuntimeServer {
     pub upstream: UpstreamSettings,
     /// Where documents may come from beyond the defaults.
     pub documents: DocumentAccess,
+    /// `runtime.server.refresh.timeoutSeconds`: the deadline of one catalog build (refresh,
+    /// SIGHUP, start-up); unset: the runtime's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_timeout_seconds: Option<u64>,
 }
 
 /// `runtime.server.documents`: what documents (OpenAPI descriptions and the documents their

@@ -120,7 +120,7 @@ pub fn read_and_merge(paths: &ScopePaths) -> Result<Merged, LoadError> {
     };
     let mut problems: Vec<Diagnostic> = Vec::new();
     for (scope, path) in paths.candidates() {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::load::read_config_text(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && scope != Scope::Project => {
                 continue;

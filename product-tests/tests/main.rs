@@ -4,6 +4,8 @@
 
 /// Runtime authentication (OIDC JWKS) against a real OpenID provider; scope filtering.
 mod auth;
+/// Bounded catalog builds: shared schema snapshots, nesting and size bounds, rebuild deadlines.
+mod build_bounds;
 /// The catalog served over HTTP, view selection, request IDs, JSON errors, config binding.
 mod catalog;
 /// The `open-cli` client against a running runtime.

@@ -17,7 +17,8 @@
 //!   dies on one thread (no work-stealing hand-offs, no cross-thread wake-ups, per-thread
 //!   upstream connection pools). Measured with `bench/bare-pingora --per-thread`: about 35%
 //!   more requests per second than one multi-thread runtime with the same thread count. A
-//!   separate one-thread control runtime builds the catalog, handles signals and drains.
+//!   separate one-thread control runtime handles signals and drains; catalog builds run on
+//!   threads of their own, within a deadline ([`crate::refresh`]).
 
 use std::os::fd::IntoRawFd;
 use std::sync::Arc;
@@ -107,9 +108,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         fetcher.http().clone(),
         Some(instance.state_dir.clone()),
     ));
-    let catalog = rt
-        .block_on(catalog::build(&loaded, &fetcher, &credentials))
-        .map_err(|e| e.to_string())?;
+    let catalog = build_within_deadline(&loaded, &fetcher, &credentials)?;
     let tools = catalog.tools.len();
     let snapshot = Snapshot::for_config(catalog, &loaded.config)
         .map_err(|e| format!("cannot render the catalog: {e}"))?;
@@ -149,6 +148,52 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     state.instance.remove_runtime_json();
     rt.shutdown_timeout(Duration::from_millis(500));
     result
+}
+
+/// The start-up and `validate` catalog build, within the build deadline
+/// (`runtime.server.refresh.timeoutSeconds`, see [`refresh::build_timeout`]). It runs on its
+/// own thread, like a rebuild, so the deadline holds even for a build blocked in a system
+/// call (the process then exits with the error); a panic in the builder is reported as an
+/// error too.
+fn build_within_deadline(
+    loaded: &open_cli_config::LoadedConfig,
+    fetcher: &Fetcher,
+    credentials: &Arc<crate::exec::credentials::Credentials>,
+) -> Result<open_cli_config::ntc::Catalog, String> {
+    let timeout = refresh::build_timeout(&loaded.config);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (loaded_c, fetcher, credentials) =
+        (loaded.clone(), fetcher.clone(), Arc::clone(credentials));
+    std::thread::Builder::new()
+        .name("open-cli-build".into())
+        .spawn(move || {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the build's event loop: {e}"))?;
+                rt.block_on(catalog::build(&loaded_c, &fetcher, &credentials))
+                    .map_err(|e| e.to_string())
+            }));
+            let _ = tx.send(run.unwrap_or_else(|panic| {
+                Err(format!(
+                    "the catalog build failed unexpectedly: {}",
+                    refresh::panic_message(&*panic)
+                ))
+            }));
+        })
+        .map_err(|e| format!("cannot start the catalog build thread: {e}"))?;
+    match rx.recv_timeout(timeout) {
+        Ok(built) => built,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
+            "{}: the catalog build did not finish within {} seconds (runtime.server.refresh.timeoutSeconds)",
+            loaded.path.display(),
+            timeout.as_secs()
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err("the catalog build ended without a result".into())
+        }
+    }
 }
 
 /// Log every upstream secret the catalog's tools need that cannot be resolved now (the calls
@@ -299,15 +344,12 @@ async fn wait_drained(state: &RuntimeState, deadline: Instant) -> bool {
 /// report what would be served.
 pub fn validate(config: &std::path::Path, format: ValidateFormat) -> Result<String, String> {
     let loaded = load_file(config).map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let fetcher = Fetcher::new(None)?;
-    let credentials = crate::exec::credentials::Credentials::new(fetcher.http().clone(), None);
-    let catalog = rt
-        .block_on(catalog::build(&loaded, &fetcher, &credentials))
-        .map_err(|e| e.to_string())?;
+    let credentials = Arc::new(crate::exec::credentials::Credentials::new(
+        fetcher.http().clone(),
+        None,
+    ));
+    let catalog = build_within_deadline(&loaded, &fetcher, &credentials)?;
     let views: Vec<String> = catalog
         .effective_views
         .iter()

@@ -19,7 +19,7 @@ pub struct RuntimeState {
     config: ArcSwap<LoadedConfig>,
     pub fetcher: Fetcher,
     /// Serialises catalog rebuilds.
-    pub rebuild_lock: tokio::sync::Mutex<()>,
+    pub rebuild_lock: Arc<tokio::sync::Mutex<()>>,
     pub last_refresh: ArcSwapOption<RefreshStatus>,
     /// Runtime authentication; `None` when `runtime.server.auth` is not configured.
     pub auth: ArcSwapOption<crate::auth::Authenticator>,
@@ -58,7 +58,7 @@ impl RuntimeState {
             snapshot: ArcSwap::from_pointee(snapshot),
             config: ArcSwap::from_pointee(config),
             fetcher,
-            rebuild_lock: tokio::sync::Mutex::new(()),
+            rebuild_lock: Arc::new(tokio::sync::Mutex::new(())),
             last_refresh: ArcSwapOption::empty(),
             auth: ArcSwapOption::empty(),
             instance,

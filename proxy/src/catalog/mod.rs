@@ -10,6 +10,7 @@ pub mod glob;
 pub mod guidance;
 pub mod load;
 pub mod mcp;
+pub mod nesting;
 pub mod openapi;
 pub mod overlay;
 pub mod slug;
@@ -65,6 +66,8 @@ pub async fn build(
         .map_err(|problems| BuildError { problems })?;
     let fetcher = &fetcher.with_rules(rules);
     let mut problems = Vec::new();
+    // JSON nodes of all tool schemas so far (`openapi::MAX_CATALOG_NODES`).
+    let mut schema_nodes = 0usize;
     let mut hasher = Sha256::new();
     let mut sources = Vec::new();
     let mut services = Vec::new();
@@ -189,6 +192,14 @@ pub async fn build(
                     title: docs.docs.title().unwrap_or(&plan.id).to_string(),
                     servers: doc_servers.clone(),
                 });
+                schema_nodes += built.0.iter().map(openapi::schema_nodes).sum::<usize>();
+                if schema_nodes > openapi::MAX_CATALOG_NODES {
+                    source_problems.push(format!(
+                        "the tool schemas of the catalog exceed {} JSON nodes (the bound per catalog) with service `{}`",
+                        openapi::MAX_CATALOG_NODES,
+                        plan.id
+                    ));
+                }
                 tools.extend(built.0);
                 workflows.extend(built.1);
             }

@@ -26,21 +26,127 @@ pub struct DocSet {
     docs: HashMap<String, Value>,
     /// URL of the OpenAPI document itself.
     pub root: String,
+    /// JSON nodes of the schema snapshots taken so far ([`MAX_DESCRIPTION_NODES`]).
+    snapshot_nodes: std::cell::Cell<usize>,
 }
 
 /// Problems are plain sentences; the caller prefixes the source and file.
 pub type Problems = Vec<String>;
 
+/// JSON nodes a schema snapshot may have when references are inlined; a larger one is
+/// snapshotted with shared subschemas ([`DocSet::snapshot`]).
+pub const INLINE_NODES: usize = 20_000;
+/// JSON nodes one schema snapshot with shared subschemas may have.
+pub const MAX_SCHEMA_NODES: usize = 1_000_000;
+/// JSON nodes all schema snapshots of one OpenAPI description may have together.
+pub const MAX_DESCRIPTION_NODES: usize = 8_000_000;
+
+/// JSON nodes all tool schemas of one catalog may have together.
+pub const MAX_CATALOG_NODES: usize = 16_000_000;
+
+/// JSON nodes of a tool's schema snapshots (parameters and request bodies).
+pub fn schema_nodes(tool: &Tool) -> usize {
+    let params = tool
+        .path_params
+        .iter()
+        .chain(&tool.flags)
+        .filter_map(|p| p.schema.as_ref());
+    let bodies = tool
+        .request_body
+        .iter()
+        .flat_map(|b| &b.content_types)
+        .filter_map(|m| m.schema.as_ref());
+    params.chain(bodies).map(count_nodes).sum()
+}
+
+/// The absolute identity (`<document URL>#<pointer>`) of a reference.
+fn ref_id(base: &str, reference: &str) -> String {
+    split_ref(base, reference)
+        .map(|(d, f)| format!("{d}#{f}"))
+        .unwrap_or_else(|_| reference.to_string())
+}
+
+/// Number of JSON values in `v` (itself included).
+fn count_nodes(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => 1 + m.values().map(count_nodes).sum::<usize>(),
+        Value::Array(a) => 1 + a.iter().map(count_nodes).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// The `$defs` names given out while snapshotting one schema with shared subschemas.
+#[derive(Default)]
+struct Sharing<'a> {
+    /// Reference identity → name.
+    names: HashMap<String, String>,
+    taken: std::collections::HashSet<String>,
+    /// Definitions named but not yet snapshotted.
+    pending: Vec<(String, &'a str, &'a Value)>,
+}
+
+impl<'a> Sharing<'a> {
+    /// The name of the definition for `id`, named after the pointer's last segment (made
+    /// unique); a new one is queued for snapshotting.
+    fn name_for(&mut self, id: String, target_base: &'a str, target: &'a Value) -> String {
+        if let Some(n) = self.names.get(&id) {
+            return n.clone();
+        }
+        let last = id.rsplit(['/', '#']).next().unwrap_or_default();
+        let stem: String = percent_decode(last)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let stem = if stem.is_empty() {
+            "schema".to_string()
+        } else {
+            stem
+        };
+        let mut name = stem.clone();
+        let mut i = 2;
+        while self.taken.contains(&name) {
+            name = format!("{stem}_{i}");
+            i += 1;
+        }
+        self.taken.insert(name.clone());
+        self.names.insert(id, name.clone());
+        self.pending.push((name.clone(), target_base, target));
+        name
+    }
+}
+
 /// Parse JSON or YAML text. `hint` (file name or URL) picks the parser to try first.
 pub fn parse_document(text: &str, hint: &str) -> Result<Value, String> {
     let lower = hint.to_ascii_lowercase();
+    // JSON nesting is bounded by serde_json's own limit (128), in linear time; YAML is
+    // pre-scanned for it (see `super::nesting`).
+    let yaml = |text: &str| {
+        super::nesting::check_yaml_nesting(text)?;
+        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    };
     if lower.ends_with(".json") {
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
+        serde_json::from_str(text).map_err(|e| {
+            if e.to_string().starts_with("recursion limit exceeded") {
+                format!(
+                    "invalid JSON: line {}: collections nest deeper than {} levels (the nesting bound)",
+                    e.line(),
+                    super::nesting::MAX_NESTING
+                )
+            } else {
+                format!("invalid JSON: {e}")
+            }
+        })
     } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
-        serde_yaml_ng::from_str(text).map_err(|e| format!("invalid YAML: {e}"))
+        yaml(text).map_err(|e| format!("invalid YAML: {e}"))
     } else {
         serde_json::from_str(text)
-            .or_else(|_| serde_yaml_ng::from_str(text))
+            .or_else(|_| yaml(text))
             .map_err(|e| format!("neither JSON nor YAML: {e}"))
     }
 }
@@ -97,7 +203,11 @@ pub fn referenced_documents(base: &str, v: &Value, out: &mut Vec<String>) {
 
 impl DocSet {
     pub fn new(root: String, docs: HashMap<String, Value>) -> Self {
-        Self { docs, root }
+        Self {
+            docs,
+            root,
+            snapshot_nodes: std::cell::Cell::new(0),
+        }
     }
 
     /// A set with one document (tests, synthetic documents).
@@ -152,44 +262,145 @@ impl DocSet {
     }
 
     /// A JSON snapshot of a schema with references inlined. A reference that recurs inside
-    /// itself is left as `{"$ref": <absolute URL>}` where it recurs.
-    pub fn snapshot(&self, base: &str, v: &Value) -> Value {
+    /// itself is left as `{"$ref": ...}` where it recurs.
+    ///
+    /// Inlining copies a subschema at every place it is referenced, so a `$ref` DAG (a schema
+    /// whose properties all reference the next one, twenty levels deep) would expand
+    /// exponentially. Inlining therefore stops after [`INLINE_NODES`] nodes; such a schema is
+    /// snapshotted *shared* instead ([`Self::shared`]): every referenced subschema once, under
+    /// the snapshot's `$defs`, referenced as `#/$defs/<name>`. A shared snapshot larger than
+    /// [`MAX_SCHEMA_NODES`], or snapshots of one description totalling more than
+    /// [`MAX_DESCRIPTION_NODES`], are errors.
+    pub fn snapshot(&self, base: &str, v: &Value) -> Result<Value, String> {
         let mut stack = Vec::new();
-        self.inline(base, v, &mut stack)
+        let mut budget = INLINE_NODES;
+        let snap = match self.inline(base, v, &mut stack, &mut budget) {
+            Some(inlined) => inlined,
+            None => self.shared(base, v)?,
+        };
+        let total = self.snapshot_nodes.get() + count_nodes(&snap);
+        self.snapshot_nodes.set(total);
+        if total > MAX_DESCRIPTION_NODES {
+            return Err(format!(
+                "the schemas of {} expand to more than {MAX_DESCRIPTION_NODES} JSON nodes in the catalog (the bound per description)",
+                self.root
+            ));
+        }
+        Ok(snap)
     }
 
-    fn inline(&self, base: &str, v: &Value, stack: &mut Vec<String>) -> Value {
-        match v {
+    /// Inline references; `None` once more than `budget` nodes were produced.
+    fn inline(
+        &self,
+        base: &str,
+        v: &Value,
+        stack: &mut Vec<String>,
+        budget: &mut usize,
+    ) -> Option<Value> {
+        *budget = budget.checked_sub(1)?;
+        Some(match v {
             Value::Object(map) => {
                 if let Some(r) = map.get("$ref").and_then(Value::as_str) {
-                    let id = split_ref(base, r)
-                        .map(|(d, f)| format!("{d}#{f}"))
-                        .unwrap_or_else(|_| r.to_string());
+                    let id = ref_id(base, r);
                     if stack.contains(&id) || stack.len() >= 64 {
-                        return serde_json::json!({ "$ref": if r.starts_with('#') { r.to_string() } else { id } });
+                        return Some(
+                            serde_json::json!({ "$ref": if r.starts_with('#') { r.to_string() } else { id } }),
+                        );
                     }
                     let Ok((target_base, target)) = self.lookup(base, r) else {
-                        return v.clone();
+                        return Some(v.clone());
                     };
                     stack.push(id);
-                    let mut out = self.inline(target_base, target, stack);
+                    let out = self.inline(target_base, target, stack, budget);
                     stack.pop();
+                    let mut out = out?;
                     // 3.1 allows siblings next to `$ref`; keep them.
                     if let Value::Object(o) = &mut out {
                         for (k, sv) in map.iter().filter(|(k, _)| *k != "$ref") {
-                            o.insert(k.clone(), self.inline(base, sv, stack));
+                            o.insert(k.clone(), self.inline(base, sv, stack, budget)?);
                         }
                     }
-                    return out;
+                    return Some(out);
                 }
-                Value::Object(
-                    map.iter()
-                        .map(|(k, sv)| (k.clone(), self.inline(base, sv, stack)))
-                        .collect(),
-                )
+                let mut out = Map::new();
+                for (k, sv) in map {
+                    out.insert(k.clone(), self.inline(base, sv, stack, budget)?);
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.inline(base, i, stack, budget))
+                    .collect::<Option<_>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    /// A snapshot in which every referenced subschema appears once, under `$defs` of the
+    /// snapshot's root, and each reference is rewritten to `#/$defs/<name>`. Its size is
+    /// linear in the size of the schemas it reaches, whatever their reference structure.
+    fn shared(&self, base: &str, v: &Value) -> Result<Value, String> {
+        let mut sharing = Sharing::default();
+        let mut root = self.share(base, v, &mut sharing);
+        let mut defs = Map::new();
+        let mut nodes = count_nodes(&root);
+        while let Some((name, target_base, target)) = sharing.pending.pop() {
+            let def = self.share(target_base, target, &mut sharing);
+            nodes += count_nodes(&def);
+            if nodes > MAX_SCHEMA_NODES {
+                return Err(format!(
+                    "the schema at `{}` in {} expands to more than {MAX_SCHEMA_NODES} JSON nodes even with shared subschemas (the bound per schema)",
+                    v.get("$ref")
+                        .and_then(Value::as_str)
+                        .unwrap_or("(inline schema)"),
+                    self.root
+                ));
+            }
+            defs.insert(name, def);
+        }
+        // A root that is itself a reference: the snapshot is its definition (plus `$defs`).
+        if let Some(name) = root
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/$defs/"))
+            .filter(|_| root.as_object().is_some_and(|o| o.len() == 1))
+            && let Some(def) = defs.get(name)
+        {
+            root = def.clone();
+        }
+        match &mut root {
+            Value::Object(o) => {
+                o.insert("$defs".into(), Value::Object(defs));
+            }
+            _ => return Ok(root),
+        }
+        Ok(root)
+    }
+
+    fn share<'a>(&'a self, base: &'a str, v: &'a Value, sharing: &mut Sharing<'a>) -> Value {
+        match v {
+            Value::Object(map) => {
+                let mut out = Map::new();
+                for (k, sv) in map {
+                    if k == "$ref"
+                        && let Some(r) = sv.as_str()
+                    {
+                        let Ok((target_base, target)) = self.lookup(base, r) else {
+                            out.insert(k.clone(), sv.clone());
+                            continue;
+                        };
+                        let name = sharing.name_for(ref_id(base, r), target_base, target);
+                        out.insert(k.clone(), Value::String(format!("#/$defs/{name}")));
+                    } else {
+                        out.insert(k.clone(), self.share(base, sv, sharing));
+                    }
+                }
+                Value::Object(out)
             }
             Value::Array(items) => {
-                Value::Array(items.iter().map(|i| self.inline(base, i, stack)).collect())
+                Value::Array(items.iter().map(|i| self.share(base, i, sharing)).collect())
             }
             other => other.clone(),
         }
@@ -408,6 +619,14 @@ impl OpCtx<'_> {
         let mut path_params = Vec::new();
         let mut flags: Vec<Parameter> = Vec::new();
         for (name, loc, pbase, p) in &merged {
+            let schema = match p.get("schema").map(|s| self.doc.snapshot(pbase, s)) {
+                Some(Err(e)) => {
+                    problems.push(format!("{}: parameter `{name}`: {e}", self.at()));
+                    None
+                }
+                Some(Ok(s)) => Some(s),
+                None => None,
+            };
             let param = Parameter {
                 name: p
                     .get("x-cli-name")
@@ -421,7 +640,7 @@ impl OpCtx<'_> {
                     .get("description")
                     .and_then(Value::as_str)
                     .map(str::to_string),
-                schema: p.get("schema").map(|s| self.doc.snapshot(pbase, s)),
+                schema,
             };
             if loc == "path" {
                 path_params.push(param);
@@ -464,7 +683,17 @@ impl OpCtx<'_> {
                 c.iter()
                     .map(|(media_type, m)| MediaType {
                         media_type: media_type.clone(),
-                        schema: m.get("schema").map(|s| self.doc.snapshot(bbase, s)),
+                        schema: match m.get("schema").map(|s| self.doc.snapshot(bbase, s)) {
+                            Some(Err(e)) => {
+                                problems.push(format!(
+                                    "{}: requestBody `{media_type}`: {e}",
+                                    self.at()
+                                ));
+                                None
+                            }
+                            Some(Ok(s)) => Some(s),
+                            None => None,
+                        },
                     })
                     .collect()
             })
@@ -751,11 +980,48 @@ mod tests {
         let d = doc(json!({"components": {"schemas": {
             "Node": {"type": "object", "properties": {"child": {"$ref": "#/components/schemas/Node"}}}
         }}}));
-        let snap = d.snapshot(&d.root, &json!({"$ref": "#/components/schemas/Node"}));
+        let snap = d
+            .snapshot(&d.root, &json!({"$ref": "#/components/schemas/Node"}))
+            .unwrap();
         assert_eq!(
             snap,
             json!({"type": "object", "properties": {"child": {"$ref": "#/components/schemas/Node"}}})
         );
+    }
+
+    #[test]
+    fn a_reference_dag_is_snapshotted_with_shared_subschemas() {
+        // S{i}.properties.p0..p3 → S{i+1}: inlined, 4^20 copies of S20.
+        let mut schemas = serde_json::Map::new();
+        for i in 0..20 {
+            let next = json!({"$ref": format!("#/components/schemas/S{}", i + 1)});
+            schemas.insert(
+                format!("S{i}"),
+                json!({"type": "object", "properties": {"p0": next, "p1": next, "p2": next, "p3": next}}),
+            );
+        }
+        schemas.insert("S20".into(), json!({"type": "string"}));
+        let d = doc(json!({"openapi": "3.1.0", "components": {"schemas": schemas}}));
+        let snap = d
+            .snapshot(&d.root, &json!({"$ref": "#/components/schemas/S0"}))
+            .unwrap();
+        assert_eq!(snap["type"], "object");
+        assert_eq!(snap["properties"]["p3"]["$ref"], "#/$defs/S1");
+        assert_eq!(
+            snap["$defs"]["S19"]["properties"]["p0"]["$ref"],
+            "#/$defs/S20"
+        );
+        assert_eq!(snap["$defs"]["S20"], json!({"type": "string"}));
+        assert!(count_nodes(&snap) < 2_000, "{}", count_nodes(&snap));
+        // A small schema that reuses a subschema is still inlined.
+        let small = d
+            .snapshot(&d.root, &json!({"$ref": "#/components/schemas/S18"}))
+            .unwrap();
+        assert_eq!(
+            small["properties"]["p1"]["properties"]["p2"],
+            json!({"type": "string"})
+        );
+        assert!(small.get("$defs").is_none());
     }
 
     #[test]
@@ -776,7 +1042,9 @@ mod tests {
             ),
         ]);
         let d = DocSet::new(root.to_string(), docs);
-        let snap = d.snapshot(root, &json!({"$ref": "schemas/a.yaml#/A"}));
+        let snap = d
+            .snapshot(root, &json!({"$ref": "schemas/a.yaml#/A"}))
+            .unwrap();
         assert_eq!(snap, json!({"properties": {"b": {"type": "string"}}}));
         let mut refs = Vec::new();
         referenced_documents(root, &d.docs[root], &mut refs);
