@@ -195,6 +195,7 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        crate::conn::body_progress(session, ctx.started)?;
         if let Some(a) = ctx.pass.as_ref() {
             let limit = a.snapshot.exec.info[a.tool].upstream.max_request_bytes;
             if session.body_bytes_read() as u64 > limit {
@@ -247,6 +248,11 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let (status, code) = match e.etype() {
             ErrorType::HTTPStatus(413) => (413, codes::PAYLOAD_TOO_LARGE),
+            // The client's body was too slow (`crate::conn::body_progress`).
+            ErrorType::HTTPStatus(408) => (408, crate::conn::REQUEST_TIMEOUT),
+            ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => {
+                (408, crate::conn::REQUEST_TIMEOUT)
+            }
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                 (504, codes::UPSTREAM_TIMEOUT)
             }
@@ -317,7 +323,7 @@ impl ProxyHttp for Gateway {
 impl Gateway {
     /// The runtime's own API (everything off the pass-through route), answered here.
     async fn local_api(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let body = match read_body(session, api::MAX_API_BODY, &ctx.request_id).await? {
+        let body = match read_body(session, api::MAX_API_BODY, ctx).await? {
             Ok(b) => b,
             Err(reply) => {
                 respond(session, ctx, reply).await?;
@@ -500,10 +506,12 @@ fn relay_response_header(resp: &mut ResponseHeader, request_id: &http::HeaderVal
 async fn read_body(
     session: &mut Session,
     limit: usize,
-    request_id: &str,
+    ctx: &Ctx,
 ) -> Result<std::result::Result<Vec<u8>, Reply>> {
+    let request_id: &str = &ctx.request_id;
     let mut body = Vec::new();
     while let Some(chunk) = session.read_request_body().await? {
+        crate::conn::body_progress(session, ctx.started)?;
         if body.len() + chunk.len() > limit {
             let e = crate::snapshot::ApiError::new(
                 413,
