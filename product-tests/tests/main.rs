@@ -10,6 +10,9 @@ mod catalog;
 mod cli;
 /// Config and catalog validation messages (`validate` and start-up).
 mod config;
+/// Connection deadlines and limits: request head and body deadlines, idle keep-alive, max
+/// connections.
+mod deadlines;
 /// Service roots (RFC 8631) and API catalogs (RFC 9727).
 mod discovery;
 /// Overlays, skill manifests and workflows.

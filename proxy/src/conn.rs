@@ -22,11 +22,12 @@
 //!   request fails with `408 request_timeout` (or, when the answer has started, the
 //!   connection is closed), and the upstream connection of a pass-through request is
 //!   dropped.
-//! - **Connection limit** ([`Limits::max_connections`]): each connection holds a slot of one
-//!   process-wide semaphore from accept to close. When all are taken, the serving threads stop
-//!   accepting: new connections wait in the kernel's accept queue (the listen backlog,
-//!   `crate::listen`) until a connection closes, and beyond the backlog the kernel drops
-//!   their SYNs (clients retry).
+//! - **Connection limit** ([`Limits::max_connections`]): each connection being served holds
+//!   a slot of one process-wide semaphore until it closes. When all are taken, each serving
+//!   thread accepts one more connection and holds it, unread, until a slot frees; further
+//!   connections wait in the kernel's accept queue (the listen backlog, `crate::listen`), and
+//!   beyond the backlog the kernel drops their SYNs (clients retry). So at most
+//!   `max_connections` plus one per serving thread are open.
 //!
 //! Memory: an idle connection holds no read buffer (it waits for readability, and a head
 //! buffer is allocated when bytes arrive), a 1,460-byte write buffer (one MSS, as Pingora's
@@ -49,11 +50,11 @@ use bytes::BytesMut;
 use pingora::apps::HttpServerApp;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     TimingDigest, UniqueID, UniqueIDType,
 };
-use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::proxy::{HttpProxy, Session};
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
@@ -190,12 +191,32 @@ pub async fn accept_loop(serving: Serving, listener: std::net::TcpListener) {
     let serving = Arc::new(serving);
     let mut shutdown = serving.shutdown.clone();
     loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors: accept() fails at once until one is freed.
+                let emfile = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                tracing::warn!(error = %e, "accept failed");
+                if emfile {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                continue;
+            }
+        };
+        // The slot is taken after accept, not before: with one listening socket per thread, a
+        // thread holding a free slot while its own queue is empty would keep it from a
+        // thread whose queue is not. At the limit, each thread holds one accepted connection
+        // (unread) until a slot frees; the others wait in the kernel's queue.
         let permit = match Arc::clone(&serving.slots).try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 tracing::warn!(
                     max_connections = serving.limits.max_connections,
-                    "connection limit reached: new connections wait in the listen backlog"
+                    "connection limit reached: new connections wait until one closes"
                 );
                 tokio::select! {
                     p = Arc::clone(&serving.slots).acquire_owned() => match p {
@@ -206,23 +227,7 @@ pub async fn accept_loop(serving: Serving, listener: std::net::TcpListener) {
                 }
             }
         };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => break,
-        };
-        match accepted {
-            Ok((tcp, peer)) => {
-                tokio::spawn(connection(Arc::clone(&serving), tcp, peer, permit));
-            }
-            Err(e) => {
-                // Out of file descriptors: accept() fails at once until one is freed.
-                let emfile = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                tracing::warn!(error = %e, "accept failed");
-                if emfile {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        tokio::spawn(connection(Arc::clone(&serving), tcp, peer, permit));
     }
     serving.proxy.http_cleanup().await;
 }
@@ -255,7 +260,13 @@ async fn connection(
             read_head(&conn, accepted + limits.header_timeout, None, &mut shutdown).await
         } else {
             let idle_until = Instant::now() + limits.idle_timeout;
-            read_head(&conn, idle_until, Some(limits.header_timeout), &mut shutdown).await
+            read_head(
+                &conn,
+                idle_until,
+                Some(limits.header_timeout),
+                &mut shutdown,
+            )
+            .await
         };
         let head = match head {
             Head::Ready(h) => h,

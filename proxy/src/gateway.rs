@@ -510,7 +510,15 @@ async fn read_body(
 ) -> Result<std::result::Result<Vec<u8>, Reply>> {
     let request_id: &str = &ctx.request_id;
     let mut body = Vec::new();
-    while let Some(chunk) = session.read_request_body().await? {
+    // A read timeout here is the client's (`crate::conn::body_progress`), as on the
+    // pass-through, where Pingora marks it so.
+    let downstream = |mut e: Box<Error>| {
+        if e.etype() == &ErrorType::ReadTimedout {
+            e.as_down();
+        }
+        e
+    };
+    while let Some(chunk) = session.read_request_body().await.map_err(downstream)? {
         crate::conn::body_progress(session, ctx.started)?;
         if body.len() + chunk.len() > limit {
             let e = crate::snapshot::ApiError::new(
