@@ -152,19 +152,31 @@ for s in conns:
 deadline = time.time() + 30
 while server_conns() > 0 and time.time() < deadline:
     time.sleep(0.1)
-time.sleep(1.0)
+# Allocators return memory after a delay (the runtime: within about 2 s, see
+# proxy/src/conn.rs `return_freed_memory`).
+time.sleep(3.0)
 after = settle()
+# Then some traffic (200 requests over about 2 s, one connection each), as a live server
+# sees: allocators often return freed memory on later allocation work.
+for _ in range(200):
+    s = socket.create_connection((host, port))
+    one(s)
+    s.close()
+    time.sleep(0.01)
+time.sleep(0.5)
+later = settle()
 grown = open_ - before
 released = 100.0 * (open_ - after) / grown if grown > 0 else 100.0
-print(f"{before} {open_} {after} {grown / n:.2f} {released:.0f} {still}")
+released_later = 100.0 * (open_ - later) / grown if grown > 0 else 100.0
+print(f"{before} {open_} {after} {grown / n:.2f} {released:.0f} {still} {later} {released_later:.0f}")
 PY
 
 results=()
 measure() { # name url-host port path pid
   local line
   line=$(python3 "$work/idle.py" 127.0.0.1 "$2" "$3" "$n" "$4") || { echo "FAIL: $1: the client failed" >&2; exit 1; }
-  read -r before open after per released held <<< "$line"
-  results+=("$(printf '%-8s %10s %10s %10s %14s %9s%% %9s' "$1" "$before" "$open" "$after" "$per" "$released" "$held")")
+  read -r before open after per released held later released_later <<< "$line"
+  results+=("$(printf '%-8s %10s %10s %10s %14s %9s%% %10s %9s%% %6s' "$1" "$before" "$open" "$after" "$per" "$released" "$later" "$released_later" "$held")")
 }
 
 # ---- nginx --------------------------------------------------------------------------------
@@ -220,8 +232,9 @@ wait_http "http://127.0.0.1:$rt_port/readyz" || { cat "$work/runtime.log" >&2; e
 measure runtime "$rt_port" /readyz "$rt_pid"
 
 echo "idle keep-alive connections: $n, server threads/workers: $threads, runtime build: $profile"
-printf '%-8s %10s %10s %10s %14s %10s %9s\n' server "before KiB" "open KiB" "after KiB" "KiB/idle conn" "returned" "held"
+printf '%-8s %10s %10s %10s %14s %10s %10s %10s %6s\n' server "before KiB" "open KiB" "after KiB" "KiB/idle conn" "returned" "+traffic" "returned" "held"
 for r in "${results[@]}"; do echo "$r"; done
 echo "(before: after one warm-up request; open: with all $n connections idle after one request"
 echo " each; after: once the server closed them; returned: share of the growth given back;"
-echo " held: connections the server held open at the 'open' reading)"
+echo " +traffic: after 200 more requests over about 2 s; held: connections the server held"
+echo " open at the 'open' reading)"
