@@ -16,6 +16,9 @@ mod config;
 mod crash;
 /// Injected credentials are never shadowed by caller fields nor reflected to the caller.
 mod cred_shadow;
+/// Connection deadlines and limits: request head and body deadlines, idle keep-alive, max
+/// connections.
+mod deadlines;
 /// Service roots (RFC 8631) and API catalogs (RFC 9727).
 mod discovery;
 /// Document fetching as a trust boundary: origins, local directories, redirects, special files.

@@ -68,6 +68,25 @@ pub struct ServeArgs {
     /// The process exits as soon as they are done.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub shutdown_grace_seconds: u64,
+    /// A request head must be complete within this time (from the connection's accept for
+    /// its first request, from the first byte for later ones); else 408 and close. 1 to 3600.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=3600))]
+    pub header_timeout_seconds: u64,
+    /// A keep-alive connection with no request in progress is closed after this time.
+    /// 1 to 3600.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=3600))]
+    pub idle_timeout_seconds: u64,
+    /// A request body may take this long plus one second per `--body-min-rate` bytes
+    /// received; else 408 (the upstream connection is dropped). 1 to 3600.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=3600))]
+    pub body_timeout_seconds: u64,
+    /// The minimum request body rate, in bytes per second (see `--body-timeout-seconds`).
+    #[arg(long, default_value_t = 1024, value_name = "BYTES", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub body_min_rate: u64,
+    /// Most open client connections; beyond it new connections wait in the listen backlog.
+    /// Defaults to 10,000, or fewer when the open-file limit cannot hold two per connection.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: Option<usize>,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -202,6 +202,7 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        crate::conn::body_progress(session, ctx.started)?;
         if let Some(a) = ctx.pass.as_ref() {
             let limit = a.snapshot.exec.info[a.tool].upstream.max_request_bytes;
             if session.body_bytes_read() as u64 > limit {
@@ -256,6 +257,11 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let (status, code) = match e.etype() {
             ErrorType::HTTPStatus(413) => (413, codes::PAYLOAD_TOO_LARGE),
+            // The client's body was too slow (`crate::conn::body_progress`).
+            ErrorType::HTTPStatus(408) => (408, crate::conn::REQUEST_TIMEOUT),
+            ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => {
+                (408, crate::conn::REQUEST_TIMEOUT)
+            }
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                 (504, codes::UPSTREAM_TIMEOUT)
             }
@@ -334,7 +340,7 @@ impl ProxyHttp for Gateway {
 impl Gateway {
     /// The runtime's own API (everything off the pass-through route), answered here.
     async fn local_api(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let body = match read_body(session, api::MAX_API_BODY, &ctx.request_id).await? {
+        let body = match read_body(session, api::MAX_API_BODY, ctx).await? {
             Ok(b) => b,
             Err(reply) => {
                 respond(session, ctx, reply).await?;
@@ -483,12 +489,9 @@ impl Gateway {
 }
 
 /// Issue 15 items 5 and 6, for every request before it is routed: an answer when the head's
-/// framing, `Host` or method is ambiguous ([`crate::wire::check_request`]). Also turns on
-/// HTTP/1.1 pipelining for the connection: requests a client sends before reading the
-/// previous answer are then served in order (Pingora keeps the bytes it read past one request
-/// for the next) instead of being dropped with the connection.
+/// framing, `Host` or method is ambiguous ([`crate::wire::check_request`]). (Pipelined
+/// requests are served in order by the accept loop, `crate::conn`.)
 fn check_head(session: &mut Session) -> std::result::Result<(), crate::snapshot::ApiError> {
-    session.set_pipelining_enabled(true);
     crate::wire::check_request(session.req_header(), || {
         session.as_http1().map(|h1| h1.get_headers_raw_bytes())
     })
@@ -563,10 +566,20 @@ fn caller_gone(e: &Error) -> bool {
 async fn read_body(
     session: &mut Session,
     limit: usize,
-    request_id: &str,
+    ctx: &Ctx,
 ) -> Result<std::result::Result<Vec<u8>, Reply>> {
+    let request_id: &str = &ctx.request_id;
     let mut body = Vec::new();
-    while let Some(chunk) = session.read_request_body().await? {
+    // A read timeout here is the client's (`crate::conn::body_progress`), as on the
+    // pass-through, where Pingora marks it so.
+    let downstream = |mut e: Box<Error>| {
+        if e.etype() == &ErrorType::ReadTimedout {
+            e.as_down();
+        }
+        e
+    };
+    while let Some(chunk) = session.read_request_body().await.map_err(downstream)? {
+        crate::conn::body_progress(session, ctx.started)?;
         if body.len() + chunk.len() > limit {
             let e = crate::snapshot::ApiError::new(
                 413,

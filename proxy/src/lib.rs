@@ -33,6 +33,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub mod conn;
 pub mod exec;
 pub mod fetch;
 pub mod gateway;

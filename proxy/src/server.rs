@@ -4,15 +4,17 @@
 //! - the config is loaded and the catalog built **before** the listener serves, so a runtime
 //!   that answers is a runtime with a catalog (`/readyz`), and a broken config fails start-up
 //!   with every problem listed instead of serving errors;
-//! - the listeners are bound by us (std sockets, non-blocking) and handed to Pingora through its
-//!   `Fds` table, so `--addr 127.0.0.1:0` works and the real address goes to `runtime.json`;
+//! - the listeners are bound by us (std sockets, non-blocking), so `--addr 127.0.0.1:0` works
+//!   and the real address goes to `runtime.json`; we accept on them ourselves and hand each
+//!   request to Pingora once its head is complete ([`crate::conn`]: deadlines, the
+//!   connection limit, small idle connections);
 //! - Pingora's `Server` is not used: its SIGTERM path sleeps the whole grace period even when
 //!   idle. We run the service ourselves and, on SIGTERM or SIGINT, stop accepting, report
 //!   not-ready, wait for in-flight requests up to `--shutdown-grace-seconds` and exit as soon
 //!   as they are done. A second signal exits at once.
 //! - **One event loop per thread** (`--threads`, default: the CPU count), like nginx workers:
 //!   each serving thread runs its own current-thread tokio runtime with its own instance of
-//!   the Pingora service accepting on its own listening socket ([`crate::listen`]: bound with
+//!   the Pingora proxy, accepting on its own listening socket ([`crate::listen`]: bound with
 //!   `SO_REUSEPORT`, so the kernel spreads connections evenly), so a connection lives and
 //!   dies on one thread (no work-stealing hand-offs, no cross-thread wake-ups, per-thread
 //!   upstream connection pools). Measured with `bench/bare-pingora --per-thread`: about 35%
@@ -20,19 +22,17 @@
 //!   separate one-thread control runtime handles signals and drains; catalog builds run on
 //!   threads of their own, within a deadline ([`crate::refresh`]).
 
-use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use open_cli_config::load_file;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Fds, ListenFds};
-use pingora::services::Service as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::catalog;
 use crate::cli::{ServeArgs, ValidateFormat};
+use crate::conn::{self, Limits};
 use crate::fetch::Fetcher;
 use crate::gateway::Gateway;
 use crate::instance::Instance;
@@ -67,9 +67,12 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// (`strace -c`: 0.13 `write` and 0.11 more `epoll_wait` per request than the bare
 /// Pingora hop). With a timer always due within a second, a read timeout (normally longer)
 /// is never the earliest, and the heartbeat costs one wake-up a second.
+///
+/// It also returns the thread's freed memory to the OS ([`conn::return_freed_memory`]).
 async fn timer_heartbeat() {
     loop {
         tokio::time::sleep(HEARTBEAT).await;
+        conn::return_freed_memory();
     }
 }
 
@@ -112,6 +115,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     let tools = catalog.tools.len();
     let snapshot = Snapshot::for_config(catalog, &loaded.config)
         .map_err(|e| format!("cannot render the catalog: {e}"))?;
+    let limits = limits(args);
     let listeners = crate::listen::bind(&args.addr, threads)?;
     let addr = listeners[0]
         .local_addr()
@@ -144,7 +148,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         "catalog loaded"
     );
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
-    let result = rt.block_on(run(Arc::clone(&state), listeners, grace));
+    let result = rt.block_on(run(Arc::clone(&state), listeners, grace, limits));
     state.instance.remove_runtime_json();
     rt.shutdown_timeout(Duration::from_millis(500));
     result
@@ -196,6 +200,37 @@ fn build_within_deadline(
     }
 }
 
+/// The connection deadlines and limit from the command line ([`crate::conn`]).
+fn limits(args: &ServeArgs) -> Limits {
+    let fd_limit = conn::raise_fd_limit();
+    let limits = Limits {
+        header_timeout: Duration::from_secs(args.header_timeout_seconds),
+        idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
+        body_timeout: Duration::from_secs(args.body_timeout_seconds),
+        body_min_rate: args.body_min_rate,
+        max_connections: args
+            .max_connections
+            .unwrap_or_else(|| Limits::default_max_connections(fd_limit)),
+    };
+    if (limits.max_connections as u64).saturating_mul(2) > fd_limit {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            fd_limit,
+            "the open-file limit cannot hold two descriptors per allowed connection"
+        );
+    }
+    tracing::info!(
+        header_timeout_s = limits.header_timeout.as_secs(),
+        idle_timeout_s = limits.idle_timeout.as_secs(),
+        body_timeout_s = limits.body_timeout.as_secs(),
+        body_min_rate = limits.body_min_rate,
+        max_connections = limits.max_connections,
+        "connection limits"
+    );
+    conn::set_body_limits(&limits);
+    limits
+}
+
 /// Log every upstream secret the catalog's tools need that cannot be resolved now (the calls
 /// that need them will be refused; the runtime still starts).
 fn warn_unresolvable_secrets(rt: &tokio::runtime::Runtime, state: &RuntimeState) {
@@ -214,6 +249,7 @@ async fn run(
     state: Arc<RuntimeState>,
     listeners: Vec<std::net::TcpListener>,
     grace: Duration,
+    limits: Limits,
 ) -> Result<(), String> {
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
@@ -222,7 +258,7 @@ async fn run(
     // `shutdown`: stop accepting (Pingora's own signal); `stop`: end the serving threads.
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = start_workers(&state, listeners, &shutdown_rx, &stop_rx)?;
+    let workers = start_workers(&state, listeners, limits, &shutdown_rx, &stop_rx)?;
 
     state.instance.write_runtime_json(&state.url).map_err(|e| {
         format!(
@@ -279,48 +315,57 @@ async fn run(
 }
 
 /// One thread per listening socket ([`crate::listen`]), each with a current-thread runtime
-/// serving its own instance of the Pingora service on its socket, until `stop`.
+/// running its own instance of the Pingora proxy on the connections it accepts
+/// ([`crate::conn`]), until `stop`.
 fn start_workers(
     state: &Arc<RuntimeState>,
     listeners: Vec<std::net::TcpListener>,
+    limits: Limits,
     shutdown: &tokio::sync::watch::Receiver<bool>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
     let conf = Arc::new(ServerConf::default());
+    let limits = Arc::new(limits);
+    // Process-wide: the limit holds across the serving threads.
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut workers = Vec::with_capacity(listeners.len());
     for (i, socket) in listeners.into_iter().enumerate() {
-        let key = socket
-            .local_addr()
-            .map_err(|e| format!("cannot read the listen address: {e}"))?
-            .to_string();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let mut fds = Fds::new();
-        fds.add(key.clone(), socket.into_raw_fd());
-        let fds: ListenFds = Arc::new(parking_lot::Mutex::new(fds));
-        let mut service = http_proxy_service_with_name(
-            &conf,
-            Gateway::new(Arc::clone(state)),
-            "open-cli-runtime",
-        );
-        service.add_tcp(&key);
-        let shutdown = shutdown.clone();
+        let proxy = Arc::new(http_proxy(&conf, Gateway::new(Arc::clone(state))));
+        let (limits, slots) = (Arc::clone(&limits), Arc::clone(&slots));
+        let mut shutdown = shutdown.clone();
         let mut stop = stop.clone();
         let worker = std::thread::Builder::new()
             .name(format!("open-cli-worker-{i}"))
             .spawn(move || {
                 rt.block_on(async move {
+                    // This thread's own shutdown signal, which every connection waiting for a
+                    // request watches: no cache line shared with the other threads.
+                    let (local_tx, local_rx) = tokio::sync::watch::channel(false);
+                    let relay = tokio::spawn(async move {
+                        let _ = shutdown.wait_for(|s| *s).await;
+                        let _ = local_tx.send(true);
+                        // Keep the sender until the thread ends (a dropped sender would read
+                        // as a shutdown too, which is what it is).
+                        std::future::pending::<()>().await;
+                    });
+                    let serving = conn::Serving {
+                        proxy,
+                        limits,
+                        slots,
+                        shutdown: local_rx,
+                    };
                     // Serve until `stop`: after `shutdown` the accept loop ends, but the
                     // connection tasks it spawned on this runtime finish their requests.
-                    let serving = tokio::spawn(async move {
-                        service.start_service(Some(fds), shutdown, 1).await;
-                    });
+                    let serving = tokio::spawn(conn::accept_loop(serving, socket));
                     let heartbeat = tokio::spawn(timer_heartbeat());
                     let _ = stop.wait_for(|s| *s).await;
                     serving.abort();
                     heartbeat.abort();
+                    relay.abort();
                 });
                 rt.shutdown_timeout(Duration::from_millis(200));
             })
