@@ -48,7 +48,7 @@ pub fn build_timeout(config: &open_cli_config::Config) -> Duration {
 /// Rebuild off the serving threads and wait for the outcome, at most until the deadline.
 ///
 /// The waiting runs on its own task (a caller that disconnects does not cancel it); the build
-/// itself runs on a dedicated thread with its own event loop ([`spawn_build`]), so nothing it
+/// itself runs on a dedicated thread with its own event loop (`spawn_build`), so nothing it
 /// does (a blocking file read, a slow source, a panic) can stall a serving thread. The new
 /// snapshot is swapped in here, by the waiter, and only if it arrived before the deadline:
 /// a build that ends later is discarded.

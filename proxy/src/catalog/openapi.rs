@@ -267,7 +267,7 @@ impl DocSet {
     /// Inlining copies a subschema at every place it is referenced, so a `$ref` DAG (a schema
     /// whose properties all reference the next one, twenty levels deep) would expand
     /// exponentially. Inlining therefore stops after [`INLINE_NODES`] nodes; such a schema is
-    /// snapshotted *shared* instead ([`Self::shared`]): every referenced subschema once, under
+    /// snapshotted *shared* instead (`DocSet::shared`): every referenced subschema once, under
     /// the snapshot's `$defs`, referenced as `#/$defs/<name>`. A shared snapshot larger than
     /// [`MAX_SCHEMA_NODES`], or snapshots of one description totalling more than
     /// [`MAX_DESCRIPTION_NODES`], are errors.
