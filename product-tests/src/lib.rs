@@ -539,6 +539,18 @@ pub fn start_demo_runtime(api: &TestApi) -> (Fixture, Runtime) {
     (fx, rt)
 }
 
+/// `POST /v1/tools/execute` with `body`: the status and the JSON answer (`null` if none).
+pub fn execute(rt: &Runtime, body: Value) -> (u16, Value) {
+    let resp = http()
+        .post(format!("{}/v1/tools/execute", rt.url))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .expect("execute request");
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
 impl TestApi {
     /// Requests this upstream received, oldest first.
     pub fn requests(&self) -> Vec<Value> {

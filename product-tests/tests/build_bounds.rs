@@ -145,37 +145,24 @@ fn deep_yaml_nesting_is_refused_naming_the_bound() {
         "{a: ".repeat(levels),
         "}".repeat(levels)
     );
-    fx.write("deep.openapi.yaml", &doc);
-    let config = config_for(&fx, "deep.openapi.yaml", Value::Null);
-    let out = validate_within(&config, Duration::from_secs(20));
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("deep.openapi.yaml") && err.contains("nest deeper than 128 levels"),
-        "{err}"
-    );
-
-    // JSON: refused by the parser's own limit, in linear time, with the same message.
-    fx.write(
-        "deep.openapi.json",
-        &format!("{}{}", "[".repeat(levels), "]".repeat(levels)),
-    );
-    let config = config_for(&fx, "deep.openapi.json", Value::Null);
-    let out = validate_within(&config, Duration::from_secs(20));
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("nest deeper than 128 levels"), "{err}");
-
-    // Nested flow sequences, in a document whose type is only known from its content.
-    fx.write(
-        "deep-seq",
-        &format!("{}{}", "[".repeat(levels), "]".repeat(levels)),
-    );
-    let config = config_for(&fx, "deep-seq", Value::Null);
-    let out = validate_within(&config, Duration::from_secs(20));
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("nest deeper than 128 levels"), "{err}");
+    let brackets = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    // YAML; JSON, refused by the parser's own limit, in linear time, with the same message;
+    // nested flow sequences in a document whose type is only known from its content.
+    for (name, body) in [
+        ("deep.openapi.yaml", doc.as_str()),
+        ("deep.openapi.json", brackets.as_str()),
+        ("deep-seq", brackets.as_str()),
+    ] {
+        fx.write(name, body);
+        let config = config_for(&fx, name, Value::Null);
+        let out = validate_within(&config, Duration::from_secs(20));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(name) && err.contains("nest deeper than 128 levels"),
+            "{name}: {err}"
+        );
+    }
 }
 
 #[test]

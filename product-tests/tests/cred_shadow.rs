@@ -7,7 +7,7 @@
 //! request (`/anything/...`) and reflects the credential it received in a redirect
 //! (`/reflect/...`).
 
-use open_cli_product_tests::{Fixture, Runtime, TestApi, http};
+use open_cli_product_tests::{execute, Fixture, Runtime, TestApi, http};
 use serde_json::{Value, json};
 
 const QUERY_SECRET: &str = "q s3cret/+";
@@ -100,16 +100,6 @@ fn cookies(req: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn execute(rt: &Runtime, body: Value) -> (u16, Value) {
-    let resp = http()
-        .post(format!("{}/v1/tools/execute", rt.url))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().unwrap_or(Value::Null))
-}
 
 /// The pass-through with the caller's own fields.
 fn pass(rt: &Runtime, path_and_query: &str, headers: &[(&str, &str)]) -> u16 {

@@ -1,8 +1,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use open_cli_product_tests::{
-    AUDIENCE, BearerGate, Fixture, McpEverything, Oidc, Runtime, TestApi, demo_config, http,
+use open_cli_product_tests::{execute, AUDIENCE, BearerGate, Fixture, McpEverything, Oidc, Runtime, TestApi, demo_config, http,
     jwt_claims, wait_for,
 };
 use serde_json::{Value, json};
@@ -17,9 +16,6 @@ fn start(api: &TestApi, extra: Value, env: &[(&str, &str)]) -> (Fixture, Runtime
     (fx, rt)
 }
 
-fn execute(rt: &Runtime, body: Value) -> (u16, Value) {
-    execute_as(rt, body, None)
-}
 
 fn execute_as(rt: &Runtime, body: Value, token: Option<&str>) -> (u16, Value) {
     let mut req = http()

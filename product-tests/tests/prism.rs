@@ -1,20 +1,10 @@
 use base64::Engine;
-use open_cli_product_tests::{Fixture, Prism, Runtime, demo_config, http, repo_root};
+use open_cli_product_tests::{execute, Fixture, Prism, Runtime, demo_config, http, repo_root};
 use serde_json::{Value, json};
 
 /// The server the demo document names; the runtime's copy points at Prism instead.
 const DEMO_SERVER: &str = "http://127.0.0.1:8780";
 
-fn execute(rt: &Runtime, body: Value) -> (u16, Value) {
-    let resp = http()
-        .post(format!("{}/v1/tools/execute", rt.url))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().unwrap_or(Value::Null))
-}
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)

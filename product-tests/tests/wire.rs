@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use open_cli_product_tests::{Fixture, Runtime, TestApi, http, run};
+use open_cli_product_tests::{execute, Fixture, Runtime, TestApi, http, run};
 use serde_json::{Value, json};
 
 /// The `rec` service: operations on the test upstream, `rec:deleteItem` denied by policy.
@@ -101,15 +101,6 @@ fn audit(rt: &Runtime) -> Vec<Value> {
         .unwrap()
 }
 
-fn execute(rt: &Runtime, body: Value) -> (u16, Value) {
-    let resp = http()
-        .post(format!("{}/v1/tools/execute", rt.url))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
-}
 
 /// Item 4: `..;/admin`, `%2e%2e;`, `..;x=1`, fullwidth and other look-alike dots, empty
 /// segments are refused by the pass-through (400 naming the problem) and the same check
