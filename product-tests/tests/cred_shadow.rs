@@ -7,7 +7,7 @@
 //! request (`/anything/...`) and reflects the credential it received in a redirect
 //! (`/reflect/...`).
 
-use open_cli_product_tests::{execute, Fixture, Runtime, TestApi, http};
+use open_cli_product_tests::{Fixture, Runtime, TestApi, execute, http};
 use serde_json::{Value, json};
 
 const QUERY_SECRET: &str = "q s3cret/+";
@@ -99,7 +99,6 @@ fn cookies(req: &Value) -> Vec<(String, String)> {
         })
         .collect()
 }
-
 
 /// The pass-through with the caller's own fields.
 fn pass(rt: &Runtime, path_and_query: &str, headers: &[(&str, &str)]) -> u16 {

@@ -1,8 +1,9 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use open_cli_product_tests::{execute, AUDIENCE, BearerGate, Fixture, McpEverything, Oidc, Runtime, TestApi, demo_config, http,
-    jwt_claims, wait_for,
+use open_cli_product_tests::{
+    AUDIENCE, BearerGate, Fixture, McpEverything, Oidc, Runtime, TestApi, demo_config, execute,
+    http, jwt_claims, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -15,7 +16,6 @@ fn start(api: &TestApi, extra: Value, env: &[(&str, &str)]) -> (Fixture, Runtime
     let rt = Runtime::try_start_env(&cfg, &state, &[], env).unwrap_or_else(|e| panic!("{e}"));
     (fx, rt)
 }
-
 
 fn execute_as(rt: &Runtime, body: Value, token: Option<&str>) -> (u16, Value) {
     let mut req = http()

@@ -1,10 +1,9 @@
 use base64::Engine;
-use open_cli_product_tests::{execute, Fixture, Prism, Runtime, demo_config, http, repo_root};
+use open_cli_product_tests::{Fixture, Prism, Runtime, demo_config, execute, http, repo_root};
 use serde_json::{Value, json};
 
 /// The server the demo document names; the runtime's copy points at Prism instead.
 const DEMO_SERVER: &str = "http://127.0.0.1:8780";
-
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use open_cli_product_tests::{execute, Fixture, Runtime, TestApi, http, run};
+use open_cli_product_tests::{Fixture, Runtime, TestApi, execute, http, run};
 use serde_json::{Value, json};
 
 /// The `rec` service: operations on the test upstream, `rec:deleteItem` denied by policy.
@@ -100,7 +100,6 @@ fn audit(rt: &Runtime) -> Vec<Value> {
         .json()
         .unwrap()
 }
-
 
 /// Item 4: `..;/admin`, `%2e%2e;`, `..;x=1`, fullwidth and other look-alike dots, empty
 /// segments are refused by the pass-through (400 naming the problem) and the same check

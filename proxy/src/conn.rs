@@ -46,9 +46,9 @@
 //! finds them past the body, answers the request and closes the connection, so the client
 //! sees the close and retries (RFC 9112 §9.3.2) instead of getting a wrong answer.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
