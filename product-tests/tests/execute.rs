@@ -17,19 +17,6 @@ fn start(api: &TestApi, extra: Value, env: &[(&str, &str)]) -> (Fixture, Runtime
     (fx, rt)
 }
 
-fn execute_as(rt: &Runtime, body: Value, token: Option<&str>) -> (u16, Value) {
-    let mut req = http()
-        .post(format!("{}/v1/tools/execute", rt.url))
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().unwrap_or(Value::Null))
-}
-
 fn epoch_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,5 +1,5 @@
 use base64::Engine;
-use open_cli_product_tests::{Fixture, Prism, Runtime, demo_config, execute, http, repo_root};
+use open_cli_product_tests::{Fixture, Prism, Runtime, demo_config, execute, repo_root};
 use serde_json::{Value, json};
 
 /// The server the demo document names; the runtime's copy points at Prism instead.
