@@ -224,11 +224,6 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
     let all = serde_json::to_string(&api.requests()).unwrap();
     assert!(!all.contains("caller-secret"), "caller credentials leaked");
     let events = audit(&rt, None);
-    let schemes: Vec<&str> = events
-        .iter()
-        .filter(|e| e["eventType"] == "tool_execution")
-        .map(|e| e["authScheme"].as_str().unwrap())
-        .collect();
     let each = [
         "apiKeyHeader",
         "apiKeyQuery",
@@ -236,9 +231,10 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
         "basicAuth",
         "bearerAuth",
     ];
-    let twice: Vec<&str> = each.iter().flat_map(|s| [*s, *s]).collect();
-    assert_eq!(schemes, twice, "execute, then pass-through, per scheme");
-    let e = &events[0];
+    let e = events
+        .iter()
+        .find(|e| e["eventType"] == "tool_execution" && e["channel"] == "execute")
+        .expect("an execute record");
     for field in [
         "timestamp",
         "toolId",
@@ -252,17 +248,32 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
     ] {
         assert!(!e[field].is_null(), "audit field {field} missing: {e}");
     }
-    assert_eq!(e["channel"], "execute");
-    // Every record's timestamp is the wall-clock time of the call (the pass-through derives
-    // it from the request's monotonic readings): within this test's run, in order per channel.
+    // One record per scheme and channel. Every record's timestamp is the wall-clock time of
+    // the call (the pass-through derives it from the request's monotonic readings): within
+    // this test's run, and in call order per channel. (The file's order is not the calls'
+    // order: lines of different serving threads within one write window are grouped by
+    // thread.)
     let ended = epoch_ms();
     for channel in ["execute", "passthrough"] {
-        let stamps: Vec<u64> = events
+        let records: Vec<(&str, u64)> = events
             .iter()
-            .filter(|e| e["channel"] == channel)
-            .map(|e| rfc3339_ms(e["timestamp"].as_str().unwrap()))
+            .filter(|e| e["eventType"] == "tool_execution" && e["channel"] == channel)
+            .map(|e| {
+                (
+                    e["authScheme"].as_str().unwrap(),
+                    rfc3339_ms(e["timestamp"].as_str().unwrap()),
+                )
+            })
             .collect();
-        assert_eq!(stamps.len(), each.len(), "{channel}");
+        let mut schemes: Vec<&str> = records.iter().map(|(s, _)| *s).collect();
+        schemes.sort_unstable();
+        let mut expected = each.to_vec();
+        expected.sort_unstable();
+        assert_eq!(schemes, expected, "{channel}: one record per scheme");
+        let stamps: Vec<u64> = each
+            .iter()
+            .map(|s| records.iter().find(|(r, _)| r == s).unwrap().1)
+            .collect();
         for t in &stamps {
             assert!(
                 began <= *t && *t <= ended,
@@ -271,7 +282,7 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
         }
         assert!(
             stamps.windows(2).all(|w| w[0] <= w[1]),
-            "{channel}: {stamps:?}"
+            "{channel}: {stamps:?} not in call order {each:?}"
         );
     }
     let log = std::fs::read_to_string(rt.state_dir.join("instances/test/audit.log")).unwrap();
