@@ -44,23 +44,8 @@ rt_bin="$target_dir/$profile/open-cli-toolbox"
 # Each connection needs a descriptor in the client and one in the server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-work=$(mktemp -d)
-chmod 755 "$work" # nginx workers may run as another user when we are root
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # url: until anything answers
-  for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
-  return 1
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # The client: N keep-alive connections, one request each, held open, then closed; the
 # server's RSS (summed over the given pids and their children) at each step, as one line.
@@ -210,7 +195,7 @@ EOF
 "$nginx_bin" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" -g 'daemon off;' 2>> "$d/error.log" &
 ngx_pid=$!
 pids+=("$ngx_pid")
-wait_http "http://127.0.0.1:$ngx_port/hello" || { cat "$d/error.log" >&2; echo "FAIL: nginx did not start" >&2; exit 1; }
+wait_http "http://127.0.0.1:$ngx_port/hello" 15 || { cat "$d/error.log" >&2; echo "FAIL: nginx did not start" >&2; exit 1; }
 measure nginx "$ngx_port" /hello "$ngx_pid"
 kill "$ngx_pid"
 
@@ -228,7 +213,7 @@ rt_port=$(free_port)
   --threads "$threads" --idle-timeout-seconds 300 --max-connections "$((n + 100))" > /dev/null 2> "$work/runtime.log" &
 rt_pid=$!
 pids+=("$rt_pid")
-wait_http "http://127.0.0.1:$rt_port/readyz" || { cat "$work/runtime.log" >&2; echo "FAIL: the runtime did not start" >&2; exit 1; }
+wait_http "http://127.0.0.1:$rt_port/readyz" 15 || { cat "$work/runtime.log" >&2; echo "FAIL: the runtime did not start" >&2; exit 1; }
 measure runtime "$rt_port" /readyz "$rt_pid"
 
 echo "idle keep-alive connections: $n, server threads/workers: $threads, runtime build: $profile"

@@ -92,25 +92,10 @@ fi
 bare_bin="$target_dir/release/open-cli-bench-bare-pingora"
 rt_bin="$target_dir/release/open-cli-toolbox"
 
-work=$(mktemp -d)
-chmod 755 "$work" # nginx workers may run as another user when we are root
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 failed=()
 fail() { echo "FAIL: $*" >&2; failed+=("$*"); }
-wait_http() { # url: until anything answers
-  for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
-  return 1
-}
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # ---- nginx: upstream and proxy, each with its own prefix dir, pid and error log ----------

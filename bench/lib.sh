@@ -1,0 +1,20 @@
+# Shared by the bench scripts (sourced, not run): a work directory removed on exit, the
+# processes started into `pids` stopped on exit (TERM, then KILL after 2.5 s), a free
+# loopback port, and waiting for an HTTP answer.
+work=$(mktemp -d)
+chmod 755 "$work" # nginx workers may run as another user when we are root
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # url [seconds, default 10]: until anything answers
+  for _ in $(seq $((${2:-10} * 20))); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
+  return 1
+}
