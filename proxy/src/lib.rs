@@ -10,6 +10,9 @@
 //!
 //! - [`server`]: start-up (config → catalog → listener), signal handling and draining;
 //! - [`listen`]: the listening sockets, one per serving thread (`SO_REUSEPORT`);
+//! - [`conn`]: the accept loop per serving thread: head, idle and body deadlines, the
+//!   connection limit, pipelined requests;
+//! - [`limit`]: the token bucket behind the introspection and refresh throttles;
 //! - [`gateway`]: the Pingora `ProxyHttp` implementation, request IDs, access log;
 //! - [`api`]: the `/v1` API, `/healthz`, `/readyz`, as plain functions;
 //! - [`auth`]: bearer-token authentication and the scope envelope;
