@@ -18,3 +18,14 @@ wait_http() { # url [seconds, default 10]: until anything answers
   for _ in $(seq $((${2:-10} * 20))); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
   return 1
 }
+# The `http` block lines every bench nginx shares: no access log, temp files in its dir.
+nginx_http_common() { # dir
+  cat <<EOF
+  access_log off;
+  client_body_temp_path $1/client_body;
+  proxy_temp_path $1/proxy;
+  fastcgi_temp_path $1/fastcgi;
+  uwsgi_temp_path $1/uwsgi;
+  scgi_temp_path $1/scgi;
+EOF
+}

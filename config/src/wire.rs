@@ -67,6 +67,23 @@ pub fn may_keep_header(name: &str) -> bool {
         && !starts_with_folded(name, "x-forwarded-")
 }
 
+/// The rule for a header the caller chooses through execute (a header flag, lower case):
+/// never a method override, and an identity header only when `keep` (the operator's
+/// `forwardHeaders`) names it.
+pub fn check_header_flag(name: &str, keep: &[String]) -> Result<(), String> {
+    if is_method_override_header(name) {
+        return Err(format!(
+            "header `{name}` is not accepted: it would make the upstream run another method than the tool's"
+        ));
+    }
+    if is_identity_header(name) && !keep.iter().any(|k| k == name) {
+        return Err(format!(
+            "header `{name}` states the client's identity or the original URL to the upstream: the runtime does not send it (runtime.server.passThrough.forwardHeaders can allow it)"
+        ));
+    }
+    Ok(())
+}
+
 /// `a == b` with `_` in `a` read as `-` (`b` is a lower-case name spelt with `-`).
 fn eq_folded(a: &str, b: &str) -> bool {
     a.len() == b.len() && starts_with_folded(a, b)
@@ -287,4 +304,17 @@ pub struct ExecuteResponse {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_flags_follow_the_pass_through_rule() {
+        assert!(check_header_flag("x-http-method-override", &[]).is_err());
+        assert!(check_header_flag("x-real-ip", &[]).is_err());
+        assert!(check_header_flag("x-real-ip", &["x-real-ip".into()]).is_ok());
+        assert!(check_header_flag("x-trace", &[]).is_ok());
+    }
 }

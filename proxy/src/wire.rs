@@ -29,23 +29,6 @@ pub use open_cli_config::wire::{
     may_keep_header as may_keep,
 };
 
-/// The rule for a header the caller chooses through execute (a header flag, lower case):
-/// never a method override, and an identity header only when `keep` (the operator's
-/// `forwardHeaders`) names it.
-pub fn check_header_flag(name: &str, keep: &[String]) -> Result<(), String> {
-    if is_method_override(name) {
-        return Err(format!(
-            "header `{name}` is not accepted: it would make the upstream run another method than the tool's"
-        ));
-    }
-    if is_identity(name) && !keep.iter().any(|k| k == name) {
-        return Err(format!(
-            "header `{name}` states the client's identity or the original URL to the upstream: the runtime does not send it (runtime.server.passThrough.forwardHeaders can allow it)"
-        ));
-    }
-    Ok(())
-}
-
 /// Refuse a request head whose framing, `Host` or method is ambiguous (see the module docs).
 /// `raw_header` gives the head as received (HTTP/1 only); it is read only when the request
 /// has `Transfer-Encoding`, because Pingora drops `Content-Length` from the parsed head then.
@@ -399,13 +382,5 @@ mod tests {
             "for=10.0.0.1;host=\"runtime:8765\";proto=http"
         );
         assert_eq!(v("::1", None), "for=\"[::1]\";proto=http");
-    }
-
-    #[test]
-    fn header_flags_follow_the_pass_through_rule() {
-        assert!(check_header_flag("x-http-method-override", &[]).is_err());
-        assert!(check_header_flag("x-real-ip", &[]).is_err());
-        assert!(check_header_flag("x-real-ip", &["x-real-ip".into()]).is_ok());
-        assert!(check_header_flag("x-trace", &[]).is_ok());
     }
 }

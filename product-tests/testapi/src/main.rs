@@ -294,15 +294,20 @@ async fn auth_api_key_query(Query(q): Query<BTreeMap<String, String>>) -> Respon
     credential("apiKeyQuery", q.get("api_key").cloned(), "ApiKey")
 }
 
-async fn auth_api_key_cookie(headers: HeaderMap) -> Response {
-    let value = headers
+/// The first `session_key` cookie of the request, if any.
+fn session_key_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == "session_key")
-        .map(|(_, v)| v.to_string());
+        .map(|(_, v)| v.to_string())
+}
+
+async fn auth_api_key_cookie(headers: HeaderMap) -> Response {
+    let value = session_key_cookie(&headers);
     credential("apiKeyCookie", value, "ApiKey")
 }
 
@@ -433,14 +438,7 @@ fn url_encode(s: &str) -> String {
 /// `302` to another host: `Location`, `Content-Location` and `Link` carry it percent-encoded,
 /// `Refresh` as received. The body names no credential.
 async fn reflect(Query(q): Query<Vec<(String, String)>>, headers: HeaderMap) -> Response {
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == "session_key")
-        .map(|(_, v)| v.to_string());
+    let cookie = session_key_cookie(&headers);
     let key = q
         .iter()
         .find(|(k, _)| k == "api_key")

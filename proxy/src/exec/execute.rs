@@ -576,14 +576,14 @@ fn match_flags<'t>(
     Ok(out)
 }
 
-/// Header flags follow the pass-through's header rule ([`crate::wire::check_header_flag`]).
+/// Header flags follow the pass-through's header rule (`open_cli_config::wire::check_header_flag`).
 fn check_header_flags(
     tool: &Tool,
     flags: &[(&Parameter, Vec<String>)],
     keep: &[String],
 ) -> Result<(), String> {
     for (param, _) in flags.iter().filter(|(p, _)| p.location == "header") {
-        crate::wire::check_header_flag(&param.original_name.to_ascii_lowercase(), keep)
+        open_cli_config::wire::check_header_flag(&param.original_name.to_ascii_lowercase(), keep)
             .map_err(|m| format!("tool `{}`, flag `{}`: {m}", tool.id, param.name))?;
     }
     Ok(())
