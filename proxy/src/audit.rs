@@ -477,7 +477,10 @@ impl Audit {
         self.spool.flush()
     }
 
-    /// Every event in the file, oldest first. A line that is not JSON is an error naming it.
+    /// Every event in the file, oldest first (by `timestamp`: the file groups the lines of
+    /// each serving thread within one write window, so its order is per thread only; the
+    /// sort is stable, so equal timestamps keep the file's order). A line that is not JSON
+    /// is an error naming it.
     pub fn read_all(&self) -> Result<Vec<serde_json::Value>, String> {
         self.flush()
             .map_err(|e| format!("cannot flush the audit log: {e}"))?;
@@ -486,14 +489,18 @@ impl Audit {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(format!("cannot read the audit log: {e}")),
         };
-        text.lines()
+        let mut events = text
+            .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| {
                 serde_json::from_str(l)
                     .map_err(|e| format!("audit log line {} is not JSON: {e}", i + 1))
             })
-            .collect()
+            .collect::<Result<Vec<serde_json::Value>, String>>()?;
+        // RFC 3339 UTC with a fixed number of digits: text order is time order.
+        events.sort_by(|a, b| a["timestamp"].as_str().cmp(&b["timestamp"].as_str()));
+        Ok(events)
     }
 }
 
@@ -509,6 +516,32 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_read_in_time_order_whatever_the_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"timestamp":"2026-12-05T10:00:00.002Z","requestId":"b"}"#,
+                "\n",
+                r#"{"timestamp":"2026-12-05T10:00:00.001Z","requestId":"a"}"#,
+                "\n",
+                r#"{"timestamp":"2026-12-05T10:00:00.002Z","requestId":"c"}"#,
+                "\n",
+            ),
+        )
+        .unwrap();
+        let ids: Vec<String> = Audit::open(&path)
+            .unwrap()
+            .read_all()
+            .unwrap()
+            .iter()
+            .map(|e| e["requestId"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+    }
 
     #[test]
     fn concurrent_events_are_whole_lines_and_flush_makes_them_visible() {
