@@ -433,6 +433,63 @@ fn framing_is_resolved_not_relayed() {
     no_server_banner(&answer);
 }
 
+/// Item 6: heads that Pingora's parser refuses before the gateway runs (a `Content-Length`
+/// list of different values, a repeated `Host`, bad syntax, `CONNECT`) get the runtime's
+/// own JSON error, with no `Server: Pingora` banner; nothing reaches the upstream, and the
+/// next connection is served as usual.
+#[test]
+fn heads_the_parser_refuses_get_the_runtimes_error_without_a_banner() {
+    let api = TestApi::start();
+    let (_fx, rt) = start(&api, json!({}));
+    let host = addr(&rt);
+    for (head, want, code) in [
+        (
+            format!(
+                "POST /proxy/rec/items HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5, 6\r\n\r\nhello!"
+            ),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!("GET /proxy/rec/items HTTP/1.1\r\nHost: {host}\r\nHost: other.example\r\n\r\n"),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!("GET /proxy/rec/items HTTP/1.1\r\nHost: {host}\r\nBad Header : x\r\n\r\n"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "GET /proxy/rec/items HTTP/1.1 extra\r\n\r\n".to_string(),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            405,
+            "method_not_allowed",
+        ),
+    ] {
+        let answer = raw(&rt, head.as_bytes());
+        assert_eq!(status(&answer), want, "{head:?}: {answer}");
+        no_server_banner(&answer);
+        let lower = answer.to_ascii_lowercase();
+        assert!(lower.contains("\r\nconnection: close\r\n"), "{answer}");
+        let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap())
+            .unwrap_or_else(|e| panic!("{head:?}: not JSON ({e}): {answer}"));
+        assert_eq!(body["error"]["code"], code, "{head:?}: {body}");
+    }
+    assert!(api.requests().is_empty(), "{:?}", api.requests());
+    // The runtime serves on.
+    let answer = raw(
+        &rt,
+        format!("GET /proxy/rec/items HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(status(&answer), 200, "{answer}");
+}
+
 /// Item 6: a chunked body that turns out invalid after the upstream got the head gets a
 /// clean 400 (there was no HTTP answer at all) and an audit record.
 #[test]

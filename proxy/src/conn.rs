@@ -22,6 +22,8 @@
 //!   request fails with `408 request_timeout` (or, when the answer has started, the
 //!   connection is closed), and the upstream connection of a pass-through request is
 //!   dropped.
+//! - The head deadline and the idle timeout are checked once a second, by the serving
+//!   thread's heartbeat ([`Waiting`]): either may run up to a second over.
 //! - **Connection limit** ([`Limits::max_connections`]): each connection being served holds
 //!   a slot of one process-wide semaphore until it closes. When all are taken, each serving
 //!   thread accepts one more connection and holds it, unread, until a slot frees; further
@@ -50,6 +52,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -69,7 +72,6 @@ use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::time::Instant;
 
 use crate::gateway::Gateway;
 
@@ -184,6 +186,186 @@ pub fn return_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(false) }
 }
 
+/// Why a connection waiting for a request head stopped waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fired {
+    /// Its deadline passed.
+    Deadline,
+    /// The runtime is shutting down.
+    Shutdown,
+}
+
+/// How often a serving thread's heartbeat fires (`crate::server`), and so the precision of
+/// the head deadline and the idle timeout ([`Waiting`]).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The deadlines of one serving thread's connections that wait for a request head (the
+/// head deadline, or the idle keep-alive timeout), counted in beats of the thread's
+/// heartbeat (`crate::server`, every [`HEARTBEAT`], [`Waiting::beat`]); shutdown wakes them
+/// all ([`Waiting::close_all`]).
+///
+/// Why not a tokio timer and a shutdown waiter per head read, as before: both register with
+/// shared structures (the timer wheel, the watch channel's waiter list) on every keep-alive
+/// request and deregister when the head arrives, which is nearly always. Measured with
+/// callgrind on the bench config, that wait cost about 2,400 instructions per proxied
+/// request, more than the path, header and credential checks together. Here a head read
+/// takes a slot in a vector (locked only by its own thread, so uncontended), with no clock
+/// read, and gives it back. The price is precision: a wait of `d` ends between `d` and one
+/// beat after it, which is well inside what the deadlines are for (seconds, against clients
+/// that hold connections for minutes).
+#[derive(Debug, Default)]
+pub struct Waiting {
+    inner: std::sync::Mutex<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    entries: Vec<Entry>,
+    free: Vec<usize>,
+    /// Beats so far.
+    beats: u64,
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The beat at which the wait ends.
+    due: u64,
+    waker: Option<std::task::Waker>,
+    fired: Option<Fired>,
+}
+
+impl Slots {
+    /// The beat by which a wait of `d` from now has passed: a wait begins somewhere inside
+    /// the current beat, so one more.
+    fn due(&self, d: Duration) -> u64 {
+        let beats = d.as_millis().div_ceil(HEARTBEAT.as_millis().max(1));
+        self.beats
+            .saturating_add(u64::try_from(beats).unwrap_or(u64::MAX))
+            .saturating_add(1)
+    }
+}
+
+impl Waiting {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        // A panic while the lock is held leaves nothing half-done that matters here.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wait for `d` at most; `None` when shutting down.
+    fn register(&self, d: Duration) -> Option<Wait<'_>> {
+        let mut slots = self.slots();
+        if slots.closing {
+            return None;
+        }
+        let entry = Entry {
+            due: slots.due(d),
+            waker: None,
+            fired: None,
+        };
+        let index = match slots.free.pop() {
+            Some(i) => {
+                slots.entries[i] = entry;
+                i
+            }
+            None => {
+                slots.entries.push(entry);
+                slots.entries.len() - 1
+            }
+        };
+        Some(Wait {
+            waiting: self,
+            index,
+        })
+    }
+
+    /// One heartbeat: end the waits that are due.
+    pub fn beat(&self) {
+        let beats = {
+            let mut slots = self.slots();
+            slots.beats += 1;
+            slots.beats
+        };
+        self.fire(|e| e.due <= beats, Fired::Deadline);
+    }
+
+    /// Shutting down: end every wait, and refuse new ones.
+    pub fn close_all(&self) {
+        self.slots().closing = true;
+        self.fire(|_| true, Fired::Shutdown);
+    }
+
+    /// How many connections wait for a request head.
+    pub fn len(&self) -> usize {
+        let slots = self.slots();
+        slots.entries.len() - slots.free.len()
+    }
+
+    /// Whether no connection waits for a request head.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn fire(&self, due: impl Fn(&Entry) -> bool, why: Fired) {
+        let mut wake = Vec::new();
+        {
+            let mut slots = self.slots();
+            // Freed slots are marked fired (see `Wait::drop`), so they are skipped.
+            for e in slots.entries.iter_mut().filter(|e| e.fired.is_none()) {
+                if due(e) {
+                    e.fired = Some(why);
+                    wake.extend(e.waker.take());
+                }
+            }
+        }
+        // Woken outside the lock: a waker may run code that registers.
+        wake.into_iter().for_each(std::task::Waker::wake);
+    }
+}
+
+/// One connection's wait in [`Waiting`]; gives its slot back when dropped.
+struct Wait<'a> {
+    waiting: &'a Waiting,
+    index: usize,
+}
+
+impl Wait<'_> {
+    /// Whether the wait ended; if not, wake `cx` when it does.
+    fn poll_fired(&self, cx: &Context<'_>) -> Option<Fired> {
+        let mut slots = self.waiting.slots();
+        let entry = &mut slots.entries[self.index];
+        if entry.fired.is_none() {
+            match &entry.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => entry.waker = Some(cx.waker().clone()),
+            }
+        }
+        entry.fired
+    }
+
+    /// Wait for `d` from now instead (a head that started arriving: its own deadline).
+    fn restart(&self, d: Duration) {
+        let mut slots = self.waiting.slots();
+        let due = slots.due(d);
+        let entry = &mut slots.entries[self.index];
+        if entry.fired == Some(Fired::Deadline) {
+            entry.fired = None;
+        }
+        entry.due = due;
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.waiting.slots();
+        let entry = &mut slots.entries[self.index];
+        entry.waker = None;
+        // A freed slot must not look due to `fire` (it would count as a fired wait).
+        entry.fired = Some(Fired::Shutdown);
+        slots.free.push(self.index);
+    }
+}
+
 /// What one serving thread needs to run its connections.
 pub struct Serving {
     pub proxy: Arc<HttpProxy<Gateway>>,
@@ -193,6 +375,8 @@ pub struct Serving {
     /// This thread's shutdown signal (Pingora's `ShutdownWatch`): stop accepting, close idle
     /// connections, finish requests in progress without keep-alive.
     pub shutdown: watch::Receiver<bool>,
+    /// The head deadlines of this thread's connections, checked by its heartbeat.
+    pub waiting: Arc<Waiting>,
 }
 
 impl std::fmt::Debug for Serving {
@@ -273,10 +457,9 @@ async fn connection(
     peer: std::net::SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) {
-    let accepted = Instant::now();
     let _ = tcp.set_nodelay(true);
     let mut conn = Box::new(Downstream::new(tcp, peer));
-    let mut shutdown = serving.shutdown.clone();
+    let shutdown = &serving.shutdown;
     let limits = &serving.limits;
     let mut first = true;
     let mut settings = None;
@@ -284,21 +467,21 @@ async fn connection(
     let mut carry = BytesMut::new();
     loop {
         let head = if first {
+            // Right after the accept: the head deadline counts from there.
             read_head(
                 &mut conn,
-                accepted + limits.header_timeout,
+                limits.header_timeout,
                 None,
-                &mut shutdown,
+                &serving.waiting,
                 carry,
             )
             .await
         } else {
-            let idle_until = Instant::now() + limits.idle_timeout;
             read_head(
                 &mut conn,
-                idle_until,
+                limits.idle_timeout,
                 Some(limits.header_timeout),
-                &mut shutdown,
+                &serving.waiting,
                 carry,
             )
             .await
@@ -311,6 +494,7 @@ async fn connection(
                 return;
             }
         };
+        *conn.received.get_mut() = false;
         let mut session = ServerSession::new_http1(conn);
         match settings.take() {
             Some(s) => pingora::apps::HttpPersistentSettings::apply_to_session(s, &mut session),
@@ -333,7 +517,7 @@ async fn connection(
         session.set_read_timeout(Some(body_limits().0));
         carry = pipelined_split(&mut head);
         session.set_pipelined_prefix(head);
-        let reused = serving.proxy.process_new_http(session, &shutdown).await;
+        let reused = serving.proxy.process_new_http(session, shutdown).await;
         let Some(reused) = reused else { return };
         let (stream, s) = reused.consume();
         conn = match stream.into_any().downcast::<Downstream>() {
@@ -345,71 +529,62 @@ async fn connection(
     }
 }
 
-/// Read a request head: wait for its first byte until `wait_until`, then, when
-/// `header_timeout` is given, for the rest until that long after the first byte (else until
-/// `wait_until` too).
+/// Read a request head: wait for its first byte for `wait` at most, then, when
+/// `header_timeout` is given, for the rest until that long after the first byte (else within
+/// `wait` too).
 async fn read_head(
     conn: &mut Downstream,
-    wait_until: Instant,
+    wait: Duration,
     header_timeout: Option<Duration>,
-    shutdown: &mut watch::Receiver<bool>,
+    waiting: &Waiting,
     carried: BytesMut,
 ) -> Head {
     let tcp = conn.io.get_mut();
     let mut buf = carried;
-    let mut deadline = wait_until;
     let mut scanned = 0;
+    let mut wait = wait;
     if !buf.is_empty() {
         // A pipelined request: its head may be here whole; its deadline runs from now.
         if head_end(&buf, &mut scanned).is_some() || buf.len() > MAX_HEAD {
             return Head::Ready(buf);
         }
         if let Some(t) = header_timeout {
-            deadline = Instant::now() + t;
+            wait = t;
         }
     }
+    let Some(wait) = waiting.register(wait) else {
+        return Head::Closed;
+    };
     loop {
-        let ready = tokio::select! {
-            biased;
-            r = tokio::time::timeout_at(deadline, tcp.readable()) => r,
-            _ = shutdown.wait_for(|s| *s) => return Head::Closed,
-        };
-        match ready {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Head::Closed,
-            Err(_) if buf.is_empty() => return Head::Closed,
-            Err(_) => return Head::TimedOut,
-        }
-        if buf.capacity() == buf.len() {
-            buf.reserve(if buf.is_empty() { HEAD_BUF } else { buf.len() });
-        }
-        // Read through `poll_read`, not `try_read_buf`: a short read there tells tokio that
-        // the socket is drained, so the next `readable()` waits for the kernel instead of
-        // answering from stale readiness with a `recv` that fails (one wasted system call
-        // per keep-alive request, measured with `strace -c`). Readable, so no waiting here; a
-        // stale readiness gives `Pending` (and clears it), and the loop waits again.
-        let read = {
-            let read = tcp.read_buf(&mut buf);
-            let mut read = std::pin::pin!(read);
-            match read
-                .as_mut()
-                .poll(&mut Context::from_waker(std::task::Waker::noop()))
-            {
-                Poll::Ready(r) => r,
-                Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        let read = std::future::poll_fn(|cx| {
+            if buf.capacity() == buf.len() {
+                buf.reserve(if buf.is_empty() { HEAD_BUF } else { buf.len() });
             }
-        };
+            // Through `poll_read` (`read_buf`), not `try_read_buf`: a short read there tells
+            // tokio that the socket is drained, so the next poll waits for the kernel instead
+            // of answering from stale readiness with a `recv` that fails (one wasted system
+            // call per keep-alive request, measured with `strace -c`).
+            let read = std::pin::pin!(tcp.read_buf(&mut buf));
+            match read.poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Ok(r)),
+                Poll::Pending => match wait.poll_fired(cx) {
+                    Some(fired) => Poll::Ready(Err(fired)),
+                    None => Poll::Pending,
+                },
+            }
+        })
+        .await;
         match read {
-            Ok(0) => return Head::Closed,
-            Ok(n) => {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(Fired::Shutdown) => return Head::Closed,
+            Err(Fired::Deadline) if buf.is_empty() => return Head::Closed,
+            Err(Fired::Deadline) => return Head::TimedOut,
+            Ok(Ok(n)) => {
                 if n == buf.len()
                     && let Some(t) = header_timeout
                 {
-                    deadline = Instant::now() + t;
+                    wait.restart(t);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(_) => return Head::Closed,
         }
         if head_end(&buf, &mut scanned).is_some() || buf.len() > MAX_HEAD {
             return Head::Ready(buf);
@@ -424,7 +599,9 @@ async fn read_head(
 fn head_end(buf: &[u8], from: &mut usize) -> Option<usize> {
     let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
     let mut i = (*from).max(start);
-    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+    // One `memchr` per line (a single two-pattern `memmem` search measured slower on heads
+    // of a few hundred bytes: its set-up costs more than the lines).
+    while let Some(p) = memchr::memchr(b'\n', &buf[i..]) {
         let nl = i + p;
         match (buf.get(nl + 1), buf.get(nl + 2)) {
             (Some(b'\n'), _) => return Some(nl + 2),
@@ -483,21 +660,72 @@ pub fn pipelined_split(buf: &mut BytesMut) -> BytesMut {
 
 /// Answer `408 request_timeout` to a head that did not arrive in time, then close.
 async fn answer_timeout(conn: &mut Downstream, after: Duration) {
-    let body = format!(
-        "{{\"error\":{{\"code\":\"{REQUEST_TIMEOUT}\",\"message\":\"the request head was not complete within {} s\"}}}}",
-        after.as_secs()
-    );
-    let answer = format!(
-        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
-        body.len()
+    let answer = error_answer(
+        "408 Request Timeout",
+        REQUEST_TIMEOUT,
+        &format!(
+            "the request head was not complete within {} s",
+            after.as_secs()
+        ),
     );
     let _ = tokio::time::timeout(ANSWER_TIMEOUT, async {
-        conn.io.write_all(answer.as_bytes()).await?;
+        conn.io.write_all(&answer).await?;
         conn.io.flush().await?;
         conn.io.shutdown().await
     })
     .await;
     tracing::info!(peer = ?conn.digest.peer_addr.get(), "request head timed out: answered 408 and closed the connection");
+}
+
+/// A complete `{"error": …}` answer that closes the connection (`message` must not need JSON
+/// escaping).
+fn error_answer(status: &str, code: &str, message: &str) -> Vec<u8> {
+    let body = format!("{{\"error\":{{\"code\":\"{code}\",\"message\":\"{message}\"}}}}");
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The runtime's answer in place of one Pingora writes for a request the gateway never
+/// received (see [`Downstream::mark_received`]): a head Pingora's parser refuses (bad syntax,
+/// a `Content-Length` list such as `5, 6`, a repeated `Host`, …) gets Pingora's bare `400`
+/// (with `Server: Pingora`, no body), and `CONNECT` its `405`. `None` for anything that is
+/// not such an answer (only 4xx and 5xx status lines are replaced).
+fn refusal(written: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let rest = written
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| written.strip_prefix(b"HTTP/1.0 "))?;
+    let status = rest.get(..3)?;
+    if !status.iter().all(u8::is_ascii_digit) || !matches!(status[0], b'4' | b'5') {
+        return None;
+    }
+    let n = status
+        .iter()
+        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    use open_cli_config::wire::codes;
+    let (code, message) = match n {
+        400 => (
+            codes::INVALID_REQUEST,
+            "the request head is malformed or ambiguous (RFC 9112): check the request line, the Host field and the message framing fields",
+        ),
+        405 => (codes::METHOD_NOT_ALLOWED, "CONNECT is not supported"),
+        n if n < 500 => (
+            codes::INVALID_REQUEST,
+            "the request was refused before it reached the runtime",
+        ),
+        _ => (
+            codes::INTERNAL,
+            "the request failed before it reached the runtime",
+        ),
+    };
+    let reason = http::StatusCode::from_u16(n)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let line = format!("{n} {reason}");
+    Some((n, error_answer(&line, code, message)))
 }
 
 /// A client connection as Pingora sees it: the socket, unbuffered for reads (Pingora reads
@@ -508,6 +736,9 @@ pub struct Downstream {
     io: BufWriter<TcpStream>,
     digest: Arc<SocketDigest>,
     established: SystemTime,
+    /// Whether the gateway received the request being served ([`Downstream::mark_received`]);
+    /// reset before each request.
+    received: AtomicBool,
 }
 
 impl Downstream {
@@ -518,6 +749,26 @@ impl Downstream {
             io: BufWriter::with_capacity(WRITE_BUF, tcp),
             digest: Arc::new(digest),
             established: SystemTime::now(),
+            received: AtomicBool::new(false),
+        }
+    }
+
+    /// The gateway received this session's request (called by its first hook,
+    /// `early_request_filter`, for each one).
+    ///
+    /// Why: Pingora answers some requests itself before any of the gateway's code runs: a
+    /// head its parser refuses gets a bare `400` with a `Server: Pingora` banner, `CONNECT`
+    /// a `405` (issue 15, item 6). Until this is called for a request, the connection
+    /// replaces such an answer with the runtime's own `{"error": …}` one as it
+    /// is written; answers to requests the gateway received pass untouched, whatever they
+    /// carry (an upstream's `Server` field included).
+    pub fn mark_received(session: &Session) {
+        let downstream = session
+            .as_http1()
+            .map(|h1| h1.stream().as_ref().as_any())
+            .and_then(|any| any.downcast_ref::<Downstream>());
+        if let Some(d) = downstream {
+            d.received.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -538,6 +789,23 @@ impl AsyncWrite for Downstream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if !*self.received.get_mut()
+            && let Some((status, answer)) = refusal(buf)
+        {
+            *self.received.get_mut() = true;
+            // Pingora's own answer to a request the gateway never saw: ours instead. With the
+            // write buffer empty (nothing else was written for this request), the buffer
+            // takes it whole at once; otherwise Pingora's goes out as it is.
+            if self.io.buffer().is_empty() && answer.len() < WRITE_BUF {
+                return match Pin::new(&mut self.io).poll_write(cx, &answer) {
+                    Poll::Ready(Ok(_)) => {
+                        tracing::info!(peer = ?self.digest.peer_addr.get(), status, "request refused before the gateway (a malformed head, or CONNECT): answered with the runtime's error, closing the connection");
+                        Poll::Ready(Ok(buf.len()))
+                    }
+                    other => other,
+                };
+            }
+        }
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -629,6 +897,19 @@ mod tests {
         // Leading empty lines are not a head.
         assert_eq!(end(&[b"\r\n\r\n\r\n"]), None);
         assert_eq!(end(&[b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"]), Some(22));
+        // The first blank line ends the head, whichever line ending it has.
+        let mixed = b"GET / HTTP/1.1\nA: b\n\nC: d\r\n\r\n";
+        assert_eq!(end(&[mixed]), Some(21));
+        for cut in 1..mixed.len() {
+            let (a, b) = mixed.split_at(cut);
+            assert_eq!(end(&[a, b]), Some(21), "cut at {cut}");
+        }
+        let mixed = b"GET / HTTP/1.1\r\nA: b\r\n\r\nC: d\n\n";
+        assert_eq!(end(&[mixed]), Some(24));
+        // Byte by byte.
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let bytes: Vec<&[u8]> = head.chunks(1).collect();
+        assert_eq!(end(&bytes), Some(head.len()));
     }
 
     #[test]
@@ -668,6 +949,91 @@ mod tests {
             split("GET /a HTTP/1.1\r\n"),
             ("GET /a HTTP/1.1\r\n".into(), String::new())
         );
+    }
+
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn waits_end_at_their_deadline_or_at_shutdown_and_give_their_slot_back() {
+        let waiting = Waiting::default();
+        let count = Arc::new(Count(0.into()));
+        let waker = std::task::Waker::from(Arc::clone(&count));
+        let cx = Context::from_waker(&waker);
+        let woken = || count.0.load(std::sync::atomic::Ordering::SeqCst);
+        let beats = |n| (0..n).for_each(|_| waiting.beat());
+
+        // A wait of 2 s begins inside a beat: it ends at the third beat, never before 2 s.
+        let a = waiting.register(Duration::from_secs(2)).unwrap();
+        let b = waiting.register(Duration::from_millis(4_500)).unwrap();
+        assert_eq!((a.poll_fired(&cx), b.poll_fired(&cx)), (None, None));
+        beats(2);
+        assert_eq!((a.poll_fired(&cx), woken()), (None, 0));
+        beats(1);
+        assert_eq!((a.poll_fired(&cx), woken()), (Some(Fired::Deadline), 1));
+        assert_eq!(b.poll_fired(&cx), None);
+        // A head that started arriving gets its own deadline, from now.
+        b.restart(Duration::from_secs(3));
+        beats(3);
+        assert_eq!(b.poll_fired(&cx), None);
+        drop(a);
+        assert_eq!(waiting.len(), 1);
+        // The freed slot is reused, and a freed slot never fires.
+        let c = waiting.register(Duration::from_secs(1)).unwrap();
+        assert_eq!((waiting.len(), c.index), (2, 0));
+        drop(c);
+        beats(1);
+        assert_eq!((b.poll_fired(&cx), woken()), (Some(Fired::Deadline), 2));
+
+        let d = waiting.register(Duration::from_secs(60)).unwrap();
+        assert_eq!(d.poll_fired(&cx), None);
+        waiting.close_all();
+        assert_eq!((d.poll_fired(&cx), woken()), (Some(Fired::Shutdown), 3));
+        assert!(waiting.register(Duration::from_secs(60)).is_none());
+        drop((b, d));
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn only_error_answers_are_replaced_and_keep_their_status() {
+        let pingora_400 =
+            b"HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nContent-Length: 0\r\n\r\n";
+        let (status, answer) = refusal(pingora_400).unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        assert_eq!(status, 400);
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{answer}"
+        );
+        assert!(!answer.to_ascii_lowercase().contains("server:"), "{answer}");
+        let body: serde_json::Value =
+            serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request");
+        let length = format!("content-length: {}\r\n", body.to_string().len());
+        assert!(answer.contains(&length), "{answer}");
+        let (_, answer) = refusal(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n").unwrap();
+        assert!(
+            String::from_utf8(answer)
+                .unwrap()
+                .contains("method_not_allowed")
+        );
+        let (_, answer) = refusal(b"HTTP/1.1 431 X\r\n\r\n").unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        let (_, answer) = refusal(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 502 Bad Gateway\r\n"));
+        for other in [
+            &b"HTTP/1.1 200 OK\r\n\r\n"[..],
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 30",
+            b"{\"error\": 400}",
+            b"",
+        ] {
+            assert!(refusal(other).is_none(), "{other:?}");
+        }
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn use_tokio_timers() {
 }
 
 /// How often a serving thread's heartbeat timer fires ([`timer_heartbeat`]).
-const HEARTBEAT: Duration = Duration::from_secs(1);
+const HEARTBEAT: Duration = conn::HEARTBEAT;
 
 /// Keeps a timer pending on a serving thread at all times.
 ///
@@ -68,10 +68,24 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Pingora hop). With a timer always due within a second, a read timeout (normally longer)
 /// is never the earliest, and the heartbeat costs one wake-up a second.
 ///
-/// It also returns the thread's freed memory to the OS ([`conn::return_freed_memory`]).
-async fn timer_heartbeat() {
+/// Each beat also ends the waits for a request head that are due ([`conn::Waiting::beat`]; at
+/// shutdown, [`conn::Waiting::close_all`] at once) and returns the thread's freed memory to
+/// the OS ([`conn::return_freed_memory`]).
+async fn timer_heartbeat(
+    waiting: Arc<conn::Waiting>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut closing = false;
     loop {
-        tokio::time::sleep(HEARTBEAT).await;
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = shutdown.wait_for(|s| *s), if !closing => {
+                closing = true;
+                waiting.close_all();
+                continue;
+            }
+        }
+        waiting.beat();
         conn::return_freed_memory();
     }
 }
@@ -352,16 +366,19 @@ fn start_workers(
                         // as a shutdown too, which is what it is).
                         std::future::pending::<()>().await;
                     });
+                    let waiting = Arc::new(conn::Waiting::default());
+                    let heartbeat =
+                        tokio::spawn(timer_heartbeat(Arc::clone(&waiting), local_rx.clone()));
                     let serving = conn::Serving {
                         proxy,
                         limits,
                         slots,
                         shutdown: local_rx,
+                        waiting,
                     };
                     // Serve until `stop`: after `shutdown` the accept loop ends, but the
                     // connection tasks it spawned on this runtime finish their requests.
                     let serving = tokio::spawn(conn::accept_loop(serving, socket));
-                    let heartbeat = tokio::spawn(timer_heartbeat());
                     let _ = stop.wait_for(|s| *s).await;
                     serving.abort();
                     heartbeat.abort();
