@@ -95,12 +95,13 @@ fn provided(oauth: &RemoteOAuth, base: &Path) -> Result<Source, CliError> {
             })?
     } else if let Some(path) = r.strip_prefix("file:") {
         let p = base.join(path);
-        std::fs::read_to_string(&p).map_err(|e| {
-            config_error(format!(
-                "cannot read the token file {} (runtime.remote.oauth.tokenRef): {e}",
-                p.display()
-            ))
-        })?
+        open_cli_config::files::read_regular_text(&p, open_cli_config::files::MAX_SECRET_BYTES)
+            .map_err(|e| {
+                config_error(format!(
+                    "cannot read the token file {} (runtime.remote.oauth.tokenRef): {e}",
+                    p.display()
+                ))
+            })?
     } else {
         return Err(config_error(format!(
             "tokenRef `{r}` must be `env:NAME` or `file:PATH`"

@@ -12,6 +12,7 @@
 
 pub mod decode;
 pub mod diag;
+pub mod files;
 pub mod load;
 pub mod model;
 pub mod ntc;

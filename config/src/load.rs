@@ -79,21 +79,22 @@ impl std::error::Error for LoadError {
 /// or a device that never ends is refused too.
 pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Read a config file as UTF-8 text, refusing more than [`MAX_CONFIG_BYTES`].
+/// Read a config file as UTF-8 text: a regular file of at most [`MAX_CONFIG_BYTES`]
+/// ([`crate::files::read_regular`]).
 pub fn read_config_text(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(std::io::Error::new(
+    use crate::files::{ReadError, read_regular_text};
+    read_regular_text(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+        ReadError::Io(e) => e,
+        ReadError::TooLarge(_) => std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(
                 "the file is larger than {MAX_CONFIG_BYTES} bytes (4 MiB, the bound for config files)"
             ),
-        ));
-    }
-    Ok(text)
+        ),
+        e @ ReadError::NotRegular(_) => {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+        }
+    })
 }
 
 /// Make a path absolute against the current directory, without touching the file system

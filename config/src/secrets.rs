@@ -28,8 +28,11 @@ pub fn resolve(r: &SecretRef, allow_exec: bool) -> Result<String, String> {
             Err(_) => return Err(format!("environment variable `{value}` is not set")),
         },
         SecretType::File => {
-            let text = std::fs::read_to_string(value)
-                .map_err(|e| format!("cannot read `{value}`: {e}"))?;
+            let text = crate::files::read_regular_text(
+                std::path::Path::new(value),
+                crate::files::MAX_SECRET_BYTES,
+            )
+            .map_err(|e| format!("cannot read `{value}`: {e}"))?;
             let text = text
                 .strip_suffix('\n')
                 .map(|t| t.strip_suffix('\r').unwrap_or(t))

@@ -188,6 +188,25 @@ fn an_oversized_config_is_refused_with_a_message() {
     assert!(e.contains("exited early"), "{e}");
 }
 
+/// A config path naming a FIFO (nobody writes to it) or a device is refused at once, not read
+/// (a blocking open, or an endless read).
+#[test]
+fn a_config_that_is_not_a_regular_file_is_refused_promptly() {
+    let fx = Fixture::new();
+    let fifo = fx.path().join("fifo.cli.json");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    for (config, what) in [
+        (fifo.as_path(), "it is a FIFO"),
+        (std::path::Path::new("/dev/zero"), "it is a device"),
+    ] {
+        let out = validate_within(config, Duration::from_secs(20));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(what), "{config:?}: {err}");
+    }
+}
+
 /// A document server on loopback that answers with `doc` until `hang` is set, then accepts
 /// connections and never answers them.
 struct SlowServer {

@@ -332,6 +332,51 @@ fn unresolvable_credentials_refuse_the_call_and_send_nothing() {
     assert_eq!(events[0]["reasonCode"], "credentials_unavailable");
 }
 
+/// Issue 15, item 1 (every file a config names): a `file` secret naming a FIFO, a device or a
+/// directory is refused at once with the reason (`credentials_unavailable`, nothing sent);
+/// the read never blocks a serving thread (a FIFO with no writer) nor runs unbounded
+/// (`/dev/zero`); and the runtime serves on. The same reads back `caFile` and token files.
+#[test]
+fn file_secrets_that_are_not_regular_files_are_refused_promptly() {
+    let api = TestApi::start();
+    let dir = Fixture::new();
+    let fifo = dir.path().join("key.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let (_fx, rt) = start(
+        &api,
+        json!({"secrets": {
+            "demo.apiKeyHeader": {"type": "file", "value": fifo},
+            "demo.bearerAuth": {"type": "file", "value": "/dev/zero"},
+            "demo.basicAuth": {"type": "file", "value": dir.path()},
+        }}),
+        &[],
+    );
+    for (tool, what) in [
+        ("demo:authApiKeyHeader", "it is a FIFO"),
+        ("demo:authBearer", "it is a device"),
+        ("demo:authBasic", "it is a directory"),
+    ] {
+        let (s, v) = execute(&rt, json!({"toolId": tool}));
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (502, Some("credentials_unavailable")),
+            "{tool}: {v}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(what), "{tool}: {msg}");
+    }
+    // The pass-through too, and the runtime serves on.
+    let resp = rt.get("/proxy/demo/auth/api-key-header");
+    assert_eq!(resp.status(), 502);
+    assert_eq!(rt.get("/proxy/demo/items").status(), 200);
+    assert!(api.requests_for("/auth/api-key-header").is_empty());
+    assert!(api.requests_for("/auth/bearer").is_empty());
+}
+
 #[test]
 fn oauth_client_credentials_are_cached_shared_and_renewed_after_a_401() {
     let oidc = Oidc::start("items:read", &[]);

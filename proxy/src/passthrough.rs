@@ -778,8 +778,12 @@ impl CaBundles {
         }
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
-        let mut ders: Vec<Vec<u8>> = CertificateDer::pem_file_iter(file)
-            .map_err(|e| format!("cannot read caFile `{file}`: {e}"))?
+        let pem = open_cli_config::files::read_regular(
+            std::path::Path::new(file),
+            open_cli_config::files::MAX_CA_BYTES,
+        )
+        .map_err(|e| format!("cannot read caFile `{file}`: {e}"))?;
+        let mut ders: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&pem)
             .map(|c| c.map(|c| c.to_vec()))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("caFile `{file}` is not a PEM bundle: {e}"))?;

@@ -62,7 +62,11 @@ impl Clients {
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("open-cli-toolbox/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &key.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("cannot read caFile `{ca}`: {e}"))?;
+            let pem = open_cli_config::files::read_regular(
+                std::path::Path::new(ca),
+                open_cli_config::files::MAX_CA_BYTES,
+            )
+            .map_err(|e| format!("cannot read caFile `{ca}`: {e}"))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| format!("caFile `{ca}` is not a PEM bundle: {e}"))?;
             b = b.tls_certs_merge(certs);

@@ -18,7 +18,6 @@
 
 pub mod cache;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -526,45 +525,18 @@ fn from_cache(
     }
 }
 
-/// Read a local document: only a regular file (checked on the opened handle, which is opened
-/// non-blocking so a FIFO cannot hold the open), and never more than [`MAX_DOCUMENT_BYTES`]
-/// (enforced while reading: a file that grows, or a device, cannot exceed it).
+/// Read a local document: only a regular file, never more than [`MAX_DOCUMENT_BYTES`]
+/// ([`open_cli_config::files::read_regular`]: opened non-blocking so a FIFO cannot hold the
+/// open, the bound enforced while reading, so a file that grows or a device cannot exceed it).
 fn read_file(url: &Url, path: &Path) -> Result<Fetched, String> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(cannot)?;
-    let kind = file.metadata().map_err(cannot)?.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(format!(
-            "cannot read {}: it is {what}; only regular files are read",
-            path.display()
-        ));
-    }
-    let mut body = Vec::new();
-    file.take(MAX_DOCUMENT_BYTES as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(cannot)?;
-    if body.len() > MAX_DOCUMENT_BYTES {
-        return Err(format!(
+    use open_cli_config::files::{ReadError, read_regular};
+    let body = read_regular(path, MAX_DOCUMENT_BYTES as u64).map_err(|e| match e {
+        ReadError::TooLarge(_) => format!(
             "{}: the document is larger than {MAX_DOCUMENT_BYTES} bytes",
             path.display()
-        ));
-    }
+        ),
+        e => format!("cannot read {}: {e}", path.display()),
+    })?;
     Ok(Fetched {
         url: url.clone(),
         body,
