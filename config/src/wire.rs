@@ -97,6 +97,30 @@ fn starts_with_folded(a: &str, b: &str) -> bool {
             .all(|(x, y)| x == y || (x == b'_' && y == b'-'))
 }
 
+/// RFC 6265 `cookie-octet`: what a cookie value may hold as it is.
+fn cookie_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+/// A cookie value as the runtime sends it: bytes outside `cookie-octet`, and `%`,
+/// percent-encoded, so no value can end its cookie or start another
+/// (`x; session_key=…` stays one value). The CLI's `--dry-run` shows the same.
+pub fn encode_cookie_value(v: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write;
+    if v.bytes().all(|b| cookie_octet(b) && b != b'%') {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len() + 8);
+    for b in v.bytes() {
+        if cookie_octet(b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Stable error codes of the JSON error body. Agents branch on these, never on messages.
 pub mod codes {
     /// A request named a config file other than the one the runtime is bound to.

@@ -627,6 +627,38 @@ fn mcp_tools_take_typed_property_flags_or_a_body() {
         &["everything", "get-sum", "--a", "two", "--b", "1"],
     ));
     assert!(err.contains("expected a number"), "{err}");
+    // A number is sent exactly as typed or refused, never rounded (issue 15, item 10).
+    let err = usage_error(&oc(
+        &rt,
+        &[
+            "everything",
+            "get-sum",
+            "--a",
+            "12345678901234567890123",
+            "--b",
+            "1",
+        ],
+    ));
+    assert!(
+        err.contains("--a") && err.contains("cannot be sent exactly"),
+        "{err}"
+    );
+    let out = oc(
+        &rt,
+        &[
+            "everything",
+            "get-sum",
+            "--a",
+            "9007199254740993",
+            "--b",
+            "0.1",
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+    );
+    let v = json_out(&out);
+    assert_eq!(v["body"], json!({"a": 9_007_199_254_740_993_i64, "b": 0.1}));
     let err = usage_error(&oc(
         &rt,
         &["everything", "get-sum", "--a", "2", "--body", "{}"],

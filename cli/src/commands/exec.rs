@@ -81,11 +81,14 @@ pub fn plan(inv: &Invocation<'_>, effective: &EffectiveCatalog) -> DryRun {
             "header" => {
                 headers.insert(p.original_name.clone(), v.values().join(", "));
             }
-            "cookie" => cookies.extend(
-                v.values()
-                    .iter()
-                    .map(|x| format!("{}={x}", p.original_name)),
-            ),
+            // Encoded as the runtime sends it.
+            "cookie" => cookies.extend(v.values().iter().map(|x| {
+                format!(
+                    "{}={}",
+                    p.original_name,
+                    open_cli_config::wire::encode_cookie_value(x)
+                )
+            })),
             _ => {}
         }
     }
@@ -353,7 +356,7 @@ mod tests {
                 "--x-trace-id",
                 "t1",
                 "--session",
-                "s",
+                "s; admin=1",
             ],
         );
         assert_eq!(
@@ -368,7 +371,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("X-Trace-Id: t1\n"), "{text}");
-        assert!(text.contains("Cookie: session=s\n"), "{text}");
+        // As the runtime sends it: one cookie, `;` and space percent-encoded.
+        assert!(text.contains("Cookie: session=s%3B%20admin=1\n"), "{text}");
         assert!(
             text.contains("Auth: required\nApproval: required\n"),
             "{text}"

@@ -105,26 +105,40 @@ impl FlagType {
         Ok(())
     }
 
-    /// A checked value as JSON (MCP arguments): numbers and booleans keep their type.
-    pub fn to_json(&self, value: &str) -> Value {
-        let typed = match self.scalar {
-            Scalar::Integer => value
+    /// A checked value as JSON (MCP arguments): numbers and booleans keep their type, and a
+    /// number is sent exactly as typed or refused (issue 15, item 10): an integer beyond the
+    /// 64-bit range, or a decimal with more digits than a 64-bit float holds, would otherwise
+    /// reach the server as another number (`12345678901234567890123` as
+    /// `1.2345678901234568e22`) or as a string.
+    pub fn to_json(&self, value: &str) -> Result<Value, String> {
+        let int = || {
+            value
                 .parse::<i64>()
                 .map(Value::from)
                 .or_else(|_| value.parse::<u64>().map(Value::from))
-                .ok(),
+                .ok()
+        };
+        let typed = match self.scalar {
+            Scalar::Integer => Some(int().ok_or_else(|| {
+                format!("`{value}` is outside the 64-bit integer range and cannot be sent exactly; pass the arguments as JSON with --body")
+            })?),
             // `2` stays `2`, not `2.0`.
-            Scalar::Number => value.parse::<i64>().map(Value::from).ok().or_else(|| {
-                value
+            Scalar::Number => Some(match int() {
+                Some(v) => v,
+                None => value
                     .parse::<f64>()
                     .ok()
                     .and_then(serde_json::Number::from_f64)
+                    .filter(|n| same_decimal(value, &n.to_string()))
                     .map(Value::Number)
+                    .ok_or_else(|| {
+                        format!("`{value}` has more digits than a 64-bit float holds and cannot be sent exactly; pass the arguments as JSON with --body")
+                    })?,
             }),
             Scalar::Boolean => value.parse::<bool>().ok().map(Value::Bool),
             Scalar::String => None,
         };
-        typed.unwrap_or_else(|| Value::String(value.to_string()))
+        Ok(typed.unwrap_or_else(|| Value::String(value.to_string())))
     }
 
     /// Help suffix: `[possible values: a, b]`, `[repeatable]`.
@@ -169,6 +183,35 @@ pub fn is_scalar(schema: &Value) -> bool {
 /// A schema's `default` as help text.
 pub fn default_text(schema: &Value) -> Option<String> {
     schema.get("default").and_then(enum_text)
+}
+
+/// Whether two decimal numerals (`-1.50e2`, `150`, `1.5E+2`) denote the same number.
+fn same_decimal(a: &str, b: &str) -> bool {
+    fn parts(s: &str) -> Option<(bool, String, i64)> {
+        let (neg, s) = match s.as_bytes().first()? {
+            b'-' => (true, &s[1..]),
+            b'+' => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let (mantissa, exp) = match s.find(['e', 'E']) {
+            Some(i) => (&s[..i], s[i + 1..].parse::<i64>().ok()?),
+            None => (s, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if !(int.bytes().chain(frac.bytes())).all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let digits = format!("{int}{frac}");
+        let mut exp = exp.checked_sub(i64::try_from(frac.len()).ok()?)?;
+        let digits = digits.trim_start_matches('0');
+        let trimmed = digits.trim_end_matches('0');
+        exp = exp.checked_add(i64::try_from(digits.len() - trimmed.len()).ok()?)?;
+        if trimmed.is_empty() {
+            return Some((false, String::new(), 0));
+        }
+        Some((neg, trimmed.to_string(), exp))
+    }
+    matches!((parts(a), parts(b)), (Some(x), Some(y)) if x == y)
 }
 
 #[cfg(test)]
@@ -223,11 +266,45 @@ mod tests {
 
     #[test]
     fn mcp_values_keep_their_json_type() {
-        assert_eq!(t(json!({"type": "integer"})).to_json("42"), json!(42));
-        assert_eq!(t(json!({"type": "number"})).to_json("1.5"), json!(1.5));
-        assert_eq!(t(json!({"type": "number"})).to_json("2"), json!(2));
-        assert_eq!(t(json!({"type": "boolean"})).to_json("true"), json!(true));
-        assert_eq!(t(json!({"type": "string"})).to_json("42"), json!("42"));
+        let json_of = |ty: &str, v: &str| t(json!({"type": ty})).to_json(v);
+        assert_eq!(json_of("integer", "42").unwrap(), json!(42));
+        assert_eq!(
+            json_of("integer", "-9223372036854775808").unwrap(),
+            json!(i64::MIN)
+        );
+        assert_eq!(
+            json_of("integer", "18446744073709551615").unwrap(),
+            json!(u64::MAX)
+        );
+        assert_eq!(json_of("number", "1.5").unwrap(), json!(1.5));
+        assert_eq!(json_of("number", "2").unwrap(), json!(2));
+        assert_eq!(json_of("number", "0.10").unwrap(), json!(0.1));
+        assert_eq!(json_of("number", "1e3").unwrap(), json!(1000.0));
+        assert_eq!(json_of("number", "-2.5E-3").unwrap(), json!(-0.0025));
+        assert_eq!(json_of("boolean", "true").unwrap(), json!(true));
+        assert_eq!(json_of("string", "42").unwrap(), json!("42"));
+        // Never sent as another number, nor as a string.
+        let err = json_of("integer", "123456789012345678901234567890").unwrap_err();
+        assert!(err.contains("64-bit integer range"), "{err}");
+        let err = json_of("number", "12345678901234567890123").unwrap_err();
+        assert!(err.contains("cannot be sent exactly"), "{err}");
+        assert!(json_of("number", "0.12345678901234567890").is_err());
+        assert!(json_of("number", "1e-400").is_err());
+    }
+
+    #[test]
+    fn decimals_compare_by_value() {
+        assert!(same_decimal("150", "1.5e2"));
+        assert!(same_decimal("1.50E+2", "150.0"));
+        assert!(same_decimal("-0.0025", "-2.5e-3"));
+        assert!(same_decimal("0", "-0.0"));
+        assert!(same_decimal("0.1", "0.10"));
+        assert!(!same_decimal("0.1", "-0.1"));
+        assert!(!same_decimal(
+            "12345678901234567890123",
+            "1.2345678901234568e22"
+        ));
+        assert!(!same_decimal("1x", "1"));
     }
 
     #[test]

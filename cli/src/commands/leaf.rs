@@ -297,7 +297,10 @@ fn mcp_arguments(tool: &Tool, m: &ArgMatches) -> Result<Vec<u8>, CliError> {
     let mut args = Map::new();
     for p in &props {
         if let Some(v) = m.get_one::<String>(&p.id) {
-            args.insert(p.name.clone(), p.ty.to_json(v));
+            let value =
+                p.ty.to_json(v)
+                    .map_err(|e| CliError::usage(format!("invalid value for --{}: {e}", p.name)))?;
+            args.insert(p.name.clone(), value);
         }
     }
     // Required properties that have no flag (objects, arrays, clashing names) need --body.

@@ -323,11 +323,6 @@ fn replace_all(value: &[u8], secret: &[u8], decode: bool) -> Option<Vec<u8>> {
     Some(o)
 }
 
-/// RFC 6265 `cookie-octet`: what a cookie value may hold as it is.
-fn cookie_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
-}
-
 /// RFC 9110 `tchar`: what a field or cookie name may hold.
 pub fn token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -338,22 +333,8 @@ pub fn is_control(b: u8) -> bool {
     b < 0x20 || b == 0x7f
 }
 
-/// A cookie value as sent: bytes outside `cookie-octet`, and `%`, percent-encoded, so no
-/// value can end its cookie or start another (`x; session_key=…` stays one value).
-pub fn encode_cookie_value(v: &str) -> Cow<'_, str> {
-    if v.bytes().all(|b| cookie_octet(b) && b != b'%') {
-        return Cow::Borrowed(v);
-    }
-    let mut out = String::with_capacity(v.len() + 8);
-    for b in v.bytes() {
-        if cookie_octet(b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Cow::Owned(out)
-}
+/// A cookie value as sent (shared with the CLI's `--dry-run`, which shows what is sent).
+pub use open_cli_config::wire::encode_cookie_value;
 
 #[cfg(test)]
 mod tests {
