@@ -4,8 +4,43 @@
 //! errors naming the key, never an empty value. A file's single trailing newline is dropped
 //! (editors add one; it would corrupt a header). Values never appear in errors or logs.
 
+use std::sync::Arc;
+
 use crate::Config;
 use crate::model::{Secret, SecretRef, SecretType};
+
+/// A secret value: a client secret, an access token, an API key. Its `Debug` never shows the
+/// value, it has no `Serialize` (a value persisted on purpose goes through
+/// [`SecretValue::expose`]), and the value comes out only through [`SecretValue::expose`],
+/// where a header, a form or a comparison is built.
+///
+/// Why a type: as plain `String`s inside `#[derive(Debug)]` structs, secrets were one
+/// `tracing::debug!(?state)` away from a log (issue 16, item 3).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(Arc<str>);
+
+impl SecretValue {
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself: for building the header, form or comparison that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(REDACTED)")
+    }
+}
+
+impl From<String> for SecretValue {
+    fn from(s: String) -> Self {
+        Self::new(s)
+    }
+}
 
 /// Resolve `secrets.<key>` (a plain reference; OAuth secrets are not values).
 pub fn resolve_key(config: &Config, key: &str) -> Result<String, String> {
@@ -61,6 +96,14 @@ pub fn resolve(r: &SecretRef, allow_exec: bool) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_value_never_shows_in_debug_output() {
+        let v = SecretValue::new("s3cret-value");
+        assert_eq!(format!("{v:?}"), "SecretValue(REDACTED)");
+        assert_eq!(format!("{:?}", Some(&v)), "Some(SecretValue(REDACTED))");
+        assert_eq!(v.expose(), "s3cret-value");
+    }
 
     fn r(kind: SecretType, value: &str) -> SecretRef {
         SecretRef {

@@ -497,18 +497,40 @@ pub fn run(bin_name: &str, args: &[&str], env: &[(&str, &str)], cwd: Option<&Pat
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let child = cmd
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("{bin_name} {args:?} did not finish within 60 s"))
-        .expect("wait")
+    // Both pipes drained on their own threads (a full pipe would stall the child), the exit
+    // polled against a deadline; past it the child is killed, not left running.
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let status = wait_for(
+        &format!("{bin_name} {args:?} to finish"),
+        Duration::from_secs(60),
+        || child.try_wait().ok().flatten(),
+    );
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{e} (killed)");
+        }
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
 }
 
 /// Run `open-cli`.
@@ -599,6 +621,15 @@ impl Runtime {
         self.proc.signal(libc::SIGTERM);
         let status = self.proc.wait_exit(Duration::from_secs(10)).expect("exit");
         assert!(status.success(), "{status}\n{}", self.proc.logs());
+    }
+
+    /// Stop (as [`Runtime::stop`]), then the whole output: every line the runtime would
+    /// write is written. For checks that something is *not* in the logs, which could pass
+    /// while the last lines are still on their way to the file (the log spool writes every
+    /// 20 ms).
+    pub fn stopped_logs(&mut self) -> String {
+        self.stop();
+        self.proc.logs()
     }
 }
 

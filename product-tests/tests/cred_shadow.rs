@@ -277,7 +277,7 @@ fn control_characters_in_header_and_cookie_flags_are_the_callers_mistake() {
 #[test]
 fn secrets_reflected_by_the_upstream_never_reach_the_caller() {
     let api = TestApi::start();
-    let (_fx, rt) = start(&api);
+    let (_fx, mut rt) = start(&api);
     let client = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -350,9 +350,11 @@ fn secrets_reflected_by_the_upstream_never_reach_the_caller() {
         ],
         "the redaction is audited on the tool's own record"
     );
+    // Stopped first: every log and audit line is then in its file.
+    let logs = rt.stopped_logs();
     let log = std::fs::read_to_string(rt.state_dir.join("instances/test/audit.log")).unwrap();
     assert!(!log.contains("s3cret"));
-    assert!(!rt.proc.logs().contains("s3cret"));
+    assert!(!logs.contains("s3cret"));
 }
 
 fn capitalise(s: &str) -> String {

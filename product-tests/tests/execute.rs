@@ -161,7 +161,7 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
     let api = TestApi::start();
     let secret_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret_file.path(), "file-bearer-token\n").unwrap();
-    let (_fx, rt) = start(
+    let (_fx, mut rt) = start(
         &api,
         json!({"secrets": {
             "demo.apiKeyHeader": {"type": "env", "value": "DEMO_KEY"},
@@ -285,6 +285,9 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
             "{channel}: {stamps:?} not in call order {each:?}"
         );
     }
+    // Stopped first: every log and audit line is then in its file (a negative check on a
+    // file still being written could pass too early).
+    let logs = rt.stopped_logs();
     let log = std::fs::read_to_string(rt.state_dir.join("instances/test/audit.log")).unwrap();
     for secret in [
         "header-key",
@@ -294,10 +297,7 @@ fn every_credential_scheme_reaches_the_upstream_and_the_callers_never_does() {
         "file-bearer-token",
     ] {
         assert!(!log.contains(secret), "secret `{secret}` in the audit log");
-        assert!(
-            !rt.proc.logs().contains(secret),
-            "secret `{secret}` in the logs"
-        );
+        assert!(!logs.contains(secret), "secret `{secret}` in the logs");
     }
 }
 
@@ -381,7 +381,7 @@ fn file_secrets_that_are_not_regular_files_are_refused_promptly() {
 fn oauth_client_credentials_are_cached_shared_and_renewed_after_a_401() {
     let oidc = Oidc::start("items:read", &[]);
     let api = TestApi::start();
-    let (_fx, rt) = start(
+    let (_fx, mut rt) = start(
         &api,
         json!({"secrets": {"demo.oauthClient": {"type": "oauth2", "mode": "clientCredentials",
             "tokenURL": format!("{}/token", oidc.issuer),
@@ -431,7 +431,7 @@ fn oauth_client_credentials_are_cached_shared_and_renewed_after_a_401() {
         files[0].metadata().unwrap().permissions().mode() & 0o777,
         0o600
     );
-    assert!(!rt.proc.logs().contains(&first[..20]));
+    assert!(!rt.stopped_logs().contains(&first[..20]));
 }
 
 #[test]
@@ -698,7 +698,7 @@ fn mcp_transport_oauth_gets_shares_and_renews_a_client_credentials_token() {
 
     let cfg = fx.write_json(".cli.json", &config("agent-1-secret"));
     let state = fx.path().join("state");
-    let rt = Runtime::try_start_env(&cfg, &state, &[], &[]).unwrap_or_else(|e| panic!("{e}"));
+    let mut rt = Runtime::try_start_env(&cfg, &state, &[], &[]).unwrap_or_else(|e| panic!("{e}"));
     let ids: Vec<Value> = rt.catalog()["catalog"]["tools"]
         .as_array()
         .unwrap()
@@ -753,7 +753,7 @@ fn mcp_transport_oauth_gets_shares_and_renews_a_client_credentials_token() {
         files[0].metadata().unwrap().permissions().mode() & 0o777,
         0o600
     );
-    assert!(!rt.proc.logs().contains(&last[..20]));
+    assert!(!rt.stopped_logs().contains(&last[..20]));
 }
 
 // ---- pass-through ----

@@ -1,11 +1,13 @@
-//! MCP client: enough of the Model Context Protocol to list a server's tools over each
-//! transport the contract names (contract §8).
+//! MCP client: enough of the Model Context Protocol to list a server's tools
+//! (`tools/list`) and call them (`tools/call`, [`call_tool`]) over each transport the
+//! contract names (contract §8).
 //!
 //! - `stdio`: spawn `command args…`; newline-delimited JSON-RPC on stdin/stdout. Messages
 //!   that are not the answer (notifications, even before the `initialize` answer) are
 //!   skipped. The child gets `transport.env` on top of a minimal inherited environment (PATH,
-//!   HOME, LANG, TMPDIR) — not the runtime's whole environment, which may hold secrets; and not
-//!   *only* `env` either (the reference's choice breaks servers that need PATH).
+//!   HOME, LANG, LC_ALL, TMPDIR, USER) — not the runtime's whole environment, which may hold
+//!   secrets; and not *only* `env` either (the reference's choice breaks servers that need
+//!   PATH).
 //! - `streamable-http`: POST each message with `Accept: application/json, text/event-stream`;
 //!   a JSON or an SSE answer; `Mcp-Session-Id` and `MCP-Protocol-Version` carried after
 //!   `initialize`; the session is closed with DELETE.

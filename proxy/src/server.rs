@@ -1,6 +1,6 @@
 //! Start-up, serving and shutdown of the runtime process.
 //!
-//! Design (see `docs/runtime-lifecycle.md`):
+//! Design (the operator's view is in the README, section "The runtime"):
 //! - the config is loaded and the catalog built **before** the listener serves, so a runtime
 //!   that answers is a runtime with a catalog (`/readyz`), and a broken config fails start-up
 //!   with every problem listed instead of serving errors;

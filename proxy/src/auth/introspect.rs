@@ -49,7 +49,7 @@ pub struct Introspector {
     pub http: reqwest::Client,
     pub url: String,
     pub client_id: Option<String>,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<open_cli_config::secrets::SecretValue>,
     pub post_auth: bool,
     pub audience: String,
     pub issuer: Option<String>,
@@ -67,7 +67,7 @@ impl Introspector {
         http: reqwest::Client,
         url: String,
         client_id: Option<String>,
-        client_secret: Option<String>,
+        client_secret: Option<open_cli_config::secrets::SecretValue>,
         post_auth: bool,
         audience: String,
         issuer: Option<String>,
@@ -177,10 +177,12 @@ impl Introspector {
             (Some(id), secret, true) => {
                 form.push(("client_id", id));
                 if let Some(s) = secret {
-                    form.push(("client_secret", s));
+                    form.push(("client_secret", s.expose()));
                 }
             }
-            (Some(id), secret, false) => req = req.basic_auth(id, secret.as_deref()),
+            (Some(id), secret, false) => {
+                req = req.basic_auth(id, secret.as_ref().map(|s| s.expose()));
+            }
             (None, _, _) => {}
         }
         let body = form_urlencoded::Serializer::new(String::new())
@@ -236,5 +238,29 @@ impl Introspector {
             return Err(AuthError::Invalid("the token has expired".into()));
         }
         principal(claims, self.scope_claim.as_deref()).map(Arc::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_secret_never_shows_in_debug_output() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let i = Introspector::new(
+            reqwest::Client::new(),
+            "http://127.0.0.1:1/introspect".into(),
+            Some("runtime".into()),
+            Some(open_cli_config::secrets::SecretValue::new("intro-s3cret")),
+            false,
+            "aud".into(),
+            None,
+            Duration::from_secs(60),
+            None,
+        );
+        let debug = format!("{i:?}");
+        assert!(!debug.contains("intro-s3cret"), "{debug}");
+        assert!(debug.contains("REDACTED"), "{debug}");
     }
 }

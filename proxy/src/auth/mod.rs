@@ -280,7 +280,8 @@ impl Authenticator {
                         .clone()
                         .ok_or("runtime.server.auth.introspectionURL is required")?,
                     secret(&a.client_id, "clientId")?,
-                    secret(&a.client_secret, "clientSecret")?,
+                    secret(&a.client_secret, "clientSecret")?
+                        .map(open_cli_config::secrets::SecretValue::from),
                     a.client_auth_method
                         == open_cli_config::model::ClientAuthMethod::ClientSecretPost,
                     a.audience.clone(),

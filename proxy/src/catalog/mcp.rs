@@ -67,7 +67,10 @@ pub async fn authorized_transport(
         .await
         .map_err(|e| format!("oauth: {e}"))?;
     headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
-    headers.push(("authorization".into(), format!("Bearer {}", issued.token)));
+    headers.push((
+        "authorization".into(),
+        format!("Bearer {}", issued.token.expose()),
+    ));
     Ok((transport, Some(issued)))
 }
 

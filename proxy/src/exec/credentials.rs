@@ -247,8 +247,8 @@ impl Credentials {
                 }
                 "oauth2" | "openIdConnect" => {
                     let issued = self.oauth(config, &key, req).await?;
-                    out.secrets.push(issued.token.clone());
-                    out.set_header("authorization", format!("Bearer {}", issued.token))?;
+                    out.secrets.push(issued.token.expose().to_string());
+                    out.set_header("authorization", format!("Bearer {}", issued.token.expose()))?;
                     out.oauth.push(issued);
                 }
                 other => return Err(format!("security scheme type `{other}` is not supported")),
@@ -320,12 +320,12 @@ impl Credentials {
             None => return Err(format!("{what} has no `clientId`")),
         };
         let client_secret = match &settings.client_secret {
-            Some(r) => Some(
+            Some(r) => Some(open_cli_config::secrets::SecretValue::new(
                 self.secrets
                     .resolve(r, allow_exec)
                     .await
                     .map_err(|e| format!("{what}.clientSecret: {e}"))?,
-            ),
+            )),
             None => None,
         };
         Ok(TokenRequest {

@@ -181,16 +181,8 @@ impl ExecIndex {
                     });
             }
         }
-        // More literal segments first: `/items/search` beats `/items/{id}`.
         for routes in index.routes.values_mut() {
-            routes.sort_by_key(|r| {
-                std::cmp::Reverse(
-                    r.segments
-                        .iter()
-                        .filter(|s| matches!(s, Segment::Literal(_)))
-                        .count(),
-                )
-            });
+            order_routes(routes);
         }
         for view in &catalog.effective_views {
             if view.name == "discover" {
@@ -425,6 +417,20 @@ fn check_segment(seg: &str, first: bool, last: bool) -> Result<(), &'static str>
     Ok(())
 }
 
+/// The order in which a service's routes are tried: more literal segments first, so
+/// `/items/search` beats `/items/{id}` (stable: otherwise document order). The test of route
+/// matching calls this very function, so it fails if the order breaks.
+fn order_routes(routes: &mut [Route]) {
+    routes.sort_by_key(|r| {
+        std::cmp::Reverse(
+            r.segments
+                .iter()
+                .filter(|s| matches!(s, Segment::Literal(_)))
+                .count(),
+        )
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,14 +448,7 @@ mod tests {
             .collect::<Vec<_>>();
         ix.routes.insert("demo".into(), routes);
         for r in ix.routes.values_mut() {
-            r.sort_by_key(|r| {
-                std::cmp::Reverse(
-                    r.segments
-                        .iter()
-                        .filter(|s| matches!(s, Segment::Literal(_)))
-                        .count(),
-                )
-            });
+            order_routes(r);
         }
         ix
     }

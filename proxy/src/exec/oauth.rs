@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use open_cli_config::model::{ClientAuthMethod, TokenStorage};
+use open_cli_config::secrets::SecretValue;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -40,7 +41,7 @@ pub struct TokenRequest {
     /// Issuer or OpenID configuration URL to discover the token endpoint from.
     pub discovery: Option<String>,
     pub client_id: Arc<str>,
-    pub client_secret: Option<Arc<str>>,
+    pub client_secret: Option<SecretValue>,
     pub scopes: Vec<String>,
     pub audience: Option<String>,
     pub auth_method: ClientAuthMethod,
@@ -68,7 +69,9 @@ impl TokenRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Token {
-    access_token: String,
+    /// Persisted on purpose (the instance's token store, mode 0600).
+    #[serde(with = "exposed")]
+    access_token: SecretValue,
     /// Unix seconds.
     expires_at: u64,
 }
@@ -92,7 +95,7 @@ pub struct TokenCache {
 /// A token handed to a request, with what it takes to invalidate it.
 #[derive(Debug, Clone)]
 pub struct Issued {
-    pub token: String,
+    pub token: SecretValue,
     identity: String,
 }
 
@@ -243,13 +246,15 @@ impl TokenCache {
             ClientAuthMethod::ClientSecretBasic => {
                 call = call.basic_auth(
                     form_urlencode(&req.client_id),
-                    req.client_secret.as_deref().map(form_urlencode),
+                    req.client_secret
+                        .as_ref()
+                        .map(|s| form_urlencode(s.expose())),
                 );
             }
             ClientAuthMethod::ClientSecretPost => {
                 form.push(("client_id", &req.client_id));
                 if let Some(s) = &req.client_secret {
-                    form.push(("client_secret", s));
+                    form.push(("client_secret", s.expose()));
                 }
             }
         }
@@ -280,7 +285,8 @@ impl TokenCache {
             .and_then(|v| v.as_str())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| format!("token endpoint {url} returned no `access_token`"))?
-            .to_string();
+            .to_string()
+            .into();
         let ttl = body
             .get("expires_in")
             .and_then(|v| v.as_u64())
@@ -302,4 +308,42 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Serde for a [`SecretValue`] that is persisted on purpose: the value as a string.
+mod exposed {
+    use open_cli_config::secrets::SecretValue;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &SecretValue, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.expose())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretValue, D::Error> {
+        String::deserialize(d).map(SecretValue::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_never_show_in_debug_output_but_persist_as_they_are() {
+        let t = Token {
+            access_token: SecretValue::new("tok-s3cret"),
+            expires_at: 1,
+        };
+        assert!(!format!("{t:?}").contains("tok-s3cret"));
+        let issued = Issued {
+            token: t.access_token.clone(),
+            identity: "x".into(),
+        };
+        assert!(!format!("{issued:?}").contains("tok-s3cret"));
+        // The instance's token store keeps the value (mode 0600, see `store`).
+        let stored = serde_json::to_string(&t).unwrap();
+        assert_eq!(stored, r#"{"accessToken":"tok-s3cret","expiresAt":1}"#);
+        let back: Token = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back.access_token.expose(), "tok-s3cret");
+    }
 }
