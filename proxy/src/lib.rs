@@ -46,6 +46,7 @@ pub mod limit;
 pub mod listen;
 pub mod mcp;
 pub mod passthrough;
+pub mod policy;
 pub mod refresh;
 pub use open_cli_config::secrets;
 pub mod server;

@@ -38,51 +38,65 @@ pub struct Intent<'a> {
     pub approval: bool,
 }
 
-/// Decide whether `caller` may run tool `i` now. Precise reasons, checked in this order:
-/// managed deny, project `policy.deny`, the token's scopes, the curated view, approval.
-/// (The deny checks come first so a denied tool is reported as denied, not as out of scope.)
+/// Decide whether `caller` may run tool `i` now: gather the facts and ask
+/// [`crate::policy::decide`] (managed deny, project `policy.deny`, the token's scopes, the
+/// curated view, approval, in that order), then word a refusal. An unknown agent profile or
+/// an invalid mode is the request's error; it is reported after the deny and scope refusals
+/// (a denied tool is reported as denied whatever view was asked for) and before the rest.
 pub fn govern(
     snapshot: &Snapshot,
     caller: &Caller,
     i: usize,
     intent: &Intent<'_>,
 ) -> Result<(), ApiError> {
-    let tool = &snapshot.catalog.tools[i];
+    use crate::policy::{Facts, Refusal, decide};
     let info = &snapshot.exec.info[i];
-    let id = &tool.id;
-    if info.managed_deny {
-        return Err(ApiError::new(
-            403,
-            codes::MANAGED_DENY,
-            format!("tool `{id}` is denied by the managed policy"),
-        ));
-    }
-    if info.policy_deny {
-        return Err(ApiError::new(
-            403,
-            codes::POLICY_DENY,
-            format!("tool `{id}` is denied by `policy.deny`"),
-        ));
-    }
-    crate::api::authorize_tool(snapshot, caller, i)?;
-    let view = snapshot.select_view(intent.agent_profile, intent.mode)?;
-    if !snapshot.exec.view_admits(view, i) {
-        return Err(ApiError::new(
-            403,
-            codes::CURATED_DENY,
-            format!("tool `{id}` is not in the curated view `{view}`"),
-        ));
-    }
-    if info.approval && !intent.approval {
-        return Err(ApiError::new(
-            403,
-            codes::APPROVAL_REQUIRED,
-            format!(
-                "tool `{id}` requires approval; repeat the call with approval (`\"approval\": true`, `--approval`, or the `X-Open-Cli-Approval: true` header)"
+    let view = snapshot.select_view(intent.agent_profile, intent.mode);
+    let facts = Facts {
+        managed_deny: info.managed_deny,
+        policy_deny: info.policy_deny,
+        in_scope: crate::api::authorize_tool(snapshot, caller, i).is_ok(),
+        // Without a view, no view refusal (the view's error is reported instead).
+        in_view: view
+            .as_ref()
+            .map_or(true, |v| snapshot.exec.view_admits(v, i)),
+        needs_approval: info.approval,
+        approved: intent.approval,
+    };
+    let decision = decide(&facts);
+    let word = |refusal: Refusal, view: &str| {
+        let id = &snapshot.catalog.tools[i].id;
+        let (code, message) = match refusal {
+            Refusal::ManagedDeny => (
+                codes::MANAGED_DENY,
+                format!("tool `{id}` is denied by the managed policy"),
             ),
-        ));
+            Refusal::PolicyDeny => (
+                codes::POLICY_DENY,
+                format!("tool `{id}` is denied by `policy.deny`"),
+            ),
+            Refusal::OutOfScope => (
+                codes::AUTHZ_DENIED,
+                format!("the token's scopes do not include tool `{id}`"),
+            ),
+            Refusal::CuratedDeny => (
+                codes::CURATED_DENY,
+                format!("tool `{id}` is not in the curated view `{view}`"),
+            ),
+            Refusal::ApprovalRequired => (
+                codes::APPROVAL_REQUIRED,
+                format!(
+                    "tool `{id}` requires approval; repeat the call with approval (`\"approval\": true`, `--approval`, or the `X-Open-Cli-Approval: true` header)"
+                ),
+            ),
+        };
+        ApiError::new(403, code, message)
+    };
+    if let Err(r @ (Refusal::ManagedDeny | Refusal::PolicyDeny | Refusal::OutOfScope)) = decision {
+        return Err(word(r, ""));
     }
-    Ok(())
+    let view = view?;
+    decision.map_err(|r| word(r, view))
 }
 
 /// A `tool_execution` audit event at `at`, with the caller and tool fields filled in
