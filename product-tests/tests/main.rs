@@ -2,6 +2,8 @@
 //! binaries, on ephemeral loopback ports. Build the binaries first (`scripts/test` does).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Audit lines are a wire format: one line of each event type against a stored line.
+mod audit_lines;
 /// Runtime authentication (OIDC JWKS) against a real OpenID provider; scope filtering.
 mod auth;
 /// Bounded catalog builds: shared schema snapshots, nesting and size bounds, rebuild deadlines.

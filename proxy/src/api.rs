@@ -708,8 +708,11 @@ pub fn audit_authn_failure(
     request_id: &str,
     reply: &Reply,
 ) {
-    let mut e = crate::audit::Event::new("authn_failure", "runtime.authn_failure");
-    e.decision = "denied";
+    let mut e = crate::audit::Event::new(
+        crate::audit::EventType::AuthnFailure,
+        "runtime.authn_failure",
+    );
+    e.decision = crate::audit::Decision::Denied;
     e.reason_code = codes::AUTHN_FAILED;
     e.status_code = reply.status;
     e.method = Some(req.method.into());
@@ -722,14 +725,18 @@ pub fn audit_authn_failure(
 fn audit_catalog_access(state: &RuntimeState, p: &crate::auth::Principal, request_id: &str) {
     for (kind, tool, code) in [
         (
-            "authenticated_connect",
+            crate::audit::EventType::AuthenticatedConnect,
             "runtime.authenticated_connect",
             "authenticated_connect",
         ),
-        ("catalog_filtered", "catalog.effective", "catalog_filtered"),
+        (
+            crate::audit::EventType::CatalogFiltered,
+            "catalog.effective",
+            "catalog_filtered",
+        ),
     ] {
         let mut e = crate::audit::Event::new(kind, tool);
-        e.decision = "allowed";
+        e.decision = crate::audit::Decision::Allowed;
         e.reason_code = code;
         e.principal = Some(p.subject.as_str().into());
         e.status_code = 200;

@@ -21,6 +21,68 @@ use serde::Serialize;
 
 use crate::spool::Spool;
 
+/// Defines an enum of audit names (each a `&'static str` on the wire): `as_str`, and a
+/// `Serialize` that writes the name.
+macro_rules! names {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        pub enum $name {
+            #[default]
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+names! {
+    /// `eventType` (contract §6).
+    EventType {
+        /// A tool call that ran (whatever the upstream answered).
+        ToolExecution => "tool_execution",
+        /// A tool call refused by policy or scope.
+        AuthzDenial => "authz_denial",
+        /// A tool call that failed in the runtime or on the way to the upstream.
+        ExecutionError => "execution_error",
+        /// A request with a missing or invalid runtime token.
+        AuthnFailure => "authn_failure",
+        /// An authenticated catalog fetch: who connected.
+        AuthenticatedConnect => "authenticated_connect",
+        /// An authenticated catalog fetch: the catalog was filtered by the token's scopes.
+        CatalogFiltered => "catalog_filtered",
+    }
+}
+
+names! {
+    /// `decision`.
+    Decision {
+        Allowed => "allowed",
+        Denied => "denied",
+        Error => "error",
+    }
+}
+
+names! {
+    /// `channel` of a tool event: which route the call came in on.
+    Channel {
+        Execute => "execute",
+        Passthrough => "passthrough",
+    }
+}
+
 /// One audit record. Empty fields are omitted, as in the reference. Text fields borrow from
 /// the catalog snapshot and the request where they can (an event is serialised as soon as it
 /// is recorded), so an audited request copies no tool, service or principal strings.
@@ -28,7 +90,7 @@ use crate::spool::Spool;
 #[serde(rename_all = "camelCase")]
 pub struct Event<'a> {
     pub timestamp: Timestamp,
-    pub event_type: &'static str,
+    pub event_type: EventType,
     pub tool_id: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_id: Option<Cow<'a, str>>,
@@ -51,7 +113,7 @@ pub struct Event<'a> {
     pub principal: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_profile: Option<Cow<'a, str>>,
-    pub decision: &'static str,
+    pub decision: Decision,
     /// A reason code name from this crate (`allowed`, `codes::*`): never escaped.
     pub reason_code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,7 +132,7 @@ pub struct Event<'a> {
     pub request_id: Option<Cow<'a, str>>,
     /// `execute` or `passthrough` for tool events.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub channel: Option<&'static str>,
+    pub channel: Option<Channel>,
     /// Why an execution failed (never a secret value).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Cow<'a, str>>,
@@ -116,7 +178,7 @@ impl Event<'_> {
             out.extend_from_slice(v.as_bytes());
             out.push(b'"');
         };
-        name(out, b",\"eventType\":", self.event_type);
+        name(out, b",\"eventType\":", self.event_type.as_str());
         match self.tool_json {
             Some(fragment) => out.extend_from_slice(fragment.as_bytes()),
             None => write_tool_fields(
@@ -136,7 +198,7 @@ impl Event<'_> {
         }
         opt(out, b",\"principal\":", self.principal.as_deref());
         opt(out, b",\"agentProfile\":", self.agent_profile.as_deref());
-        name(out, b",\"decision\":", self.decision);
+        name(out, b",\"decision\":", self.decision.as_str());
         name(out, b",\"reasonCode\":", self.reason_code);
         opt(out, b",\"authScheme\":", self.auth_scheme.as_deref());
         num(out, b",\"requestSize\":", self.request_size);
@@ -149,7 +211,7 @@ impl Event<'_> {
         num(out, b",\"retryCount\":", self.retry_count.into());
         opt(out, b",\"requestId\":", self.request_id.as_deref());
         if let Some(c) = self.channel {
-            name(out, b",\"channel\":", c);
+            name(out, b",\"channel\":", c.as_str());
         }
         opt(out, b",\"error\":", self.error.as_deref());
         opt(
@@ -288,14 +350,14 @@ fn is_zero32(v: &u32) -> bool {
 }
 
 impl<'a> Event<'a> {
-    pub fn new(event_type: &'static str, tool_id: impl Into<Cow<'a, str>>) -> Self {
+    pub fn new(event_type: EventType, tool_id: impl Into<Cow<'a, str>>) -> Self {
         Self::stamped(event_type, tool_id, Timestamp::now())
     }
 
     /// An event that happened at `at`, a monotonic reading the caller already took (no
     /// clock read here; see [`crate::clock`]).
     pub fn new_at(
-        event_type: &'static str,
+        event_type: EventType,
         tool_id: impl Into<Cow<'a, str>>,
         at: std::time::Instant,
     ) -> Self {
@@ -308,7 +370,7 @@ impl<'a> Event<'a> {
     }
 
     fn stamped(
-        event_type: &'static str,
+        event_type: EventType,
         tool_id: impl Into<Cow<'a, str>>,
         timestamp: Timestamp,
     ) -> Self {
@@ -552,8 +614,8 @@ mod tests {
                 let a = std::sync::Arc::clone(&audit);
                 std::thread::spawn(move || {
                     for i in 0..250 {
-                        let mut e = Event::new("tool_execution", format!("svc:t{t}-{i}"));
-                        e.decision = "allowed";
+                        let mut e = Event::new(EventType::ToolExecution, format!("svc:t{t}-{i}"));
+                        e.decision = Decision::Allowed;
                         e.error = Some("x".repeat(i * 7).into());
                         a.record(e);
                     }
@@ -633,12 +695,12 @@ mod tests {
 
     #[test]
     fn hand_written_json_equals_the_serde_derive() {
-        let mut full = Event::new("tool_execution", "svc:t\"q\\b\u{1}é");
+        let mut full = Event::new(EventType::ToolExecution, "svc:t\"q\\b\u{1}é");
         full.principal = Some("sub\n".into());
         full.agent_profile = Some("p".into());
         full.service_id = Some("svc".into());
         full.target_base_url = Some("http://127.0.0.1:9/base".into());
-        full.decision = "allowed";
+        full.decision = Decision::Allowed;
         full.reason_code = "allowed";
         full.method = Some("GET".into());
         full.path = Some("/items/{id}".into());
@@ -650,11 +712,11 @@ mod tests {
         full.latency_ms = Some(0);
         full.retry_count = 2;
         full.request_id = Some("rid".into());
-        full.channel = Some("passthrough");
+        full.channel = Some(Channel::Passthrough);
         full.error = Some("tab\there \u{7f} \u{2028} \u{8}\u{c}\r\u{1f}\u{0}".into());
         full.credentials_redacted = Some("location,link".into());
-        let mut denied = Event::new("authz_denial", "svc:x");
-        denied.decision = "denied";
+        let mut denied = Event::new(EventType::AuthzDenial, "svc:x");
+        denied.decision = Decision::Denied;
         denied.reason_code = "managed_deny";
         let mut fast = full.clone();
         let fragment = tool_fragment(
@@ -677,8 +739,8 @@ mod tests {
 
     #[test]
     fn empty_fields_are_omitted() {
-        let mut e = Event::new("authz_denial", "svc:x");
-        e.decision = "denied";
+        let mut e = Event::new(EventType::AuthzDenial, "svc:x");
+        e.decision = Decision::Denied;
         e.reason_code = "managed_deny";
         let v = serde_json::to_value(&e).unwrap();
         assert!(v.get("statusCode").is_none());

@@ -465,7 +465,7 @@ impl Gateway {
             &a.caller,
             &intent,
             request_id,
-            "passthrough",
+            crate::audit::Channel::Passthrough,
             end,
         );
         e.auth_scheme = a
@@ -482,8 +482,8 @@ impl Gateway {
         e.credentials_redacted = a.redacted.names().map(Into::into);
         match error {
             Some(err) if a.upstream_status == 0 => {
-                e.event_type = "execution_error";
-                e.decision = "error";
+                e.event_type = crate::audit::EventType::ExecutionError;
+                e.decision = crate::audit::Decision::Error;
                 e.reason_code = match err.esource() {
                     ErrorSource::Downstream if !caller_gone(err) => codes::INVALID_REQUEST,
                     _ => "execution_error",
@@ -491,7 +491,7 @@ impl Gateway {
                 e.error = Some(err.etype().as_str().into());
             }
             _ => {
-                e.decision = "allowed";
+                e.decision = crate::audit::Decision::Allowed;
                 e.reason_code = "allowed";
             }
         }

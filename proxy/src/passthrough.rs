@@ -296,7 +296,7 @@ pub async fn admit(
             &caller,
             &intent,
             request_id,
-            "passthrough",
+            crate::audit::Channel::Passthrough,
             started,
         )
     };
@@ -321,8 +321,8 @@ pub async fn admit(
     let fail = |status, code, message: String| {
         let err = ApiError::new(status, code, message);
         let mut e = event();
-        e.event_type = "execution_error";
-        e.decision = "error";
+        e.event_type = crate::audit::EventType::ExecutionError;
+        e.decision = crate::audit::Decision::Error;
         e.reason_code = err.code;
         e.error = Some(err.message.clone().into());
         state.audit.record(e);

@@ -49,7 +49,7 @@ pub async fn handle(
         caller,
         &intent,
         request_id,
-        "execute",
+        crate::audit::Channel::Execute,
         Instant::now(),
     );
     if let Err(e) = govern(&snapshot, caller, i, &intent) {
@@ -63,7 +63,7 @@ pub async fn handle(
         Ok((resp, mut e)) => {
             e.latency_ms = Some(latency);
             state.audit.record(Event {
-                decision: "allowed",
+                decision: crate::audit::Decision::Allowed,
                 reason_code: "allowed",
                 ..merge(event, e)
             });
@@ -74,8 +74,8 @@ pub async fn handle(
             // Caller mistakes (400/413) are not executions; everything else is audited.
             if err.status >= 500 {
                 state.audit.record(Event {
-                    event_type: "execution_error",
-                    decision: "error",
+                    event_type: crate::audit::EventType::ExecutionError,
+                    decision: crate::audit::Decision::Error,
                     reason_code: err.code,
                     error: Some(err.message.clone().into()),
                     ..merge(event, e)

@@ -25,7 +25,7 @@ use open_cli_config::ntc::Tool;
 use open_cli_config::wire::codes;
 
 use crate::api::Caller;
-use crate::audit::Event;
+use crate::audit::{Channel, Decision, Event, EventType};
 use crate::snapshot::{ApiError, Snapshot};
 
 pub use index::{ExecIndex, ToolInfo};
@@ -107,10 +107,10 @@ pub fn tool_event<'a>(
     caller: &'a Caller,
     intent: &Intent<'a>,
     request_id: &'a str,
-    channel: &'static str,
+    channel: Channel,
     at: std::time::Instant,
 ) -> Event<'a> {
-    let mut e = Event::new_at("tool_execution", tool.id.as_str(), at);
+    let mut e = Event::new_at(EventType::ToolExecution, tool.id.as_str(), at);
     e.principal = caller.principal.as_ref().map(|p| p.subject.as_str().into());
     e.agent_profile = intent.agent_profile.map(Into::into);
     e.service_id = Some(tool.service_id.as_str().into());
@@ -125,8 +125,8 @@ pub fn tool_event<'a>(
 
 /// The audit record of a refusal by [`govern`].
 pub fn denial_event<'a>(mut e: Event<'a>, err: &ApiError) -> Event<'a> {
-    e.event_type = "authz_denial";
-    e.decision = "denied";
+    e.event_type = EventType::AuthzDenial;
+    e.decision = Decision::Denied;
     e.reason_code = err.code;
     e
 }
