@@ -142,6 +142,11 @@ pub fn read_and_merge(paths: &ScopePaths) -> Result<Merged, LoadError> {
         {
             anchor_relative_paths(&mut doc, dir);
         }
+        // Every scope: a relative `file` secret path names a file beside the config file
+        // that declares it, not one in the process's working directory (`/` under systemd).
+        if let Some(dir) = path.parent() {
+            anchor_secret_files(&mut doc, &crate::load::absolute(dir));
+        }
         if scope == Scope::Managed {
             merged.managed_deny = strings_at(&doc, "/policy/deny");
         }
@@ -407,6 +412,44 @@ fn rename_origins(origins: &mut BTreeMap<String, PathBuf>, from: &str, to: &str)
 
 fn strings_at(doc: &Value, pointer: &str) -> Vec<String> {
     crate::reader::string_array(doc.pointer(pointer))
+}
+
+/// Make the relative paths of `file` secret references absolute against `dir`: in `secrets`
+/// (plain references, and the `clientId`/`clientSecret` of `oauth2` secrets), in
+/// `runtime.server.auth`, and in MCP sources' `transport.oauth`.
+fn anchor_secret_files(doc: &mut Value, dir: &Path) {
+    let anchor_ref = |r: &mut Value| {
+        if r.get("type").and_then(Value::as_str) == Some("file")
+            && let Some(Value::String(s)) = r.get_mut("value")
+            && !s.is_empty()
+            && !Path::new(s.as_str()).is_absolute()
+        {
+            *s = crate::load::normalize(&dir.join(&*s)).display().to_string();
+        }
+    };
+    let anchor_client = |o: &mut Value| {
+        for key in ["clientId", "clientSecret"] {
+            if let Some(r) = o.get_mut(key) {
+                anchor_ref(r);
+            }
+        }
+    };
+    if let Some(Value::Object(secrets)) = doc.get_mut("secrets") {
+        for s in secrets.values_mut() {
+            anchor_ref(s);
+            anchor_client(s);
+        }
+    }
+    if let Some(auth) = doc.pointer_mut("/runtime/server/auth") {
+        anchor_client(auth);
+    }
+    if let Some(Value::Object(sources)) = doc.get_mut("sources") {
+        for src in sources.values_mut() {
+            if let Some(o) = src.pointer_mut("/transport/oauth") {
+                anchor_client(o);
+            }
+        }
+    }
 }
 
 /// Make relative local document paths of a managed or user file absolute against its directory.

@@ -332,6 +332,29 @@ fn unresolvable_credentials_refuse_the_call_and_send_nothing() {
     assert_eq!(events[0]["reasonCode"], "credentials_unavailable");
 }
 
+/// A relative `file` secret path names a file beside the config file that declares it, not
+/// one in the runtime's working directory (which under systemd is `/`).
+#[test]
+fn relative_file_secrets_resolve_against_the_config_files_directory() {
+    let api = TestApi::start();
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    fx.write("keys/api-key", "beside-the-config\n");
+    let cfg = fx.write_json(
+        ".cli.json",
+        &demo_config(json!({"secrets": {
+            "demo.apiKeyHeader": {"type": "file", "value": "keys/api-key"}
+        }})),
+    );
+    // Started from another directory than the config's.
+    let state = fx.path().join("state");
+    let rt = Runtime::try_start_env(&cfg, &state, &[], &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(std::env::current_dir().unwrap(), fx.path());
+    let (s, v) = execute(&rt, json!({"toolId": "demo:authApiKeyHeader"}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["body"]["received"], "beside-the-config", "{v}");
+}
+
 /// Issue 15, item 1 (every file a config names): a `file` secret naming a FIFO, a device or a
 /// directory is refused at once with the reason (`credentials_unavailable`, nothing sent);
 /// the read never blocks a serving thread (a FIFO with no writer) nor runs unbounded
