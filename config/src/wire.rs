@@ -121,6 +121,38 @@ pub fn encode_cookie_value(v: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A decimal numeral's exact value as (negative, significant digits, power of ten): `150`,
+/// `1.5e2` and `1.50E+2` are equal; zero is `(false, "", 0)` whatever its sign or form.
+/// `None` for anything but an optionally signed decimal with an optional exponent, or an
+/// exponent out of range. Used wherever a number must be sent exactly as given (issue 15,
+/// item 10): the runtime's MCP arguments and the CLI's MCP property flags.
+pub fn decimal(n: &str) -> Option<(bool, String, i64)> {
+    let (neg, n) = match n.as_bytes().first()? {
+        b'-' => (true, &n[1..]),
+        b'+' => (false, &n[1..]),
+        _ => (false, n),
+    };
+    let (mantissa, exp) = match n.find(['e', 'E']) {
+        Some(i) => (&n[..i], n[i + 1..].parse::<i64>().ok()?),
+        None => (n, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let mut exp = exp.checked_sub(i64::try_from(frac.len()).ok()?)?;
+    let digits = digits.trim_start_matches('0');
+    let trimmed = digits.trim_end_matches('0');
+    exp = exp.checked_add(i64::try_from(digits.len() - trimmed.len()).ok()?)?;
+    if trimmed.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    Some((neg, trimmed.to_string(), exp))
+}
+
 /// Stable error codes of the JSON error body. Agents branch on these, never on messages.
 pub mod codes {
     /// A request named a config file other than the one the runtime is bound to.
@@ -333,6 +365,30 @@ pub struct ExecuteResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_are_compared_by_their_exact_value() {
+        let d = |s| decimal(s);
+        assert_eq!(d("150"), d("1.5e2"));
+        assert_eq!(d("1.50E+2"), d("+150.0"));
+        assert_eq!(d("0"), Some((false, String::new(), 0)));
+        assert_eq!(d("-0.0e9"), d("0"));
+        assert_eq!(d("-2.5e-3"), Some((true, "25".into(), -4)));
+        assert_ne!(d("0.1"), d("-0.1"));
+        assert_ne!(d("12345678901234567890123"), d("1.2345678901234568e22"));
+        for bad in [
+            "",
+            "-",
+            ".",
+            "1x",
+            "e5",
+            "1e",
+            "1e99999999999999999999",
+            "0x10",
+        ] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn header_flags_follow_the_pass_through_rule() {

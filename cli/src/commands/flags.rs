@@ -187,31 +187,8 @@ pub fn default_text(schema: &Value) -> Option<String> {
 
 /// Whether two decimal numerals (`-1.50e2`, `150`, `1.5E+2`) denote the same number.
 fn same_decimal(a: &str, b: &str) -> bool {
-    fn parts(s: &str) -> Option<(bool, String, i64)> {
-        let (neg, s) = match s.as_bytes().first()? {
-            b'-' => (true, &s[1..]),
-            b'+' => (false, &s[1..]),
-            _ => (false, s),
-        };
-        let (mantissa, exp) = match s.find(['e', 'E']) {
-            Some(i) => (&s[..i], s[i + 1..].parse::<i64>().ok()?),
-            None => (s, 0),
-        };
-        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        if !(int.bytes().chain(frac.bytes())).all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        let digits = format!("{int}{frac}");
-        let mut exp = exp.checked_sub(i64::try_from(frac.len()).ok()?)?;
-        let digits = digits.trim_start_matches('0');
-        let trimmed = digits.trim_end_matches('0');
-        exp = exp.checked_add(i64::try_from(digits.len() - trimmed.len()).ok()?)?;
-        if trimmed.is_empty() {
-            return Some((false, String::new(), 0));
-        }
-        Some((neg, trimmed.to_string(), exp))
-    }
-    matches!((parts(a), parts(b)), (Some(x), Some(y)) if x == y)
+    use open_cli_config::wire::decimal;
+    matches!((decimal(a), decimal(b)), (Some(x), Some(y)) if x == y)
 }
 
 #[cfg(test)]

@@ -197,33 +197,14 @@ pub fn inexact_number(json: &str) -> Option<String> {
             }
             Some(b'-' | b'0'..=b'9') => {
                 let sent = serde_json::from_str::<Value>(t).ok()?.to_string();
-                (decimal(t) != decimal(&sent)).then(|| at.clone())
+                (open_cli_config::wire::decimal(t) != open_cli_config::wire::decimal(&sent))
+                    .then(|| at.clone())
             }
             _ => None,
         }
     }
     let raw: &RawValue = serde_json::from_str(json).ok()?;
     walk(raw, &mut String::new())
-}
-
-/// A JSON number's exact value as (negative, significant digits, power of ten); zero is
-/// `(false, "", 0)` whatever its sign or form. `None` for an exponent out of range.
-fn decimal(n: &str) -> Option<(bool, String, i64)> {
-    let (neg, n) = n.strip_prefix('-').map_or((false, n), |r| (true, r));
-    let (mantissa, exp) = match n.find(['e', 'E']) {
-        Some(i) => (&n[..i], n[i + 1..].parse::<i64>().ok()?),
-        None => (n, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits = format!("{int}{frac}");
-    let mut exp = exp.checked_sub(i64::try_from(frac.len()).ok()?)?;
-    let digits = digits.trim_start_matches('0');
-    let trimmed = digits.trim_end_matches('0');
-    exp = exp.checked_add(i64::try_from(digits.len() - trimmed.len()).ok()?)?;
-    if trimmed.is_empty() {
-        return Some((false, String::new(), 0));
-    }
-    Some((neg, trimmed.to_string(), exp))
 }
 
 /// The execution-specific fields of `partial` over the common fields of `base`.
