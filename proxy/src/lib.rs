@@ -21,7 +21,9 @@
 //! - [`fetch`]: documents from files and HTTP, with the on-disk HTTP cache;
 //! - [`mcp`]: the MCP client (stdio, streamable HTTP, SSE) that lists an MCP source's tools;
 //! - [`secrets`]: resolving secret references, failing closed;
-//! - [`exec`]: tool execution (execute and pass-through): policy, credentials, upstream calls;
+//! - [`policy`]: the policy decision for one tool call, a pure function of facts;
+//! - [`exec`]: tool execution (execute and pass-through): gathering the policy facts,
+//!   credentials, upstream calls;
 //! - [`audit`]: the NDJSON audit log, written through [`spool`];
 //! - [`spool`]: the group-commit line writer shared by the audit log and the process log;
 //! - [`refresh`]: rebuilding and swapping the catalog while serving;
