@@ -24,10 +24,17 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use open_cli_config::secrets::SecretValue;
+
 use crate::fetch::error_chain;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_PAGES: usize = 100;
+
+/// Header fields sent to an MCP server. Values are [`SecretValue`]s (redacted in `Debug`):
+/// static headers and resolved `headerSecrets` travel together, and either may carry a
+/// credential.
+pub type Headers = Vec<(String, SecretValue)>;
 
 /// The transport settings of an MCP source, with header secrets already resolved.
 #[derive(Debug, Clone)]
@@ -39,11 +46,11 @@ pub enum Transport {
     },
     StreamableHttp {
         url: String,
-        headers: Vec<(String, String)>,
+        headers: Headers,
     },
     Sse {
         url: String,
-        headers: Vec<(String, String)>,
+        headers: Headers,
     },
 }
 
@@ -87,14 +94,14 @@ enum Conn {
     Http {
         client: reqwest::Client,
         url: String,
-        headers: Vec<(String, String)>,
+        headers: Headers,
         session_id: Option<String>,
         protocol: Option<String>,
     },
     Sse {
         client: reqwest::Client,
         post_url: String,
-        headers: Vec<(String, String)>,
+        headers: Headers,
         events: SseReader,
     },
 }
@@ -250,7 +257,7 @@ impl Session {
                     .header("content-type", "application/json")
                     .body(serde_json::to_vec(msg).map_err(|e| e.to_string())?);
                 for (k, v) in headers.iter() {
-                    req = req.header(k, v);
+                    req = req.header(k, v.expose());
                 }
                 if let Some(s) = session_id.as_ref() {
                     req = req.header("mcp-session-id", s);
@@ -307,7 +314,7 @@ impl Session {
                     .header("content-type", "application/json")
                     .body(serde_json::to_vec(msg).map_err(|e| e.to_string())?);
                 for (k, v) in headers.iter() {
-                    req = req.header(k, v);
+                    req = req.header(k, v.expose());
                 }
                 let resp = req
                     .send()
@@ -349,7 +356,7 @@ impl Session {
             } => {
                 let mut req = client.delete(url.as_str()).header("mcp-session-id", sid);
                 for (k, v) in headers.iter() {
-                    req = req.header(k, v);
+                    req = req.header(k, v.expose());
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(2), req.send()).await;
             }
@@ -397,11 +404,11 @@ fn spawn(command: &str, args: &[String], env: &BTreeMap<String, String>) -> Resu
     })
 }
 
-async fn connect_sse(url: &str, headers: &[(String, String)]) -> Result<Conn, String> {
+async fn connect_sse(url: &str, headers: &[(String, SecretValue)]) -> Result<Conn, String> {
     let client = http_client()?;
     let mut req = client.get(url).header("accept", "text/event-stream");
     for (k, v) in headers {
-        req = req.header(k, v);
+        req = req.header(k, v.expose());
     }
     let resp = req
         .send()
@@ -487,6 +494,20 @@ fn take_event(buf: &mut String) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_values_never_show_in_debug_output() {
+        let t = Transport::StreamableHttp {
+            url: "http://127.0.0.1:1/mcp".into(),
+            headers: vec![(
+                "authorization".into(),
+                SecretValue::new("Bearer mcp-s3cret"),
+            )],
+        };
+        let debug = format!("{t:?}");
+        assert!(!debug.contains("mcp-s3cret"), "{debug}");
+        assert!(debug.contains("authorization"), "{debug}");
+    }
 
     #[test]
     fn sse_events_are_split_and_joined() {

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 
 use open_cli_config::Config;
 use open_cli_config::model::{McpTransportType, OAuthMode, Source};
+use open_cli_config::secrets::SecretValue;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -69,7 +70,7 @@ pub async fn authorized_transport(
     headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
     headers.push((
         "authorization".into(),
-        format!("Bearer {}", issued.token.expose()),
+        SecretValue::from(format!("Bearer {}", issued.token.expose())),
     ));
     Ok((transport, Some(issued)))
 }
@@ -78,15 +79,15 @@ pub async fn authorized_transport(
 /// [`authorized_transport`]).
 pub fn transport(source: &Source, config: &Config) -> Result<Transport, String> {
     let t = source.transport.as_ref().ok_or("`transport` is required")?;
-    let mut headers: Vec<(String, String)> = t
+    let mut headers: crate::mcp::Headers = t
         .headers
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.clone(), SecretValue::new(v.as_str())))
         .collect();
     for (header, key) in &t.header_secrets {
         let value = secrets::resolve_key(config, key)
             .map_err(|e| format!("transport.headerSecrets.{header}: {e}"))?;
-        headers.push((header.clone(), value));
+        headers.push((header.clone(), SecretValue::from(value)));
     }
     let url = || t.url.clone().ok_or("`transport.url` is required");
     Ok(match t.kind {
