@@ -533,6 +533,22 @@ pub fn run(bin_name: &str, args: &[&str], env: &[(&str, &str)], cwd: Option<&Pat
     }
 }
 
+/// Assert that `resp` is the runtime's JSON error with `status` and `code`, whose message
+/// mentions `mentions`; return the body.
+pub fn expect_error(
+    resp: reqwest::blocking::Response,
+    status: u16,
+    code: &str,
+    mentions: &str,
+) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let e: Value = resp.json().expect("a JSON error body");
+    assert_eq!(e["error"]["code"], code, "{e}");
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(mentions), "`{mentions}` not in {e}");
+    e
+}
+
 /// Run `open-cli`.
 pub fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     run("open-cli", args, env, None)

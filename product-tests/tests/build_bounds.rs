@@ -48,6 +48,19 @@ fn config_for(fx: &Fixture, uri: &str, runtime: Value) -> std::path::PathBuf {
     fx.write_json(".cli.json", &config)
 }
 
+/// `POST /v1/refresh` on its own thread (it blocks until the rebuild ends): its status and
+/// JSON body.
+fn refresh_in_background(rt: &Runtime) -> std::thread::JoinHandle<(u16, Value)> {
+    let url = rt.url.clone();
+    std::thread::spawn(move || {
+        let resp = open_cli_product_tests::http()
+            .post(format!("{url}/v1/refresh"))
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap())
+    })
+}
+
 /// `open-cli-toolbox validate`, killed if it does not finish within `deadline` (a build that
 /// expands exponentially or parses in quadratic time fails the test here).
 fn validate_within(config: &std::path::Path, deadline: Duration) -> Output {
@@ -258,14 +271,7 @@ fn a_refresh_blocked_on_a_slow_source_does_not_freeze_serving_and_fails_at_its_d
     let before = rt.catalog();
     server.hang.store(true, Ordering::SeqCst);
 
-    let url = rt.url.clone();
-    let refresh = std::thread::spawn(move || {
-        let resp = open_cli_product_tests::http()
-            .post(format!("{url}/v1/refresh"))
-            .send()
-            .unwrap();
-        (resp.status().as_u16(), resp.json::<Value>().unwrap())
-    });
+    let refresh = refresh_in_background(&rt);
     wait_for(
         "the refresh to reach the slow source",
         Duration::from_secs(10),
@@ -327,14 +333,7 @@ fn a_refresh_that_blocks_reading_a_fifo_does_not_freeze_serving() {
     let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
     assert!(made.success());
 
-    let url = rt.url.clone();
-    let refresh = std::thread::spawn(move || {
-        let resp = open_cli_product_tests::http()
-            .post(format!("{url}/v1/refresh"))
-            .send()
-            .unwrap();
-        (resp.status().as_u16(), resp.json::<Value>().unwrap())
-    });
+    let refresh = refresh_in_background(&rt);
     // Fresh connections reach both serving threads; none may hang behind the rebuild.
     for i in 0..24 {
         let client = reqwest::blocking::Client::builder()
