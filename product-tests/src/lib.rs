@@ -533,6 +533,12 @@ pub fn run(bin_name: &str, args: &[&str], env: &[(&str, &str)], cwd: Option<&Pat
     }
 }
 
+/// Make a FIFO at `path` (for tests that a runtime never blocks reading one).
+pub fn mkfifo(path: &Path) {
+    let st = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(st.success(), "mkfifo {}", path.display());
+}
+
 /// Assert that `resp` is the runtime's JSON error with `status` and `code`, whose message
 /// mentions `mentions`; return the body.
 pub fn expect_error(

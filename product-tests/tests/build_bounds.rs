@@ -207,8 +207,7 @@ fn an_oversized_config_is_refused_with_a_message() {
 fn a_config_that_is_not_a_regular_file_is_refused_promptly() {
     let fx = Fixture::new();
     let fifo = fx.path().join("fifo.cli.json");
-    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
-    assert!(made.success());
+    open_cli_product_tests::mkfifo(&fifo);
     for (config, what) in [
         (fifo.as_path(), "it is a FIFO"),
         (std::path::Path::new("/dev/zero"), "it is a device"),
@@ -330,8 +329,7 @@ fn a_refresh_that_blocks_reading_a_fifo_does_not_freeze_serving() {
     // the runtime refuses to read anything but regular files, which is as good here).
     let path = fx.path().join("api.json");
     std::fs::remove_file(&path).unwrap();
-    let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
-    assert!(made.success());
+    open_cli_product_tests::mkfifo(&path);
 
     let refresh = refresh_in_background(&rt);
     // Fresh connections reach both serving threads; none may hang behind the rebuild.

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use open_cli_product_tests::{Fixture, Runtime, TestApi, bin, isolate, text, validate_fails};
+use open_cli_product_tests::{
+    Fixture, Runtime, TestApi, bin, isolate, mkfifo, text, validate_fails,
+};
 use serde_json::{Value, json};
 
 /// An OpenAPI document with one operation whose `q` parameter schema is `{$ref: REF}`.
@@ -111,11 +113,6 @@ fn validate_refuses(config: &Path, deadline: Duration, wants: &[&str]) -> String
         assert!(out.contains(want), "missing `{want}` in:\n{out}");
     }
     out
-}
-
-fn mkfifo(path: &Path) {
-    let st = Command::new("mkfifo").arg(path).status().expect("mkfifo");
-    assert!(st.success(), "mkfifo {}", path.display());
 }
 
 /// The flag schema of `things:listThings` in a running runtime's catalog.

@@ -364,11 +364,7 @@ fn file_secrets_that_are_not_regular_files_are_refused_promptly() {
     let api = TestApi::start();
     let dir = Fixture::new();
     let fifo = dir.path().join("key.fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
+    open_cli_product_tests::mkfifo(&fifo);
     let (_fx, rt) = start(
         &api,
         json!({"secrets": {
