@@ -138,7 +138,7 @@ deadline = time.time() + 30
 while server_conns() > 0 and time.time() < deadline:
     time.sleep(0.1)
 # Allocators return memory after a delay (the runtime: within about 2 s, see
-# proxy/src/conn.rs `return_freed_memory`).
+# proxy/src/gateway/conn.rs `return_freed_memory`).
 time.sleep(3.0)
 after = settle()
 # Then some traffic (200 requests over about 2 s, one connection each), as a live server

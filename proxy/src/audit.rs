@@ -137,7 +137,7 @@ pub struct Event<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Cow<'a, str>>,
     /// The answer's fields an injected secret was removed from before the caller got it
-    /// (`location,link`; see `crate::exec::shadow`).
+    /// (`location,link`; see `crate::credentials::shadow`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials_redacted: Option<Cow<'a, str>>,
 }

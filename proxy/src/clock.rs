@@ -44,6 +44,13 @@ pub fn wall_at(at: Instant) -> Duration {
     })
 }
 
+/// The wall-clock time now, as RFC 3339 (`2026-12-06T01:02:03.456Z`).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

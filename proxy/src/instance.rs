@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::catalog::slug::slug;
+use crate::slug::slug;
 
 #[derive(Debug, Clone)]
 pub struct Instance {

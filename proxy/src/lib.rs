@@ -3,60 +3,76 @@
 //! Request path (every phase lives in its own module and only delegates):
 //!
 //! ```text
-//! accept (pingora) ─► gateway::request_filter ─► api::handle ─► route handler
-//!                                                     │
-//!                       snapshot (ArcSwap, built once) ┘   catalog::build at start-up
+//! accept (gateway::conn) ─► gateway::request_filter ─► gateway::api::handle ─► route handler
+//!                                   │                         │
+//!                                   └► gateway::passthrough   └► execute::handler
+//!                        snapshot (ArcSwap, built once) ◄── refresh ◄── catalog::build
 //! ```
 //!
+//! The modules stand on floors, and a module imports only from floors below its own
+//! (`scripts/module-cycles` fails CI on a cycle between top-level modules; `docs/design-notes.md`
+//! has the rule and its reasons).
+//!
+//! **Process**: start-up, serving threads, signals.
 //! - [`server`]: start-up (config → catalog → listener), signal handling and draining;
-//! - [`listen`]: the listening sockets, one per serving thread (`SO_REUSEPORT`);
-//! - [`conn`]: the accept loop per serving thread: head, idle and body deadlines, the
-//!   connection limit, pipelined requests;
-//! - [`limit`]: the token bucket behind the introspection and refresh throttles;
-//! - [`gateway`]: the Pingora `ProxyHttp` implementation, request IDs, access log;
-//! - [`api`]: the `/v1` API, `/healthz`, `/readyz`, as plain functions;
-//! - [`auth`]: bearer-token authentication and the scope envelope;
-//! - [`snapshot`]: the immutable, pre-rendered catalog state and view selection;
-//! - [`catalog`]: OpenAPI → Normalized Tool Catalog;
-//! - [`fetch`]: documents from files and HTTP, with the on-disk HTTP cache;
-//! - [`mcp`]: the MCP client (stdio, streamable HTTP, SSE) that lists an MCP source's tools;
-//! - [`secrets`]: resolving secret references, failing closed;
-//! - [`policy`]: the policy decision for one tool call, a pure function of facts;
-//! - [`exec`]: tool execution (execute and pass-through): gathering the policy facts,
-//!   credentials, upstream calls;
-//! - [`audit`]: the NDJSON audit log, written through [`spool`];
-//! - [`spool`]: the group-commit line writer shared by the audit log and the process log;
+//!   the listening sockets, one per serving thread;
+//! - [`cli`]: the command line;
+//! - [`telemetry`]: the process log.
+//!
+//! **Gateway**: the only code that knows Pingora, HTTP statuses and header names.
+//! - [`gateway`]: the Pingora `ProxyHttp` service, the accept loop and its deadlines, the
+//!   `/v1` API, the pass-through's admission and header rewrite, what a request head may say.
+//!
+//! **Use cases**: one request's or one rebuild's work.
+//! - [`execute`]: tool execution (execute and pass-through): gathering the policy facts,
+//!   credentials, the upstream call, the audit record;
 //! - [`refresh`]: rebuilding and swapping the catalog while serving;
+//! - [`state`]: the process-wide state every request reads.
+//!
+//! **Domain**: decisions and read models, no I/O of their own.
+//! - [`snapshot`]: the immutable, pre-rendered catalog state, its tool index and view selection;
+//! - [`policy`]: the policy decision for one tool call, a pure function of facts; the scope
+//!   envelope; deny patterns;
+//! - [`auth`]: bearer-token authentication (JWKS, introspection): who is calling;
+//! - [`catalog`]: OpenAPI and MCP sources → Normalized Tool Catalog;
+//! - [`audit`]: the audit events and the NDJSON audit log, written through [`spool`].
+//!
+//! **Infrastructure**: the outside world.
+//! - [`credentials`]: upstream credentials: secrets, OAuth tokens, shadowing and redaction;
+//! - [`upstream`]: HTTP and MCP clients of the tools' servers, DNS;
+//! - [`fetch`]: documents from files and HTTP, with the on-disk HTTP cache;
+//! - [`secrets`]: resolving secret references, failing closed (from `open-cli-config`);
+//! - [`spool`]: the group-commit line writer shared by the audit log and the process log;
 //! - [`instance`]: state directories and `runtime.json`;
-//! - [`wire`]: what a request head may say: framing, `Host`, identity and method-override headers.
+//! - [`limit`]: the token bucket behind the introspection and refresh throttles;
+//! - [`error`]: the `/v1` error and error wording;
+//! - [`clock`], [`hash`], [`slug`]: wall-clock time, hashers, identifier slugs.
 //!
 //! Design notes for the next engineer are in `docs/`.
 
-pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
-pub mod conn;
-pub mod exec;
+pub mod credentials;
+pub mod error;
+pub mod execute;
 pub mod fetch;
 pub mod gateway;
 pub mod hash;
 pub mod instance;
 pub mod limit;
-pub mod listen;
-pub mod mcp;
-pub mod passthrough;
 pub mod policy;
 pub mod refresh;
 pub use open_cli_config::secrets;
 pub mod server;
+pub mod slug;
 pub mod snapshot;
 pub mod spool;
 pub mod state;
 pub mod telemetry;
-pub mod wire;
+pub mod upstream;
 
 use std::process::ExitCode;
 

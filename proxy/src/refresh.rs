@@ -82,7 +82,7 @@ async fn rebuild_now(state: Arc<RuntimeState>, trigger: Trigger) -> Result<Refre
         }
     };
     let status = RefreshStatus {
-        at: catalog::now_rfc3339(),
+        at: crate::clock::now_rfc3339(),
         trigger: trigger.as_str().into(),
         ok: result.is_ok(),
         error: result.as_ref().err().cloned(),

@@ -8,6 +8,9 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use open_cli_config::LoadedConfig;
 use open_cli_config::wire::RefreshStatus;
 
+use open_cli_config::wire::codes;
+
+use crate::error::ApiError;
 use crate::fetch::Fetcher;
 use crate::instance::Instance;
 use crate::snapshot::Snapshot;
@@ -29,10 +32,9 @@ pub struct RuntimeState {
     pub bound: BoundConfig,
     pub audit: crate::audit::Audit,
     /// Upstream secrets and OAuth tokens; shared with catalog builds (MCP transport OAuth).
-    pub credentials: Arc<crate::exec::credentials::Credentials>,
-    pub clients: crate::exec::http::Clients,
-    pub resolver: crate::passthrough::Resolver,
-    pub ca_bundles: crate::passthrough::CaBundles,
+    pub credentials: Arc<crate::credentials::Credentials>,
+    pub clients: crate::upstream::http::Clients,
+    pub resolver: crate::upstream::dns::Resolver,
     draining: AtomicBool,
     /// One counter per serving thread (see [`InflightCounter`]).
     inflight: std::sync::Mutex<Vec<Arc<InflightCounter>>>,
@@ -46,7 +48,7 @@ impl RuntimeState {
         instance: Instance,
         url: String,
         audit: crate::audit::Audit,
-        credentials: Arc<crate::exec::credentials::Credentials>,
+        credentials: Arc<crate::credentials::Credentials>,
     ) -> Self {
         let bound = BoundConfig::new(&config.path);
         Self {
@@ -54,7 +56,6 @@ impl RuntimeState {
             credentials,
             clients: Default::default(),
             resolver: Default::default(),
-            ca_bundles: Default::default(),
             snapshot: ArcSwap::from_pointee(snapshot),
             config: ArcSwap::from_pointee(config),
             fetcher,
@@ -75,7 +76,7 @@ impl RuntimeState {
     }
 
     /// The current snapshot, for a thread that keeps its own handle on it
-    /// ([`crate::snapshot::LocalSnapshot`]): a guard, no reference count taken.
+    /// ([`crate::gateway::local::LocalSnapshot`]): a guard, no reference count taken.
     pub fn snapshot_guard(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.snapshot.load()
     }
@@ -114,6 +115,20 @@ impl RuntimeState {
         let mut counters = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         counters.push(Arc::clone(&c));
         c
+    }
+
+    /// A caller may name the config it expects; it must be the one this runtime is bound to.
+    pub fn check_binding(&self, requested: Option<&str>) -> Result<(), ApiError> {
+        match requested {
+            Some(path) if !path.is_empty() && !self.bound.matches(path) => Err(ApiError::new(
+                409,
+                codes::RUNTIME_ATTACH_MISMATCH,
+                format!(
+                    "this runtime is bound to a different config than `{path}`; omit `config` to use the bound config, or start a runtime for that file"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -3,10 +3,10 @@
 //! pass-through (`/proxy/<alias>/…`: token check, operation match, credential injection,
 //! audit record) adds on top.
 //!
-//! It is set up exactly like the runtime (`proxy/src/server.rs`), so the comparison is fair:
+//! It is set up exactly like the runtime (`proxy/src/server/mod.rs`), so the comparison is fair:
 //! - `--threads` serving threads, each one current-thread tokio runtime running its own
 //!   instance of the service on its own listening socket (Pingora's `Server` is not used);
-//! - the listeners are bound by the runtime's own code (`proxy/src/listen.rs`, compiled in
+//! - the listeners are bound by the runtime's own code (`proxy/src/server/listen.rs`, compiled in
 //!   here: one socket per thread with `SO_REUSEPORT`) and handed to Pingora through its
 //!   `Fds` table, so `--listen 127.0.0.1:0` works; the real address is printed on stdout as
 //!   `listening on http://ADDR`;
@@ -32,7 +32,7 @@ use pingora::services::Service as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// The runtime's listening sockets (the same source file, not a dependency on the runtime).
-#[path = "../../../proxy/src/listen.rs"]
+#[path = "../../../proxy/src/server/listen.rs"]
 mod listen;
 
 /// The same allocator as the runtime, so the comparison isolates what the runtime's filters

@@ -26,8 +26,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use super::{AuthError, Principal, principal};
+use crate::error::error_chain;
 use crate::fetch::cache::now_secs;
-use crate::fetch::error_chain;
 
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
 /// Provider calls per second for tokens without a positive answer on record.

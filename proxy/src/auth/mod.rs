@@ -11,11 +11,10 @@
 //! Messages name the failed check and never carry key material or the token; text the token
 //! chose (`iss`, `kid`, `typ`) appears only through [`shown`]: bounded, printable ASCII.
 //!
-//! Authentication happens before any other work for the request (see `api::handle`).
+//! Authentication happens before any other work for the request (see `crate::gateway::api::handle`).
 
 pub mod introspect;
 pub mod jwks;
-pub mod scope;
 
 use std::sync::Arc;
 
@@ -23,7 +22,11 @@ use jsonwebtoken::{Algorithm, Validation};
 use open_cli_config::model::{ServerAuth, ValidationProfile};
 use serde_json::Value;
 
-pub use scope::Envelope;
+/// Who is asking: `None` when runtime auth is off or the route is public and no token came.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub principal: Option<Arc<Principal>>,
+}
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq)]

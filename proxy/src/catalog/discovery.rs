@@ -159,7 +159,7 @@ impl Discovery<'_> {
         let (status, mut links) = self.fetcher.head_links(root, from).await?;
         self.fetches.push(Fetch {
             url: root.to_string(),
-            fetched_at: super::now_rfc3339(),
+            fetched_at: crate::clock::now_rfc3339(),
             method: "rfc8631".into(),
             request_method: Some("HEAD".into()),
             status_code: Some(status),

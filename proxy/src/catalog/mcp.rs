@@ -16,11 +16,11 @@ use open_cli_config::secrets::SecretValue;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::slug::slug;
-use crate::exec::credentials::Credentials;
-use crate::exec::oauth::Issued;
-use crate::mcp::Transport;
+use crate::credentials::Credentials;
+use crate::credentials::oauth::Issued;
 use crate::secrets;
+use crate::slug::slug;
+use crate::upstream::mcp::Transport;
 
 /// The transport to reach an MCP source, with `headerSecrets` resolved and, when the source
 /// has `oauth` (contract §4.7), an `Authorization: Bearer` token from the shared token cache
@@ -79,7 +79,7 @@ pub async fn authorized_transport(
 /// [`authorized_transport`]).
 pub fn transport(source: &Source, config: &Config) -> Result<Transport, String> {
     let t = source.transport.as_ref().ok_or("`transport` is required")?;
-    let mut headers: crate::mcp::Headers = t
+    let mut headers: crate::upstream::mcp::Headers = t
         .headers
         .iter()
         .map(|(k, v)| (k.clone(), SecretValue::new(v.as_str())))

@@ -6,14 +6,12 @@
 //! operation of each.
 
 pub mod discovery;
-pub mod glob;
 pub mod guidance;
 pub mod load;
 pub mod mcp;
 pub mod nesting;
 pub mod openapi;
 pub mod overlay;
-pub mod slug;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,7 +23,7 @@ use open_cli_config::ntc::{
 };
 use sha2::{Digest, Sha256};
 
-use glob::Pattern;
+use crate::policy::glob::Pattern;
 use openapi::{DocSet, ServiceRef};
 
 use crate::fetch::{DocumentRules, Fetcher, Policy, Referrer, resolve_location};
@@ -58,10 +56,10 @@ impl std::error::Error for BuildError {}
 pub async fn build(
     loaded: &LoadedConfig,
     fetcher: &Fetcher,
-    credentials: &crate::exec::credentials::Credentials,
+    credentials: &crate::credentials::Credentials,
 ) -> Result<Catalog, BuildError> {
     let cfg = &loaded.config;
-    let now = now_rfc3339();
+    let now = crate::clock::now_rfc3339();
     let rules = DocumentRules::from_config(&loaded.base_dir, &cfg.document_access())
         .map_err(|problems| BuildError { problems })?;
     let fetcher = &fetcher.with_rules(rules);
@@ -271,7 +269,7 @@ async fn mcp_source(
     source_id: &str,
     source: &open_cli_config::model::Source,
     fetcher: &Fetcher,
-    credentials: &crate::exec::credentials::Credentials,
+    credentials: &crate::credentials::Credentials,
     base_dir: &std::path::Path,
     hasher: &mut Sha256,
 ) -> Result<(SourceEntry, ServiceEntry, Vec<Tool>, Vec<Workflow>), Vec<String>> {
@@ -279,17 +277,17 @@ async fn mcp_source(
     let (transport, issued) = mcp::authorized_transport(source_id, source, cfg, credentials)
         .await
         .map_err(|e| vec![format!("{at}: {e}")])?;
-    let listed = match crate::mcp::list_tools(&transport).await {
+    let listed = match crate::upstream::mcp::list_tools(&transport).await {
         // A token the server refuses (revoked, or cached from before a restart): one fresh
         // token, one more try.
-        Err(e) if crate::mcp::is_unauthorized(&e) && issued.is_some() => {
+        Err(e) if crate::upstream::mcp::is_unauthorized(&e) && issued.is_some() => {
             if let Some(i) = &issued {
                 credentials.tokens.invalidate(i).await;
             }
             let (transport, _) = mcp::authorized_transport(source_id, source, cfg, credentials)
                 .await
                 .map_err(|e| vec![format!("{at}: {e}")])?;
-            crate::mcp::list_tools(&transport).await
+            crate::upstream::mcp::list_tools(&transport).await
         }
         other => other,
     }
@@ -533,16 +531,16 @@ fn derived_service_id(doc: &DocSet, url: &url::Url) -> String {
         .and_then(|p| {
             p.split('/')
                 .find(|s| !s.is_empty() && !s.starts_with('{'))
-                .map(slug::slug)
+                .map(crate::slug::slug)
         })
         .filter(|s| !s.is_empty())
-        .or_else(|| doc.title().map(slug::slug).filter(|s| !s.is_empty()))
+        .or_else(|| doc.title().map(crate::slug::slug).filter(|s| !s.is_empty()))
         .unwrap_or_else(|| {
             let name = url
                 .path_segments()
                 .and_then(|mut s| s.next_back())
                 .unwrap_or_default();
-            slug::slug(name.split('.').next().unwrap_or_default())
+            crate::slug::slug(name.split('.').next().unwrap_or_default())
         })
 }
 
@@ -628,10 +626,4 @@ fn effective_views(cfg: &Config, tools: &[Tool]) -> Result<Vec<EffectiveView>, V
         });
     }
     Ok(views)
-}
-
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

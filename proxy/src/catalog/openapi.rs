@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use url::Url;
 
-use super::slug::slug;
+use crate::slug::slug;
 
 /// HTTP methods that become tools, in the order they are considered.
 pub const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];

@@ -28,6 +28,8 @@ use url::{Origin, Url};
 
 use cache::{Cache, Meta, now_secs};
 
+use crate::error::error_chain;
+
 /// Largest document accepted, to bound memory.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 
@@ -511,7 +513,7 @@ fn from_cache(
         links: meta.links.clone(),
         record: Some(Fetch {
             url: url.to_string(),
-            fetched_at: crate::catalog::now_rfc3339(),
+            fetched_at: crate::clock::now_rfc3339(),
             method: provenance.to_string(),
             request_method: Some("GET".into()),
             status_code: Some(meta.status_code),
@@ -563,20 +565,6 @@ fn rfc3339(secs: u64) -> String {
                 .ok()
         })
         .unwrap_or_default()
-}
-
-/// `a: b: c` from an error and its sources, without repeats.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 /// Resolve a document reference from the config: `http(s)://` and `file://` URLs as they are,

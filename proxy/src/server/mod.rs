@@ -6,7 +6,7 @@
 //!   with every problem listed instead of serving errors;
 //! - the listeners are bound by us (std sockets, non-blocking), so `--addr 127.0.0.1:0` works
 //!   and the real address goes to `runtime.json`; we accept on them ourselves and hand each
-//!   request to Pingora once its head is complete ([`crate::conn`]: deadlines, the
+//!   request to Pingora once its head is complete ([`crate::gateway::conn`]: deadlines, the
 //!   connection limit, small idle connections);
 //! - Pingora's `Server` is not used: its SIGTERM path sleeps the whole grace period even when
 //!   idle. We run the service ourselves and, on SIGTERM or SIGINT, stop accepting, report
@@ -14,7 +14,7 @@
 //!   as they are done. A second signal exits at once.
 //! - **One event loop per thread** (`--threads`, default: the CPU count), like nginx workers:
 //!   each serving thread runs its own current-thread tokio runtime with its own instance of
-//!   the Pingora proxy, accepting on its own listening socket ([`crate::listen`]: bound with
+//!   the Pingora proxy, accepting on its own listening socket ([`crate::server::listen`]: bound with
 //!   `SO_REUSEPORT`, so the kernel spreads connections evenly), so a connection lives and
 //!   dies on one thread (no work-stealing hand-offs, no cross-thread wake-ups, per-thread
 //!   upstream connection pools). Measured with `bench/bare-pingora --per-thread`: about 35%
@@ -30,11 +30,13 @@ use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use tokio::signal::unix::{SignalKind, signal};
 
+pub mod listen;
+
 use crate::catalog;
 use crate::cli::{ServeArgs, ValidateFormat};
-use crate::conn::{self, Limits};
 use crate::fetch::Fetcher;
 use crate::gateway::Gateway;
+use crate::gateway::conn::{self, Limits};
 use crate::instance::Instance;
 use crate::refresh::{self, Trigger};
 use crate::snapshot::Snapshot;
@@ -121,7 +123,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let fetcher = Fetcher::new(Some(&instance.cache_dir))?;
-    let credentials = Arc::new(crate::exec::credentials::Credentials::new(
+    let credentials = Arc::new(crate::credentials::Credentials::new(
         fetcher.http().clone(),
         Some(instance.state_dir.clone()),
     ));
@@ -130,7 +132,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     let snapshot = Snapshot::for_config(catalog, &loaded.config)
         .map_err(|e| format!("cannot render the catalog: {e}"))?;
     let limits = limits(args);
-    let listeners = crate::listen::bind(&args.addr, threads)?;
+    let listeners = crate::server::listen::bind(&args.addr, threads)?;
     let addr = listeners[0]
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
@@ -176,7 +178,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
 fn build_within_deadline(
     loaded: &open_cli_config::LoadedConfig,
     fetcher: &Fetcher,
-    credentials: &Arc<crate::exec::credentials::Credentials>,
+    credentials: &Arc<crate::credentials::Credentials>,
 ) -> Result<open_cli_config::ntc::Catalog, String> {
     let timeout = refresh::build_timeout(&loaded.config);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -214,7 +216,7 @@ fn build_within_deadline(
     }
 }
 
-/// The connection deadlines and limit from the command line ([`crate::conn`]).
+/// The connection deadlines and limit from the command line ([`crate::gateway::conn`]).
 fn limits(args: &ServeArgs) -> Limits {
     let fd_limit = conn::raise_fd_limit();
     let limits = Limits {
@@ -328,9 +330,9 @@ async fn run(
     Ok(())
 }
 
-/// One thread per listening socket ([`crate::listen`]), each with a current-thread runtime
+/// One thread per listening socket ([`crate::server::listen`]), each with a current-thread runtime
 /// running its own instance of the Pingora proxy on the connections it accepts
-/// ([`crate::conn`]), until `stop`.
+/// ([`crate::gateway::conn`]), until `stop`.
 fn start_workers(
     state: &Arc<RuntimeState>,
     listeners: Vec<std::net::TcpListener>,
@@ -342,13 +344,18 @@ fn start_workers(
     let limits = Arc::new(limits);
     // Process-wide: the limit holds across the serving threads.
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    // Loaded once per file for every serving thread.
+    let ca_bundles = Arc::new(crate::gateway::tls::CaBundles::default());
     let mut workers = Vec::with_capacity(listeners.len());
     for (i, socket) in listeners.into_iter().enumerate() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let proxy = Arc::new(http_proxy(&conf, Gateway::new(Arc::clone(state))));
+        let proxy = Arc::new(http_proxy(
+            &conf,
+            Gateway::new(Arc::clone(state), Arc::clone(&ca_bundles)),
+        ));
         let (limits, slots) = (Arc::clone(&limits), Arc::clone(&slots));
         let mut shutdown = shutdown.clone();
         let mut stop = stop.clone();
@@ -407,7 +414,7 @@ async fn wait_drained(state: &RuntimeState, deadline: Instant) -> bool {
 pub fn validate(config: &std::path::Path, format: ValidateFormat) -> Result<String, String> {
     let loaded = load_file(config).map_err(|e| e.to_string())?;
     let fetcher = Fetcher::new(None)?;
-    let credentials = Arc::new(crate::exec::credentials::Credentials::new(
+    let credentials = Arc::new(crate::credentials::Credentials::new(
         fetcher.http().clone(),
         None,
     ));

@@ -1,7 +1,7 @@
 //! The policy decision for one tool call, as a pure function of facts (issue 16, item 4).
 //!
 //! Both channels (`POST /v1/tools/execute` and the pass-through) gather the facts
-//! (`crate::exec::govern`: from the snapshot's per-tool index, the caller's token and the
+//! (`crate::execute::govern`: from the snapshot's per-tool index, the caller's token and the
 //! chosen view) and ask [`decide`]; the answer is an allow or one typed [`Refusal`]. Nothing
 //! here knows HTTP: the status, error code and message of a refusal are chosen where the
 //! answer is written. Checked in this order, so a denied tool is reported as denied, not as
@@ -12,6 +12,16 @@
 //! 3. the token's scopes,
 //! 4. the curated view,
 //! 5. approval.
+//!
+//! - [`scope`]: the authorization envelope, which tools a token's scopes reach;
+//! - [`glob`]: the `*` patterns of deny lists;
+//! - [`path`]: the one path rule of both channels (no traversal, no encoded slashes).
+
+pub mod glob;
+pub mod path;
+pub mod scope;
+
+use open_cli_config::wire::codes;
 
 /// What is known about one call when it is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +48,32 @@ pub enum Refusal {
     OutOfScope,
     CuratedDeny,
     ApprovalRequired,
+}
+
+impl Refusal {
+    /// The contract's error and audit reason code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::ManagedDeny => codes::MANAGED_DENY,
+            Refusal::PolicyDeny => codes::POLICY_DENY,
+            Refusal::OutOfScope => codes::AUTHZ_DENIED,
+            Refusal::CuratedDeny => codes::CURATED_DENY,
+            Refusal::ApprovalRequired => codes::APPROVAL_REQUIRED,
+        }
+    }
+
+    /// The refusal in words, for tool `id` (and `view`, the curated view asked for).
+    pub fn message(self, id: &str, view: &str) -> String {
+        match self {
+            Refusal::ManagedDeny => format!("tool `{id}` is denied by the managed policy"),
+            Refusal::PolicyDeny => format!("tool `{id}` is denied by `policy.deny`"),
+            Refusal::OutOfScope => format!("the token's scopes do not include tool `{id}`"),
+            Refusal::CuratedDeny => format!("tool `{id}` is not in the curated view `{view}`"),
+            Refusal::ApprovalRequired => format!(
+                "tool `{id}` requires approval; repeat the call with approval (`\"approval\": true`, `--approval`, or the `X-Open-Cli-Approval: true` header)"
+            ),
+        }
+    }
 }
 
 /// Allow the call, or the first refusal in the order of the module docs.

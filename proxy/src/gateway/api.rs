@@ -15,7 +15,8 @@ use open_cli_config::wire::{
 };
 use serde::Serialize;
 
-use crate::snapshot::ApiError;
+use crate::auth::Caller;
+use crate::error::ApiError;
 use crate::state::RuntimeState;
 
 /// Capabilities this build implements; advertised in runtime info. Only what works is listed.
@@ -42,12 +43,6 @@ pub struct Request<'a> {
     pub authorization: Option<&'a [u8]>,
     /// When the request arrived (its wall-clock time comes from [`crate::clock`]).
     pub received: std::time::Instant,
-}
-
-/// Who is asking: `None` when runtime auth is off or the route is public and no token came.
-#[derive(Debug, Clone, Default)]
-pub struct Caller {
-    pub principal: Option<std::sync::Arc<crate::auth::Principal>>,
 }
 
 /// Whether an `Accept-Encoding` value admits gzip (`gzip` or `*`, without `q=0`).
@@ -196,7 +191,7 @@ pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &s
     let result = match handler {
         Handler::Sync(f) => f(state, req, &caller),
         Handler::Refresh => refresh(state, req, &caller, request_id).await,
-        Handler::Execute => crate::exec::execute::handle(state, req.body, &caller, request_id)
+        Handler::Execute => crate::execute::handler::handle(state, req.body, &caller, request_id)
             .await
             .map(|env| Reply {
                 audited: true,
@@ -219,46 +214,6 @@ pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &s
         }
         reply
     })
-}
-
-/// May the caller use this tool? The one check every execution path calls (refused before
-/// any upstream I/O); it asks the same envelope the catalog filter uses.
-pub fn authorize(
-    snapshot: &crate::snapshot::Snapshot,
-    caller: &Caller,
-    tool_id: &str,
-) -> Result<(), ApiError> {
-    authorized(caller, tool_id, |p| snapshot.allows(p, tool_id))
-}
-
-/// [`authorize`] for the tool at catalog index `i` of `snapshot`.
-pub fn authorize_tool(
-    snapshot: &crate::snapshot::Snapshot,
-    caller: &Caller,
-    i: usize,
-) -> Result<(), ApiError> {
-    let id = snapshot.catalog.tools.get(i).map_or("", |t| t.id.as_str());
-    authorized(caller, id, |p| snapshot.allows_tool(p, i))
-}
-
-/// Anyone when runtime auth is off (no principal); otherwise whom `allows` admits.
-fn authorized(
-    caller: &Caller,
-    tool_id: &str,
-    allows: impl FnOnce(&Arc<crate::auth::Principal>) -> bool,
-) -> Result<(), ApiError> {
-    match &caller.principal {
-        Some(p) if !allows(p) => Err(out_of_scope(tool_id)),
-        _ => Ok(()),
-    }
-}
-
-fn out_of_scope(tool_id: &str) -> ApiError {
-    ApiError::new(
-        403,
-        codes::AUTHZ_DENIED,
-        format!("the token's scopes do not include tool `{tool_id}`"),
-    )
 }
 
 /// `POST /v1/workflows/run`: check that a workflow may run (every step's tool exists and is
@@ -285,7 +240,7 @@ fn workflows_run(
         )
     })?;
     let _ = (&body.mode, &body.agent_profile, &body.approval);
-    check_binding(state, body.config_path.as_deref())?;
+    state.check_binding(body.config_path.as_deref())?;
     let snapshot = state.snapshot();
     let wf = snapshot
         .catalog
@@ -310,10 +265,22 @@ fn workflows_run(
                 ),
             ));
         }
-        authorize(&snapshot, caller, &step.tool_id).map_err(|e| ApiError {
-            message: format!("workflow step `{}`: {}", step.step_id, e.message),
-            ..e
-        })?;
+        let in_scope = snapshot
+            .exec
+            .tool_index(&step.tool_id)
+            .is_some_and(|i| snapshot.in_scope(caller, i));
+        if !in_scope {
+            let refusal = crate::policy::Refusal::OutOfScope;
+            return Err(ApiError::new(
+                403,
+                refusal.code(),
+                format!(
+                    "workflow step `{}`: {}",
+                    step.step_id,
+                    refusal.message(&step.tool_id, "")
+                ),
+            ));
+        }
     }
     Ok(Reply::json(
         200,
@@ -479,7 +446,7 @@ fn catalog_effective(
     caller: &Caller,
 ) -> Result<Reply, ApiError> {
     let q = Query::parse(req.query)?;
-    check_binding(state, q.get("config"))?;
+    state.check_binding(q.get("config"))?;
     let snapshot = state.snapshot();
     let view = snapshot.select_view(q.get("agentProfile"), q.get("mode"))?;
     let filtered;
@@ -597,7 +564,7 @@ async fn refresh(
 ) -> Result<Reply, ApiError> {
     require_scope(caller, REFRESH_SCOPE, "`/v1/refresh`")?;
     let q = Query::parse(req.query)?;
-    check_binding(state, q.get("config"))?;
+    state.check_binding(q.get("config"))?;
     if !req.body.is_empty() {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -611,7 +578,7 @@ async fn refresh(
                 format!("refresh body must be {{\"configPath\": \"...\"}} or empty: {e}"),
             )
         })?;
-        check_binding(state, body.config_path.as_deref())?;
+        state.check_binding(body.config_path.as_deref())?;
     }
     let _open = match &caller.principal {
         None => match admit_open_refresh(state) {
@@ -669,7 +636,7 @@ fn audit_events(
     caller: &Caller,
 ) -> Result<Reply, ApiError> {
     let q = Query::parse(req.query)?;
-    check_binding(state, q.get("config"))?;
+    state.check_binding(q.get("config"))?;
     let limit = match q.get("limit") {
         None => None,
         Some(l) => Some(l.parse::<usize>().map_err(|_| {
@@ -742,20 +709,6 @@ fn audit_catalog_access(state: &RuntimeState, p: &crate::auth::Principal, reques
         e.status_code = 200;
         e.request_id = Some(request_id.into());
         state.audit.record(e);
-    }
-}
-
-/// A caller may name the config it expects; it must be the one this runtime is bound to.
-pub fn check_binding(state: &RuntimeState, requested: Option<&str>) -> Result<(), ApiError> {
-    match requested {
-        Some(path) if !path.is_empty() && !state.bound.matches(path) => Err(ApiError::new(
-            409,
-            codes::RUNTIME_ATTACH_MISMATCH,
-            format!(
-                "this runtime is bound to a different config than `{path}`; omit `config` to use the bound config, or start a runtime for that file"
-            ),
-        )),
-        _ => Ok(()),
     }
 }
 

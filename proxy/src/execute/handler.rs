@@ -9,12 +9,14 @@ use open_cli_config::ntc::{Parameter, Tool};
 use open_cli_config::wire::{ExecuteRequest, ExecuteResponse, codes};
 use serde_json::Value;
 
-use super::http::{self, CallError};
-use super::{Intent, ToolInfo, denial_event, govern, tool_event};
-use crate::api::Caller;
+use super::{Intent, denial_event, govern, tool_event};
 use crate::audit::Event;
-use crate::snapshot::{ApiError, Snapshot};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::snapshot::Snapshot;
+use crate::snapshot::index::ToolInfo;
 use crate::state::RuntimeState;
+use crate::upstream::http::{self, CallError};
 
 /// Answer one execute request: `Ok` is the envelope (status 200).
 pub async fn handle(
@@ -24,7 +26,7 @@ pub async fn handle(
     request_id: &str,
 ) -> Result<ExecuteResponse, ApiError> {
     let req = decode(body)?;
-    crate::api::check_binding(state, req.config_path.as_deref())?;
+    state.check_binding(req.config_path.as_deref())?;
     let snapshot = state.snapshot();
     let i = snapshot.exec.tool_index(&req.tool_id).ok_or_else(|| {
         ApiError::new(
@@ -276,8 +278,15 @@ async fn run(
             ev.clone(),
         )
     })?;
-    let prepared =
-        http::prepare(tool, base, &req.path_args, &flags, body).map_err(|m| bad(m, &ev))?;
+    let path = http::upstream_path(tool, &req.path_args).map_err(|m| bad(m, &ev))?;
+    // The pass-through's rule, on the path as it would arrive there.
+    crate::policy::path::check_path(&path).map_err(|why| {
+        bad(
+            format!("tool `{}`: unsafe path `{path}`: {why}", tool.id),
+            &ev,
+        )
+    })?;
+    let prepared = http::prepare(tool, base, &path, &flags, body).map_err(|m| bad(m, &ev))?;
     ev.upstream_path = Some(crate::audit::UpstreamPath(
         prepared.url.path().to_string().into(),
         "".into(),
@@ -300,7 +309,7 @@ async fn run(
             ev.clone(),
         )
     })?;
-    let renew = |used: std::sync::Arc<super::credentials::Applied>| async move {
+    let renew = |used: std::sync::Arc<crate::credentials::Applied>| async move {
         for issued in &used.oauth {
             state.credentials.tokens.invalidate(issued).await;
         }
@@ -456,15 +465,16 @@ async fn run_mcp(
         }
         .into(),
     );
-    let mut result = crate::mcp::call_tool(&transport, &backend.tool_name, args.clone()).await;
+    let mut result =
+        crate::upstream::mcp::call_tool(&transport, &backend.tool_name, args.clone()).await;
     if let (Err(e), Some(i)) = (&result, &issued)
-        && crate::mcp::is_unauthorized(e)
+        && crate::upstream::mcp::is_unauthorized(e)
     {
         // The server refused the token: drop it, fetch a fresh one, try once more.
         state.credentials.tokens.invalidate(i).await;
         let (transport, _) = authorize().await.map_err(|m| refused(m, &ev))?;
         ev.retry_count = 1;
-        result = crate::mcp::call_tool(&transport, &backend.tool_name, args).await;
+        result = crate::upstream::mcp::call_tool(&transport, &backend.tool_name, args).await;
     }
     let result = result.map_err(|m| {
         fail(

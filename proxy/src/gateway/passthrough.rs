@@ -5,9 +5,9 @@
 //! never buffered, so bodies of any size stream both ways:
 //!
 //! 1. authenticate the runtime token (same authenticator as the API);
-//! 2. match method + path to one catalog operation ([`crate::exec::ExecIndex::route`]);
+//! 2. match method + path to one catalog operation ([`crate::snapshot::index::ExecIndex::route`]);
 //!    unsafe paths (`..`, encoded slashes) are refused and unmatched requests are refused;
-//! 3. [`crate::exec::govern`]: managed deny, `policy.deny`, scopes, curated view, approval
+//! 3. [`crate::execute::govern`]: managed deny, `policy.deny`, scopes, curated view, approval
 //!    (`X-Open-Cli-Approval: true`, `X-Open-Cli-Mode`, `X-Open-Cli-Agent-Profile`);
 //! 4. `Content-Length` over `maxRequestBytes` → 413 (a chunked body is cut off at the limit);
 //! 5. resolve the upstream credentials; unresolvable → 502, nothing sent.
@@ -22,7 +22,7 @@
 //!
 //! Caller header fields and query parameters named like an injected credential are removed
 //! before the credentials are added, and injected secrets are redacted from the answer's
-//! `Location`, `Content-Location`, `Link` and `Refresh` ([`crate::exec::shadow`]).
+//! `Location`, `Content-Location`, `Link` and `Refresh` ([`crate::credentials::shadow`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,11 +33,12 @@ use http::{HeaderName, HeaderValue};
 use open_cli_config::wire::codes;
 use pingora::http::RequestHeader;
 
-use crate::api::Caller;
-use crate::exec::Intent;
-use crate::exec::credentials::Applied;
-use crate::exec::index::{RouteError, Target};
-use crate::snapshot::{ApiError, LocalSnapshot};
+use crate::auth::Caller;
+use crate::credentials::Applied;
+use crate::error::ApiError;
+use crate::execute::Intent;
+use crate::gateway::local::LocalSnapshot;
+use crate::snapshot::index::{RouteError, Target};
 use crate::state::RuntimeState;
 
 /// A request the pass-through admitted, carried from `request_filter` to `logging`.
@@ -57,7 +58,7 @@ pub struct Admitted {
     pub connect_retries: u32,
     pub upstream_status: u16,
     /// The answer's fields an injected secret was removed from (audited).
-    pub redacted: crate::exec::shadow::Redacted,
+    pub redacted: crate::credentials::shadow::Redacted,
     /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
     pub has_body: bool,
     /// The caller's header fields, moved out of the session's request header once the
@@ -290,7 +291,7 @@ pub async fn admit(
     let tool = &snapshot.catalog.tools[i];
     let info = &snapshot.exec.info[i];
     let event = || {
-        crate::exec::tool_event(
+        crate::execute::tool_event(
             tool,
             info,
             &caller,
@@ -300,8 +301,10 @@ pub async fn admit(
             started,
         )
     };
-    if let Err(e) = crate::exec::govern(&snapshot, &caller, i, &intent) {
-        state.audit.record(crate::exec::denial_event(event(), &e));
+    if let Err(e) = crate::execute::govern(&snapshot, &caller, i, &intent) {
+        state
+            .audit
+            .record(crate::execute::denial_event(event(), &e));
         return Err(e);
     }
     let limit = info.upstream.max_request_bytes;
@@ -512,7 +515,7 @@ impl Template {
         }
     }
 
-    /// The template with the identity headers callers may send ([`crate::wire::is_identity`],
+    /// The template with the identity headers callers may send ([`crate::gateway::wire::is_identity`],
     /// lower case, validated by the config reader).
     pub fn keeping(mut self, names: &[String]) -> Self {
         self.keep = names
@@ -622,7 +625,7 @@ pub fn rewrite(
             || n.starts_with("x-open-cli-")
             || n.starts_with("x-forwarded-")
             // `Forwarded`, `X-Real-IP`, `X-Original-URL`, …: only those the operator keeps.
-            || (crate::wire::is_identity(n) && !template.keep.contains(name))
+            || (crate::gateway::wire::is_identity(n) && !template.keep.contains(name))
             || (!listed.is_empty() && listed.iter().any(|l| l == n))
             // Credentials replace anything the caller sent under the same name, in any
             // case and with `_` for `-` (`X_API_Key` for `x-api-key`).
@@ -659,7 +662,7 @@ fn forwarded_header(ip: std::net::IpAddr, host: Option<&HeaderValue>) -> Option<
         {
             return Some(value.clone());
         }
-        let value = crate::wire::forwarded_value(ip, host, "http")?;
+        let value = crate::gateway::wire::forwarded_value(ip, host, "http")?;
         // A copy of the host, not a share of the request's header buffer.
         let host = host.and_then(|h| HeaderValue::from_bytes(h.as_bytes()).ok());
         *last = Some((ip, host, value.clone()));
@@ -721,8 +724,8 @@ fn ip_header(ip: std::net::IpAddr) -> Result<HeaderValue, http::header::InvalidH
 /// Costs a pass over the field names when there is nothing to remove.
 pub fn redact_answer(
     resp: &mut pingora::http::ResponseHeader,
-    shadow: &crate::exec::shadow::Shadow,
-) -> pingora::Result<crate::exec::shadow::Redacted> {
+    shadow: &crate::credentials::shadow::Shadow,
+) -> pingora::Result<crate::credentials::shadow::Redacted> {
     let (changed, fields) = shadow.redact_response(&resp.headers);
     let mut last: Option<HeaderName> = None;
     for (name, value) in fields {
@@ -733,81 +736,6 @@ pub fn redact_answer(
         resp.append_header(name, value)?;
     }
     Ok(changed)
-}
-
-/// Upstream host names resolved asynchronously and cached briefly. IP literals never come
-/// here: they are parsed once per snapshot ([`Target::ip`]).
-#[derive(Debug, Default)]
-pub struct Resolver {
-    cache: parking_lot::Mutex<std::collections::HashMap<(String, u16), (SocketAddr, Instant)>>,
-}
-
-const DNS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
-
-impl Resolver {
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, String> {
-        let key = (host.to_string(), port);
-        if let Some((a, at)) = self.cache.lock().get(&key)
-            && at.elapsed() < DNS_TTL
-        {
-            return Ok(*a);
-        }
-        let addr = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
-            .next()
-            .ok_or_else(|| format!("`{host}` resolves to no address"))?;
-        self.cache.lock().insert(key, (addr, Instant::now()));
-        Ok(addr)
-    }
-}
-
-/// Trust anchors for TLS upstreams with a `caFile`: the system roots plus the file's
-/// certificates, loaded once per file. (Pingora's per-peer CA list replaces its default
-/// store, so the system roots are added here.)
-#[derive(Debug, Default)]
-pub struct CaBundles {
-    loaded:
-        parking_lot::Mutex<std::collections::HashMap<String, Arc<pingora::protocols::tls::CaType>>>,
-}
-
-impl CaBundles {
-    pub fn get(&self, file: &str) -> Result<Arc<pingora::protocols::tls::CaType>, String> {
-        if let Some(b) = self.loaded.lock().get(file) {
-            return Ok(Arc::clone(b));
-        }
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let pem = open_cli_config::files::read_regular(
-            std::path::Path::new(file),
-            open_cli_config::files::MAX_CA_BYTES,
-        )
-        .map_err(|e| format!("cannot read caFile `{file}`: {e}"))?;
-        let mut ders: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&pem)
-            .map(|c| c.map(|c| c.to_vec()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("caFile `{file}` is not a PEM bundle: {e}"))?;
-        if ders.is_empty() {
-            return Err(format!("caFile `{file}` holds no certificate"));
-        }
-        ders.extend(
-            rustls_native_certs::load_native_certs()
-                .certs
-                .into_iter()
-                .map(|c| c.to_vec()),
-        );
-        let wrapped = std::panic::catch_unwind(|| {
-            ders.into_iter()
-                .map(|d| pingora::utils::tls::WrappedX509::new(d, pingora::utils::tls::parse_x509))
-                .collect::<Vec<_>>()
-        })
-        .map_err(|_| format!("caFile `{file}` holds a certificate that cannot be parsed"))?;
-        let bundle: Arc<pingora::protocols::tls::CaType> = Arc::from(wrapped.into_boxed_slice());
-        self.loaded
-            .lock()
-            .insert(file.to_string(), Arc::clone(&bundle));
-        Ok(bundle)
-    }
 }
 
 #[cfg(test)]
@@ -869,7 +797,7 @@ mod tests {
 
     #[test]
     fn callers_credentials_and_hop_by_hop_headers_are_dropped() {
-        let creds = crate::exec::credentials::tests::complete(Applied {
+        let creds = crate::credentials::tests::complete(Applied {
             headers: vec![("x-api-key".into(), "k".into())],
             cookies: vec![("session_key".into(), "c".into())],
             ..Applied::default()

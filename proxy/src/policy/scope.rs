@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 use open_cli_config::ntc::{Catalog, EffectiveView};
 
-use crate::catalog::glob::Pattern;
+use crate::policy::glob::Pattern;
 
 #[derive(Debug)]
 pub struct Envelope {
@@ -25,8 +25,6 @@ pub struct Envelope {
     /// `allowed` as one bit per catalog index (the catalog it was computed for): the
     /// execution paths know the tool's index and check it without comparing IDs.
     by_index: Box<[u64]>,
-    /// Catalog bodies rendered for this envelope, per view (see `Snapshot::effective_for`).
-    pub rendered: std::sync::Mutex<std::collections::HashMap<String, crate::snapshot::Rendered>>,
 }
 
 impl Envelope {
@@ -74,11 +72,7 @@ impl Envelope {
                 by_index[i / 64] |= 1 << (i % 64);
             }
         }
-        Self {
-            allowed,
-            by_index,
-            rendered: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
+        Self { allowed, by_index }
     }
 
     pub fn allows(&self, tool_id: &str) -> bool {
@@ -154,11 +148,11 @@ impl Envelope {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use open_cli_config::ntc::{Safety, Tool};
 
-    fn tool(id: &str) -> Tool {
+    pub(crate) fn tool(id: &str) -> Tool {
         let (svc, _) = id.split_once(':').unwrap();
         Tool {
             id: id.into(),
@@ -193,7 +187,8 @@ mod tests {
         }
     }
 
-    fn catalog() -> Catalog {
+    /// Tools `t:list`, `t:get`, `t:delete`, `p:list`, `p:create`; curated views.
+    pub(crate) fn catalog() -> Catalog {
         let tools: Vec<Tool> = ["t:list", "t:get", "t:delete", "p:list", "p:create"]
             .iter()
             .map(|i| tool(i))
@@ -302,58 +297,5 @@ mod tests {
             f.workflows.is_empty(),
             "a workflow with a hidden step is hidden"
         );
-    }
-
-    #[test]
-    fn a_threads_remembered_envelope_is_per_principal_and_per_snapshot() {
-        use crate::snapshot::Snapshot;
-        use open_cli_config::model::ModeKind;
-        let a = Snapshot::new(catalog(), ModeKind::Discover, None).unwrap();
-        let mut b = Snapshot::new(catalog(), ModeKind::Discover, None).unwrap();
-        b.deny = vec![crate::catalog::glob::Pattern::new("t:get").unwrap()];
-        let principal = |scopes: &[&str]| {
-            std::sync::Arc::new(crate::auth::Principal {
-                subject: "s".into(),
-                scopes: scopes.iter().map(|s| s.to_string()).collect(),
-                lineage: None,
-            })
-        };
-        let (t, p) = (principal(&["bundle:t"]), principal(&["bundle:p"]));
-        // Twice: the second round is answered from the thread's remembered envelope.
-        for _ in 0..2 {
-            // By catalog index, the same answers for every tool.
-            for (snap, who) in [(&a, &t), (&a, &p), (&b, &t), (&b, &p)] {
-                for (i, tool) in snap.catalog.tools.iter().enumerate() {
-                    assert_eq!(
-                        snap.allows_tool(who, i),
-                        snap.allows(who, &tool.id),
-                        "{} for {:?}",
-                        tool.id,
-                        who.scopes
-                    );
-                }
-                assert!(!snap.allows_tool(who, snap.catalog.tools.len()));
-            }
-            assert!(
-                a.allows_tool(
-                    &t,
-                    a.catalog
-                        .tools
-                        .iter()
-                        .position(|x| x.id == "t:get")
-                        .unwrap()
-                )
-            );
-            assert!(a.allows(&t, "t:get"));
-            assert!(!a.allows(&p, "t:get"), "another principal, other scopes");
-            assert!(a.allows(&p, "p:list"));
-            assert!(!a.allows(&t, "p:list"));
-            assert!(
-                !b.allows(&t, "t:get"),
-                "another snapshot, its own deny list"
-            );
-            assert!(b.allows(&t, "t:list"));
-            assert!(a.allows(&t, "t:get"));
-        }
     }
 }

@@ -14,9 +14,13 @@ use open_cli_config::model::{
 };
 use open_cli_config::ntc::{AuthRequirement, Tool};
 
-use super::oauth::{Issued, TokenCache, TokenRequest};
-use super::secrets::SecretStore;
-use super::shadow::Shadow;
+pub mod oauth;
+pub mod secrets;
+pub mod shadow;
+
+use oauth::{Issued, TokenCache, TokenRequest};
+use secrets::SecretStore;
+use shadow::Shadow;
 
 /// What to add to the upstream request. Its `Debug` shows names, never values.
 #[derive(Default, Clone)]

@@ -12,21 +12,24 @@ use open_cli_config::model::ModeKind;
 use open_cli_config::ntc::Catalog;
 use open_cli_config::wire::CatalogSummary;
 
-/// An error a route answers with (`{"error":{"code","message","requestId"}}`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::policy::scope::Envelope;
+
+pub mod index;
+
+/// A scope set's [`Envelope`] in one snapshot, with the catalog bodies rendered for it per
+/// view (see [`Snapshot::effective_for`]); shared by every caller with the same scopes.
+#[derive(Debug)]
+pub struct Scoped {
+    pub envelope: Envelope,
+    rendered: std::sync::Mutex<std::collections::HashMap<String, Rendered>>,
 }
 
-impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+impl std::ops::Deref for Scoped {
+    type Target = Envelope;
+    fn deref(&self) -> &Envelope {
+        &self.envelope
     }
 }
 
@@ -56,78 +59,22 @@ impl Rendered {
 /// when full.
 const MAX_FILTERED: usize = 256;
 
-/// One serving thread's reference to a [`Snapshot`].
-///
-/// Why: every request holds the snapshot it started with. Cloning the snapshot's own `Arc`
-/// per request changed a reference count that every serving core changes, a cross-core
-/// cache-line transfer twice per request. Each serving thread instead keeps one
-/// `Arc<LocalSnapshot>` for the current snapshot (replaced by the thread's first request after
-/// a swap) and requests clone that: a count only this thread touches. (So an idle thread keeps
-/// the previous snapshot alive until its next request.)
-///
-/// The handle also keeps the thread's own copies of per-tool data that requests clone
-/// ([`LocalSnapshot::template`]), for the same reason.
-#[derive(Debug)]
-pub struct LocalSnapshot {
-    snapshot: std::sync::Arc<Snapshot>,
-    /// Per tool (catalog index): its pass-through upstream header template, built by this
-    /// thread on its first call of the tool (a pointer per tool until then).
-    templates: Box<[std::sync::OnceLock<Box<crate::passthrough::Template>>]>,
-}
-
-impl LocalSnapshot {
-    pub fn new(snapshot: std::sync::Arc<Snapshot>) -> Self {
-        let templates = (0..snapshot.catalog.tools.len())
-            .map(|_| std::sync::OnceLock::new())
-            .collect();
-        Self {
-            snapshot,
-            templates,
-        }
-    }
-
-    /// The snapshot this handle is for.
-    pub fn shared(&self) -> &std::sync::Arc<Snapshot> {
-        &self.snapshot
-    }
-
-    /// Tool `tool`'s upstream header template on this thread, built by `build` the first
-    /// time; `None` for an index outside the catalog.
-    pub fn template(
-        &self,
-        tool: usize,
-        build: impl FnOnce() -> crate::passthrough::Template,
-    ) -> Option<&crate::passthrough::Template> {
-        let slot = self.templates.get(tool)?;
-        Some(slot.get_or_init(|| Box::new(build())))
-    }
-}
-
-impl std::ops::Deref for LocalSnapshot {
-    type Target = Snapshot;
-    fn deref(&self) -> &Snapshot {
-        &self.snapshot
-    }
-}
-
 #[derive(Debug)]
 pub struct Snapshot {
     /// Unique per snapshot object, never reused: the key of per-thread caches.
     id: u64,
     pub catalog: Catalog,
     /// Managed deny and `policy.deny`: subtracted from every authorization envelope.
-    pub deny: Vec<crate::catalog::glob::Pattern>,
+    pub deny: Vec<crate::policy::glob::Pattern>,
     /// Envelopes computed per scope set (callers with the same scopes share one).
-    envelopes: std::sync::Mutex<
-        std::collections::HashMap<Vec<String>, std::sync::Arc<crate::auth::Envelope>>,
-    >,
+    envelopes: std::sync::Mutex<std::collections::HashMap<Vec<String>, std::sync::Arc<Scoped>>>,
     /// `GET /v1/catalog/effective` body per view name: `{"catalog":…,"view":…}`.
     effective: BTreeMap<String, Rendered>,
     mode_default: ModeKind,
     default_profile: Option<String>,
     pub summary: CatalogSummary,
     /// Per-tool execution facts and the pass-through routes.
-    pub exec: crate::exec::ExecIndex,
+    pub exec: crate::snapshot::index::ExecIndex,
     /// The config this snapshot was built from (secrets, sources, policy for execution).
     pub config: std::sync::Arc<open_cli_config::Config>,
     /// `runtime.server.passThrough`.
@@ -146,25 +93,24 @@ impl Snapshot {
             .managed_deny
             .iter()
             .chain(&config.policy.deny)
-            .filter_map(|p| crate::catalog::glob::Pattern::new(p).ok())
+            .filter_map(|p| crate::policy::glob::Pattern::new(p).ok())
             .collect();
-        s.exec = crate::exec::ExecIndex::build(&s.catalog, config);
+        s.exec = crate::snapshot::index::ExecIndex::build(&s.catalog, config);
         s.config = std::sync::Arc::new(config.clone());
         s.pass_through = config.pass_through();
         Ok(s)
     }
 
     /// The authorization envelope of a scope set (computed once per snapshot and scope set).
-    pub fn envelope(&self, scopes: &[String]) -> std::sync::Arc<crate::auth::Envelope> {
+    pub fn envelope(&self, scopes: &[String]) -> std::sync::Arc<Scoped> {
         let mut cache = self.envelopes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = cache.get(scopes) {
             return std::sync::Arc::clone(e);
         }
-        let e = std::sync::Arc::new(crate::auth::Envelope::compute(
-            scopes,
-            &self.catalog,
-            &self.deny,
-        ));
+        let e = std::sync::Arc::new(Scoped {
+            envelope: Envelope::compute(scopes, &self.catalog, &self.deny),
+            rendered: Default::default(),
+        });
         if cache.len() >= MAX_FILTERED {
             cache.clear();
         }
@@ -172,37 +118,31 @@ impl Snapshot {
         e
     }
 
-    /// Whether `principal`'s envelope admits `tool_id`. The serving thread remembers the
-    /// envelope of the last principal it asked about (a principal is thread-private when it
-    /// comes from the thread's token cache), so a caller's repeated calls skip the shared,
-    /// locked envelope map and the hashing of its scopes. (An idle thread keeps that one
-    /// envelope, and the renderings cached in it, until its next authorization.)
-    pub fn allows(
-        &self,
-        principal: &std::sync::Arc<crate::auth::Principal>,
-        tool_id: &str,
-    ) -> bool {
-        self.allowed_by(principal, |e| e.allows(tool_id))
-    }
-
-    /// [`Snapshot::allows`] for the tool at catalog index `tool` (no ID comparisons).
-    pub fn allows_tool(
-        &self,
-        principal: &std::sync::Arc<crate::auth::Principal>,
-        tool: usize,
-    ) -> bool {
-        self.allowed_by(principal, |e| e.allows_index(tool))
+    /// Whether the caller's scopes reach the tool at catalog index `tool`: the one scope check
+    /// of every execution path and of workflow runs (the catalog filter asks the same
+    /// [`Envelope`]). Anyone when runtime auth is off (no principal).
+    ///
+    /// The serving thread remembers the envelope of the last principal it asked about (a
+    /// principal is thread-private when it comes from the thread's token cache), so a caller's
+    /// repeated calls skip the shared, locked envelope map and the hashing of its scopes. (An
+    /// idle thread keeps that one envelope, and the renderings cached in it, until its next
+    /// authorization.)
+    pub fn in_scope(&self, caller: &Caller, tool: usize) -> bool {
+        match &caller.principal {
+            None => true,
+            Some(principal) => self.allowed_by(principal, |e| e.allows_index(tool)),
+        }
     }
 
     fn allowed_by(
         &self,
         principal: &std::sync::Arc<crate::auth::Principal>,
-        check: impl FnOnce(&crate::auth::Envelope) -> bool,
+        check: impl FnOnce(&Envelope) -> bool,
     ) -> bool {
         type Last = Option<(
             u64,
             std::sync::Arc<crate::auth::Principal>,
-            std::sync::Arc<crate::auth::Envelope>,
+            std::sync::Arc<Scoped>,
         )>;
         thread_local! {
             static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
@@ -223,11 +163,7 @@ impl Snapshot {
 
     /// The `{catalog, view}` body as an authorization envelope sees it, rendered once per
     /// envelope and view (the envelope is shared by every caller with the same scopes).
-    pub fn effective_for(
-        &self,
-        envelope: &crate::auth::Envelope,
-        view: &str,
-    ) -> std::io::Result<Rendered> {
+    pub fn effective_for(&self, envelope: &Scoped, view: &str) -> std::io::Result<Rendered> {
         let mut cache = envelope.rendered.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = cache.get(view) {
             return Ok(r.clone());
@@ -290,7 +226,7 @@ impl Snapshot {
             mode_default,
             default_profile,
             summary,
-            exec: crate::exec::ExecIndex::default(),
+            exec: crate::snapshot::index::ExecIndex::default(),
             config: std::sync::Arc::new(empty_config()),
             pass_through: Default::default(),
         })
@@ -442,5 +378,57 @@ mod tests {
         assert_eq!(unzipped, body.identity);
         assert_eq!(v.view.name, "sandbox");
         assert_eq!(v.catalog.effective_views.len(), 2);
+    }
+
+    #[test]
+    fn a_threads_remembered_envelope_is_per_caller_and_per_snapshot() {
+        use crate::policy::scope::tests::catalog;
+        let a = Snapshot::new(catalog(), ModeKind::Discover, None).unwrap();
+        let mut b = Snapshot::new(catalog(), ModeKind::Discover, None).unwrap();
+        b.deny = vec![crate::policy::glob::Pattern::new("t:get").unwrap()];
+        let caller = |scopes: &[&str]| Caller {
+            principal: Some(std::sync::Arc::new(crate::auth::Principal {
+                subject: "s".into(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                lineage: None,
+            })),
+        };
+        let index =
+            |snap: &Snapshot, id: &str| snap.catalog.tools.iter().position(|x| x.id == id).unwrap();
+        let (t, p) = (caller(&["bundle:t"]), caller(&["bundle:p"]));
+        // Twice: the second round is answered from the thread's remembered envelope.
+        for _ in 0..2 {
+            // The same answers as the envelope computed afresh, for every tool.
+            for (snap, who) in [(&a, &t), (&a, &p), (&b, &t), (&b, &p)] {
+                let scopes = &who.principal.as_ref().unwrap().scopes;
+                let fresh = Envelope::compute(scopes, &snap.catalog, &snap.deny);
+                for (i, tool) in snap.catalog.tools.iter().enumerate() {
+                    assert_eq!(
+                        snap.in_scope(who, i),
+                        fresh.allows(&tool.id),
+                        "{} for {scopes:?}",
+                        tool.id,
+                    );
+                }
+                assert!(!snap.in_scope(who, snap.catalog.tools.len()));
+            }
+            assert!(a.in_scope(&t, index(&a, "t:get")));
+            assert!(
+                !a.in_scope(&p, index(&a, "t:get")),
+                "another caller, other scopes"
+            );
+            assert!(a.in_scope(&p, index(&a, "p:list")));
+            assert!(!a.in_scope(&t, index(&a, "p:list")));
+            assert!(
+                !b.in_scope(&t, index(&b, "t:get")),
+                "another snapshot, its own deny list"
+            );
+            assert!(b.in_scope(&t, index(&b, "t:list")));
+            assert!(a.in_scope(&t, index(&a, "t:get")));
+            assert!(
+                a.in_scope(&Caller::default(), index(&a, "t:get")),
+                "auth off"
+            );
+        }
     }
 }

@@ -1,34 +1,25 @@
 //! Tool execution: `POST /v1/tools/execute` and the pass-through share every decision here.
 //!
 //! Order for one call (both channels): find the tool → [`govern`] (managed deny, project
-//! `policy.deny`, the token's scopes, the curated view, approval) → resolve credentials
-//! ([`credentials`]) → call the upstream → audit. A refusal at any step is audited and nothing
-//! is sent upstream. See `docs/execution.md` for the wire shapes and settings.
+//! `policy.deny`, the token's scopes, the curated view, approval: [`crate::policy::decide`]) →
+//! resolve credentials ([`crate::credentials`]) → call the upstream ([`crate::upstream`]) →
+//! audit. A refusal at any step is audited and nothing is sent upstream. See
+//! `docs/execution.md` for the wire shapes and settings.
 //!
-//! - [`index`]: per-tool facts and the pass-through route table, computed once per snapshot;
-//! - [`credentials`], [`secrets`], [`oauth`]: upstream credentials;
-//! - [`shadow`]: caller fields named like an injected credential are removed, and injected
-//!   secrets are redacted from the redirect and link fields of answers (both channels);
-//! - [`http`]: the envelope call (`execute`) over one shared HTTP client per upstream profile,
-//!   with bounded retries;
-//! - [`execute`]: the `/v1/tools/execute` handler.
+//! - [`handler`]: the `/v1/tools/execute` handler (HTTP and MCP tools);
+//! - [`govern`], [`tool_event`], [`denial_event`]: the decision and the audit records both
+//!   channels share (the pass-through's admission is `crate::gateway::passthrough`).
 
-pub mod credentials;
-pub mod execute;
-pub mod http;
-pub mod index;
-pub mod oauth;
-pub mod secrets;
-pub mod shadow;
+pub mod handler;
 
 use open_cli_config::ntc::Tool;
-use open_cli_config::wire::codes;
 
-use crate::api::Caller;
 use crate::audit::{Channel, Decision, Event, EventType};
-use crate::snapshot::{ApiError, Snapshot};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::snapshot::Snapshot;
 
-pub use index::{ExecIndex, ToolInfo};
+use crate::snapshot::index::ToolInfo;
 
 /// The caller's choice of view and approval, from the execute body or pass-through headers.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +46,7 @@ pub fn govern(
     let facts = Facts {
         managed_deny: info.managed_deny,
         policy_deny: info.policy_deny,
-        in_scope: crate::api::authorize_tool(snapshot, caller, i).is_ok(),
+        in_scope: snapshot.in_scope(caller, i),
         // Without a view, no view refusal (the view's error is reported instead).
         in_view: view
             .as_ref()
@@ -66,31 +57,7 @@ pub fn govern(
     let decision = decide(&facts);
     let word = |refusal: Refusal, view: &str| {
         let id = &snapshot.catalog.tools[i].id;
-        let (code, message) = match refusal {
-            Refusal::ManagedDeny => (
-                codes::MANAGED_DENY,
-                format!("tool `{id}` is denied by the managed policy"),
-            ),
-            Refusal::PolicyDeny => (
-                codes::POLICY_DENY,
-                format!("tool `{id}` is denied by `policy.deny`"),
-            ),
-            Refusal::OutOfScope => (
-                codes::AUTHZ_DENIED,
-                format!("the token's scopes do not include tool `{id}`"),
-            ),
-            Refusal::CuratedDeny => (
-                codes::CURATED_DENY,
-                format!("tool `{id}` is not in the curated view `{view}`"),
-            ),
-            Refusal::ApprovalRequired => (
-                codes::APPROVAL_REQUIRED,
-                format!(
-                    "tool `{id}` requires approval; repeat the call with approval (`\"approval\": true`, `--approval`, or the `X-Open-Cli-Approval: true` header)"
-                ),
-            ),
-        };
-        ApiError::new(403, code, message)
+        ApiError::new(403, refusal.code(), refusal.message(id, view))
     };
     if let Err(r @ (Refusal::ManagedDeny | Refusal::PolicyDeny | Refusal::OutOfScope)) = decision {
         return Err(word(r, ""));

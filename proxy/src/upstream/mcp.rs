@@ -26,7 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use open_cli_config::secrets::SecretValue;
 
-use crate::fetch::error_chain;
+use crate::error::error_chain;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_PAGES: usize = 100;

@@ -26,7 +26,7 @@ use open_cli_config::secrets::SecretValue;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::fetch::error_chain;
+use crate::error::error_chain;
 
 pub const EARLY_RENEW: Duration = Duration::from_secs(30);
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);

@@ -22,9 +22,9 @@ use bytes::Bytes;
 use open_cli_config::model::Upstream;
 use open_cli_config::ntc::Tool;
 
-use super::credentials::Applied;
-use super::shadow;
-use crate::fetch::error_chain;
+use crate::credentials::Applied;
+use crate::credentials::shadow;
+use crate::error::error_chain;
 
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
@@ -93,14 +93,10 @@ pub struct Prepared {
     pub content_type: Option<String>,
 }
 
-/// Build the URL and parameters of a call; errors are the caller's (400).
-pub fn prepare(
-    tool: &Tool,
-    base: &url::Url,
-    path_args: &[String],
-    flags: &[(&open_cli_config::ntc::Parameter, Vec<String>)],
-    body: Option<Bytes>,
-) -> Result<Prepared, String> {
+/// The upstream path of a call: the tool's path template with its arguments, each
+/// percent-encoded as one segment; errors are the caller's (400). (The caller checks the
+/// result against the path rule, [`crate::policy::path::check_path`], before [`prepare`].)
+pub fn upstream_path(tool: &Tool, path_args: &[String]) -> Result<String, String> {
     if path_args.len() != tool.path_params.len() {
         let names: Vec<&str> = tool.path_params.iter().map(|p| p.name.as_str()).collect();
         return Err(format!(
@@ -129,13 +125,18 @@ pub fn prepare(
             path.push_str(seg);
         }
     }
-    // The pass-through's rule, on the path as it would arrive there.
-    super::index::check_path(&path).map_err(|e| match e {
-        super::index::RouteError::Unsafe(why) => {
-            format!("tool `{}`: unsafe path `{path}`: {why}", tool.id)
-        }
-        other => format!("tool `{}`: unsafe path `{path}`: {other:?}", tool.id),
-    })?;
+    Ok(path)
+}
+
+/// Build the URL and parameters of a call to `path` (from [`upstream_path`]); errors are the
+/// caller's (400).
+pub fn prepare(
+    tool: &Tool,
+    base: &url::Url,
+    path: &str,
+    flags: &[(&open_cli_config::ntc::Parameter, Vec<String>)],
+    body: Option<Bytes>,
+) -> Result<Prepared, String> {
     let mut url = base.clone();
     let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
     url.set_path(&joined);

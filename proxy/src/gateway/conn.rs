@@ -27,7 +27,7 @@
 //! - **Connection limit** ([`Limits::max_connections`]): each connection being served holds
 //!   a slot of one process-wide semaphore until it closes. When all are taken, each serving
 //!   thread accepts one more connection and holds it, unread, until a slot frees; further
-//!   connections wait in the kernel's accept queue (the listen backlog, `crate::listen`), and
+//!   connections wait in the kernel's accept queue (the listen backlog, `crate::server::listen`), and
 //!   beyond the backlog the kernel drops their SYNs (clients retry). So at most
 //!   `max_connections` plus one per serving thread are open.
 //!

@@ -1,9 +1,9 @@
 //! The Pingora `ProxyHttp` service: every phase only delegates.
 //!
 //! Requests under the pass-through prefix are governed in `request_filter`
-//! ([`crate::passthrough`]) and then proxied by Pingora (`upstream_peer`,
+//! ([`crate::gateway::passthrough`]) and then proxied by Pingora (`upstream_peer`,
 //! `upstream_request_filter`, streaming bodies, pooled upstream connections); everything else
-//! is the runtime's own API, answered locally in `request_filter` ([`crate::api`]). The request
+//! is the runtime's own API, answered locally in `request_filter` ([`crate::gateway::api`]). The request
 //! ID (an incoming `X-Request-ID` when it is sane, else a new UUID) is echoed on every
 //! response, sent upstream, and carried in the access log line and audit records.
 
@@ -20,10 +20,17 @@ use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::api::{self, Reply};
-use crate::passthrough::{self, Admitted};
-use crate::snapshot::LocalSnapshot;
+pub mod api;
+pub mod conn;
+pub mod local;
+pub mod passthrough;
+pub mod tls;
+pub mod wire;
+
 use crate::state::{InflightCounter, InflightGuard, RuntimeState};
+use api::Reply;
+use local::LocalSnapshot;
+use passthrough::Admitted;
 
 /// One serving thread's proxy (each serving thread runs its own instance, see
 /// `crate::server`): what it counts and holds per request is its own, so requests on
@@ -35,11 +42,14 @@ pub struct Gateway {
     inflight: Arc<InflightCounter>,
     /// This thread's handle on the current snapshot (only this thread locks it).
     snapshot: parking_lot::Mutex<Arc<LocalSnapshot>>,
+    /// The `caFile` trust anchors, shared by every serving thread.
+    ca_bundles: Arc<tls::CaBundles>,
 }
 
 impl Gateway {
-    pub fn new(state: Arc<RuntimeState>) -> Self {
+    pub fn new(state: Arc<RuntimeState>, ca_bundles: Arc<tls::CaBundles>) -> Self {
         Self {
+            ca_bundles,
             inflight: state.inflight_counter(),
             snapshot: parking_lot::Mutex::new(Arc::new(LocalSnapshot::new(state.snapshot()))),
             state,
@@ -88,7 +98,7 @@ impl ProxyHttp for Gateway {
 
     /// The first hook after Pingora parsed a request head: from here on, answers are ours.
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
-        crate::conn::Downstream::mark_received(session);
+        crate::gateway::conn::Downstream::mark_received(session);
         Ok(())
     }
 
@@ -164,8 +174,7 @@ impl ProxyHttp for Gateway {
             o.max_h2_streams = 100;
             if let Some(ca) = &up.ca_file {
                 o.ca = Some(
-                    self.state
-                        .ca_bundles
+                    self.ca_bundles
                         .get(ca)
                         .map_err(|e| Error::explain(ErrorType::InternalError, e))?,
                 );
@@ -213,7 +222,7 @@ impl ProxyHttp for Gateway {
             // more reads to time, no bytes to count: no clock reading.
             return Ok(());
         }
-        crate::conn::body_progress(session, ctx.started)?;
+        crate::gateway::conn::body_progress(session, ctx.started)?;
         if let Some(a) = ctx.pass.as_ref() {
             let limit = a.snapshot.exec.info[a.tool].upstream.max_request_bytes;
             if session.body_bytes_read() as u64 > limit {
@@ -268,10 +277,10 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let (status, code) = match e.etype() {
             ErrorType::HTTPStatus(413) => (413, codes::PAYLOAD_TOO_LARGE),
-            // The client's body was too slow (`crate::conn::body_progress`).
-            ErrorType::HTTPStatus(408) => (408, crate::conn::REQUEST_TIMEOUT),
+            // The client's body was too slow (`crate::gateway::conn::body_progress`).
+            ErrorType::HTTPStatus(408) => (408, crate::gateway::conn::REQUEST_TIMEOUT),
             ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => {
-                (408, crate::conn::REQUEST_TIMEOUT)
+                (408, crate::gateway::conn::REQUEST_TIMEOUT)
             }
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                 (504, codes::UPSTREAM_TIMEOUT)
@@ -301,7 +310,7 @@ impl ProxyHttp for Gateway {
             } else {
                 format!("tool `{tool}`: upstream failed: {}", e.etype().as_str())
             };
-            let err = crate::snapshot::ApiError::new(status, code, message);
+            let err = crate::error::ApiError::new(status, code, message);
             let _ = respond(session, ctx, Reply::error(&err, &ctx.request_id.clone())).await;
         }
         FailToProxy {
@@ -382,7 +391,7 @@ impl Gateway {
         Ok(true)
     }
 
-    /// Authenticate, then admit or refuse a pass-through request (see [`crate::passthrough`]).
+    /// Authenticate, then admit or refuse a pass-through request (see [`crate::gateway::passthrough`]).
     async fn pass_through(
         &self,
         session: &mut Session,
@@ -453,13 +462,13 @@ impl Gateway {
     ) {
         let tool = &a.snapshot.catalog.tools[a.tool];
         let info = &a.snapshot.exec.info[a.tool];
-        let intent = crate::exec::Intent {
+        let intent = crate::execute::Intent {
             agent_profile: a.agent_profile.as_deref(),
             ..Default::default()
         };
         // One clock reading for the record's latency and its timestamp.
         let end = Instant::now();
-        let mut e = crate::exec::tool_event(
+        let mut e = crate::execute::tool_event(
             tool,
             info,
             &a.caller,
@@ -500,10 +509,10 @@ impl Gateway {
 }
 
 /// Issue 15 items 5 and 6, for every request before it is routed: an answer when the head's
-/// framing, `Host` or method is ambiguous ([`crate::wire::check_request`]). (Pipelined
-/// requests are served in order by the accept loop, `crate::conn`.)
-fn check_head(session: &mut Session) -> std::result::Result<(), crate::snapshot::ApiError> {
-    crate::wire::check_request(session.req_header(), || {
+/// framing, `Host` or method is ambiguous ([`crate::gateway::wire::check_request`]). (Pipelined
+/// requests are served in order by the accept loop, `crate::gateway::conn`.)
+fn check_head(session: &mut Session) -> std::result::Result<(), crate::error::ApiError> {
+    crate::gateway::wire::check_request(session.req_header(), || {
         session.as_http1().map(|h1| h1.get_headers_raw_bytes())
     })
 }
@@ -581,7 +590,7 @@ async fn read_body(
 ) -> Result<std::result::Result<Vec<u8>, Reply>> {
     let request_id: &str = &ctx.request_id;
     let mut body = Vec::new();
-    // A read timeout here is the client's (`crate::conn::body_progress`), as on the
+    // A read timeout here is the client's (`crate::gateway::conn::body_progress`), as on the
     // pass-through, where Pingora marks it so.
     let downstream = |mut e: Box<Error>| {
         if e.etype() == &ErrorType::ReadTimedout {
@@ -590,9 +599,9 @@ async fn read_body(
         e
     };
     while let Some(chunk) = session.read_request_body().await.map_err(downstream)? {
-        crate::conn::body_progress(session, ctx.started)?;
+        crate::gateway::conn::body_progress(session, ctx.started)?;
         if body.len() + chunk.len() > limit {
-            let e = crate::snapshot::ApiError::new(
+            let e = crate::error::ApiError::new(
                 413,
                 open_cli_config::wire::codes::PAYLOAD_TOO_LARGE,
                 format!("request bodies are limited to {limit} bytes"),
