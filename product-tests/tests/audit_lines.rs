@@ -6,7 +6,7 @@
 //! To accept an intended change: `OPEN_CLI_UPDATE_GOLDEN=1` rewrites the file from this run;
 //! review its diff.
 
-use open_cli_product_tests::{AUDIENCE, Fixture, Oidc, Runtime, TestApi, http};
+use open_cli_product_tests::{AUDIENCE, Fixture, Oidc, Runtime, TestApi, http, parse_audit};
 use serde_json::{Value, json};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/golden/audit-lines.jsonl");
@@ -100,7 +100,7 @@ fn one_line_of_each_event_type_is_byte_compatible() {
 
     rt.stop();
     let log = std::fs::read_to_string(rt.state_dir.join("instances/test/audit.log")).unwrap();
-    let lines: Vec<&str> = log.lines().collect();
+    let rows = parse_audit(&log);
     let kinds = [
         ("authenticated_connect", None),
         ("catalog_filtered", None),
@@ -113,14 +113,11 @@ fn one_line_of_each_event_type_is_byte_compatible() {
     let upstream = api.url.trim_end_matches('/');
     let mut got = String::new();
     for (kind, channel) in kinds {
-        let line = lines
+        let row = rows
             .iter()
-            .find(|l| {
-                let v: Value = serde_json::from_str(l).unwrap();
-                v["eventType"] == kind && v["channel"].as_str() == channel
-            })
+            .find(|r| r.event_type == kind && r.channel.as_deref() == channel)
             .unwrap_or_else(|| panic!("no {kind} {channel:?} line in:\n{log}"));
-        got.push_str(&stable(line, upstream));
+        got.push_str(&stable(&row.line, upstream));
         got.push('\n');
     }
     if std::env::var_os("OPEN_CLI_UPDATE_GOLDEN").is_some() {

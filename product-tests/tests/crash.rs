@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use open_cli_product_tests::{TestApi, http, start_demo_runtime, wait_for};
+use open_cli_product_tests::{AuditRow, TestApi, http, read_audit, start_demo_runtime, wait_for};
 use serde_json::Value;
 
 fn audit_path(runtime_json: &std::path::Path) -> std::path::PathBuf {
@@ -16,19 +16,11 @@ fn audit_path(runtime_json: &std::path::Path) -> std::path::PathBuf {
     rj["auditPath"].as_str().expect("auditPath").into()
 }
 
-/// The request IDs of the audit file's records; panics on a line that is not whole JSON.
-fn recorded_ids(text: &str) -> HashSet<String> {
-    assert!(
-        text.is_empty() || text.ends_with('\n'),
-        "the audit file ends in a torn line: {:?}",
-        &text[text.len().saturating_sub(200)..]
-    );
-    text.lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("torn or invalid audit line ({e}): {line:?}"));
-            v["requestId"].as_str().unwrap_or_default().to_string()
-        })
+/// The request IDs of the audit file's records ([`read_audit`] panics on a torn or invalid
+/// line).
+fn recorded_ids(rows: Vec<AuditRow>) -> HashSet<String> {
+    rows.into_iter()
+        .map(|r| r.request_id.unwrap_or_default())
         .collect()
 }
 
@@ -56,7 +48,7 @@ fn a_crash_tears_no_audit_line_and_loses_only_recent_records() {
         "the earlier calls' records in the audit file",
         Duration::from_secs(10),
         || {
-            let ids = recorded_ids(&std::fs::read_to_string(&audit).ok()?);
+            let ids = recorded_ids(read_audit(&audit).ok()?);
             before.iter().all(|id| ids.contains(id)).then_some(())
         },
     )
@@ -104,7 +96,7 @@ fn a_crash_tears_no_audit_line_and_loses_only_recent_records() {
         w.join().unwrap();
     }
 
-    let ids = recorded_ids(&std::fs::read_to_string(&audit).unwrap());
+    let ids = recorded_ids(read_audit(&audit).unwrap());
     for id in &before {
         assert!(ids.contains(id), "{id} was lost by the crash");
     }

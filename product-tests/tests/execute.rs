@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use open_cli_product_tests::{
     AUDIENCE, BearerGate, Fixture, McpEverything, Oidc, Runtime, TestApi, demo_config, execute,
-    http, jwt_claims, wait_for,
+    free_port, http, jwt_claims, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -631,9 +631,7 @@ fn timeouts_transport_failures_and_size_limits_are_precise_errors() {
     );
 
     // An upstream that is down: 502 naming the tool and the cause.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = dead.local_addr().unwrap().port();
-    drop(dead);
+    let port = free_port();
     let fx = Fixture::new();
     fx.write(
         "demo.openapi.yaml",
@@ -988,11 +986,7 @@ fn pass_through_streams_large_bodies_both_ways_in_bounded_memory() {
 #[test]
 fn pass_through_retries_failed_connects_of_idempotent_operations_only() {
     let api = TestApi::start();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port(); // the listener is dropped: nothing listens there
+    let closed = free_port(); // nothing listens there
     let fx = Fixture::new();
     fx.write(
         "demo.openapi.yaml",

@@ -1,0 +1,202 @@
+//! OAuth counterparts (node, installed by `scripts/deps` under `product-tests/oidc`): a real
+//! OpenID provider ([`Oidc`]), a bearer-token gate in front of an upstream ([`BearerGate`]),
+//! and keys and token decoding for tests that craft or inspect tokens.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::process::{Port, Proc, START_DEADLINE, http, repo_root, spawn_on_free_port};
+
+/// A real OpenID provider (npm `oidc-provider`, `product-tests/oidc/server.mjs`).
+#[derive(Debug)]
+pub struct Oidc {
+    pub proc: Proc,
+    pub issuer: String,
+}
+
+pub const AUDIENCE: &str = "urn:open-cli:runtime";
+
+impl Oidc {
+    /// Start with the scopes the agent client may be granted and extra env (`AT_TTL`, `AT_ALG`).
+    pub fn start(scopes: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on(Port::Free, scopes, env)
+    }
+
+    /// Stop this provider and start another on the same issuer URL (e.g. with new keys).
+    pub fn restart(self, scopes: &str, env: &[(&str, &str)]) -> Self {
+        let port = self.issuer.rsplit(':').next().and_then(|p| p.parse().ok());
+        drop(self);
+        Self::start_on(port.map_or(Port::Free, Port::Fixed), scopes, env)
+    }
+
+    fn start_on(port: Port, scopes: &str, env: &[(&str, &str)]) -> Self {
+        let script = repo_root().join("product-tests/oidc/server.mjs");
+        assert!(
+            repo_root()
+                .join("product-tests/oidc/node_modules/oidc-provider")
+                .exists(),
+            "oidc-provider is missing: run scripts/deps"
+        );
+        // The issuer URL is built from the port, so the port is chosen here, not by the server.
+        let (proc, port) = spawn_on_free_port(
+            "oidc-provider",
+            port,
+            START_DEADLINE,
+            |port| {
+                let mut cmd = Command::new("node");
+                cmd.arg(&script)
+                    .env("PORT", port.to_string())
+                    .env("SCOPES", scopes)
+                    .env("AUDIENCE", AUDIENCE)
+                    .envs(env.iter().copied());
+                cmd
+            },
+            |proc, port| proc.stdout_after("listening on ").map(|_| port),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            proc,
+            issuer: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// A client-credentials access token for `scope` (and `resource`, which sets `aud`).
+    pub fn token(&self, scope: &str, resource: Option<&str>) -> String {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials")
+            .append_pair("scope", scope);
+        if let Some(r) = resource {
+            form.append_pair("resource", r);
+        }
+        let resp = http()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth("agent-1", Some("agent-1-secret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.finish())
+            .send()
+            .expect("token request");
+        let status = resp.status();
+        let body: Value = resp.json().expect("token json");
+        assert!(status.is_success(), "token request failed: {body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// How many introspection requests the provider has received.
+    pub fn introspections(&self) -> u64 {
+        http()
+            .get(format!("{}/test/introspections", self.issuer))
+            .send()
+            .and_then(|r| r.json::<Value>())
+            .expect("introspection count")["count"]
+            .as_u64()
+            .expect("count")
+    }
+}
+
+/// A bearer-token gate (`product-tests/oidc/bearer-gate.mjs`) in front of `target`: it admits
+/// only JWTs of `oidc` for [`AUDIENCE`], can be told to refuse a token from now on, and lists
+/// every token it was shown.
+#[derive(Debug)]
+pub struct BearerGate {
+    pub proc: Proc,
+    /// The gate's own base URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+}
+
+impl BearerGate {
+    pub fn start(oidc: &Oidc, target: &str) -> Self {
+        let script = repo_root().join("product-tests/oidc/bearer-gate.mjs");
+        // scheme://host:port of the target URL
+        let origin = target.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+        let (proc, url) = spawn_on_free_port(
+            "bearer-gate",
+            Port::Ephemeral,
+            START_DEADLINE,
+            |port| {
+                let mut cmd = Command::new("node");
+                cmd.arg(&script)
+                    .env("PORT", port.to_string())
+                    .env("ISSUER", &oidc.issuer)
+                    .env("AUDIENCE", AUDIENCE)
+                    .env("TARGET", &origin);
+                cmd
+            },
+            |proc, _| {
+                proc.stdout_after("listening on ")
+                    .map(|u| u.trim().to_string())
+            },
+        )
+        .unwrap_or_else(|e| panic!("the bearer gate did not start: {e}"));
+        Self { proc, url }
+    }
+
+    /// Every token presented so far, in order.
+    pub fn tokens(&self) -> Vec<String> {
+        http()
+            .get(format!("{}/_gate/tokens", self.url))
+            .send()
+            .and_then(|r| r.json())
+            .expect("gate token list")
+    }
+
+    /// Refuse `token` from now on (as an upstream that revoked it).
+    pub fn reject(&self, token: &str) {
+        let resp = http()
+            .post(format!("{}/_gate/reject", self.url))
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .expect("gate reject");
+        assert!(resp.status().is_success());
+    }
+}
+
+/// Write a private JWKS with one RSA key `kid` (for `JWKS_FILE`); returns its path.
+pub fn rsa_jwks(dir: &Path, kid: &str) -> PathBuf {
+    let file = dir.join(format!("{kid}.jwks.json"));
+    let script = format!(
+        r#"const c=require("crypto");const k=c.generateKeyPairSync("rsa",{{modulusLength:2048}}).privateKey.export({{format:"jwk"}});require("fs").writeFileSync(process.argv[1],JSON.stringify({{keys:[{{...k,kid:"{kid}",use:"sig",alg:"RS256"}}]}}))"#
+    );
+    let status = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(&file)
+        .status()
+        .expect("node");
+    assert!(status.success(), "key generation failed");
+    file
+}
+
+/// [`rsa_jwks`] plus the key to sign with: tests that craft their own tokens (any header,
+/// any claims) start the provider with the JWKS file, so the runtime trusts their signatures.
+pub fn rsa_signing_key(dir: &Path, kid: &str) -> (PathBuf, jsonwebtoken::EncodingKey) {
+    let file = dir.join(format!("{kid}.jwks.json"));
+    let der = dir.join(format!("{kid}.pkcs1.der"));
+    let script = format!(
+        r#"const c=require("crypto");const p=c.generateKeyPairSync("rsa",{{modulusLength:2048}}).privateKey;const fs=require("fs");fs.writeFileSync(process.argv[1],JSON.stringify({{keys:[{{...p.export({{format:"jwk"}}),kid:"{kid}",use:"sig",alg:"RS256"}}]}}));fs.writeFileSync(process.argv[2],p.export({{type:"pkcs1",format:"der"}}))"#
+    );
+    let status = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(&file)
+        .arg(&der)
+        .status()
+        .expect("node");
+    assert!(status.success(), "key generation failed");
+    let key = jsonwebtoken::EncodingKey::from_rsa_der(&std::fs::read(&der).expect("key file"));
+    (file, key)
+}
+
+/// The claims of a JWT, decoded without verification (to inspect a token an upstream got).
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload part");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("a JWT payload is base64url");
+    serde_json::from_slice(&json).expect("a JWT payload is JSON")
+}
