@@ -1,25 +1,6 @@
-//! Errors shared by every layer.
-//!
-//! [`ApiError`] is what a `/v1` route answers with; [`error_chain`] words an error with its
-//! sources for a log line or a message.
-
-/// An error a route answers with (`{"error":{"code","message","requestId"}}`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-}
+//! Error wording shared by every layer: [`error_chain`] words an error with its sources for a
+//! log line or a message. (Each layer has its own typed error; the gateway gives them HTTP
+//! statuses, in `crate::gateway::error`.)
 
 /// `a: b: c` from an error and its sources, without repeats.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

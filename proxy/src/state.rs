@@ -8,12 +8,18 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use open_cli_config::LoadedConfig;
 use open_cli_config::wire::RefreshStatus;
 
-use open_cli_config::wire::codes;
-
-use crate::error::ApiError;
 use crate::fetch::Fetcher;
 use crate::instance::Instance;
 use crate::snapshot::Snapshot;
+
+/// A request named a config other than the one this runtime is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this runtime is bound to a different config than `{path}`; omit `config` to use the bound config, or start a runtime for that file"
+)]
+pub struct NotBound {
+    pub path: String,
+}
 
 #[derive(Debug)]
 pub struct RuntimeState {
@@ -118,15 +124,11 @@ impl RuntimeState {
     }
 
     /// A caller may name the config it expects; it must be the one this runtime is bound to.
-    pub fn check_binding(&self, requested: Option<&str>) -> Result<(), ApiError> {
+    pub fn check_binding(&self, requested: Option<&str>) -> Result<(), NotBound> {
         match requested {
-            Some(path) if !path.is_empty() && !self.bound.matches(path) => Err(ApiError::new(
-                409,
-                codes::RUNTIME_ATTACH_MISMATCH,
-                format!(
-                    "this runtime is bound to a different config than `{path}`; omit `config` to use the bound config, or start a runtime for that file"
-                ),
-            )),
+            Some(path) if !path.is_empty() && !self.bound.matches(path) => Err(NotBound {
+                path: path.to_string(),
+            }),
             _ => Ok(()),
         }
     }

@@ -280,7 +280,7 @@ async fn mcp_source(
     let listed = match crate::upstream::mcp::list_tools(&transport).await {
         // A token the server refuses (revoked, or cached from before a restart): one fresh
         // token, one more try.
-        Err(e) if crate::upstream::mcp::is_unauthorized(&e) && issued.is_some() => {
+        Err(e) if e.is_unauthorized() && issued.is_some() => {
             if let Some(i) = &issued {
                 credentials.tokens.invalidate(i).await;
             }

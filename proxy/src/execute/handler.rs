@@ -6,13 +6,12 @@ use std::time::Instant;
 use base64::Engine;
 use bytes::Bytes;
 use open_cli_config::ntc::{Parameter, Tool};
-use open_cli_config::wire::{ExecuteRequest, ExecuteResponse, codes};
+use open_cli_config::wire::{ExecuteRequest, ExecuteResponse};
 use serde_json::Value;
 
-use super::{Intent, denial_event, govern, tool_event};
+use super::{Error, Intent, denial_event, govern, tool_event};
 use crate::audit::Event;
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::snapshot::Snapshot;
 use crate::snapshot::index::ToolInfo;
 use crate::state::RuntimeState;
@@ -24,20 +23,14 @@ pub async fn handle(
     body: &[u8],
     caller: &Caller,
     request_id: &str,
-) -> Result<ExecuteResponse, ApiError> {
+) -> Result<ExecuteResponse, Error> {
     let req = decode(body)?;
     state.check_binding(req.config_path.as_deref())?;
     let snapshot = state.snapshot();
-    let i = snapshot.exec.tool_index(&req.tool_id).ok_or_else(|| {
-        ApiError::new(
-            404,
-            codes::TOOL_NOT_FOUND,
-            format!(
-                "tool `{}` is not in the catalog; `open-cli catalog list` shows the tools",
-                req.tool_id
-            ),
-        )
-    })?;
+    let i = snapshot
+        .exec
+        .tool_index(&req.tool_id)
+        .ok_or_else(|| Error::UnknownTool(req.tool_id.clone()))?;
     let tool = &snapshot.catalog.tools[i];
     let info = &snapshot.exec.info[i];
     let intent = Intent {
@@ -73,13 +66,13 @@ pub async fn handle(
         }
         Err((err, mut e)) => {
             e.latency_ms = Some(latency);
-            // Caller mistakes (400/413) are not executions; everything else is audited.
-            if err.status >= 500 {
+            // Caller mistakes (400/413) are not executions; failures are audited.
+            if err.is_failure() {
                 state.audit.record(Event {
                     event_type: crate::audit::EventType::ExecutionError,
                     decision: crate::audit::Decision::Error,
-                    reason_code: err.code,
-                    error: Some(err.message.clone().into()),
+                    reason_code: err.code(),
+                    error: Some(err.to_string().into()),
                     ..merge(event, e)
                 });
             }
@@ -104,10 +97,10 @@ const REQUEST_KEYS: [&str; 8] = [
 /// closest known key: a misspelt `agentprofile` must not silently drop a restriction), and a
 /// number given as a flag value is kept as the exact text the caller sent (serde_json would
 /// turn `123456789012345678901234567890` into `1.2345678901234568e29`).
-pub fn decode(body: &[u8]) -> Result<ExecuteRequest, ApiError> {
+pub fn decode(body: &[u8]) -> Result<ExecuteRequest, Error> {
     use serde_json::value::RawValue;
     use std::collections::BTreeMap;
-    let bad = |m: String| ApiError::new(400, codes::INVALID_REQUEST, m);
+    let bad = Error::Invalid;
     let invalid = |e: &dyn std::fmt::Display| bad(format!("invalid execute request: {e}"));
     let text = std::str::from_utf8(body).map_err(|e| invalid(&e))?;
     // Keys first, so a misspelt required key (`toolID`) is named too.
@@ -223,7 +216,7 @@ fn merge<'a>(base: Event<'a>, partial: Event<'static>) -> Event<'a> {
     }
 }
 
-type Failure = (ApiError, Event<'static>);
+type Failure = (Error, Event<'static>);
 
 async fn run(
     state: &RuntimeState,
@@ -234,9 +227,7 @@ async fn run(
     request_id: &str,
 ) -> Result<(ExecuteResponse, Event<'static>), Failure> {
     let mut ev = Event::default();
-    let bad = |m: String, ev: &Event<'static>| {
-        (ApiError::new(400, codes::INVALID_REQUEST, m), ev.clone())
-    };
+    let bad = |m: String, ev: &Event<'static>| (Error::Invalid(m), ev.clone());
     let body = match &req.body {
         None => None,
         Some(b) => Some(Bytes::from(
@@ -249,14 +240,10 @@ async fn run(
     let limit = info.upstream.max_request_bytes;
     if ev.request_size > limit {
         return Err((
-            ApiError::new(
-                413,
-                codes::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body is {} bytes; tool `{}` accepts at most {limit} (maxRequestBytes)",
-                    ev.request_size, tool.id
-                ),
-            ),
+            Error::TooLarge(format!(
+                "the request body is {} bytes; tool `{}` accepts at most {limit} (maxRequestBytes)",
+                ev.request_size, tool.id
+            )),
             ev,
         ));
     }
@@ -272,12 +259,10 @@ async fn run(
     let flags = match_flags(tool, req).map_err(|m| bad(m, &ev))?;
     check_header_flags(tool, &flags, &snapshot.pass_through.forward_headers)
         .map_err(|m| bad(m, &ev))?;
-    let base = info.base.as_ref().map_err(|m| {
-        (
-            ApiError::new(502, codes::UPSTREAM_UNREACHABLE, m.clone()),
-            ev.clone(),
-        )
-    })?;
+    let base = info
+        .base
+        .as_ref()
+        .map_err(|m| (Error::Unreachable(m.clone()), ev.clone()))?;
     let path = http::upstream_path(tool, &req.path_args).map_err(|m| bad(m, &ev))?;
     // The pass-through's rule, on the path as it would arrive there.
     crate::policy::path::check_path(&path).map_err(|why| {
@@ -296,19 +281,12 @@ async fn run(
         .credentials
         .resolve_cached(config, tool, &info.creds)
         .await
-        .map_err(|u| {
-            (
-                ApiError::new(502, codes::CREDENTIALS_UNAVAILABLE, u.message(&tool.id)),
-                ev.clone(),
-            )
-        })?;
+        .map_err(|u| (Error::Credentials(u.message(&tool.id)), ev.clone()))?;
     ev.auth_scheme = creds.scheme.clone().map(Into::into);
-    let client = state.clients.get(&info.upstream).map_err(|m| {
-        (
-            ApiError::new(502, codes::UPSTREAM_UNREACHABLE, m),
-            ev.clone(),
-        )
-    })?;
+    let client = state
+        .clients
+        .get(&info.upstream)
+        .map_err(|m| (Error::Unreachable(m), ev.clone()))?;
     let renew = |used: std::sync::Arc<crate::credentials::Applied>| async move {
         for issued in &used.oauth {
             state.credentials.tokens.invalidate(issued).await;
@@ -333,29 +311,21 @@ async fn run(
     let answer = match answer {
         Ok(a) => a,
         Err(e) => {
-            let (status, code, why) = match e {
-                CallError::Timeout(w) => (504, codes::UPSTREAM_TIMEOUT, w),
-                CallError::Transport(w) => (502, codes::UPSTREAM_UNREACHABLE, w),
-                CallError::TooLarge(n) => (
-                    502,
-                    codes::RESPONSE_TOO_LARGE,
-                    format!("the answer exceeds maxResponseBytes ({n} bytes)"),
-                ),
-                CallError::Credentials(w) => (502, codes::CREDENTIALS_UNAVAILABLE, w),
-            };
             let target = info
                 .base
                 .as_ref()
                 .map(|u| u.to_string())
                 .unwrap_or_default();
-            return Err((
-                ApiError::new(
-                    status,
-                    code,
-                    format!("tool `{}`: upstream {target}: {why}", tool.id),
-                ),
-                ev,
-            ));
+            let word = |why: &str| format!("tool `{}`: upstream {target}: {why}", tool.id);
+            let err = match e {
+                CallError::Timeout(w) => Error::Timeout(word(&w)),
+                CallError::Transport(w) => Error::Unreachable(word(&w)),
+                CallError::TooLarge(n) => Error::ResponseTooLarge(word(&format!(
+                    "the answer exceeds maxResponseBytes ({n} bytes)"
+                ))),
+                CallError::Credentials(w) => Error::Credentials(word(&w)),
+            };
+            return Err((err, ev));
         }
     };
     ev.status_code = answer.status;
@@ -375,12 +345,10 @@ async fn run_mcp(
     body: Option<Bytes>,
     mut ev: Event<'static>,
 ) -> Result<(ExecuteResponse, Event<'static>), Failure> {
-    let fail =
-        |status, code, m: String, ev: &Event<'static>| (ApiError::new(status, code, m), ev.clone());
+    let fail = |e: fn(String) -> Error, m: String, ev: &Event<'static>| (e(m), ev.clone());
     if !req.path_args.is_empty() || !req.flags.is_empty() {
         return Err(fail(
-            400,
-            codes::INVALID_REQUEST,
+            Error::Invalid,
             format!(
                 "tool `{}` is an MCP tool: pass its arguments as the JSON body, not as pathArgs or flags",
                 tool.id
@@ -388,22 +356,17 @@ async fn run_mcp(
             &ev,
         ));
     }
-    let backend = tool.backend.as_ref().ok_or_else(|| {
-        fail(
-            500,
-            codes::INTERNAL,
-            "MCP tool without a backend".into(),
-            &ev,
-        )
-    })?;
+    let backend = tool
+        .backend
+        .as_ref()
+        .ok_or_else(|| fail(Error::Internal, "MCP tool without a backend".into(), &ev))?;
     let mut args: Value = match &body {
         None => Value::Object(Default::default()),
         Some(b) if b.is_empty() => Value::Object(Default::default()),
         Some(b) => {
             let args: Value = serde_json::from_slice(b).map_err(|e| {
                 fail(
-                    400,
-                    codes::INVALID_REQUEST,
+                    Error::Invalid,
                     format!("the body of MCP tool `{}` must be JSON: {e}", tool.id),
                     &ev,
                 )
@@ -412,8 +375,7 @@ async fn run_mcp(
             // refused rather than rounded.
             if let Some(at) = std::str::from_utf8(b).ok().and_then(inexact_number) {
                 return Err(fail(
-                    400,
-                    codes::INVALID_REQUEST,
+                    Error::Invalid,
                     format!(
                         "the body of MCP tool `{}`: the number at `{}` cannot be sent exactly (beyond 64-bit integers and binary floating point); send it as a string",
                         tool.id,
@@ -431,8 +393,7 @@ async fn run_mcp(
     let config = &snapshot.config;
     let source = config.sources.get(&backend.source_id).ok_or_else(|| {
         fail(
-            502,
-            codes::UPSTREAM_UNREACHABLE,
+            Error::Unreachable,
             format!("MCP source `{}` is no longer configured", backend.source_id),
             &ev,
         )
@@ -447,8 +408,7 @@ async fn run_mcp(
     };
     let refused = |m: String, ev: &Event<'static>| {
         fail(
-            502,
-            codes::CREDENTIALS_UNAVAILABLE,
+            Error::Credentials,
             format!(
                 "tool `{}`: MCP source `{}`: {m}",
                 tool.id, backend.source_id
@@ -468,7 +428,7 @@ async fn run_mcp(
     let mut result =
         crate::upstream::mcp::call_tool(&transport, &backend.tool_name, args.clone()).await;
     if let (Err(e), Some(i)) = (&result, &issued)
-        && crate::upstream::mcp::is_unauthorized(e)
+        && e.is_unauthorized()
     {
         // The server refused the token: drop it, fetch a fresh one, try once more.
         state.credentials.tokens.invalidate(i).await;
@@ -478,8 +438,7 @@ async fn run_mcp(
     }
     let result = result.map_err(|m| {
         fail(
-            502,
-            codes::UPSTREAM_UNREACHABLE,
+            Error::Unreachable,
             format!(
                 "tool `{}`: MCP server `{}`: {m}",
                 tool.id, backend.source_id
@@ -606,12 +565,11 @@ mod tests {
     #[test]
     fn requests_are_strict_and_numbers_exact() {
         let e = decode(br#"{"toolId": "a:b", "agentprofile": "reader"}"#).unwrap_err();
-        assert_eq!((e.status, e.code), (400, codes::INVALID_REQUEST));
+        assert_eq!(e.code(), "invalid_request");
         assert!(
-            e.message
+            e.to_string()
                 .contains("unknown key `agentprofile` (did you mean `agentProfile`?)"),
-            "{}",
-            e.message
+            "{e}"
         );
         let r = decode(
             br#"{"toolId": "a:b", "flags": {"n": 123456789012345678901234567890, "m": [1e2, "x", true], "s": "1", "b": false}}"#,
@@ -623,11 +581,7 @@ mod tests {
         assert_eq!(r.flags["b"], false);
         assert!(decode(br#"{"toolId": 5}"#).is_err());
         let e = decode(br#"{"toolID": "a:b"}"#).unwrap_err();
-        assert!(
-            e.message.contains("(did you mean `toolId`?)"),
-            "{}",
-            e.message
-        );
+        assert!(e.to_string().contains("(did you mean `toolId`?)"), "{e}");
         assert!(decode(b"[1]").is_err() && decode(b"\xff").is_err());
     }
 

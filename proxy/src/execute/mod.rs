@@ -14,12 +14,83 @@ pub mod handler;
 
 use open_cli_config::ntc::Tool;
 
+use open_cli_config::wire::codes;
+
 use crate::audit::{Channel, Decision, Event, EventType};
 use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::snapshot::Snapshot;
-
+use crate::policy::Refusal;
 use crate::snapshot::index::ToolInfo;
+use crate::snapshot::{Snapshot, ViewError};
+use crate::state::NotBound;
+
+/// Why a tool call was refused or failed. No HTTP here: the gateway gives each variant its
+/// status (`crate::gateway::error`, one function); [`Error::code`] is the contract's error
+/// code, which is also the audit record's reason code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or does not fit the tool.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request body is over the tool's `maxRequestBytes`.
+    #[error("{0}")]
+    TooLarge(String),
+    /// No tool has this ID.
+    #[error("tool `{0}` is not in the catalog; `open-cli catalog list` shows the tools")]
+    UnknownTool(String),
+    #[error(transparent)]
+    NotBound(#[from] NotBound),
+    #[error(transparent)]
+    View(#[from] ViewError),
+    /// The policy refused the call ([`crate::policy::decide`]).
+    #[error("{message}")]
+    Refused { refusal: Refusal, message: String },
+    /// The upstream could not be reached or failed to answer.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The upstream did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// The upstream's answer is over `maxResponseBytes`.
+    #[error("{0}")]
+    ResponseTooLarge(String),
+    /// The upstream credentials cannot be resolved: nothing was sent.
+    #[error("{0}")]
+    Credentials(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The contract's error code; also the audit record's reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) => codes::INVALID_REQUEST,
+            Error::TooLarge(_) => codes::PAYLOAD_TOO_LARGE,
+            Error::UnknownTool(_) => codes::TOOL_NOT_FOUND,
+            Error::NotBound(_) => codes::RUNTIME_ATTACH_MISMATCH,
+            Error::View(e) => e.code(),
+            Error::Refused { refusal, .. } => refusal.code(),
+            Error::Unreachable(_) => codes::UPSTREAM_UNREACHABLE,
+            Error::Timeout(_) => codes::UPSTREAM_TIMEOUT,
+            Error::ResponseTooLarge(_) => codes::RESPONSE_TOO_LARGE,
+            Error::Credentials(_) => codes::CREDENTIALS_UNAVAILABLE,
+            Error::Internal(_) => codes::INTERNAL,
+        }
+    }
+
+    /// A failure of the call itself (upstream, credentials, the runtime), as opposed to a
+    /// request that was refused or malformed: audited as an execution error.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Unreachable(_)
+                | Error::Timeout(_)
+                | Error::ResponseTooLarge(_)
+                | Error::Credentials(_)
+                | Error::Internal(_)
+        )
+    }
+}
 
 /// The caller's choice of view and approval, from the execute body or pass-through headers.
 #[derive(Debug, Clone, Default)]
@@ -39,8 +110,8 @@ pub fn govern(
     caller: &Caller,
     i: usize,
     intent: &Intent<'_>,
-) -> Result<(), ApiError> {
-    use crate::policy::{Facts, Refusal, decide};
+) -> Result<(), Error> {
+    use crate::policy::{Facts, decide};
     let info = &snapshot.exec.info[i];
     let view = snapshot.select_view(intent.agent_profile, intent.mode);
     let facts = Facts {
@@ -55,9 +126,9 @@ pub fn govern(
         approved: intent.approval,
     };
     let decision = decide(&facts);
-    let word = |refusal: Refusal, view: &str| {
-        let id = &snapshot.catalog.tools[i].id;
-        ApiError::new(403, refusal.code(), refusal.message(id, view))
+    let word = |refusal: Refusal, view: &str| Error::Refused {
+        refusal,
+        message: refusal.message(&snapshot.catalog.tools[i].id, view),
     };
     if let Err(r @ (Refusal::ManagedDeny | Refusal::PolicyDeny | Refusal::OutOfScope)) = decision {
         return Err(word(r, ""));
@@ -91,9 +162,9 @@ pub fn tool_event<'a>(
 }
 
 /// The audit record of a refusal by [`govern`].
-pub fn denial_event<'a>(mut e: Event<'a>, err: &ApiError) -> Event<'a> {
+pub fn denial_event<'a>(mut e: Event<'a>, err: &Error) -> Event<'a> {
     e.event_type = EventType::AuthzDenial;
     e.decision = Decision::Denied;
-    e.reason_code = err.code;
+    e.reason_code = err.code();
     e
 }

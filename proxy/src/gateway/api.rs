@@ -16,7 +16,7 @@ use open_cli_config::wire::{
 use serde::Serialize;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::gateway::error::ApiError;
 use crate::state::RuntimeState;
 
 /// Capabilities this build implements; advertised in runtime info. Only what works is listed.
@@ -121,7 +121,15 @@ impl Reply {
             },
         };
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        Self::raw(e.status, Bytes::from(body))
+        let mut reply = Self::raw(e.status, Bytes::from(body));
+        // A scope refusal tells the client what to ask for (RFC 6750 §3.1).
+        if e.code == codes::AUTHZ_DENIED {
+            reply.headers.push((
+                "www-authenticate",
+                "Bearer realm=\"open-cli\", error=\"insufficient_scope\"".into(),
+            ));
+        }
+        reply
     }
 }
 
@@ -193,6 +201,7 @@ pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &s
         Handler::Refresh => refresh(state, req, &caller, request_id).await,
         Handler::Execute => crate::execute::handler::handle(state, req.body, &caller, request_id)
             .await
+            .map_err(ApiError::from)
             .map(|env| Reply {
                 audited: true,
                 ..Reply::json(200, &env)
@@ -204,16 +213,7 @@ pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &s
     {
         audit_catalog_access(state, p, request_id);
     }
-    result.unwrap_or_else(|e| {
-        let mut reply = Reply::error(&e, request_id);
-        if e.code == codes::AUTHZ_DENIED {
-            reply.headers.push((
-                "www-authenticate",
-                "Bearer realm=\"open-cli\", error=\"insufficient_scope\"".into(),
-            ));
-        }
-        reply
-    })
+    result.unwrap_or_else(|e| Reply::error(&e, request_id))
 }
 
 /// `POST /v1/workflows/run`: check that a workflow may run (every step's tool exists and is

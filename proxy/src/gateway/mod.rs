@@ -22,6 +22,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub mod api;
 pub mod conn;
+pub mod error;
 pub mod local;
 pub mod passthrough;
 pub mod tls;
@@ -275,6 +276,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        // Upstream failures get the status and code execute gives them (`error::status`).
+        let upstream = |e: crate::execute::Error| (error::status(&e), e.code());
         let (status, code) = match e.etype() {
             ErrorType::HTTPStatus(413) => (413, codes::PAYLOAD_TOO_LARGE),
             // The client's body was too slow (`crate::gateway::conn::body_progress`).
@@ -283,10 +286,12 @@ impl ProxyHttp for Gateway {
                 (408, crate::gateway::conn::REQUEST_TIMEOUT)
             }
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                (504, codes::UPSTREAM_TIMEOUT)
+                upstream(crate::execute::Error::Timeout(String::new()))
             }
             _ => match e.esource() {
-                ErrorSource::Upstream => (502, codes::UPSTREAM_UNREACHABLE),
+                ErrorSource::Upstream => {
+                    upstream(crate::execute::Error::Unreachable(String::new()))
+                }
                 ErrorSource::Downstream if caller_gone(e) => (0, codes::INVALID_REQUEST),
                 // The caller's body turned out invalid (a bad chunk, …) after the upstream
                 // got the head: a clean 400 unless an answer has begun.
@@ -310,7 +315,7 @@ impl ProxyHttp for Gateway {
             } else {
                 format!("tool `{tool}`: upstream failed: {}", e.etype().as_str())
             };
-            let err = crate::error::ApiError::new(status, code, message);
+            let err = crate::gateway::error::ApiError::new(status, code, message);
             let _ = respond(session, ctx, Reply::error(&err, &ctx.request_id.clone())).await;
         }
         FailToProxy {
@@ -440,13 +445,7 @@ impl Gateway {
                 Ok(false)
             }
             Err(e) => {
-                let mut reply = Reply::error(&e, &ctx.request_id);
-                if e.code == codes::AUTHZ_DENIED {
-                    reply.headers.push((
-                        "www-authenticate",
-                        "Bearer realm=\"open-cli\", error=\"insufficient_scope\"".into(),
-                    ));
-                }
+                let reply = Reply::error(&e, &ctx.request_id);
                 Box::pin(respond(session, ctx, reply)).await?;
                 Ok(true)
             }
@@ -511,7 +510,7 @@ impl Gateway {
 /// Issue 15 items 5 and 6, for every request before it is routed: an answer when the head's
 /// framing, `Host` or method is ambiguous ([`crate::gateway::wire::check_request`]). (Pipelined
 /// requests are served in order by the accept loop, `crate::gateway::conn`.)
-fn check_head(session: &mut Session) -> std::result::Result<(), crate::error::ApiError> {
+fn check_head(session: &mut Session) -> std::result::Result<(), crate::gateway::error::ApiError> {
     crate::gateway::wire::check_request(session.req_header(), || {
         session.as_http1().map(|h1| h1.get_headers_raw_bytes())
     })
@@ -601,7 +600,7 @@ async fn read_body(
     while let Some(chunk) = session.read_request_body().await.map_err(downstream)? {
         crate::gateway::conn::body_progress(session, ctx.started)?;
         if body.len() + chunk.len() > limit {
-            let e = crate::error::ApiError::new(
+            let e = crate::gateway::error::ApiError::new(
                 413,
                 open_cli_config::wire::codes::PAYLOAD_TOO_LARGE,
                 format!("request bodies are limited to {limit} bytes"),

@@ -35,8 +35,8 @@ use pingora::http::RequestHeader;
 
 use crate::auth::Caller;
 use crate::credentials::Applied;
-use crate::error::ApiError;
 use crate::execute::Intent;
+use crate::gateway::error::ApiError;
 use crate::gateway::local::LocalSnapshot;
 use crate::snapshot::index::{RouteError, Target};
 use crate::state::RuntimeState;
@@ -305,7 +305,7 @@ pub async fn admit(
         state
             .audit
             .record(crate::execute::denial_event(event(), &e));
-        return Err(e);
+        return Err(e.into());
     }
     let limit = info.upstream.max_request_bytes;
     let length = fields.length.flatten().and_then(|v| v.parse::<u64>().ok());

@@ -22,7 +22,7 @@ use http::HeaderValue;
 use open_cli_config::wire::codes;
 use pingora::http::RequestHeader;
 
-use crate::error::ApiError;
+use crate::gateway::error::ApiError;
 
 pub use open_cli_config::wire::{
     is_identity_header as is_identity, is_method_override_header as is_method_override,

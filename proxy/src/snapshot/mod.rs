@@ -13,10 +13,30 @@ use open_cli_config::ntc::Catalog;
 use open_cli_config::wire::CatalogSummary;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::policy::scope::Envelope;
 
 pub mod index;
+
+/// Why a request's view choice cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewError {
+    /// `agentProfile` names no curated profile.
+    #[error("{0}")]
+    UnknownProfile(String),
+    /// `mode` is neither `discover` nor `curated`.
+    #[error("{0}")]
+    InvalidMode(String),
+}
+
+impl ViewError {
+    /// The contract's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ViewError::UnknownProfile(_) => open_cli_config::wire::codes::UNKNOWN_AGENT_PROFILE,
+            ViewError::InvalidMode(_) => open_cli_config::wire::codes::INVALID_REQUEST,
+        }
+    }
+}
 
 /// A scope set's [`Envelope`] in one snapshot, with the catalog bodies rendered for it per
 /// view (see [`Snapshot::effective_for`]); shared by every caller with the same scopes.
@@ -242,28 +262,20 @@ impl Snapshot {
         &self,
         agent_profile: Option<&str>,
         mode: Option<&str>,
-    ) -> Result<&str, ApiError> {
+    ) -> Result<&str, ViewError> {
         if let Some(p) = agent_profile.filter(|p| !p.is_empty()) {
             return match self.effective.get_key_value(p) {
                 Some((name, _)) if name != "discover" => Ok(name),
-                _ => Err(ApiError::new(
-                    404,
-                    open_cli_config::wire::codes::UNKNOWN_AGENT_PROFILE,
-                    format!(
-                        "agent profile `{p}` is not defined{}",
-                        self.known_profiles()
-                    ),
-                )),
+                _ => Err(ViewError::UnknownProfile(format!(
+                    "agent profile `{p}` is not defined{}",
+                    self.known_profiles()
+                ))),
             };
         }
         let mode = match mode.filter(|m| !m.is_empty()) {
             None => self.mode_default,
             Some(m) => ModeKind::parse(m).ok_or_else(|| {
-                ApiError::new(
-                    400,
-                    open_cli_config::wire::codes::INVALID_REQUEST,
-                    format!("mode must be `discover` or `curated`, found `{m}`"),
-                )
+                ViewError::InvalidMode(format!("mode must be `discover` or `curated`, found `{m}`"))
             })?,
         };
         if mode == ModeKind::Curated
@@ -353,14 +365,16 @@ mod tests {
     fn unknown_profiles_and_modes_are_errors() {
         let s = snap(ModeKind::Discover, None);
         let e = s.select_view(Some("nope"), None).unwrap_err();
-        assert_eq!((e.status, e.code), (404, "unknown_agent_profile"));
-        assert!(e.message.contains("defined: sandbox"), "{}", e.message);
-        assert_eq!(
-            s.select_view(Some("discover"), None).unwrap_err().status,
-            404
-        );
+        assert!(matches!(e, ViewError::UnknownProfile(_)), "{e:?}");
+        assert_eq!(e.code(), "unknown_agent_profile");
+        assert!(e.to_string().contains("defined: sandbox"), "{e}");
+        assert!(matches!(
+            s.select_view(Some("discover"), None),
+            Err(ViewError::UnknownProfile(_))
+        ));
         let e = s.select_view(None, Some("wide")).unwrap_err();
-        assert_eq!((e.status, e.code), (400, "invalid_request"));
+        assert!(matches!(e, ViewError::InvalidMode(_)), "{e:?}");
+        assert_eq!(e.code(), "invalid_request");
     }
 
     #[test]

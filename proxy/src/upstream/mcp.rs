@@ -54,14 +54,60 @@ pub enum Transport {
     },
 }
 
-/// Whether an error of this module is the MCP server's HTTP 401 (its credentials were refused).
-/// Every HTTP status error here is written as `<METHOD> <url>: HTTP <status>`.
-pub fn is_unauthorized(error: &str) -> bool {
-    error.contains(": HTTP 401 ") || error.ends_with(": HTTP 401 Unauthorized")
+/// What went wrong talking to an MCP server: the message names the step and the server's
+/// answer; an HTTP status the server answered with is kept as a value ([`Error::status`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    message: String,
+    status: Option<u16>,
+}
+
+impl Error {
+    /// The server answered `status`; `message` says to what.
+    fn http(status: reqwest::StatusCode, message: String) -> Self {
+        Self {
+            message,
+            status: Some(status.as_u16()),
+        }
+    }
+
+    /// This error with `prefix: ` in front of its message (its status kept).
+    fn context(self, prefix: &str) -> Self {
+        Self {
+            message: format!("{prefix}: {}", self.message),
+            ..self
+        }
+    }
+
+    /// The HTTP status the server answered with, if that is what failed.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// The server refused the credentials (HTTP 401).
+    pub fn is_unauthorized(&self) -> bool {
+        self.status == Some(401)
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            status: None,
+        }
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
 }
 
 /// List every tool of an MCP server.
-pub async fn list_tools(transport: &Transport) -> Result<Vec<Value>, String> {
+pub async fn list_tools(transport: &Transport) -> Result<Vec<Value>, Error> {
     let mut session = Session::connect(transport).await?;
     let result = session.list_all().await;
     session.close().await;
@@ -74,7 +120,7 @@ pub async fn call_tool(
     transport: &Transport,
     name: &str,
     arguments: Value,
-) -> Result<Value, String> {
+) -> Result<Value, Error> {
     let mut session = Session::connect(transport).await?;
     let result = session
         .request("tools/call", json!({"name": name, "arguments": arguments}))
@@ -112,7 +158,7 @@ struct Session {
 }
 
 impl Session {
-    async fn connect(t: &Transport) -> Result<Self, String> {
+    async fn connect(t: &Transport) -> Result<Self, Error> {
         let conn = match t {
             Transport::Stdio { command, args, env } => spawn(command, args, env)?,
             Transport::StreamableHttp { url, headers } => Conn::Http {
@@ -137,7 +183,7 @@ impl Session {
                        "clientInfo": {"name": "open-cli", "version": env!("CARGO_PKG_VERSION")}}),
             )
             .await
-            .map_err(|e| format!("MCP initialize failed: {e}"))?;
+            .map_err(|e| e.context("MCP initialize failed"))?;
         if let Conn::Http { protocol: p, .. } = &mut s.conn {
             *p = init
                 .get("protocolVersion")
@@ -148,7 +194,7 @@ impl Session {
         Ok(s)
     }
 
-    async fn list_all(&mut self) -> Result<Vec<Value>, String> {
+    async fn list_all(&mut self) -> Result<Vec<Value>, Error> {
         let mut tools = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -159,7 +205,7 @@ impl Session {
             let page = self
                 .request("tools/list", params)
                 .await
-                .map_err(|e| format!("MCP tools/list failed: {e}"))?;
+                .map_err(|e| e.context("MCP tools/list failed"))?;
             let items = page
                 .get("tools")
                 .and_then(Value::as_array)
@@ -174,12 +220,10 @@ impl Session {
                 return Ok(tools);
             }
         }
-        Err(format!(
-            "MCP tools/list returned more than {MAX_PAGES} pages"
-        ))
+        Err(format!("MCP tools/list returned more than {MAX_PAGES} pages").into())
     }
 
-    async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, Error> {
         self.next_id += 1;
         let id = self.next_id;
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
@@ -188,21 +232,21 @@ impl Session {
             .map_err(|_| format!("no answer to `{method}` within {REQUEST_TIMEOUT:?}"))??
             .ok_or_else(|| format!("no answer to `{method}`"))?;
         if let Some(err) = answer.get("error") {
-            return Err(format!(
+            return Err(Error::from(format!(
                 "the server answered error {}: {}",
                 err.get("code").unwrap_or(&Value::Null),
                 err.get("message")
                     .and_then(Value::as_str)
                     .unwrap_or("(no message)")
-            ));
+            )));
         }
         answer
             .get("result")
             .cloned()
-            .ok_or_else(|| format!("the answer to `{method}` has no `result`"))
+            .ok_or_else(|| format!("the answer to `{method}` has no `result`").into())
     }
 
-    async fn notify(&mut self, method: &str) -> Result<(), String> {
+    async fn notify(&mut self, method: &str) -> Result<(), Error> {
         let msg = json!({"jsonrpc": "2.0", "method": method});
         tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(&msg, None))
             .await
@@ -211,7 +255,7 @@ impl Session {
     }
 
     /// Send one message; for a request (`id`), return the matching answer.
-    async fn exchange(&mut self, msg: &Value, id: Option<u64>) -> Result<Option<Value>, String> {
+    async fn exchange(&mut self, msg: &Value, id: Option<u64>) -> Result<Option<Value>, Error> {
         match &mut self.conn {
             Conn::Stdio {
                 stdin,
@@ -238,9 +282,12 @@ impl Session {
                             return Err(format!(
                                 "the MCP server closed its output{}",
                                 status.map(|s| format!(" ({s})")).unwrap_or_default()
-                            ));
+                            )
+                            .into());
                         }
-                        Err(e) => return Err(format!("cannot read from the MCP server: {e}")),
+                        Err(e) => {
+                            return Err(format!("cannot read from the MCP server: {e}").into());
+                        }
                     }
                 }
             }
@@ -279,9 +326,12 @@ impl Session {
                 }
                 if !status.is_success() {
                     let body = resp.text().await.unwrap_or_default();
-                    return Err(format!(
-                        "POST {url}: HTTP {status}: {}",
-                        body.chars().take(200).collect::<String>()
+                    return Err(Error::http(
+                        status,
+                        format!(
+                            "POST {url}: HTTP {status}: {}",
+                            body.chars().take(200).collect::<String>()
+                        ),
                     ));
                 }
                 let Some(id) = id else { return Ok(None) };
@@ -321,7 +371,11 @@ impl Session {
                     .await
                     .map_err(|e| format!("POST {post_url}: {}", error_chain(&e)))?;
                 if !resp.status().is_success() {
-                    return Err(format!("POST {post_url}: HTTP {}", resp.status()));
+                    let status = resp.status();
+                    return Err(Error::http(
+                        status,
+                        format!("POST {post_url}: HTTP {status}"),
+                    ));
                 }
                 let Some(id) = id else { return Ok(None) };
                 while let Some((_, data)) = events.next().await? {
@@ -404,7 +458,7 @@ fn spawn(command: &str, args: &[String], env: &BTreeMap<String, String>) -> Resu
     })
 }
 
-async fn connect_sse(url: &str, headers: &[(String, SecretValue)]) -> Result<Conn, String> {
+async fn connect_sse(url: &str, headers: &[(String, SecretValue)]) -> Result<Conn, Error> {
     let client = http_client()?;
     let mut req = client.get(url).header("accept", "text/event-stream");
     for (k, v) in headers {
@@ -415,7 +469,8 @@ async fn connect_sse(url: &str, headers: &[(String, SecretValue)]) -> Result<Con
         .await
         .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
     if !resp.status().is_success() {
-        return Err(format!("GET {url}: HTTP {}", resp.status()));
+        let status = resp.status();
+        return Err(Error::http(status, format!("GET {url}: HTTP {status}")));
     }
     let mut events = SseReader::new(resp);
     let endpoint = tokio::time::timeout(REQUEST_TIMEOUT, async {
@@ -494,6 +549,27 @@ fn take_event(buf: &mut String) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 401 is found from the status the server answered with, however the message was
+    /// worded or prefixed on the way up, and a 401 in a message's text is not one.
+    #[test]
+    fn an_http_status_is_a_value_that_survives_context() {
+        let e = Error::http(
+            reqwest::StatusCode::UNAUTHORIZED,
+            "POST http://127.0.0.1:1/mcp: HTTP 401 Unauthorized: no".into(),
+        )
+        .context("MCP initialize failed");
+        assert!(e.is_unauthorized());
+        assert_eq!(e.status(), Some(401));
+        assert!(
+            e.to_string().starts_with("MCP initialize failed: POST "),
+            "{e}"
+        );
+        let text = Error::from("the server answered error -32000: HTTP 401 Unauthorized");
+        assert!(!text.is_unauthorized());
+        let other = Error::http(reqwest::StatusCode::FORBIDDEN, "POST x: HTTP 403".into());
+        assert!(!other.is_unauthorized());
+    }
 
     #[test]
     fn header_values_never_show_in_debug_output() {
