@@ -196,9 +196,14 @@ async fn attempt(state: &RuntimeState, trigger: Trigger) -> Result<Built, String
     let snapshot = Snapshot::for_config(catalog, &loaded.config)
         .map_err(|e| format!("cannot render the catalog: {e}"))?;
     let auth = match trigger {
-        Trigger::Signal => Some(crate::auth::Authenticator::from_config(
-            loaded.config.server_auth(),
-        )?),
+        Trigger::Signal => Some(
+            crate::auth::Authenticator::from_config(
+                loaded.config.server_auth(),
+                &state.credentials.secrets,
+                loaded.config.policy.allow_exec_secrets,
+            )
+            .await?,
+        ),
         Trigger::Api => None,
     };
     Ok(Built {

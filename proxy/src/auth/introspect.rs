@@ -1,7 +1,9 @@
 //! Profile `oauth2_introspection` (RFC 7662): opaque tokens checked at the provider.
 //!
 //! The runtime authenticates to the endpoint with `client_secret_basic` (default) or
-//! `client_secret_post`, and requires `active: true` and `aud` containing the audience;
+//! `client_secret_post` ([`Client`]: its ID and secret are references resolved per call
+//! through the runtime's one secret resolver, so a rotated `file` secret is picked up within
+//! seconds and `exec` needs `policy.allowExecSecrets`, as for upstream credentials), and requires `active: true` and `aud` containing the audience;
 //! `iss` (when an issuer is configured) and `exp` are checked when present.
 //!
 //! **Revocation**: an active answer is reused for at most `introspectionCacheSeconds`
@@ -25,7 +27,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use open_cli_config::model::SecretRef;
+
 use super::{AuthError, Principal, principal};
+use crate::credentials::secrets::SecretStore;
 use crate::error::error_chain;
 use crate::fetch::cache::now_secs;
 
@@ -44,13 +49,57 @@ struct Entry {
     until: Instant,
 }
 
+/// How the runtime authenticates to the introspection endpoint.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: Option<SecretRef>,
+    pub secret: Option<SecretRef>,
+    /// `client_secret_post` rather than `client_secret_basic`.
+    pub post: bool,
+    /// `policy.allowExecSecrets`.
+    pub allow_exec: bool,
+    pub secrets: Arc<SecretStore>,
+}
+
+impl Client {
+    /// The client ID and secret now; an error names the config key, never a value.
+    pub async fn resolve(
+        &self,
+    ) -> Result<
+        (
+            Option<Arc<str>>,
+            Option<open_cli_config::secrets::SecretValue>,
+        ),
+        String,
+    > {
+        let id = match &self.id {
+            Some(r) => Some(
+                self.secrets
+                    .resolve(r, self.allow_exec)
+                    .await
+                    .map_err(|e| format!("runtime.server.auth.clientId: {e}"))?,
+            ),
+            None => None,
+        };
+        let secret = match &self.secret {
+            Some(r) => Some(open_cli_config::secrets::SecretValue::new(
+                &*self
+                    .secrets
+                    .resolve(r, self.allow_exec)
+                    .await
+                    .map_err(|e| format!("runtime.server.auth.clientSecret: {e}"))?,
+            )),
+            None => None,
+        };
+        Ok((id, secret))
+    }
+}
+
 #[derive(Debug)]
 pub struct Introspector {
     pub http: reqwest::Client,
     pub url: String,
-    pub client_id: Option<String>,
-    pub client_secret: Option<open_cli_config::secrets::SecretValue>,
-    pub post_auth: bool,
+    pub client: Client,
     pub audience: String,
     pub issuer: Option<String>,
     pub ttl: Duration,
@@ -66,9 +115,7 @@ impl Introspector {
     pub fn new(
         http: reqwest::Client,
         url: String,
-        client_id: Option<String>,
-        client_secret: Option<open_cli_config::secrets::SecretValue>,
-        post_auth: bool,
+        client: Client,
         audience: String,
         issuer: Option<String>,
         ttl: Duration,
@@ -77,9 +124,7 @@ impl Introspector {
         Self {
             http,
             url,
-            client_id,
-            client_secret,
-            post_auth,
+            client,
             audience,
             issuer,
             ttl,
@@ -173,7 +218,11 @@ impl Introspector {
             .http
             .post(&self.url)
             .header("accept", "application/json");
-        match (&self.client_id, &self.client_secret, self.post_auth) {
+        let (id, secret) = self.client.resolve().await.map_err(|e| {
+            tracing::warn!(error = %e, "introspection client credentials unavailable");
+            AuthError::Invalid("the token could not be checked (introspection unavailable)".into())
+        })?;
+        match (&id, &secret, self.client.post) {
             (Some(id), secret, true) => {
                 form.push(("client_id", id));
                 if let Some(s) = secret {
@@ -245,22 +294,77 @@ impl Introspector {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_client_secret_never_shows_in_debug_output() {
+    fn literal(v: &str) -> SecretRef {
+        SecretRef {
+            kind: open_cli_config::model::SecretType::Literal,
+            value: Some(v.into()),
+            command: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_client_secret_never_shows_in_debug_output() {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = Client {
+            id: Some(literal("runtime")),
+            secret: Some(literal("intro-s3cret")),
+            post: false,
+            allow_exec: false,
+            secrets: Arc::default(),
+        };
+        let (_, secret) = client.resolve().await.unwrap();
+        assert_eq!(secret.as_ref().map(|s| s.expose()), Some("intro-s3cret"));
         let i = Introspector::new(
             reqwest::Client::new(),
             "http://127.0.0.1:1/introspect".into(),
-            Some("runtime".into()),
-            Some(open_cli_config::secrets::SecretValue::new("intro-s3cret")),
-            false,
+            client,
             "aud".into(),
             None,
             Duration::from_secs(60),
             None,
         );
-        let debug = format!("{i:?}");
+        let debug = format!("{i:?} {secret:?}");
         assert!(!debug.contains("intro-s3cret"), "{debug}");
         assert!(debug.contains("REDACTED"), "{debug}");
+    }
+
+    /// The client's secret follows the same rules as upstream credentials: a rotated file is
+    /// read again (after the resolver's file TTL), and `exec` needs `allowExecSecrets`.
+    #[tokio::test]
+    async fn the_client_secret_has_the_rules_of_every_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "one\n").unwrap();
+        let mut client = Client {
+            id: Some(literal("runtime")),
+            secret: Some(SecretRef {
+                kind: open_cli_config::model::SecretType::File,
+                value: Some(file.display().to_string()),
+                command: vec![],
+            }),
+            post: true,
+            allow_exec: false,
+            secrets: Arc::default(),
+        };
+        let (_, s) = client.resolve().await.unwrap();
+        assert_eq!(s.unwrap().expose(), "one");
+        // A fresh resolver stands for one whose cached value has expired.
+        std::fs::write(&file, "two\n").unwrap();
+        client.secrets = Arc::default();
+        let (_, s) = client.resolve().await.unwrap();
+        assert_eq!(s.unwrap().expose(), "two");
+        client.secret = Some(SecretRef {
+            kind: open_cli_config::model::SecretType::Exec,
+            value: None,
+            command: vec!["/bin/echo".into(), "x".into()],
+        });
+        let e = client.resolve().await.unwrap_err();
+        assert!(
+            e.contains("runtime.server.auth.clientSecret") && e.contains("allowExecSecrets"),
+            "{e}"
+        );
+        client.allow_exec = true;
+        let (_, s) = client.resolve().await.unwrap();
+        assert_eq!(s.unwrap().expose(), "x");
     }
 }

@@ -233,7 +233,15 @@ const ASYMMETRIC: [Algorithm; 9] = [
 
 impl Authenticator {
     /// The authenticator for `runtime.server.auth`; `None` when auth is off.
-    pub fn from_config(auth: Option<&ServerAuth>) -> Result<Option<Self>, String> {
+    ///
+    /// Secrets the profile needs (the introspection client's) resolve through `secrets`, the
+    /// runtime's one resolver, under `allow_exec` (`policy.allowExecSecrets`); they are
+    /// resolved once here so that a missing one stops start-up, and again per call.
+    pub async fn from_config(
+        auth: Option<&ServerAuth>,
+        secrets: &Arc<crate::credentials::secrets::SecretStore>,
+        allow_exec: bool,
+    ) -> Result<Option<Self>, String> {
         let Some(a) = auth else { return Ok(None) };
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -271,22 +279,21 @@ impl Authenticator {
                 }
             }
             ValidationProfile::OAuth2Introspection => {
-                let secret = |r: &Option<open_cli_config::model::SecretRef>, key: &str| {
-                    r.as_ref()
-                        .map(|r| crate::secrets::resolve(r, false))
-                        .transpose()
-                        .map_err(|e| format!("runtime.server.auth.{key}: {e}"))
+                let client = introspect::Client {
+                    id: a.client_id.clone(),
+                    secret: a.client_secret.clone(),
+                    post: a.client_auth_method
+                        == open_cli_config::model::ClientAuthMethod::ClientSecretPost,
+                    allow_exec,
+                    secrets: Arc::clone(secrets),
                 };
+                client.resolve().await?;
                 Profile::Introspection(Box::new(introspect::Introspector::new(
                     http,
                     a.introspection_url
                         .clone()
                         .ok_or("runtime.server.auth.introspectionURL is required")?,
-                    secret(&a.client_id, "clientId")?,
-                    secret(&a.client_secret, "clientSecret")?
-                        .map(open_cli_config::secrets::SecretValue::from),
-                    a.client_auth_method
-                        == open_cli_config::model::ClientAuthMethod::ClientSecretPost,
+                    client,
                     a.audience.clone(),
                     a.issuer.clone(),
                     std::time::Duration::from_secs(a.introspection_cache_seconds),

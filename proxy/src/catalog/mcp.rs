@@ -18,7 +18,6 @@ use sha2::{Digest, Sha256};
 
 use crate::credentials::Credentials;
 use crate::credentials::oauth::Issued;
-use crate::secrets;
 use crate::slug::slug;
 use crate::upstream::mcp::Transport;
 
@@ -33,7 +32,7 @@ pub async fn authorized_transport(
     config: &Config,
     credentials: &Credentials,
 ) -> Result<(Transport, Option<Issued>), String> {
-    let mut transport = transport(source, config)?;
+    let mut transport = transport(source, config, &credentials.secrets).await?;
     let Some(o) = &source.oauth else {
         return Ok((transport, None));
     };
@@ -75,9 +74,13 @@ pub async fn authorized_transport(
     Ok((transport, Some(issued)))
 }
 
-/// The transport to reach an MCP source, with `headerSecrets` resolved (no OAuth; see
-/// [`authorized_transport`]).
-pub fn transport(source: &Source, config: &Config) -> Result<Transport, String> {
+/// The transport to reach an MCP source, with `headerSecrets` resolved through the runtime's
+/// one resolver (no OAuth; see [`authorized_transport`]).
+pub async fn transport(
+    source: &Source,
+    config: &Config,
+    secrets: &crate::credentials::secrets::SecretStore,
+) -> Result<Transport, String> {
     let t = source.transport.as_ref().ok_or("`transport` is required")?;
     let mut headers: crate::upstream::mcp::Headers = t
         .headers
@@ -85,9 +88,11 @@ pub fn transport(source: &Source, config: &Config) -> Result<Transport, String> 
         .map(|(k, v)| (k.clone(), SecretValue::new(v.as_str())))
         .collect();
     for (header, key) in &t.header_secrets {
-        let value = secrets::resolve_key(config, key)
+        let value = secrets
+            .value(config, key)
+            .await
             .map_err(|e| format!("transport.headerSecrets.{header}: {e}"))?;
-        headers.push((header.clone(), SecretValue::from(value)));
+        headers.push((header.clone(), SecretValue::new(&*value)));
     }
     let url = || t.url.clone().ok_or("`transport.url` is required");
     Ok(match t.kind {

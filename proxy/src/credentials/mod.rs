@@ -7,6 +7,8 @@
 //!
 //! Secret lookup per scheme: `secrets["<serviceId>.<scheme>"]`, then `secrets["<scheme>"]`.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use open_cli_config::Config;
 use open_cli_config::model::{
@@ -96,7 +98,8 @@ impl Unresolved {
 /// Shared resolvers.
 #[derive(Debug)]
 pub struct Credentials {
-    pub secrets: SecretStore,
+    /// The one secret resolver, shared with the introspection client.
+    pub secrets: Arc<SecretStore>,
     pub tokens: TokenCache,
 }
 
@@ -105,7 +108,7 @@ impl Credentials {
     /// kept under `<state_dir>/oauth`.
     pub fn new(http: reqwest::Client, state_dir: Option<std::path::PathBuf>) -> Self {
         Self {
-            secrets: SecretStore::default(),
+            secrets: Arc::default(),
             tokens: TokenCache::new(http, state_dir),
         }
     }

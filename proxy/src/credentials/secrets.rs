@@ -1,4 +1,6 @@
-//! Secret values for upstream credentials, resolved per call and failing closed.
+//! Secret values, resolved per call and failing closed: the one resolver of the runtime
+//! ([`SecretStore`]), for upstream credentials, OAuth clients, MCP `headerSecrets` and the
+//! introspection client.
 //!
 //! `literal` and `env` are read on every call (cheap; an env change needs a restart anyway).
 //! `file` values are cached for [`FILE_TTL`] so a rotated file is picked up within seconds
@@ -17,9 +19,20 @@ pub const FILE_TTL: Duration = Duration::from_secs(5);
 pub const EXEC_TTL: Duration = Duration::from_secs(60);
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Default)]
+/// The runtime's one secret resolver: upstream credentials, OAuth client IDs and secrets,
+/// MCP `headerSecrets` and the introspection client's credentials all resolve here, with the
+/// same rules. Its `Debug` shows how many values are cached, never a value.
+#[derive(Default)]
 pub struct SecretStore {
     cache: parking_lot::Mutex<HashMap<CacheKey, (Arc<str>, Instant)>>,
+}
+
+impl std::fmt::Debug for SecretStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretStore")
+            .field("cached", &self.cache.lock().len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -151,6 +164,19 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.contains("printed nothing"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn cached_values_never_show_in_debug_output() {
+        let store = SecretStore::default();
+        let v = store
+            .resolve(&exec(&["/bin/echo", "cached-s3cret"]), true)
+            .await
+            .unwrap();
+        assert_eq!(&*v, "cached-s3cret");
+        let debug = format!("{store:?}");
+        assert!(!debug.contains("cached-s3cret"), "{debug}");
+        assert!(debug.contains("cached: 1"), "{debug}");
     }
 
     #[tokio::test]

@@ -137,7 +137,11 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
     let config_path = loaded.path.clone();
-    let auth = crate::auth::Authenticator::from_config(loaded.config.server_auth())?;
+    let auth = rt.block_on(crate::auth::Authenticator::from_config(
+        loaded.config.server_auth(),
+        &credentials.secrets,
+        loaded.config.policy.allow_exec_secrets,
+    ))?;
     let audit = crate::audit::Audit::open(&instance.audit_path).map_err(|e| {
         format!(
             "cannot open the audit log {}: {e}",
