@@ -9,7 +9,7 @@ use open_cli_config::ntc::{Parameter, Tool};
 use open_cli_config::wire::{ExecuteRequest, ExecuteResponse};
 use serde_json::Value;
 
-use super::{Error, Intent, denial_event, govern, tool_event};
+use super::{Error, Intent, denial_event, failure_event, govern, tool_event};
 use crate::audit::Event;
 use crate::auth::Caller;
 use crate::snapshot::Snapshot;
@@ -57,24 +57,16 @@ pub async fn handle(
     match result {
         Ok((resp, mut e)) => {
             e.latency_ms = Some(latency);
-            state.audit.record(Event {
-                decision: crate::audit::Decision::Allowed,
-                reason_code: "allowed",
-                ..merge(event, e)
-            });
+            state
+                .audit
+                .record(crate::audit::events::allowed(merge(event, e)));
             Ok(resp)
         }
         Err((err, mut e)) => {
             e.latency_ms = Some(latency);
             // Caller mistakes (400/413) are not executions; failures are audited.
             if err.is_failure() {
-                state.audit.record(Event {
-                    event_type: crate::audit::EventType::ExecutionError,
-                    decision: crate::audit::Decision::Error,
-                    reason_code: err.code(),
-                    error: Some(err.to_string().into()),
-                    ..merge(event, e)
-                });
+                state.audit.record(failure_event(merge(event, e), &err));
             }
             Err(err)
         }

@@ -14,9 +14,8 @@ pub mod handler;
 
 use open_cli_config::ntc::Tool;
 
-use open_cli_config::wire::codes;
-
-use crate::audit::{Channel, Decision, Event, EventType};
+use crate::audit::events::{self, ToolCall};
+use crate::audit::{Channel, Event, Reason};
 use crate::auth::Caller;
 use crate::policy::Refusal;
 use crate::snapshot::index::ToolInfo;
@@ -61,21 +60,26 @@ pub enum Error {
 }
 
 impl Error {
-    /// The contract's error code; also the audit record's reason code.
-    pub fn code(&self) -> &'static str {
+    /// The audit record's reason; its name is the contract's error code ([`Error::code`]).
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::Invalid(_) => codes::INVALID_REQUEST,
-            Error::TooLarge(_) => codes::PAYLOAD_TOO_LARGE,
-            Error::UnknownTool(_) => codes::TOOL_NOT_FOUND,
-            Error::NotBound(_) => codes::RUNTIME_ATTACH_MISMATCH,
-            Error::View(e) => e.code(),
-            Error::Refused { refusal, .. } => refusal.code(),
-            Error::Unreachable(_) => codes::UPSTREAM_UNREACHABLE,
-            Error::Timeout(_) => codes::UPSTREAM_TIMEOUT,
-            Error::ResponseTooLarge(_) => codes::RESPONSE_TOO_LARGE,
-            Error::Credentials(_) => codes::CREDENTIALS_UNAVAILABLE,
-            Error::Internal(_) => codes::INTERNAL,
+            Error::Invalid(_) => Reason::InvalidRequest,
+            Error::TooLarge(_) => Reason::PayloadTooLarge,
+            Error::UnknownTool(_) => Reason::ToolNotFound,
+            Error::NotBound(_) => Reason::RuntimeAttachMismatch,
+            Error::View(e) => e.reason(),
+            Error::Refused { refusal, .. } => refusal.reason(),
+            Error::Unreachable(_) => Reason::UpstreamUnreachable,
+            Error::Timeout(_) => Reason::UpstreamTimeout,
+            Error::ResponseTooLarge(_) => Reason::ResponseTooLarge,
+            Error::Credentials(_) => Reason::CredentialsUnavailable,
+            Error::Internal(_) => Reason::Internal,
         }
+    }
+
+    /// The contract's error code, which is also the audit record's reason code.
+    pub fn code(&self) -> &'static str {
+        self.reason().as_str()
     }
 
     /// A failure of the call itself (upstream, credentials, the runtime), as opposed to a
@@ -137,8 +141,7 @@ pub fn govern(
     decision.map_err(|r| word(r, view))
 }
 
-/// A `tool_execution` audit event at `at`, with the caller and tool fields filled in
-/// (borrowed); denials and errors change its type.
+/// The audit record of a call of `tool` at `at` ([`events::tool_call`]), with no outcome yet.
 pub fn tool_event<'a>(
     tool: &'a Tool,
     info: &'a ToolInfo,
@@ -148,23 +151,24 @@ pub fn tool_event<'a>(
     channel: Channel,
     at: std::time::Instant,
 ) -> Event<'a> {
-    let mut e = Event::new_at(EventType::ToolExecution, tool.id.as_str(), at);
-    e.principal = caller.principal.as_ref().map(|p| p.subject.as_str().into());
-    e.agent_profile = intent.agent_profile.map(Into::into);
-    e.service_id = Some(tool.service_id.as_str().into());
-    e.target_base_url = info.base.as_ref().ok().map(|u| u.as_str().into());
-    e.method = Some(tool.method.as_str().into());
-    e.path = Some(tool.path.as_str().into());
-    e.tool_json = Some(&info.audit_json);
-    e.request_id = Some(request_id.into());
-    e.channel = Some(channel);
-    e
+    events::tool_call(&ToolCall {
+        tool,
+        target_base_url: info.base.as_ref().ok().map(|u| u.as_str()),
+        tool_json: &info.audit_json,
+        principal: caller.principal.as_ref().map(|p| p.subject.as_str()),
+        agent_profile: intent.agent_profile,
+        request_id,
+        channel,
+        at,
+    })
 }
 
 /// The audit record of a refusal by [`govern`].
-pub fn denial_event<'a>(mut e: Event<'a>, err: &Error) -> Event<'a> {
-    e.event_type = EventType::AuthzDenial;
-    e.decision = Decision::Denied;
-    e.reason_code = err.code();
-    e
+pub fn denial_event<'a>(e: Event<'a>, err: &Error) -> Event<'a> {
+    events::denied(e, err.reason())
+}
+
+/// The audit record of a call that failed ([`Error::is_failure`]).
+pub fn failure_event<'a>(e: Event<'a>, err: &Error) -> Event<'a> {
+    events::failed(e, err.reason(), err.to_string())
 }

@@ -675,39 +675,17 @@ pub fn audit_authn_failure(
     request_id: &str,
     reply: &Reply,
 ) {
-    let mut e = crate::audit::Event::new(
-        crate::audit::EventType::AuthnFailure,
-        "runtime.authn_failure",
-    );
-    e.decision = crate::audit::Decision::Denied;
-    e.reason_code = codes::AUTHN_FAILED;
-    e.status_code = reply.status;
-    e.method = Some(req.method.into());
-    e.path = Some(req.path.into());
-    e.request_id = Some(request_id.into());
-    state.audit.record(e);
+    state.audit.record(crate::audit::events::authn_failure(
+        req.method,
+        req.path,
+        request_id,
+        reply.status,
+    ));
 }
 
 /// `authenticated_connect` and `catalog_filtered` for an authenticated catalog fetch.
 fn audit_catalog_access(state: &RuntimeState, p: &crate::auth::Principal, request_id: &str) {
-    for (kind, tool, code) in [
-        (
-            crate::audit::EventType::AuthenticatedConnect,
-            "runtime.authenticated_connect",
-            "authenticated_connect",
-        ),
-        (
-            crate::audit::EventType::CatalogFiltered,
-            "catalog.effective",
-            "catalog_filtered",
-        ),
-    ] {
-        let mut e = crate::audit::Event::new(kind, tool);
-        e.decision = crate::audit::Decision::Allowed;
-        e.reason_code = code;
-        e.principal = Some(p.subject.as_str().into());
-        e.status_code = 200;
-        e.request_id = Some(request_id.into());
+    for e in crate::audit::events::catalog_access(&p.subject, request_id) {
         state.audit.record(e);
     }
 }

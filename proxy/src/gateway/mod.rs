@@ -488,21 +488,17 @@ impl Gateway {
         e.retry_count = a.connect_retries;
         e.status_code = a.upstream_status;
         e.credentials_redacted = a.redacted.names().map(Into::into);
-        match error {
+        use crate::audit::{Reason, events};
+        let e = match error {
             Some(err) if a.upstream_status == 0 => {
-                e.event_type = crate::audit::EventType::ExecutionError;
-                e.decision = crate::audit::Decision::Error;
-                e.reason_code = match err.esource() {
-                    ErrorSource::Downstream if !caller_gone(err) => codes::INVALID_REQUEST,
-                    _ => "execution_error",
+                let reason = match err.esource() {
+                    ErrorSource::Downstream if !caller_gone(err) => Reason::InvalidRequest,
+                    _ => Reason::ExecutionError,
                 };
-                e.error = Some(err.etype().as_str().into());
+                events::failed(e, reason, err.etype().as_str())
             }
-            _ => {
-                e.decision = crate::audit::Decision::Allowed;
-                e.reason_code = "allowed";
-            }
-        }
+            _ => events::allowed(e),
+        };
         self.state.audit.record(e);
     }
 }

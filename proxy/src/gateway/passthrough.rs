@@ -312,31 +312,25 @@ pub async fn admit(
     if let Some(len) = length
         && len > limit
     {
-        return Err(ApiError::new(
-            413,
-            codes::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body is {len} bytes; tool `{}` accepts at most {limit} (maxRequestBytes)",
-                tool.id
-            ),
-        ));
+        return Err(crate::execute::Error::TooLarge(format!(
+            "the request body is {len} bytes; tool `{}` accepts at most {limit} (maxRequestBytes)",
+            tool.id
+        ))
+        .into());
     }
-    let fail = |status, code, message: String| {
-        let err = ApiError::new(status, code, message);
-        let mut e = event();
-        e.event_type = crate::audit::EventType::ExecutionError;
-        e.decision = crate::audit::Decision::Error;
-        e.reason_code = err.code;
-        e.error = Some(err.message.clone().into());
-        state.audit.record(e);
-        err
+    use crate::execute::Error::{Credentials, Unreachable};
+    let fail = |err: crate::execute::Error| {
+        state
+            .audit
+            .record(crate::execute::failure_event(event(), &err));
+        ApiError::from(err)
     };
     let up = match (&info.base, &info.target) {
         (Ok(_), Some(t)) => t,
-        (Err(m), _) => return Err(fail(502, codes::UPSTREAM_UNREACHABLE, m.clone())),
+        (Err(m), _) => return Err(fail(Unreachable(m.clone()))),
         (Ok(b), None) => {
             let m = format!("tool `{}`: server URL `{b}` cannot be proxied to", tool.id);
-            return Err(fail(502, codes::UPSTREAM_UNREACHABLE, m));
+            return Err(fail(Unreachable(m)));
         }
     };
     let creds = match info.creds.get() {
@@ -348,13 +342,7 @@ pub async fn admit(
                 .await
             {
                 Ok(c) => c,
-                Err(u) => {
-                    return Err(fail(
-                        502,
-                        codes::CREDENTIALS_UNAVAILABLE,
-                        u.message(&tool.id),
-                    ));
-                }
+                Err(u) => return Err(fail(Credentials(u.message(&tool.id)))),
             };
             Creds::Owned(owned)
         }
@@ -363,13 +351,7 @@ pub async fn admit(
         Some(ip) => SocketAddr::new(ip, up.port),
         None => match Box::pin(state.resolver.resolve(&up.host, up.port)).await {
             Ok(a) => a,
-            Err(m) => {
-                return Err(fail(
-                    502,
-                    codes::UPSTREAM_UNREACHABLE,
-                    format!("tool `{}`: {m}", tool.id),
-                ));
-            }
+            Err(m) => return Err(fail(Unreachable(format!("tool `{}`: {m}", tool.id)))),
         },
     };
     Ok(Admitted {

@@ -21,7 +21,7 @@ pub mod glob;
 pub mod path;
 pub mod scope;
 
-use open_cli_config::wire::codes;
+use crate::audit::Reason;
 
 /// What is known about one call when it is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,15 +51,20 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The contract's error and audit reason code.
-    pub fn code(self) -> &'static str {
+    /// The audit record's reason.
+    pub fn reason(self) -> Reason {
         match self {
-            Refusal::ManagedDeny => codes::MANAGED_DENY,
-            Refusal::PolicyDeny => codes::POLICY_DENY,
-            Refusal::OutOfScope => codes::AUTHZ_DENIED,
-            Refusal::CuratedDeny => codes::CURATED_DENY,
-            Refusal::ApprovalRequired => codes::APPROVAL_REQUIRED,
+            Refusal::ManagedDeny => Reason::ManagedDeny,
+            Refusal::PolicyDeny => Reason::PolicyDeny,
+            Refusal::OutOfScope => Reason::AuthzDenied,
+            Refusal::CuratedDeny => Reason::CuratedDeny,
+            Refusal::ApprovalRequired => Reason::ApprovalRequired,
         }
+    }
+
+    /// The contract's error code (the reason's name).
+    pub fn code(self) -> &'static str {
+        self.reason().as_str()
     }
 
     /// The refusal in words, for tool `id` (and `view`, the curated view asked for).

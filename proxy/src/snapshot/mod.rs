@@ -29,12 +29,17 @@ pub enum ViewError {
 }
 
 impl ViewError {
-    /// The contract's error code.
-    pub fn code(&self) -> &'static str {
+    /// The audit record's reason.
+    pub fn reason(&self) -> crate::audit::Reason {
         match self {
-            ViewError::UnknownProfile(_) => open_cli_config::wire::codes::UNKNOWN_AGENT_PROFILE,
-            ViewError::InvalidMode(_) => open_cli_config::wire::codes::INVALID_REQUEST,
+            ViewError::UnknownProfile(_) => crate::audit::Reason::UnknownAgentProfile,
+            ViewError::InvalidMode(_) => crate::audit::Reason::InvalidRequest,
         }
+    }
+
+    /// The contract's error code (the reason's name).
+    pub fn code(&self) -> &'static str {
+        self.reason().as_str()
     }
 }
 

@@ -12,6 +12,12 @@
 //! Events carry the contract's fields plus `requestId`, `channel`, `responseSize`,
 //! `credentialsRedacted` and a populated `authScheme` and `requestSize`; secret values never
 //! enter an event (only scheme names do).
+//!
+//! The vocabulary is typed ([`EventType`], [`Decision`], [`Channel`], [`Reason`]), and every
+//! record is built by [`events`]: one function per kind of record and one per outcome, so a
+//! surface (execute, the pass-through, the catalog, later MCP) cannot word a record its own way.
+
+pub mod events;
 
 use std::path::{Path, PathBuf};
 
@@ -76,6 +82,37 @@ names! {
 }
 
 names! {
+    /// `reasonCode`: why the decision was made. A refusal's or failure's reason is the error
+    /// code its answer carries (`open_cli_config::wire::codes`, held equal by a unit test); the
+    /// error types of the layers name their reason ([`crate::execute::Error::reason`]).
+    Reason {
+        Allowed => "allowed",
+        /// The runtime token is missing or invalid.
+        AuthnFailed => "authn_failed",
+        AuthenticatedConnect => "authenticated_connect",
+        CatalogFiltered => "catalog_filtered",
+        ManagedDeny => "managed_deny",
+        PolicyDeny => "policy_deny",
+        /// The token's scopes do not include the tool.
+        AuthzDenied => "authz_denied",
+        CuratedDeny => "curated_deny",
+        ApprovalRequired => "approval_required",
+        UnknownAgentProfile => "unknown_agent_profile",
+        InvalidRequest => "invalid_request",
+        PayloadTooLarge => "payload_too_large",
+        ToolNotFound => "tool_not_found",
+        RuntimeAttachMismatch => "runtime_attach_mismatch",
+        CredentialsUnavailable => "credentials_unavailable",
+        UpstreamUnreachable => "upstream_unreachable",
+        UpstreamTimeout => "upstream_timeout",
+        ResponseTooLarge => "response_too_large",
+        Internal => "internal_error",
+        /// The pass-through failed on the way to the upstream (Pingora's error in `error`).
+        ExecutionError => "execution_error",
+    }
+}
+
+names! {
     /// `channel` of a tool event: which route the call came in on.
     Channel {
         Execute => "execute",
@@ -114,8 +151,7 @@ pub struct Event<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_profile: Option<Cow<'a, str>>,
     pub decision: Decision,
-    /// A reason code name from this crate (`allowed`, `codes::*`): never escaped.
-    pub reason_code: &'static str,
+    pub reason_code: Reason,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_scheme: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "is_zero")]
@@ -199,7 +235,7 @@ impl Event<'_> {
         opt(out, b",\"principal\":", self.principal.as_deref());
         opt(out, b",\"agentProfile\":", self.agent_profile.as_deref());
         name(out, b",\"decision\":", self.decision.as_str());
-        name(out, b",\"reasonCode\":", self.reason_code);
+        name(out, b",\"reasonCode\":", self.reason_code.as_str());
         opt(out, b",\"authScheme\":", self.auth_scheme.as_deref());
         num(out, b",\"requestSize\":", self.request_size);
         num(out, b",\"responseSize\":", self.response_size);
@@ -701,7 +737,7 @@ mod tests {
         full.service_id = Some("svc".into());
         full.target_base_url = Some("http://127.0.0.1:9/base".into());
         full.decision = Decision::Allowed;
-        full.reason_code = "allowed";
+        full.reason_code = Reason::Allowed;
         full.method = Some("GET".into());
         full.path = Some("/items/{id}".into());
         full.upstream_path = Some(UpstreamPath("/base".into(), "/items/\"7\"\u{1}".into()));
@@ -717,7 +753,7 @@ mod tests {
         full.credentials_redacted = Some("location,link".into());
         let mut denied = Event::new(EventType::AuthzDenial, "svc:x");
         denied.decision = Decision::Denied;
-        denied.reason_code = "managed_deny";
+        denied.reason_code = Reason::ManagedDeny;
         let mut fast = full.clone();
         let fragment = tool_fragment(
             &fast.tool_id,
@@ -737,11 +773,43 @@ mod tests {
         }
     }
 
+    /// Every reason a refusal or failure gives is the error code its answer carries.
+    #[test]
+    fn reasons_are_the_contracts_error_codes() {
+        use open_cli_config::wire::codes;
+        for (reason, code) in [
+            (Reason::AuthnFailed, codes::AUTHN_FAILED),
+            (Reason::ManagedDeny, codes::MANAGED_DENY),
+            (Reason::PolicyDeny, codes::POLICY_DENY),
+            (Reason::AuthzDenied, codes::AUTHZ_DENIED),
+            (Reason::CuratedDeny, codes::CURATED_DENY),
+            (Reason::ApprovalRequired, codes::APPROVAL_REQUIRED),
+            (Reason::UnknownAgentProfile, codes::UNKNOWN_AGENT_PROFILE),
+            (Reason::InvalidRequest, codes::INVALID_REQUEST),
+            (Reason::PayloadTooLarge, codes::PAYLOAD_TOO_LARGE),
+            (Reason::ToolNotFound, codes::TOOL_NOT_FOUND),
+            (
+                Reason::RuntimeAttachMismatch,
+                codes::RUNTIME_ATTACH_MISMATCH,
+            ),
+            (
+                Reason::CredentialsUnavailable,
+                codes::CREDENTIALS_UNAVAILABLE,
+            ),
+            (Reason::UpstreamUnreachable, codes::UPSTREAM_UNREACHABLE),
+            (Reason::UpstreamTimeout, codes::UPSTREAM_TIMEOUT),
+            (Reason::ResponseTooLarge, codes::RESPONSE_TOO_LARGE),
+            (Reason::Internal, codes::INTERNAL),
+        ] {
+            assert_eq!(reason.as_str(), code);
+        }
+    }
+
     #[test]
     fn empty_fields_are_omitted() {
         let mut e = Event::new(EventType::AuthzDenial, "svc:x");
         e.decision = Decision::Denied;
-        e.reason_code = "managed_deny";
+        e.reason_code = Reason::ManagedDeny;
         let v = serde_json::to_value(&e).unwrap();
         assert!(v.get("statusCode").is_none());
         assert!(v.get("principal").is_none());
