@@ -31,8 +31,8 @@ pub async fn handle(
         .exec
         .tool_index(&req.tool_id)
         .ok_or_else(|| Error::UnknownTool(req.tool_id.clone()))?;
-    let tool = &snapshot.catalog.tools[i];
-    let info = &snapshot.exec.info[i];
+    let tool = snapshot.tool(i);
+    let info = snapshot.exec.info(i);
     let intent = Intent {
         mode: req.mode.as_deref(),
         agent_profile: req.agent_profile.as_deref(),

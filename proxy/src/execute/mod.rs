@@ -18,7 +18,7 @@ use crate::audit::events::{self, ToolCall};
 use crate::audit::{Channel, Event, Reason};
 use crate::auth::Caller;
 use crate::policy::Refusal;
-use crate::snapshot::index::ToolInfo;
+use crate::snapshot::index::{ToolInfo, ToolRef};
 use crate::snapshot::{Snapshot, ViewError};
 use crate::state::NotBound;
 
@@ -112,11 +112,11 @@ pub struct Intent<'a> {
 pub fn govern(
     snapshot: &Snapshot,
     caller: &Caller,
-    i: usize,
+    i: ToolRef,
     intent: &Intent<'_>,
 ) -> Result<(), Error> {
     use crate::policy::{Facts, decide};
-    let info = &snapshot.exec.info[i];
+    let info = snapshot.exec.info(i);
     let view = snapshot.select_view(intent.agent_profile, intent.mode);
     let facts = Facts {
         managed_deny: info.managed_deny,
@@ -132,7 +132,7 @@ pub fn govern(
     let decision = decide(&facts);
     let word = |refusal: Refusal, view: &str| Error::Refused {
         refusal,
-        message: refusal.message(&snapshot.catalog.tools[i].id, view),
+        message: refusal.message(&snapshot.tool(i).id, view),
     };
     if let Err(r @ (Refusal::ManagedDeny | Refusal::PolicyDeny | Refusal::OutOfScope)) = decision {
         return Err(word(r, ""));

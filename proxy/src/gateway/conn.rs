@@ -206,9 +206,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 ///
 /// Why not a tokio timer and a shutdown waiter per head read, as before: both register with
 /// shared structures (the timer wheel, the watch channel's waiter list) on every keep-alive
-/// request and deregister when the head arrives, which is nearly always. Measured with
-/// callgrind on the bench config, that wait cost about 2,400 instructions per proxied
-/// request, more than the path, header and credential checks together. Here a head read
+/// request and deregister when the head arrives, which is nearly always: more than the path,
+/// header and credential checks together (measured: `docs/execution.md`, Performance). Here a
+/// head read
 /// takes a slot in a vector (locked only by its own thread, so uncontended), with no clock
 /// read, and gives it back. The price is precision: a wait of `d` ends between `d` and one
 /// beat after it, which is well inside what the deadlines are for (seconds, against clients

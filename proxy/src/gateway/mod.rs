@@ -137,7 +137,7 @@ impl ProxyHttp for Gateway {
                 "no upstream route",
             ));
         };
-        let up = &a.snapshot.exec.info[a.tool].upstream;
+        let up = &a.snapshot.exec.info(a.tool).upstream;
         let target = a.upstream()?;
         // The SNI matters only for TLS; plain peers go without (no copy of the host name per
         // request). Pooled connections are keyed by address either way; `Host` is ours.
@@ -152,9 +152,9 @@ impl ProxyHttp for Gateway {
         // `passthrough::rewrite` builds the upstream request from the caller's headers and
         // drops every hop-by-hop field (`passthrough::DROP`, plus those the caller's
         // `Connection` names) itself. Pingora's own pass (the standard policy) would strip
-        // the same fields from the copy the rewrite then discards: about 3,100 instructions
-        // per request for nothing. Pingora still frames a body the rewrite left unframed
-        // (chunked), whatever the policy.
+        // the same fields from the copy the rewrite then discards, for nothing (measured:
+        // `docs/execution.md`, Performance). Pingora still frames a body the rewrite left
+        // unframed (chunked), whatever the policy.
         o.http_upstream_request_policy =
             pingora::upstreams::peer::HttpUpstreamRequestPolicy::preserve();
         o.connection_timeout = Some(Duration::from_millis(up.connect_timeout_ms));
@@ -225,7 +225,7 @@ impl ProxyHttp for Gateway {
         }
         crate::gateway::conn::body_progress(session, ctx.started)?;
         if let Some(a) = ctx.pass.as_ref() {
-            let limit = a.snapshot.exec.info[a.tool].upstream.max_request_bytes;
+            let limit = a.snapshot.exec.info(a.tool).upstream.max_request_bytes;
             if session.body_bytes_read() as u64 > limit {
                 return Error::e_explain(
                     ErrorType::HTTPStatus(413),
@@ -264,7 +264,7 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let Some(a) = ctx.pass.as_mut() {
-            let info = &a.snapshot.exec.info[a.tool];
+            let info = &a.snapshot.exec.info(a.tool);
             if info.idempotent && a.connect_retries < info.upstream.retries {
                 a.connect_retries += 1;
                 e.set_retry(true);
@@ -302,7 +302,7 @@ impl ProxyHttp for Gateway {
         let tool = ctx
             .pass
             .as_ref()
-            .map(|a| a.snapshot.catalog.tools[a.tool].id.clone())
+            .map(|a| a.snapshot.tool(a.tool).id.clone())
             .unwrap_or_default();
         if status > 0 && session.response_written().is_none() {
             let message = if status == 400 {
@@ -459,8 +459,8 @@ impl Gateway {
         a: &Admitted,
         request_id: &str,
     ) {
-        let tool = &a.snapshot.catalog.tools[a.tool];
-        let info = &a.snapshot.exec.info[a.tool];
+        let tool = &a.snapshot.tool(a.tool);
+        let info = &a.snapshot.exec.info(a.tool);
         let intent = crate::execute::Intent {
             agent_profile: a.agent_profile.as_deref(),
             ..Default::default()
@@ -681,19 +681,20 @@ impl std::fmt::Display for RequestId {
 /// A generated request ID, 32 lower-case hex digits: a random 64-bit prefix drawn once per
 /// thread, then a per-thread counter that starts at a random value. Unique within the
 /// process (one counter per prefix) and, with overwhelming probability, across threads and
-/// restarts, without drawing randomness for every request (a v4 UUID per request cost
-/// about 300 instructions of the pass-through's hot path). The thread keeps its next ID as
+/// restarts, without drawing randomness for every request (a v4 UUID per request showed in
+/// the pass-through's profile: `docs/execution.md`, Performance). The thread keeps its next ID as
 /// text and counts in hex digits ([`next_id`]), so nothing is formatted per request.
 fn generated_id() -> [u8; 32] {
-    thread_local! {
-        static NEXT: std::cell::Cell<[u8; 32]> =
-            std::cell::Cell::new(hex32(uuid::Uuid::new_v4().as_u128()));
-    }
-    NEXT.with(|c| {
-        let id = c.get();
-        c.set(next_id(id));
+    local::memo(|m| {
+        let id = m.next_id.get();
+        m.next_id.set(next_id(id));
         id
     })
+}
+
+/// A thread's first request ID: random prefix and counter start.
+fn first_id() -> [u8; 32] {
+    hex32(uuid::Uuid::new_v4().as_u128())
 }
 
 fn hex32(v: u128) -> [u8; 32] {

@@ -45,7 +45,7 @@ use crate::state::RuntimeState;
 #[derive(Debug)]
 pub struct Admitted {
     pub snapshot: Arc<LocalSnapshot>,
-    pub tool: usize,
+    pub tool: crate::snapshot::index::ToolRef,
     pub caller: Caller,
     pub agent_profile: Option<String>,
     pub creds: Creds,
@@ -108,7 +108,10 @@ impl Admitted {
     pub fn creds(&self) -> pingora::Result<&Applied> {
         match &self.creds {
             Creds::Owned(a) => Ok(a),
-            Creds::Snapshot => self.snapshot.exec.info[self.tool]
+            Creds::Snapshot => self
+                .snapshot
+                .exec
+                .info(self.tool)
                 .creds
                 .get()
                 .map(|a| &**a)
@@ -144,7 +147,9 @@ impl Admitted {
 
     /// The tool's upstream (always present: a request is admitted only when it is).
     pub fn upstream(&self) -> pingora::Result<&Target> {
-        self.snapshot.exec.info[self.tool]
+        self.snapshot
+            .exec
+            .info(self.tool)
             .target
             .as_ref()
             .ok_or_else(|| {
@@ -288,8 +293,8 @@ pub async fn admit(
             .flatten()
             .is_some_and(|v: &str| v.eq_ignore_ascii_case("true") || v == "1"),
     };
-    let tool = &snapshot.catalog.tools[i];
-    let info = &snapshot.exec.info[i];
+    let tool = snapshot.tool(i);
+    let info = snapshot.exec.info(i);
     let event = || {
         crate::execute::tool_event(
             tool,
@@ -392,8 +397,7 @@ pub const SESSION_FIELDS: [HeaderName; 5] = [
 /// caller's fields from [`Admitted::headers`], which outlive every attempt (a retried attempt
 /// builds its header again from them). The replacement header is built from plain parts, so
 /// it has no name map either (Pingora only uses that map to write a header out, and the
-/// session's request header is never written). Measured: about 740 instructions per
-/// proxied request (`docs/execution.md`, Performance).
+/// session's request header is never written). Measured: `docs/execution.md`, Performance.
 pub fn detach_headers(req: &mut RequestHeader) -> http::HeaderMap {
     let empty = || RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts = http::request::Parts::from(std::mem::replace(req, empty()));
@@ -454,7 +458,7 @@ const FORWARDED: HeaderName = http::header::FORWARDED;
 /// for the snapshot ([`Creds::Snapshot`]).
 ///
 /// Why: cloning a built header map copies its table; building it costs a hash and a probe
-/// for every field (about 200 instructions each, measured). And every serving thread keeps
+/// for every field (measured: `docs/execution.md`, Performance). And every serving thread keeps
 /// its own template ([`LocalSnapshot::template`]) with its own copies of the names and
 /// values: a clone changes the reference counts of what it copies, and counts in the shared
 /// snapshot would be written by every serving core on every request.
@@ -633,11 +637,8 @@ pub fn rewrite(
 /// `Forwarded` for a client and host: the value made for the thread's previous request when
 /// both are the same (as [`client_header`]), so the common request formats nothing.
 fn forwarded_header(ip: std::net::IpAddr, host: Option<&HeaderValue>) -> Option<HeaderValue> {
-    type Last = Option<(std::net::IpAddr, Option<HeaderValue>, HeaderValue)>;
-    thread_local! {
-        static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
-    }
-    LAST.with_borrow_mut(|last| {
+    crate::gateway::local::memo(|m| {
+        let last = &mut *m.forwarded.borrow_mut();
         if let Some((seen, seen_host, value)) = last
             && *seen == ip
             && seen_host.as_ref() == host
@@ -656,11 +657,8 @@ fn forwarded_header(ip: std::net::IpAddr, host: Option<&HeaderValue>) -> Option<
 /// the same address (a sidecar's callers are few: usually one), so the common request formats
 /// and allocates nothing; the remembered value is shared by reference count.
 fn client_header(ip: std::net::IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
-    thread_local! {
-        static LAST: std::cell::RefCell<Option<(std::net::IpAddr, HeaderValue)>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    LAST.with_borrow_mut(|last| {
+    crate::gateway::local::memo(|m| {
+        let last = &mut *m.client.borrow_mut();
         if let Some((seen, value)) = last
             && *seen == ip
         {

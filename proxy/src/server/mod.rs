@@ -49,9 +49,9 @@ use crate::state::RuntimeState;
 /// first). Pingora's fast timer registers each timeout in a per-thread `BTreeMap` behind a
 /// lock, shares it with a clock thread that ticks every 10 ms, and keeps a cancelled entry
 /// until its deadline; tokio's wheel on our per-thread current-thread runtimes inserts and
-/// removes in constant time with no other thread involved. Measured with callgrind on the
-/// bench config: about 1,500 fewer instructions per proxied request (104.0k → 102.5k), and
-/// no clock thread. Timeouts under one second (none of ours) stay on the fast timer.
+/// removes in constant time with no other thread involved, and there is no clock thread
+/// (measured: `docs/execution.md`, Performance). Timeouts under one second (none of ours)
+/// stay on the fast timer.
 fn use_tokio_timers() {
     pingora::prelude::fast_timeout::set_fast_timeout_to_tokio_threshold(Some(Duration::ZERO));
 }

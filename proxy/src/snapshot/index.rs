@@ -16,6 +16,27 @@ use crate::hash::Fnv;
 use crate::policy::glob::Pattern;
 use crate::policy::path::{UnsafePath, check_path, percent_decode};
 
+/// One tool of one snapshot, obtained from that snapshot ([`ExecIndex::tool_index`],
+/// [`ExecIndex::route`]) and used to reach its catalog entry ([`crate::snapshot::Snapshot::tool`]),
+/// facts ([`ExecIndex::info`]), scope and view. Only the index makes one, so a tool is never
+/// reached through an arbitrary number; it is valid for the snapshot it came from, which a
+/// request holds throughout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ToolRef(u32);
+
+impl ToolRef {
+    /// The tool's position in its snapshot's `catalog.tools`.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// A reference to position `i`, for tests of code that takes one.
+    #[cfg(test)]
+    pub(crate) fn at(i: usize) -> Self {
+        Self(i as u32)
+    }
+}
+
 /// Per-tool facts, parallel to `catalog.tools`.
 #[derive(Debug, Clone)]
 pub struct ToolInfo {
@@ -79,10 +100,10 @@ impl Target {
 pub struct ExecIndex {
     // Looked up on every call with caller-chosen keys, never inserted into by a request:
     // FNV instead of SipHash (see `crate::hash`).
-    by_id: HashMap<String, usize, Fnv>,
-    pub info: Vec<ToolInfo>,
-    /// Tool indices of every view but `discover` (which holds every visible tool).
-    views: HashMap<String, HashSet<usize, Fnv>, Fnv>,
+    by_id: HashMap<String, ToolRef, Fnv>,
+    info: Vec<ToolInfo>,
+    /// The tools of every view but `discover` (which holds every visible tool).
+    views: HashMap<String, HashSet<ToolRef, Fnv>, Fnv>,
     routes: HashMap<String, Vec<Route>, Fnv>,
 }
 
@@ -90,7 +111,7 @@ pub struct ExecIndex {
 struct Route {
     method: String,
     segments: Vec<Segment>,
-    tool: usize,
+    tool: ToolRef,
 }
 
 #[derive(Debug, PartialEq)]
@@ -123,7 +144,7 @@ impl ExecIndex {
         let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
         let mut index = Self::default();
         for (i, tool) in catalog.tools.iter().enumerate() {
-            index.by_id.insert(tool.id.clone(), i);
+            index.by_id.insert(tool.id.clone(), ToolRef(i as u32));
             let upstream = Arc::clone(
                 upstreams
                     .entry(tool.service_id.as_str())
@@ -178,7 +199,7 @@ impl ExecIndex {
                     .push(Route {
                         method: tool.method.clone(),
                         segments: template(&tool.path),
-                        tool: i,
+                        tool: ToolRef(i as u32),
                     });
             }
         }
@@ -199,18 +220,24 @@ impl ExecIndex {
         index
     }
 
-    pub fn tool_index(&self, id: &str) -> Option<usize> {
+    /// The tool with this ID.
+    pub fn tool_index(&self, id: &str) -> Option<ToolRef> {
         self.by_id.get(id).copied()
     }
 
+    /// The facts of a tool.
+    pub fn info(&self, tool: ToolRef) -> &ToolInfo {
+        &self.info[tool.index()]
+    }
+
     /// Whether a view admits a tool (`discover` admits every tool).
-    pub fn view_admits(&self, view: &str, tool: usize) -> bool {
+    pub fn view_admits(&self, view: &str, tool: ToolRef) -> bool {
         self.views.get(view).is_none_or(|m| m.contains(&tool))
     }
 
     /// The tool a pass-through request names: `path` is the upstream path (after the alias),
     /// raw (percent-encoded) as received.
-    pub fn route(&self, alias: &str, method: &str, path: &str) -> Result<usize, RouteError> {
+    pub fn route(&self, alias: &str, method: &str, path: &str) -> Result<ToolRef, RouteError> {
         check_path(path).map_err(RouteError::Unsafe)?;
         let routes = self.routes.get(alias).ok_or(RouteError::NoService)?;
         // Split lazily per candidate (no allocation; few routes share method and length), as
@@ -284,7 +311,7 @@ mod tests {
             .map(|(i, (m, p))| Route {
                 method: m.to_string(),
                 segments: template(p),
-                tool: i,
+                tool: ToolRef(i as u32),
             })
             .collect::<Vec<_>>();
         ix.routes.insert("demo".into(), routes);
@@ -302,10 +329,10 @@ mod tests {
             ("GET", "/items"),
             ("DELETE", "/items/{id}"),
         ]);
-        assert_eq!(ix.route("demo", "GET", "/items/42"), Ok(0));
-        assert_eq!(ix.route("demo", "GET", "/items/search"), Ok(1));
-        assert_eq!(ix.route("demo", "GET", "/items"), Ok(2));
-        assert_eq!(ix.route("demo", "DELETE", "/items/7"), Ok(3));
+        assert_eq!(ix.route("demo", "GET", "/items/42"), Ok(ToolRef(0)));
+        assert_eq!(ix.route("demo", "GET", "/items/search"), Ok(ToolRef(1)));
+        assert_eq!(ix.route("demo", "GET", "/items"), Ok(ToolRef(2)));
+        assert_eq!(ix.route("demo", "DELETE", "/items/7"), Ok(ToolRef(3)));
         assert_eq!(
             ix.route("demo", "POST", "/items/7"),
             Err(RouteError::NoOperation)
@@ -322,18 +349,18 @@ mod tests {
             ix.route("nope", "GET", "/items"),
             Err(RouteError::NoService)
         );
-        assert_eq!(ix.route("demo", "GET", "/%69tems"), Ok(2));
+        assert_eq!(ix.route("demo", "GET", "/%69tems"), Ok(ToolRef(2)));
     }
 
     #[test]
     fn a_trailing_slash_is_matched_as_it_is_forwarded() {
         let ix = index(&[("GET", "/items"), ("GET", "/files/")]);
-        assert_eq!(ix.route("demo", "GET", "/items"), Ok(0));
+        assert_eq!(ix.route("demo", "GET", "/items"), Ok(ToolRef(0)));
         assert_eq!(
             ix.route("demo", "GET", "/items/"),
             Err(RouteError::NoOperation)
         );
-        assert_eq!(ix.route("demo", "GET", "/files/"), Ok(1));
+        assert_eq!(ix.route("demo", "GET", "/files/"), Ok(ToolRef(1)));
         assert_eq!(ix.route("demo", "GET", "/"), Err(RouteError::NoOperation));
     }
 

@@ -14,6 +14,7 @@ use open_cli_config::wire::CatalogSummary;
 
 use crate::auth::Caller;
 use crate::policy::scope::Envelope;
+use index::ToolRef;
 
 pub mod index;
 
@@ -152,11 +153,16 @@ impl Snapshot {
     /// repeated calls skip the shared, locked envelope map and the hashing of its scopes. (An
     /// idle thread keeps that one envelope, and the renderings cached in it, until its next
     /// authorization.)
-    pub fn in_scope(&self, caller: &Caller, tool: usize) -> bool {
+    pub fn in_scope(&self, caller: &Caller, tool: ToolRef) -> bool {
         match &caller.principal {
             None => true,
-            Some(principal) => self.allowed_by(principal, |e| e.allows_index(tool)),
+            Some(principal) => self.allowed_by(principal, |e| e.allows_index(tool.index())),
         }
+    }
+
+    /// A tool's catalog entry.
+    pub fn tool(&self, tool: ToolRef) -> &open_cli_config::ntc::Tool {
+        &self.catalog.tools[tool.index()]
     }
 
     fn allowed_by(
@@ -412,8 +418,9 @@ mod tests {
                 lineage: None,
             })),
         };
-        let index =
-            |snap: &Snapshot, id: &str| snap.catalog.tools.iter().position(|x| x.id == id).unwrap();
+        let index = |snap: &Snapshot, id: &str| {
+            ToolRef::at(snap.catalog.tools.iter().position(|x| x.id == id).unwrap())
+        };
         let (t, p) = (caller(&["bundle:t"]), caller(&["bundle:p"]));
         // Twice: the second round is answered from the thread's remembered envelope.
         for _ in 0..2 {
@@ -423,13 +430,13 @@ mod tests {
                 let fresh = Envelope::compute(scopes, &snap.catalog, &snap.deny);
                 for (i, tool) in snap.catalog.tools.iter().enumerate() {
                     assert_eq!(
-                        snap.in_scope(who, i),
+                        snap.in_scope(who, ToolRef::at(i)),
                         fresh.allows(&tool.id),
                         "{} for {scopes:?}",
                         tool.id,
                     );
                 }
-                assert!(!snap.in_scope(who, snap.catalog.tools.len()));
+                assert!(!snap.in_scope(who, ToolRef::at(snap.catalog.tools.len())));
             }
             assert!(a.in_scope(&t, index(&a, "t:get")));
             assert!(
