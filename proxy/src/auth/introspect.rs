@@ -293,6 +293,8 @@ impl Introspector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::tests::{Endpoint, Request, http_client};
+    use serde_json::json;
 
     fn literal(v: &str) -> SecretRef {
         SecretRef {
@@ -300,6 +302,218 @@ mod tests {
             value: Some(v.into()),
             command: vec![],
         }
+    }
+
+    /// An RFC 7662 answer for a token of audience `api`, valid `exp_in` more seconds.
+    fn active(exp_in: u64) -> (u16, Value) {
+        let answer = json!({
+            "active": true,
+            "sub": "alice",
+            "scope": "bundle:a tool:b:c",
+            "aud": "api",
+            "exp": now_secs() + exp_in,
+        });
+        (200, answer)
+    }
+
+    fn inactive() -> (u16, Value) {
+        (200, json!({"active": false}))
+    }
+
+    /// An introspection endpoint at `/introspect` that checks the runtime's credentials and
+    /// answers `answer(n, token)`.
+    async fn provider(answer: fn(usize, &str) -> (u16, Value)) -> Endpoint {
+        Endpoint::start(move |n, r: &Request| {
+            let basic = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                "runtime:intro-s3cret",
+            );
+            if r.method != "POST"
+                || r.path != "/introspect"
+                || r.header("authorization") != Some(&format!("Basic {basic}"))
+            {
+                return (401, json!({"error": "invalid_client"}));
+            }
+            answer(n, &r.form("token").unwrap_or_default())
+        })
+        .await
+    }
+
+    fn introspector(endpoint: &Endpoint, ttl: Duration) -> Introspector {
+        let client = Client {
+            id: Some(literal("runtime")),
+            secret: Some(literal("intro-s3cret")),
+            post: false,
+            allow_exec: false,
+            secrets: Arc::default(),
+        };
+        Introspector::new(
+            http_client(),
+            endpoint.url("/introspect"),
+            client,
+            "api".into(),
+            None,
+            ttl,
+            None,
+        )
+    }
+
+    /// Authenticate `token` until the provider has been asked `hits` times in all (the
+    /// condition waited for; fails after a generous deadline), and give the last answer.
+    async fn until_asked(
+        i: &Introspector,
+        endpoint: &Endpoint,
+        token: &str,
+        hits: usize,
+        deadline: Duration,
+    ) -> Answer {
+        let end = Instant::now() + deadline;
+        loop {
+            let answer = i.authenticate(token).await;
+            if endpoint.hits() >= hits {
+                return answer;
+            }
+            assert!(
+                Instant::now() < end,
+                "the provider was not asked again within {deadline:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_active_answer_is_reused_within_the_ttl() {
+        let endpoint = provider(|_, _| active(3600)).await;
+        let i = introspector(&endpoint, Duration::from_secs(60));
+        let p = i.authenticate("tok").await.unwrap();
+        assert_eq!(p.subject, "alice");
+        assert_eq!(p.scopes, ["bundle:a", "tool:b:c"]);
+        let again = i.authenticate("tok").await.unwrap();
+        assert!(Arc::ptr_eq(&p, &again));
+        assert_eq!(endpoint.hits(), 1);
+        // Another token is another question.
+        i.authenticate("other").await.unwrap();
+        assert_eq!(endpoint.hits(), 2);
+    }
+
+    #[tokio::test]
+    async fn ttl_zero_asks_every_time() {
+        let endpoint = provider(|_, _| active(3600)).await;
+        let i = introspector(&endpoint, Duration::ZERO);
+        for n in 1..=3 {
+            i.authenticate("tok").await.unwrap();
+            assert_eq!(endpoint.hits(), n);
+        }
+    }
+
+    /// Revocation: once the cache period is over the provider is asked again, and a token it
+    /// no longer vouches for is refused.
+    #[tokio::test]
+    async fn a_revoked_token_is_refused_once_the_ttl_is_over() {
+        let endpoint = provider(|n, _| if n == 0 { active(3600) } else { inactive() }).await;
+        let i = introspector(&endpoint, Duration::from_secs(1));
+        i.authenticate("tok").await.unwrap();
+        let e = until_asked(&i, &endpoint, "tok", 2, Duration::from_secs(15))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            AuthError::Invalid("the token is not active (expired or revoked)".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_never_reused_past_the_token_exp() {
+        // The cache period is an hour, the token's `exp` two seconds away.
+        let endpoint = provider(|_, _| active(2)).await;
+        let i = introspector(&endpoint, Duration::from_secs(3600));
+        i.authenticate("tok").await.unwrap();
+        let key: [u8; 32] = Sha256::digest(b"tok").into();
+        let until = i.cache.lock().unwrap()[&key].until;
+        assert!(until <= Instant::now() + Duration::from_secs(2));
+        until_asked(&i, &endpoint, "tok", 2, Duration::from_secs(15))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_negative_answer_is_kept_only_briefly() {
+        let endpoint = provider(|_, _| inactive()).await;
+        let i = introspector(&endpoint, Duration::from_secs(3600));
+        i.authenticate("revoked").await.unwrap_err();
+        // Kept: a replayed bad token does not reach the provider again at once.
+        i.authenticate("revoked").await.unwrap_err();
+        assert_eq!(endpoint.hits(), 1);
+        let key: [u8; 32] = Sha256::digest(b"revoked").into();
+        let until = i.cache.lock().unwrap()[&key].until;
+        assert!(until <= Instant::now() + NEGATIVE_TTL);
+        // ... for NEGATIVE_TTL, not the cache period of active answers.
+        let deadline = NEGATIVE_TTL + Duration::from_secs(10);
+        until_asked(&i, &endpoint, "revoked", 2, deadline)
+            .await
+            .unwrap_err();
+    }
+
+    #[tokio::test]
+    async fn a_provider_failure_is_not_cached() {
+        let endpoint = provider(|n, _| {
+            if n == 0 {
+                (500, json!({"error": "temporarily_unavailable"}))
+            } else {
+                active(3600)
+            }
+        })
+        .await;
+        let i = introspector(&endpoint, Duration::from_secs(60));
+        let e = i.authenticate("tok").await.unwrap_err();
+        assert_eq!(
+            e,
+            AuthError::Invalid("the token could not be checked (introspection refused)".into())
+        );
+        i.authenticate("tok").await.unwrap();
+        assert_eq!(endpoint.hits(), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_authenticates_of_one_token_share_one_call() {
+        // Nothing is cached (ttl 0): only the shared in-flight call can save requests.
+        let endpoint = provider(|_, _| active(3600)).await;
+        let i = introspector(&endpoint, Duration::ZERO);
+        // Every call is polled (and joins the in-flight call) before the provider can answer.
+        let answers = futures_util::future::join_all((0..8).map(|_| i.authenticate("tok"))).await;
+        assert_eq!(endpoint.hits(), 1);
+        for a in answers {
+            assert_eq!(a.unwrap().subject, "alice");
+        }
+        // The shared call is over: the next request asks again.
+        i.authenticate("tok").await.unwrap();
+        assert_eq!(endpoint.hits(), 2);
+    }
+
+    #[tokio::test]
+    async fn tokens_are_cached_under_their_sha256() {
+        let endpoint = provider(|_, token| {
+            if token == "raw-token-s3cret" {
+                active(3600)
+            } else {
+                inactive()
+            }
+        })
+        .await;
+        let i = introspector(&endpoint, Duration::from_secs(60));
+        i.authenticate("raw-token-s3cret").await.unwrap();
+        i.authenticate("bad-token-s3cret").await.unwrap_err();
+        let keys: Vec<[u8; 32]> = i.cache.lock().unwrap().keys().copied().collect();
+        assert_eq!(keys.len(), 2);
+        for token in ["raw-token-s3cret", "bad-token-s3cret"] {
+            let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            assert!(
+                keys.contains(&key),
+                "{token} is not cached under its SHA-256"
+            );
+        }
+        let debug = format!("{i:?}");
+        assert!(!debug.contains("token-s3cret"), "{debug}");
     }
 
     #[tokio::test]

@@ -452,11 +452,389 @@ fn secret_key(config: &Config, service: &str, scheme: &str) -> Result<String, St
 pub(crate) mod tests {
     use super::*;
 
+    use serde_json::{Value, json};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     /// Hand-made credentials completed as a resolution completes them (wire form, shadow).
     pub(crate) fn complete(mut a: Applied) -> Applied {
         a.wire = wire(&a).unwrap();
         a.shadow = shadow(&a);
         a
+    }
+
+    /// An HTTP client for loopback test endpoints (the rustls provider installed, no proxy).
+    pub(crate) fn http_client() -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder().no_proxy().build().unwrap()
+    }
+
+    /// One request as a test [`Endpoint`] received it.
+    pub(crate) struct Request {
+        pub method: String,
+        pub path: String,
+        /// The request line and headers, as sent.
+        pub head: String,
+        pub body: String,
+    }
+
+    impl Request {
+        /// A header's value (names compared case-insensitively).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.head.lines().skip(1).find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+            })
+        }
+
+        /// A field of the form-urlencoded body.
+        pub fn form(&self, name: &str) -> Option<String> {
+            form_urlencoded::parse(self.body.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        }
+    }
+
+    type Answerer = dyn Fn(usize, &Request) -> (u16, Value) + Send + Sync;
+
+    /// A real HTTP/1.1 endpoint on 127.0.0.1 (a token or introspection endpoint in tests):
+    /// every request is answered `answer(n, &request)` (`n` counts from 0) with a JSON body
+    /// and `connection: close`, and counted.
+    pub(crate) struct Endpoint {
+        base: String,
+        hits: Arc<AtomicUsize>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Endpoint {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    impl Endpoint {
+        pub(crate) async fn start(
+            answer: impl Fn(usize, &Request) -> (u16, Value) + Send + Sync + 'static,
+        ) -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let hits = Arc::new(AtomicUsize::new(0));
+            let answer: Arc<Answerer> = Arc::new(answer);
+            let counter = Arc::clone(&hits);
+            let task = tokio::spawn(async move {
+                while let Ok((conn, _)) = listener.accept().await {
+                    let (answer, counter) = (Arc::clone(&answer), Arc::clone(&counter));
+                    tokio::spawn(async move {
+                        let _ = Self::serve(conn, &*answer, &counter).await;
+                    });
+                }
+            });
+            Self { base, hits, task }
+        }
+
+        async fn serve(
+            mut conn: tokio::net::TcpStream,
+            answer: &Answerer,
+            hits: &AtomicUsize,
+        ) -> std::io::Result<()> {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let n = conn.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let mut request = Request {
+                method: head.split(' ').next().unwrap_or("").to_string(),
+                path: head.split(' ').nth(1).unwrap_or("").to_string(),
+                head,
+                body: String::new(),
+            };
+            let length: usize = request
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + length {
+                let n = conn.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            request.body = String::from_utf8_lossy(&buf[end..]).into_owned();
+            let n = hits.fetch_add(1, Ordering::SeqCst);
+            let (status, body) = answer(n, &request);
+            let body = body.to_string();
+            let reason = http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Status");
+            let response = format!(
+                "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(response.as_bytes()).await?;
+            conn.shutdown().await
+        }
+
+        /// `http://127.0.0.1:<port><path>`.
+        pub(crate) fn url(&self, path: &str) -> String {
+            format!("{}{path}", self.base)
+        }
+
+        /// Requests received so far.
+        pub(crate) fn hits(&self) -> usize {
+            self.hits.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A config with only these `secrets`.
+    fn config(secrets: Value) -> Config {
+        let doc = json!({
+            "cli": "1.0.0",
+            "mode": {"default": "discover"},
+            "runtime": {"mode": "remote"},
+            "secrets": secrets,
+        });
+        open_cli_config::load::parse_str(&doc.to_string(), std::path::Path::new("test.cli.json"))
+            .unwrap()
+    }
+
+    fn literal(v: &str) -> Value {
+        json!({"type": "literal", "value": v})
+    }
+
+    /// An `apiKey` scheme named `name`, sent in header `x-<name>`.
+    fn key(name: &str) -> Value {
+        json!({"name": name, "type": "apiKey", "in": "header", "paramName": format!("x-{name}")})
+    }
+
+    /// A tool of `service` with these security alternatives (each a list of schemes).
+    fn tool(service: &str, alternatives: &[Vec<Value>]) -> Tool {
+        let alternatives: Vec<Value> = alternatives
+            .iter()
+            .map(|a| json!({"requirements": a}))
+            .collect();
+        serde_json::from_value(json!({
+            "id": format!("{service}:op"),
+            "serviceId": service,
+            "method": "GET",
+            "path": "/op",
+            "group": "g",
+            "command": "op",
+            "safety": {"destructive": false, "readOnly": true, "requiresApproval": false},
+            "authAlternatives": alternatives,
+        }))
+        .unwrap()
+    }
+
+    fn headers(a: &Applied) -> Vec<(&str, &str)> {
+        a.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_first_complete_alternative_wins() {
+        let creds = Credentials::new(http_client(), None);
+        let config = config(json!({"a": literal("va"), "b": literal("vb")}));
+        let a = creds
+            .resolve(&config, &tool("svc", &[vec![key("a")], vec![key("b")]]))
+            .await
+            .unwrap();
+        assert_eq!(a.scheme.as_deref(), Some("a"));
+        assert_eq!(headers(&a), [("x-a", "va")]);
+        // Declaration order decides, not the names.
+        let b = creds
+            .resolve(&config, &tool("svc", &[vec![key("b")], vec![key("a")]]))
+            .await
+            .unwrap();
+        assert_eq!(b.scheme.as_deref(), Some("b"));
+        assert_eq!(headers(&b), [("x-b", "vb")]);
+        // Every scheme of the winning alternative is applied (AND).
+        let both = creds
+            .resolve(
+                &config,
+                &tool("svc", &[vec![key("a"), key("b")], vec![key("b")]]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(both.scheme.as_deref(), Some("a+b"));
+        assert_eq!(headers(&both), [("x-a", "va"), ("x-b", "vb")]);
+    }
+
+    #[tokio::test]
+    async fn an_incomplete_alternative_falls_through_to_the_next() {
+        let creds = Credentials::new(http_client(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone").display().to_string();
+        let config = config(json!({
+            "a": literal("va"),
+            "b": literal("vb"),
+            "unreadable": {"type": "file", "value": gone},
+        }));
+        // `missing` has no secret: the first alternative is incomplete even though `a` resolves,
+        // and none of its credentials leak into the request.
+        let a = creds
+            .resolve(
+                &config,
+                &tool("svc", &[vec![key("a"), key("missing")], vec![key("b")]]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.scheme.as_deref(), Some("b"));
+        assert_eq!(headers(&a), [("x-b", "vb")]);
+        assert_eq!(a.secrets, ["vb"]);
+        // A secret that is defined but cannot be read counts as unresolved too.
+        let a = creds
+            .resolve(
+                &config,
+                &tool("svc", &[vec![key("unreadable"), key("a")], vec![key("b")]]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.scheme.as_deref(), Some("b"));
+        assert_eq!(headers(&a), [("x-b", "vb")]);
+    }
+
+    #[tokio::test]
+    async fn the_anonymous_alternative_is_tried_last() {
+        let creds = Credentials::new(http_client(), None);
+        let config = config(json!({"a": literal("va")}));
+        // Declared first, tried last: configured credentials are sent.
+        let a = creds
+            .resolve(&config, &tool("svc", &[vec![], vec![key("a")]]))
+            .await
+            .unwrap();
+        assert_eq!(a.scheme.as_deref(), Some("a"));
+        assert_eq!(headers(&a), [("x-a", "va")]);
+        let a = creds
+            .resolve(
+                &config,
+                &tool("svc", &[vec![], vec![key("missing")], vec![key("a")]]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.scheme.as_deref(), Some("a"));
+        // Nothing else resolves: the declared anonymous alternative is used, with nothing added.
+        let anon = creds
+            .resolve(&config, &tool("svc", &[vec![], vec![key("missing")]]))
+            .await
+            .unwrap();
+        assert_eq!(anon.scheme.as_deref(), Some("anonymous"));
+        assert!(anon.headers.is_empty() && anon.query.is_empty() && anon.cookies.is_empty());
+        assert!(anon.wire.is_empty() && anon.fixed);
+    }
+
+    #[tokio::test]
+    async fn when_no_alternative_resolves_every_reason_is_given() {
+        let creds = Credentials::new(http_client(), None);
+        let config = config(json!({"a": literal("va")}));
+        let t = tool("svc", &[vec![key("a"), key("m1")], vec![key("m2")]]);
+        let e = creds.resolve(&config, &t).await.unwrap_err();
+        assert_eq!(
+            e.reasons,
+            [
+                "a+m1: missing secret: define `secrets.svc.m1` or `secrets.m1`",
+                "m2: missing secret: define `secrets.svc.m2` or `secrets.m2`",
+            ]
+        );
+        let message = e.message(&t.id);
+        assert!(
+            message.contains("`svc:op`")
+                && message.contains("not sent")
+                && message.contains(&e.reasons[0])
+                && message.contains(&e.reasons[1]),
+            "{message}"
+        );
+        // Without a declared anonymous alternative there is no falling back to no credentials.
+        let e = creds
+            .resolve(&config, &tool("svc", &[vec![key("m1")]]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.reasons.len(), 1, "{e:?}");
+        // The single-set form (`auth`, no alternatives) is required the same way.
+        let mut single = tool("svc", &[]);
+        single.auth = vec![serde_json::from_value(key("m1")).unwrap()];
+        let e = creds.resolve(&config, &single).await.unwrap_err();
+        assert_eq!(
+            e.reasons,
+            ["m1: missing secret: define `secrets.svc.m1` or `secrets.m1`"]
+        );
+        // A tool that declares no security gets nothing, and no scheme.
+        let none = creds.resolve(&config, &tool("svc", &[])).await.unwrap();
+        assert_eq!(none.scheme, None);
+        assert!(none.headers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_service_qualified_secret_beats_the_plain_one() {
+        let creds = Credentials::new(http_client(), None);
+        let both = config(json!({"svc.a": literal("specific"), "a": literal("plain")}));
+        let t = tool("svc", &[vec![key("a")]]);
+        let a = creds.resolve(&both, &t).await.unwrap();
+        assert_eq!(headers(&a), [("x-a", "specific")]);
+        // Another service falls back to the plain key.
+        let a = creds
+            .resolve(&both, &tool("other", &[vec![key("a")]]))
+            .await
+            .unwrap();
+        assert_eq!(headers(&a), [("x-a", "plain")]);
+        let plain = config(json!({"a": literal("plain")}));
+        let a = creds.resolve(&plain, &t).await.unwrap();
+        assert_eq!(headers(&a), [("x-a", "plain")]);
+        assert_eq!(secret_key(&both, "svc", "a").unwrap(), "svc.a");
+        assert_eq!(secret_key(&plain, "svc", "a").unwrap(), "a");
+    }
+
+    #[tokio::test]
+    async fn only_fixed_resolutions_are_remembered() {
+        let creds = Credentials::new(http_client(), None);
+        let t = tool("svc", &[vec![key("a")]]);
+        // A literal cannot change while the snapshot lives: resolved once, then reused.
+        let slot = std::sync::OnceLock::new();
+        let literal_config = config(json!({"a": literal("va")}));
+        let first = creds
+            .resolve_cached(&literal_config, &t, &slot)
+            .await
+            .unwrap();
+        assert!(first.fixed);
+        assert!(slot.get().is_some_and(|s| Arc::ptr_eq(s, &first)));
+        let again = creds
+            .resolve_cached(&config(json!({"a": literal("changed")})), &t, &slot)
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // A file may be rotated: resolved on every call, never remembered.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let file_config =
+            config(json!({"a": {"type": "file", "value": file.display().to_string()}}));
+        let slot = std::sync::OnceLock::new();
+        let a = creds.resolve_cached(&file_config, &t, &slot).await.unwrap();
+        assert_eq!(headers(&a), [("x-a", "from-file")]);
+        assert!(!a.fixed && slot.get().is_none());
+        // A failure is never remembered: once the secret exists, the same slot resolves.
+        let slot = std::sync::OnceLock::new();
+        let e = creds
+            .resolve_cached(&config(json!({})), &t, &slot)
+            .await
+            .unwrap_err();
+        assert_eq!(e.reasons.len(), 1);
+        assert!(slot.get().is_none());
+        let a = creds
+            .resolve_cached(&literal_config, &t, &slot)
+            .await
+            .unwrap();
+        assert_eq!(headers(&a), [("x-a", "va")]);
     }
 
     #[test]

@@ -327,6 +327,212 @@ mod exposed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::tests::{Endpoint, Request, http_client};
+    use serde_json::{Value, json};
+
+    const CLIENT_SECRET: &str = "cl-s3cret";
+
+    fn request(endpoint: &Endpoint) -> TokenRequest {
+        TokenRequest {
+            secret_key: "svc.oauth".into(),
+            token_url: Some(endpoint.url("/token")),
+            discovery: None,
+            client_id: "client".into(),
+            client_secret: Some(SecretValue::new(CLIENT_SECRET)),
+            scopes: vec!["read".into()],
+            audience: None,
+            auth_method: ClientAuthMethod::ClientSecretBasic,
+            storage: TokenStorage::Memory,
+        }
+    }
+
+    /// Whether `r` is a client-credentials grant for `client`/`cl-s3cret` at `/token`.
+    fn granted(r: &Request) -> bool {
+        let basic = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("client:{CLIENT_SECRET}"),
+        );
+        r.method == "POST"
+            && r.path == "/token"
+            && r.form("grant_type").as_deref() == Some("client_credentials")
+            && r.header("authorization") == Some(&format!("Basic {basic}"))
+    }
+
+    /// A token endpoint handing out `t1`, `t2`, … valid `expires_in(n)` seconds (none: omitted).
+    async fn token_endpoint(expires_in: fn(usize) -> Option<u64>) -> Endpoint {
+        Endpoint::start(move |n, r| {
+            if !granted(r) {
+                return (400, json!({"error": "invalid_request"}));
+            }
+            let mut body = json!({"access_token": format!("t{}", n + 1), "token_type": "Bearer"});
+            if let Some(s) = expires_in(n) {
+                body["expires_in"] = Value::from(s);
+            }
+            (200, body)
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_token_is_fetched_once_and_reused() {
+        let endpoint = token_endpoint(|_| Some(3600)).await;
+        let cache = TokenCache::new(http_client(), None);
+        let req = request(&endpoint);
+        let first = cache.token(&req).await.unwrap();
+        let second = cache.token(&req).await.unwrap();
+        assert_eq!(first.token.expose(), "t1");
+        assert_eq!(second.token.expose(), "t1");
+        assert_eq!(endpoint.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch() {
+        let endpoint = token_endpoint(|_| Some(3600)).await;
+        let cache = TokenCache::new(http_client(), None);
+        let req = request(&endpoint);
+        // Every call is polled (and reaches the slot) before the endpoint can answer any.
+        let issued = futures_util::future::join_all((0..8).map(|_| cache.token(&req))).await;
+        assert_eq!(endpoint.hits(), 1);
+        for i in issued {
+            assert_eq!(i.unwrap().token.expose(), "t1");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_within_the_renewal_margin_is_renewed() {
+        // `t1` expires within EARLY_RENEW; `t2` has no `expires_in` (kept DEFAULT_TTL).
+        assert!(DEFAULT_TTL > EARLY_RENEW);
+        let endpoint = token_endpoint(|n| (n == 0).then_some(EARLY_RENEW.as_secs() / 2)).await;
+        let cache = TokenCache::new(http_client(), None);
+        let req = request(&endpoint);
+        assert_eq!(cache.token(&req).await.unwrap().token.expose(), "t1");
+        assert_eq!(cache.token(&req).await.unwrap().token.expose(), "t2");
+        assert_eq!(cache.token(&req).await.unwrap().token.expose(), "t2");
+        assert_eq!(endpoint.hits(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_invalidated_token_is_replaced_once() {
+        let endpoint = token_endpoint(|_| Some(3600)).await;
+        let cache = TokenCache::new(http_client(), None);
+        let req = request(&endpoint);
+        let t1 = cache.token(&req).await.unwrap();
+        // The upstream answered 401 with t1.
+        cache.invalidate(&t1).await;
+        let t2 = cache.token(&req).await.unwrap();
+        assert_eq!(t2.token.expose(), "t2");
+        assert_eq!(endpoint.hits(), 2);
+        // A late 401 for t1 (a burst) does not drop its replacement.
+        cache.invalidate(&t1).await;
+        assert_eq!(cache.token(&req).await.unwrap().token.expose(), "t2");
+        assert_eq!(endpoint.hits(), 2);
+        cache.invalidate(&t2).await;
+        assert_eq!(cache.token(&req).await.unwrap().token.expose(), "t3");
+        assert_eq!(endpoint.hits(), 3);
+    }
+
+    #[tokio::test]
+    async fn tokens_are_kept_per_identity() {
+        let endpoint = token_endpoint(|_| Some(3600)).await;
+        let cache = TokenCache::new(http_client(), None);
+        let read = request(&endpoint);
+        let write = TokenRequest {
+            scopes: vec!["write".into()],
+            ..request(&endpoint)
+        };
+        let other = TokenRequest {
+            secret_key: "other.oauth".into(),
+            ..request(&endpoint)
+        };
+        assert_eq!(cache.token(&read).await.unwrap().token.expose(), "t1");
+        assert_eq!(cache.token(&write).await.unwrap().token.expose(), "t2");
+        assert_eq!(cache.token(&other).await.unwrap().token.expose(), "t3");
+        assert_eq!(cache.token(&read).await.unwrap().token.expose(), "t1");
+        assert_eq!(endpoint.hits(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_instance_token_is_read_back_after_a_restart() {
+        use std::os::unix::fs::PermissionsExt;
+        let endpoint = token_endpoint(|_| Some(3600)).await;
+        let state = tempfile::tempdir().unwrap();
+        let req = TokenRequest {
+            storage: TokenStorage::Instance,
+            ..request(&endpoint)
+        };
+        let before = TokenCache::new(http_client(), Some(state.path().to_path_buf()));
+        assert_eq!(before.token(&req).await.unwrap().token.expose(), "t1");
+        let file = state
+            .path()
+            .join("oauth")
+            .join(format!("{}.json", req.identity()));
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let after = TokenCache::new(http_client(), Some(state.path().to_path_buf()));
+        let t1 = after.token(&req).await.unwrap();
+        assert_eq!(t1.token.expose(), "t1");
+        assert_eq!(endpoint.hits(), 1);
+        // A refused token is forgotten on disk too.
+        after.invalidate(&t1).await;
+        assert!(!file.exists());
+        let again = TokenCache::new(http_client(), Some(state.path().to_path_buf()));
+        assert_eq!(again.token(&req).await.unwrap().token.expose(), "t2");
+        // `memory` tokens are neither read back nor written.
+        let memory = request(&endpoint);
+        let dir = Some(state.path().to_path_buf());
+        let first = TokenCache::new(http_client(), dir.clone());
+        assert_eq!(first.token(&memory).await.unwrap().token.expose(), "t3");
+        let restarted = TokenCache::new(http_client(), dir);
+        assert_eq!(restarted.token(&memory).await.unwrap().token.expose(), "t4");
+        assert_eq!(endpoint.hits(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_failing_endpoint_is_named_and_the_client_secret_is_not() {
+        let endpoint = Endpoint::start(|n, _| match n {
+            0 => (500, json!({"error": "server_error"})),
+            1 => (200, json!({"token_type": "Bearer"})),
+            _ => (200, json!({"access_token": "t3", "expires_in": 3600})),
+        })
+        .await;
+        let url = endpoint.url("/token");
+        let cache = TokenCache::new(http_client(), None);
+        let basic = TokenRequest {
+            client_secret: Some(SecretValue::new("cl-s3cret/+=")),
+            ..request(&endpoint)
+        };
+        let post = TokenRequest {
+            auth_method: ClientAuthMethod::ClientSecretPost,
+            ..basic.clone()
+        };
+        let hidden =
+            |e: &str| !e.contains("s3cret") && !e.contains("s3cret%2F") && !e.contains("Y2xpZW50O");
+        let e = cache.token(&basic).await.unwrap_err();
+        assert!(
+            e.contains(&url) && e.contains("500") && e.contains("svc.oauth") && hidden(&e),
+            "{e}"
+        );
+        // Failures are not cached: the next call asks again.
+        let e = cache.token(&post).await.unwrap_err();
+        assert!(
+            e.contains(&url) && e.contains("no `access_token`") && hidden(&e),
+            "{e}"
+        );
+        assert_eq!(cache.token(&basic).await.unwrap().token.expose(), "t3");
+        assert_eq!(endpoint.hits(), 3);
+        // An endpoint that cannot be reached is named too.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone = format!("http://{}/token", closed.local_addr().unwrap());
+        drop(closed);
+        let e = cache
+            .token(&TokenRequest {
+                token_url: Some(gone.clone()),
+                ..post
+            })
+            .await
+            .unwrap_err();
+        assert!(e.contains(&gone) && hidden(&e), "{e}");
+    }
 
     #[test]
     fn tokens_never_show_in_debug_output_but_persist_as_they_are() {
