@@ -10,6 +10,8 @@
 #   (d) pass-through wrk → runtime GET /proxy/bench/hello (RS256 JWT checked, operation
 #                    matched, X-Api-Key injected from a literal secret, audit record) → upstream
 #   (e) execute      wrk → runtime POST /v1/tools/execute {"toolId":"bench:hello"} → upstream
+#   (f) baseline d   (d) served by another build of the runtime (BASELINE_BIN), interleaved
+#                    with (d) in the same rounds: what a change costs, as d/f and CPU d/f
 #
 # The upstream is an nginx (1 worker) answering GET /hello with {"ok":true} (11 bytes).
 # Reports req/s, p50, p99 (wrk --latency) and the proxy's peak RSS (VmHWM after its run; for
@@ -46,18 +48,26 @@
 #        HALF_CONNS=N      connections of the half-load latency pass (default 16)
 #        ROUNDS=N          interleaved rounds of the full-speed runs (default 3; median reported)
 #        CARGO_TARGET_DIR  respected (binaries are taken from there)
+#        BASELINE_BIN=P    also run (f): the pass-through of the open-cli-toolbox binary at P
+#                          (e.g. a release build of an earlier commit; see the README)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-50}
 only=${BENCH_ONLY:-abcde}
+baseline_bin=${BASELINE_BIN:-}
+if [ -n "$baseline_bin" ]; then
+  [ -x "$baseline_bin" ] || { echo "error: BASELINE_BIN=$baseline_bin is not an executable" >&2; exit 2; }
+  [[ $only == *f* ]] || only="${only}f"
+fi
 threads=${THREADS:-$(nproc)}
 wrk_threads=${WRK_THREADS:-1}
 half_conns=${HALF_CONNS:-16}
 rounds=${ROUNDS:-3}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 want() { [[ $only == *"$1"* ]]; }
-[[ $only =~ ^[a-e]+$ ]] || { echo "error: BENCH_ONLY must be letters from abcde, got '$only'" >&2; exit 2; }
+[[ $only =~ ^[a-f]+$ ]] || { echo "error: BENCH_ONLY must be letters from abcdef, got '$only'" >&2; exit 2; }
+if [[ $only == *f* ]] && [ -z "$baseline_bin" ]; then echo "error: (f) needs BASELINE_BIN" >&2; exit 2; fi
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "error: ROUNDS must be a positive number, got '$rounds'" >&2; exit 2; }
 
 scripts/deps
@@ -85,7 +95,7 @@ fi
 
 pkgs=()
 if want c; then pkgs+=(-p open-cli-bench-bare-pingora); fi
-if want d || want e; then pkgs+=(-p open-cli-proxy); fi
+if want d || want e || want f; then pkgs+=(-p open-cli-proxy); fi
 if ((${#pkgs[@]})); then
   cargo build --release --locked "${pkgs[@]}" >/dev/null 2>&1 || cargo build --release --locked "${pkgs[@]}"
 fi
@@ -170,7 +180,7 @@ if want c; then
 fi
 
 token=""
-if want d || want e; then
+if want d || want e || want f; then
   oport=$(free_port)
   (cd product-tests/oidc && exec env PORT=$oport SCOPES="bundle:bench" AUDIENCE=urn:open-cli:runtime node server.mjs > "$work/oidc.log" 2>&1) &
   pids+=($!)
@@ -187,19 +197,21 @@ JSON
   token=$(curl -s -u agent-1:agent-1-secret -d grant_type=client_credentials -d scope=bundle:bench "$issuer/token" | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])") \
     || { cat "$work/oidc.log" >&2; echo "FAIL: no token from the OpenID provider" >&2; exit 1; }
   # One runtime per variant, so each peak RSS is its own run's.
-  for v in d e; do
+  for v in d e f; do
     want $v || continue
-    "$rt_bin" --config "$work/bench.cli.json" --addr 127.0.0.1:0 --state-dir "$work/state-$v" --instance-id "$v" --threads "$threads" > /dev/null 2> "$work/runtime-$v.log" &
+    bin=$rt_bin
+    [ $v = f ] && bin=$baseline_bin
+    "$bin" --config "$work/bench.cli.json" --addr 127.0.0.1:0 --state-dir "$work/state-$v" --instance-id "$v" --threads "$threads" > /dev/null 2> "$work/runtime-$v.log" &
     pids+=($!)
     proc[$v]=$!
   done
-  for v in d e; do
+  for v in d e f; do
     want $v || continue
     rj="$work/state-$v/instances/$v/runtime.json"
     for _ in $(seq 300); do [ -f "$rj" ] && break; kill -0 "${proc[$v]}" 2>/dev/null || break; sleep 0.05; done
     if [ -f "$rj" ]; then
       rt=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['url'])" "$rj")
-      if [ $v = d ]; then url[d]="$rt/proxy/bench/hello"; else url[e]="$rt/v1/tools/execute"; fi
+      if [ $v = e ]; then url[e]="$rt/v1/tools/execute"; else url[$v]="$rt/proxy/bench/hello"; fi
       hdr[$v]="Authorization: Bearer $token"
     else
       cat "$work/runtime-$v.log" >&2; fail "($v) the runtime did not start"
@@ -221,16 +233,16 @@ sane() { # variant -> 0 when it may be measured
     a|b|c)
       c=$(code "${url[$v]}")
       [ "$c" = 200 ] || { fail "($v) ${url[$v]} answered $c, not 200"; return 1; } ;;
-    d)
-      c=$(code -H "${hdr[d]}" "${url[d]}")
+    d|f)
+      c=$(code -H "${hdr[$v]}" "${url[$v]}")
       if [ "$c" != 200 ]; then
-        fail "pass-through not available (status $c): GET ${url[d]} -> $(head -c 300 "$work/body")"; return 1
+        fail "($v) pass-through not available (status $c): GET ${url[$v]} -> $(head -c 300 "$work/body")"; return 1
       fi
-      grep -q '"ok"' "$work/body" || { fail "(d) pass-through answered 200 without the upstream body: $(head -c 300 "$work/body")"; return 1; }
-      c=$(code "${url[d]}")
-      [ "$c" = 401 ] || { fail "(d) pass-through without a token answered $c, not 401"; return 1; }
-      c=$(code -H "${hdr[d]}" "${url[d]%/hello}/key")
-      grep -q '"key":"bench-key"' "$work/body" || { fail "(d) the upstream did not get X-Api-Key: bench-key (status $c: $(head -c 300 "$work/body"))"; return 1; } ;;
+      grep -q '"ok"' "$work/body" || { fail "($v) pass-through answered 200 without the upstream body: $(head -c 300 "$work/body")"; return 1; }
+      c=$(code "${url[$v]}")
+      [ "$c" = 401 ] || { fail "($v) pass-through without a token answered $c, not 401"; return 1; }
+      c=$(code -H "${hdr[$v]}" "${url[$v]%/hello}/key")
+      grep -q '"key":"bench-key"' "$work/body" || { fail "($v) the upstream did not get X-Api-Key: bench-key (status $c: $(head -c 300 "$work/body"))"; return 1; } ;;
     e)
       local body='{"toolId":"bench:hello"}'
       c=$(code -H "${hdr[e]}" -H 'Content-Type: application/json' -d "$body" "${url[e]}")
@@ -245,7 +257,7 @@ sane() { # variant -> 0 when it may be measured
 }
 
 # ---- full-speed runs ---------------------------------------------------------------------
-label() { case $1 in a) echo "(a) direct";; b) echo "(b) nginx";; c) echo "(c) bare pingora";; d) echo "(d) pass-through";; e) echo "(e) execute";; esac; }
+label() { case $1 in a) echo "(a) direct";; b) echo "(b) nginx";; c) echo "(c) bare pingora";; d) echo "(d) pass-through";; e) echo "(e) execute";; f) echo "(f) baseline d";; esac; }
 cpu_ticks() { # variant -> user+system clock ticks of the proxy (all threads; nginx: master+workers)
   local v=$1 p sum=0
   case $v in
@@ -271,7 +283,7 @@ if awk "BEGIN{exit !($load >= 0.5)}"; then
 fi
 printf '%-18s %12s %10s %10s   %s\n' variant req/s p50 p99 "proxy peak RSS (VmHWM)"
 measured=()
-for v in a b c d e; do
+for v in a b c d e f; do
   want $v || continue
   sane $v || continue
   wrk_run $v 1s /dev/null # warm-up: connections, upstream pool, key set
@@ -393,7 +405,7 @@ def half_p99(v, corrected=False):
     f = f"{w}/half-p99-{v}"
     if not os.path.exists(f): return None
     return float(open(f).read().split()[1 if corrected else 0])
-r = {v: rps(v) for v in "abcde"}
+r = {v: rps(v) for v in "abcdef"}
 def rounds(v):
     f = f"{w}/rounds-{v}"
     return [float(x) for x in open(f).read().split()] if os.path.exists(f) else None
@@ -415,10 +427,15 @@ ratio("d/b", "d", "b", 0.5)
 ratio("e/b", "e", "b", 0.35)
 ratio("d/a", "d", "a", None)
 ratio("c/b", "c", "b", None)
+if r["f"] is not None:
+    ratio("d/f", "d", "f", None)
 cpu = dict(kv.split("=") for kv in open(f"{w}/cpu-us").read().split()) if os.path.exists(f"{w}/cpu-us") else {}
 if "c" in cpu and "d" in cpu:
     q = float(cpu["c"]) / float(cpu["d"])
     print(f"CPU c/d  {q:6.3f}   (bare Pingora's CPU per request over the pass-through's: d/c without the machine's speed changes; same 0.9 bar)")
+if "d" in cpu and "f" in cpu:
+    q = float(cpu["d"]) / float(cpu["f"])
+    print(f"CPU d/f  {q:6.3f}   (this build's CPU per proxied request over the baseline build's; 1.02 = 2% more)")
 for v, what in (("d", "pass-through runtime"), ("e", "execute runtime")):
     f = f"{w}/rss-{v}"
     if os.path.exists(f):
