@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use http::HeaderValue;
 
-use crate::gateway::passthrough::Template;
+use crate::gateway::template::Template;
 use crate::snapshot::Snapshot;
 use crate::snapshot::index::ToolRef;
 

@@ -25,6 +25,7 @@ pub mod conn;
 pub mod error;
 pub mod local;
 pub mod passthrough;
+pub mod template;
 pub mod tls;
 pub mod wire;
 
@@ -106,7 +107,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         if let Err(e) = check_head(session) {
             ctx.request_id =
-                RequestId::new(session.req_header().headers.get(passthrough::X_REQUEST_ID));
+                RequestId::new(session.req_header().headers.get(template::X_REQUEST_ID));
             let reply = Reply::error(&e, &ctx.request_id);
             Box::pin(respond(session, ctx, reply)).await?;
             return Ok(true);
@@ -123,8 +124,7 @@ impl ProxyHttp for Gateway {
             return self.pass_through(session, ctx, snapshot, at).await;
         }
         drop(snapshot);
-        ctx.request_id =
-            RequestId::new(session.req_header().headers.get(passthrough::X_REQUEST_ID));
+        ctx.request_id = RequestId::new(session.req_header().headers.get(template::X_REQUEST_ID));
         // Boxed: the API's futures (execute holds HTTP client futures) are several KiB, and
         // this future is allocated for every request, pass-through ones included.
         Box::pin(self.local_api(session, ctx)).await
@@ -556,7 +556,7 @@ fn relay_response_header(resp: &mut ResponseHeader, request_id: &http::HeaderVal
     }
     parts
         .headers
-        .insert(passthrough::X_REQUEST_ID, request_id.clone());
+        .insert(template::X_REQUEST_ID, request_id.clone());
     *resp = ResponseHeader::from(parts);
     if reason.is_some() {
         resp.set_reason_phrase(reason.as_deref())?;
