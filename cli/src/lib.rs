@@ -13,18 +13,12 @@ pub mod resolve;
 pub mod token;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 
-use args::{
-    AuthCommand, CatalogCommand, Cli, Command, ConfigCommand, GlobalArgs, RuntimeCommand,
-    ToolCommand,
-};
-use client::{Client, ViewSelector};
+use args::{AuthCommand, CatalogCommand, Cli, Command, ConfigCommand, RuntimeCommand, ToolCommand};
 use commands::exec::Reply;
 use error::CliError;
-use open_cli_config::LoadedConfig;
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -49,30 +43,11 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// The runtime client and view selection from the global flags and the client config.
-pub(crate) fn connect(
-    g: &GlobalArgs,
-    config: Option<&LoadedConfig>,
-) -> Result<(Client, ViewSelector), CliError> {
-    let target = resolve::target(g.runtime.as_deref(), config.map(|l| &l.config))?;
-    let client = Client::new(
-        &target.url,
-        Duration::from_secs(g.timeout.max(1)),
-        target.request_config_path,
-    )?
-    .with_auth(token::source(config)?);
-    let view = ViewSelector {
-        mode: g.mode.clone(),
-        agent_profile: g.agent_profile.clone(),
-    };
-    Ok((client, view))
-}
-
 fn dispatch(cli: &Cli) -> Result<String, CliError> {
     let g = &cli.global;
     let config = resolve::client_config(g.config.as_deref())?;
     let format = output::resolve(g.format);
-    let remote = || connect(g, config.as_ref());
+    let remote = || commands::connect(g, config.as_ref());
     match &cli.command {
         Command::Config(ConfigCommand::Show) => commands::config::show(config.as_ref(), format),
         Command::Runtime(RuntimeCommand::Info) => {

@@ -5,6 +5,7 @@
 //! can never disagree about a key or a field. It does no network I/O.
 //!
 //! - [`load`]: read a `.cli.json` file ([`load::load_file`]) merged with its [`scopes`];
+//! - [`text`]: one config file as text: bounded reading, JSON with positions, its paths;
 //! - [`decode`] and [`reader`]: validation that reports every problem with its key path;
 //! - [`model`]: the validated config types (no `Deserialize`; secrets redacted on output);
 //! - [`ntc`]: the catalog types, serialised exactly as the contract's NTC;
@@ -20,6 +21,7 @@ pub mod reader;
 pub mod scopes;
 pub mod secrets;
 pub mod show;
+pub mod text;
 pub mod wire;
 
 pub use diag::{Diagnostic, Diagnostics};

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::decode::{check_relaxed, decode};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::load::{LoadError, absolute, parse_json};
+use crate::text::{LoadError, absolute, parse_json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,7 +120,7 @@ pub fn read_and_merge(paths: &ScopePaths) -> Result<Merged, LoadError> {
     };
     let mut problems: Vec<Diagnostic> = Vec::new();
     for (scope, path) in paths.candidates() {
-        let text = match crate::load::read_config_text(path) {
+        let text = match crate::text::read_config_text(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && scope != Scope::Project => {
                 continue;
@@ -145,7 +145,7 @@ pub fn read_and_merge(paths: &ScopePaths) -> Result<Merged, LoadError> {
         // Every scope: a relative `file` secret path names a file beside the config file
         // that declares it, not one in the process's working directory (`/` under systemd).
         if let Some(dir) = path.parent() {
-            anchor_secret_files(&mut doc, &crate::load::absolute(dir));
+            anchor_secret_files(&mut doc, &crate::text::absolute(dir));
         }
         if scope == Scope::Managed {
             merged.managed_deny = strings_at(&doc, "/policy/deny");
@@ -162,7 +162,7 @@ pub fn read_and_merge(paths: &ScopePaths) -> Result<Merged, LoadError> {
 
 /// Decode the merged document strictly. Problems of single files and of the merged result
 /// are reported together, each attributed to the file that set the offending key.
-pub fn decode_merged(merged: &Merged, project: &Path) -> Result<crate::Config, LoadError> {
+pub fn decode_merged(merged: &Merged, project: &Path) -> Result<crate::model::Config, LoadError> {
     let mut items = merged.file_problems.clone();
     let result = decode(&merged.value);
     if let Err(strict) = &result {
@@ -424,7 +424,7 @@ fn anchor_secret_files(doc: &mut Value, dir: &Path) {
             && !s.is_empty()
             && !Path::new(s.as_str()).is_absolute()
         {
-            *s = crate::load::normalize(&dir.join(&*s)).display().to_string();
+            *s = crate::text::normalize(&dir.join(&*s)).display().to_string();
         }
     };
     let anchor_client = |o: &mut Value| {

@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::Config;
-use crate::model::{Secret, SecretRef, SecretType};
+use crate::model::{Config, Secret, SecretRef, SecretType};
 
 /// A secret value: a client secret, an access token, an API key. Its `Debug` never shows the
 /// value, it has no `Serialize` (a value persisted on purpose goes through

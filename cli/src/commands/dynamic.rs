@@ -274,7 +274,7 @@ pub fn run(global: &GlobalArgs, argv: Vec<OsString>, words: &[String]) -> Result
     let first = words.first().map(String::as_str).unwrap_or_default();
     let config = resolve::client_config(g.config.as_deref())?;
     let (client, view) =
-        crate::connect(&g, config.as_ref()).map_err(|e| not_a_command(first, e))?;
+        super::connect(&g, config.as_ref()).map_err(|e| not_a_command(first, e))?;
     let effective = client
         .effective(&view)
         .map_err(|e| not_a_command(first, e))?;

@@ -9,3 +9,31 @@ pub mod flags;
 pub mod leaf;
 pub mod runtime;
 pub mod tool;
+
+use std::time::Duration;
+
+use open_cli_config::LoadedConfig;
+
+use crate::args::GlobalArgs;
+use crate::client::{Client, ViewSelector};
+use crate::error::CliError;
+use crate::{resolve, token};
+
+/// The runtime client and view selection from the global flags and the client config.
+pub(crate) fn connect(
+    g: &GlobalArgs,
+    config: Option<&LoadedConfig>,
+) -> Result<(Client, ViewSelector), CliError> {
+    let target = resolve::target(g.runtime.as_deref(), config.map(|l| &l.config))?;
+    let client = Client::new(
+        &target.url,
+        Duration::from_secs(g.timeout.max(1)),
+        target.request_config_path,
+    )?
+    .with_auth(token::source(config)?);
+    let view = ViewSelector {
+        mode: g.mode.clone(),
+        agent_profile: g.agent_profile.clone(),
+    };
+    Ok((client, view))
+}
