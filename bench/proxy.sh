@@ -10,6 +10,9 @@
 #   (d) pass-through wrk → runtime GET /proxy/bench/hello (RS256 JWT checked, operation
 #                    matched, X-Api-Key injected from a literal secret, audit record) → upstream
 #   (e) execute      wrk → runtime POST /v1/tools/execute {"toolId":"bench:hello"} → upstream
+#   (g) always       (d) with `runtime.server.audit.durability: always` (each answer waits for
+#                    its synced record): req/s, p99 and audit syncs per second (from the
+#                    runtime's exit log), against (d)'s default `interval`
 #   (f) baseline d   (d) served by another build of the runtime (BASELINE_BIN), interleaved
 #                    with (d) in the same rounds: what a change costs, as d/f and CPU d/f
 #
@@ -42,7 +45,7 @@
 #
 # Usage: bench/proxy.sh [seconds-per-run (default 10)] [connections (default 50)]
 #        (about 5 x ROUNDS runs of that length, plus the half-load pass)
-# Env:   BENCH_ONLY=abcde  run a subset of the variants, e.g. BENCH_ONLY=abc
+# Env:   BENCH_ONLY=abcdeg run a subset of the variants, e.g. BENCH_ONLY=abc
 #        THREADS=N         proxy threads/workers (default: nproc)
 #        WRK_THREADS=N     wrk threads (default 1)
 #        HALF_CONNS=N      connections of the half-load latency pass (default 16)
@@ -54,7 +57,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-50}
-only=${BENCH_ONLY:-abcde}
+only=${BENCH_ONLY:-abcdeg}
 baseline_bin=${BASELINE_BIN:-}
 if [ -n "$baseline_bin" ]; then
   [ -x "$baseline_bin" ] || { echo "error: BASELINE_BIN=$baseline_bin is not an executable" >&2; exit 2; }
@@ -66,7 +69,7 @@ half_conns=${HALF_CONNS:-16}
 rounds=${ROUNDS:-3}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 want() { [[ $only == *"$1"* ]]; }
-[[ $only =~ ^[a-f]+$ ]] || { echo "error: BENCH_ONLY must be letters from abcdef, got '$only'" >&2; exit 2; }
+[[ $only =~ ^[a-g]+$ ]] || { echo "error: BENCH_ONLY must be letters from abcdefg, got '$only'" >&2; exit 2; }
 if [[ $only == *f* ]] && [ -z "$baseline_bin" ]; then echo "error: (f) needs BASELINE_BIN" >&2; exit 2; fi
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "error: ROUNDS must be a positive number, got '$rounds'" >&2; exit 2; }
 
@@ -95,7 +98,7 @@ fi
 
 pkgs=()
 if want c; then pkgs+=(-p open-cli-bench-bare-pingora); fi
-if want d || want e || want f; then pkgs+=(-p open-cli-proxy); fi
+if want d || want e || want f || want g; then pkgs+=(-p open-cli-proxy); fi
 if ((${#pkgs[@]})); then
   cargo build --release --locked "${pkgs[@]}" >/dev/null 2>&1 || cargo build --release --locked "${pkgs[@]}"
 fi
@@ -180,7 +183,7 @@ if want c; then
 fi
 
 token=""
-if want d || want e || want f; then
+if want d || want e || want f || want g; then
   oport=$(free_port)
   (cd product-tests/oidc && exec env PORT=$oport SCOPES="bundle:bench" AUDIENCE=urn:open-cli:runtime node server.mjs > "$work/oidc.log" 2>&1) &
   pids+=($!)
@@ -194,18 +197,26 @@ if want d || want e || want f; then
  "secrets": {"bench.apiKey": {"type": "literal", "value": "bench-key"}},
  "runtime": {"server": {"auth": {"validationProfile": "oidc_jwks", "issuer": "$issuer", "audience": "urn:open-cli:runtime"}}}}
 JSON
+  python3 - "$work/bench.cli.json" "$work/bench-always.cli.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["runtime"]["server"]["audit"] = {"durability": "always"}
+json.dump(c, open(sys.argv[2], "w"))
+PY
   token=$(curl -s -u agent-1:agent-1-secret -d grant_type=client_credentials -d scope=bundle:bench "$issuer/token" | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])") \
     || { cat "$work/oidc.log" >&2; echo "FAIL: no token from the OpenID provider" >&2; exit 1; }
   # One runtime per variant, so each peak RSS is its own run's.
-  for v in d e f; do
+  for v in d e f g; do
     want $v || continue
     bin=$rt_bin
     [ $v = f ] && bin=$baseline_bin
-    "$bin" --config "$work/bench.cli.json" --addr 127.0.0.1:0 --state-dir "$work/state-$v" --instance-id "$v" --threads "$threads" > /dev/null 2> "$work/runtime-$v.log" &
+    cfg="$work/bench.cli.json"
+    [ $v = g ] && cfg="$work/bench-always.cli.json"
+    "$bin" --config "$cfg" --addr 127.0.0.1:0 --state-dir "$work/state-$v" --instance-id "$v" --threads "$threads" > /dev/null 2> "$work/runtime-$v.log" &
     pids+=($!)
     proc[$v]=$!
   done
-  for v in d e f; do
+  for v in d e f g; do
     want $v || continue
     rj="$work/state-$v/instances/$v/runtime.json"
     for _ in $(seq 300); do [ -f "$rj" ] && break; kill -0 "${proc[$v]}" 2>/dev/null || break; sleep 0.05; done
@@ -233,7 +244,7 @@ sane() { # variant -> 0 when it may be measured
     a|b|c)
       c=$(code "${url[$v]}")
       [ "$c" = 200 ] || { fail "($v) ${url[$v]} answered $c, not 200"; return 1; } ;;
-    d|f)
+    d|f|g)
       c=$(code -H "${hdr[$v]}" "${url[$v]}")
       if [ "$c" != 200 ]; then
         fail "($v) pass-through not available (status $c): GET ${url[$v]} -> $(head -c 300 "$work/body")"; return 1
@@ -257,7 +268,7 @@ sane() { # variant -> 0 when it may be measured
 }
 
 # ---- full-speed runs ---------------------------------------------------------------------
-label() { case $1 in a) echo "(a) direct";; b) echo "(b) nginx";; c) echo "(c) bare pingora";; d) echo "(d) pass-through";; e) echo "(e) execute";; f) echo "(f) baseline d";; esac; }
+label() { case $1 in a) echo "(a) direct";; b) echo "(b) nginx";; c) echo "(c) bare pingora";; d) echo "(d) pass-through";; e) echo "(e) execute";; f) echo "(f) baseline d";; g) echo "(g) d, always";; esac; }
 cpu_ticks() { # variant -> user+system clock ticks of the proxy (all threads; nginx: master+workers)
   local v=$1 p sum=0
   case $v in
@@ -283,7 +294,7 @@ if awk "BEGIN{exit !($load >= 0.5)}"; then
 fi
 printf '%-18s %12s %10s %10s   %s\n' variant req/s p50 p99 "proxy peak RSS (VmHWM)"
 measured=()
-for v in a b c d e f; do
+for v in a b c d e f g; do
   want $v || continue
   sane $v || continue
   wrk_run $v 1s /dev/null # warm-up: connections, upstream pool, key set
@@ -393,6 +404,15 @@ PY
   done
 fi
 
+# ---- audit syncs of (g): its runtime logs its count on exit ------------------------------
+if [ -n "${proc[g]:-}" ] && [ -f "$work/wrk-g.txt" ]; then
+  kill -TERM "${proc[g]}" 2>/dev/null || true
+  wait "${proc[g]}" 2>/dev/null || true
+  n=$(sed -n 's/.*audit_syncs=\([0-9]*\).*/\1/p' "$work/runtime-g.log" | tail -1)
+  # Its lines came from the warm-up second and its measured rounds.
+  [ -n "$n" ] && python3 -c "import sys; print(int(sys.argv[1]) / (int(sys.argv[2]) * int(sys.argv[3]) + 1))" "$n" "$rounds" "$secs" > "$work/syncs-g"
+fi
+
 # ---- ratios and targets ------------------------------------------------------------------
 echo
 python3 - "$work" "$ref" <<'PY'
@@ -405,7 +425,7 @@ def half_p99(v, corrected=False):
     f = f"{w}/half-p99-{v}"
     if not os.path.exists(f): return None
     return float(open(f).read().split()[1 if corrected else 0])
-r = {v: rps(v) for v in "abcdef"}
+r = {v: rps(v) for v in "abcdefg"}
 def rounds(v):
     f = f"{w}/rounds-{v}"
     return [float(x) for x in open(f).read().split()] if os.path.exists(f) else None
@@ -429,6 +449,11 @@ ratio("d/a", "d", "a", None)
 ratio("c/b", "c", "b", None)
 if r["f"] is not None:
     ratio("d/f", "d", "f", None)
+if r["g"] is not None:
+    ratio("g/d", "g", "d", 0.5)
+    f = f"{w}/syncs-g"
+    if os.path.exists(f):
+        print(f"audit syncs with always: {float(open(f).read()):.0f}/s during (g)'s runs (group commit: one sync per batch of answers)")
 cpu = dict(kv.split("=") for kv in open(f"{w}/cpu-us").read().split()) if os.path.exists(f"{w}/cpu-us") else {}
 if "c" in cpu and "d" in cpu:
     q = float(cpu["c"]) / float(cpu["d"])

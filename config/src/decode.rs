@@ -175,6 +175,7 @@ fn decode_runtime(mut o: Obj<'_>) -> Runtime {
             r.finish();
             t
         });
+        let audit = s.object("audit").map(decode_audit).unwrap_or_default();
         s.finish();
         RuntimeServer {
             auth,
@@ -182,6 +183,7 @@ fn decode_runtime(mut o: Obj<'_>) -> Runtime {
             upstream,
             documents,
             refresh_timeout_seconds,
+            audit,
         }
     });
     o.finish();
@@ -251,6 +253,25 @@ fn forward_headers(o: &mut Obj<'_>) -> Vec<String> {
         }
     }
     out
+}
+
+/// `runtime.server.audit`.
+fn decode_audit(mut o: Obj<'_>) -> AuditSettings {
+    let defaults = AuditSettings::default();
+    let durability = o
+        .one_of("durability", AuditDurability::ALL)
+        .and_then(AuditDurability::parse)
+        .unwrap_or(defaults.durability);
+    let interval_ms = o
+        .uint("intervalMs", 1, 1000)
+        .unwrap_or(defaults.interval_ms);
+    let fail_closed = o.bool("failClosed").unwrap_or(defaults.fail_closed);
+    o.finish();
+    AuditSettings {
+        durability,
+        interval_ms,
+        fail_closed,
+    }
 }
 
 /// `runtime.server.documents`.
@@ -1108,6 +1129,18 @@ mod tests {
             (
                 json!({"runtime": {"server": {"documents": {"allowedDirectory": ["x"]}}}}),
                 "runtime.server.documents.allowedDirectory: unknown key (did you mean `allowedDirectories`?); allowed keys here: allowedDirectories, allowedOrigins",
+            ),
+            (
+                json!({"runtime": {"server": {"audit": {"durability": "sometimes"}}}}),
+                "runtime.server.audit.durability: must be one of `always`, `interval`, `none`, found `sometimes`",
+            ),
+            (
+                json!({"runtime": {"server": {"audit": {"intervalMs": 5000}}}}),
+                "runtime.server.audit.intervalMs: must be between 1 and 1000, found 5000",
+            ),
+            (
+                json!({"runtime": {"server": {"audit": {"failclosed": true}}}}),
+                "runtime.server.audit.failclosed: unknown key (did you mean `failClosed`?); allowed keys here: durability, failClosed, intervalMs",
             ),
             (
                 json!({"sources": {"m": {"type": "mcp", "transport": {"type": "sse", "url": "http://x", "command": "c"}}}}),

@@ -130,6 +130,15 @@ impl Config {
             .unwrap_or_default()
     }
 
+    /// `runtime.server.audit` (defaults when unset).
+    pub fn audit_settings(&self) -> AuditSettings {
+        self.runtime
+            .as_ref()
+            .and_then(|r| r.server.as_ref())
+            .map(|s| s.audit.clone())
+            .unwrap_or_default()
+    }
+
     /// `runtime.server.documents` (empty lists when unset).
     pub fn document_access(&self) -> DocumentAccess {
         self.runtime
@@ -247,6 +256,59 @@ pub struct RuntimeServer {
     /// SIGHUP, start-up); unset: the runtime's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_timeout_seconds: Option<u64>,
+    /// `runtime.server.audit`: how durable the audit log is, and what happens when it
+    /// cannot be written.
+    pub audit: AuditSettings,
+}
+
+/// `runtime.server.audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSettings {
+    pub durability: AuditDurability,
+    /// `interval`: sync at most this often (and within this long of a write), 1–1000 ms.
+    pub interval_ms: u64,
+    /// Refuse tool calls (`503 audit_unavailable`) while the audit log cannot be written.
+    pub fail_closed: bool,
+}
+
+impl AuditSettings {
+    pub const DEFAULT_INTERVAL_MS: u64 = 200;
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            durability: AuditDurability::Interval,
+            interval_ms: Self::DEFAULT_INTERVAL_MS,
+            fail_closed: false,
+        }
+    }
+}
+
+/// `runtime.server.audit.durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuditDurability {
+    /// A tool call's record is synced to disk before its answer is sent.
+    Always,
+    /// Records are synced at most every `intervalMs`.
+    Interval,
+    /// Records are left to the kernel.
+    None,
+}
+
+impl AuditDurability {
+    pub const ALL: &'static [&'static str] = &["always", "interval", "none"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "always" => Some(Self::Always),
+            "interval" => Some(Self::Interval),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
 }
 
 /// `runtime.server.documents`: what documents (OpenAPI descriptions and the documents their

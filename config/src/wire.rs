@@ -191,6 +191,9 @@ pub mod codes {
     pub const REFRESH_IN_PROGRESS: &str = "refresh_in_progress";
     /// With runtime auth off: refreshes are over their rate; retry after `Retry-After`.
     pub const REFRESH_THROTTLED: &str = "refresh_throttled";
+    /// `runtime.server.audit.failClosed`: the audit log cannot be written, so tool calls are
+    /// refused rather than run unrecorded.
+    pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
 }
 
 /// `{"error": {...}}`: every error the runtime answers itself has this shape.

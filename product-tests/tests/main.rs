@@ -2,6 +2,9 @@
 //! binaries, on ephemeral loopback ports. Build the binaries first (`scripts/test` does).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// `runtime.server.audit`: `durability: always` loses no answered call to a crash;
+/// `failClosed` refuses tool calls while the audit log cannot be written.
+mod audit_durability;
 /// Audit lines are a wire format: one line of each event type against a stored line.
 mod audit_lines;
 /// Runtime authentication (OIDC JWKS) against a real OpenID provider; scope filtering.

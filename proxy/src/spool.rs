@@ -30,10 +30,18 @@
 //!   that window, which is not a hard bound on an overloaded machine
 //!   (`bench/audit-crash.sh` measures it).
 //!
-//! Idle, the writer sleeps on a condition variable: no timer, no polling.
+//! Idle, the writer sleeps on a condition variable: no timer, no polling (with
+//! [`Durability::Interval`], one timed wake-up to sync what was written since the last sync).
+//!
+//! **Durability** ([`Durability`]): `None` leaves written lines to the kernel; `Interval(d)`
+//! syncs the file (`fdatasync`) at most every `d`, and within `d` of a write; `Always` syncs
+//! after every batch and writes without lingering: lines appended while a sync runs form the
+//! next batch (group commit), so one sync covers many lines under load. [`Spool::append`]
+//! returns a [`Ticket`], and [`Spool::durable`] waits until that line is synced, or fails if
+//! the batch holding it could not be written or synced.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,6 +56,42 @@ pub const CAP: usize = 16 * 1024 * 1024;
 /// beyond share lanes (correct, only less private).
 pub const LANES: usize = 8;
 
+/// How a spool makes what it wrote durable (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    None,
+    Interval(Duration),
+    Always,
+}
+
+/// Where a spool's lines go, and how they are synced to stable storage.
+pub trait Output: Write + Send {
+    /// Make what was written durable (`fdatasync` for a file; nothing for a stream).
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Output for std::fs::File {
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+}
+
+impl Output for std::io::Stderr {}
+
+/// One appended line: its lane and its number there, for [`Spool::durable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    lane: usize,
+    seq: u64,
+}
+
+/// Why a line may not be durable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {0} could not write or sync its file")]
+pub struct NotDurable(pub String);
+
 /// Handle to one spool; clones share it.
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -59,6 +103,17 @@ pub struct Spool {
 struct Inner {
     name: String,
     linger: Duration,
+    durability: Durability,
+    /// Batches written or synced since the last failure... `false` once one failed, until one
+    /// succeeds again.
+    healthy: AtomicBool,
+    /// Syncs done (for the benchmark and tests).
+    syncs: AtomicU64,
+    /// Wakes [`Spool::durable`] waiters after a sync or a failure.
+    synced: tokio::sync::Notify,
+    /// `Interval`: when the writer must sync what it wrote since the last sync (`None`: all
+    /// synced). Locked after `signal` or `sink`, never the other way round.
+    sync_due: Mutex<Option<Instant>>,
     lanes: Box<[Lane]>,
     closed: AtomicBool,
     /// What the writer waits for.
@@ -73,9 +128,20 @@ struct Inner {
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Lane {
-    buf: Mutex<Vec<u8>>,
+    buf: Mutex<LaneBuf>,
     /// Wakes this lane's appenders waiting for space.
     space: Condvar,
+    /// The last line number of this lane known to be synced.
+    durable: AtomicU64,
+    /// The last line number of this lane in a batch that failed to be written or synced.
+    lost: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct LaneBuf {
+    bytes: Vec<u8>,
+    /// Lines appended to this lane so far (the last one's number).
+    seq: u64,
 }
 
 #[derive(Debug, Default)]
@@ -87,10 +153,17 @@ struct Signal {
 }
 
 struct Sink {
-    out: Box<dyn Write + Send>,
+    out: Box<dyn Output>,
     /// The buffers last written, one per lane, reused for the next swap (no allocation per
     /// batch).
     spares: Vec<Vec<u8>>,
+    /// Per lane: the last line number written and not yet synced.
+    written: Vec<u64>,
+    /// Per lane: the last line number taken into the batch being written.
+    taken: Vec<u64>,
+    /// Something was written since the last sync.
+    unsynced: bool,
+    last_sync: Instant,
     /// The last write failed (reported once until a write succeeds again).
     failed: bool,
 }
@@ -123,6 +196,9 @@ impl Drop for StopOnDrop {
             let _ = t.join();
         }
         let _ = self.inner.write_pending();
+        if self.inner.durability != Durability::None {
+            let _ = self.inner.sync_now(&mut lock(&self.inner.sink));
+        }
     }
 }
 
@@ -140,19 +216,39 @@ fn lane_index() -> usize {
 }
 
 impl Spool {
-    /// Start a spool writing to `out` from a thread named `name`.
-    pub fn new(name: &str, out: Box<dyn Write + Send>) -> std::io::Result<Self> {
-        Self::with_linger(name, out, LINGER)
+    /// Start a spool writing to `out` from a thread named `name`, never syncing.
+    pub fn new(name: &str, out: Box<dyn Output>) -> std::io::Result<Self> {
+        Self::with_linger(name, out, LINGER, Durability::None)
+    }
+
+    /// A spool that makes its lines durable as `durability` says.
+    pub fn durable_as(
+        name: &str,
+        out: Box<dyn Output>,
+        durability: Durability,
+    ) -> std::io::Result<Self> {
+        // Group commit: with `Always` the sync is the batching window.
+        let linger = match durability {
+            Durability::Always => Duration::ZERO,
+            _ => LINGER,
+        };
+        Self::with_linger(name, out, linger, durability)
     }
 
     fn with_linger(
         name: &str,
-        out: Box<dyn Write + Send>,
+        out: Box<dyn Output>,
         linger: Duration,
+        durability: Durability,
     ) -> std::io::Result<Self> {
         let inner = Arc::new(Inner {
             name: name.to_string(),
             linger,
+            durability,
+            healthy: AtomicBool::new(true),
+            syncs: AtomicU64::new(0),
+            synced: tokio::sync::Notify::new(),
+            sync_due: Mutex::new(None),
             lanes: (0..LANES).map(|_| Lane::default()).collect(),
             closed: AtomicBool::new(false),
             signal: Mutex::new(Signal::default()),
@@ -160,6 +256,10 @@ impl Spool {
             sink: Mutex::new(Sink {
                 out,
                 spares: vec![Vec::new(); LANES],
+                written: vec![0; LANES],
+                taken: vec![0; LANES],
+                unsynced: false,
+                last_sync: Instant::now(),
                 failed: false,
             }),
         });
@@ -177,18 +277,24 @@ impl Spool {
     }
 
     /// Append one whole piece of output (normally one line, newline included).
-    pub fn append(&self, bytes: &[u8]) {
+    pub fn append(&self, bytes: &[u8]) -> Ticket {
         let inner = &*self.inner;
-        let lane = &inner.lanes[lane_index()];
+        let index = lane_index();
+        let lane = &inner.lanes[index];
         let mut buf = lock(&lane.buf);
-        while buf.len() >= CAP && !inner.closed.load(Ordering::SeqCst) {
+        while buf.bytes.len() >= CAP && !inner.closed.load(Ordering::SeqCst) {
             buf = lane.space.wait(buf).unwrap_or_else(|e| e.into_inner());
         }
-        let before = buf.len();
-        buf.extend_from_slice(bytes);
+        let before = buf.bytes.len();
+        buf.bytes.extend_from_slice(bytes);
+        buf.seq += 1;
+        let ticket = Ticket {
+            lane: index,
+            seq: buf.seq,
+        };
         // Signal only the crossings (a `notify` is a system call even with nobody waiting).
         let was_empty = before == 0;
-        let high = before < HIGH_WATER && buf.len() >= HIGH_WATER;
+        let high = before < HIGH_WATER && buf.bytes.len() >= HIGH_WATER;
         drop(buf);
         if was_empty || high {
             let mut s = lock(&inner.signal);
@@ -197,6 +303,39 @@ impl Spool {
             drop(s);
             inner.wake.notify_one();
         }
+        ticket
+    }
+
+    /// Wait until the line of `ticket` is synced ([`Durability::Always`]: its batch's sync;
+    /// `Interval`: the next timed sync); an error when its batch could not be written or
+    /// synced. (With [`Durability::None`] nothing is ever synced: do not wait.)
+    pub async fn durable(&self, ticket: Ticket) -> Result<(), NotDurable> {
+        let lane = &self.inner.lanes[ticket.lane];
+        loop {
+            let synced = self.inner.synced.notified();
+            tokio::pin!(synced);
+            synced.as_mut().enable();
+            if lane.lost.load(Ordering::Acquire) >= ticket.seq {
+                return Err(NotDurable(self.inner.name.clone()));
+            }
+            if lane.durable.load(Ordering::Acquire) >= ticket.seq {
+                return Ok(());
+            }
+            if self.inner.closed.load(Ordering::SeqCst) {
+                return Err(NotDurable(self.inner.name.clone()));
+            }
+            synced.await;
+        }
+    }
+
+    /// The last batch was written (and synced, as the durability asks) without an error.
+    pub fn healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Syncs done so far.
+    pub fn syncs(&self) -> u64 {
+        self.inner.syncs.load(Ordering::Relaxed)
     }
 
     /// Write everything appended so far, from this thread; the sink's result.
@@ -219,7 +358,25 @@ impl Inner {
         loop {
             let mut s = lock(&self.signal);
             while !s.pending && !self.closed.load(Ordering::SeqCst) {
-                s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner());
+                // `Interval`: sync what was written, at most `every` after the last sync.
+                let due = *lock(&self.sync_due);
+                match due {
+                    None => s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner()),
+                    Some(at) => {
+                        let left = at.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            drop(s);
+                            let _ = self.sync_now(&mut lock(&self.sink));
+                            s = lock(&self.signal);
+                        } else {
+                            s = self
+                                .wake
+                                .wait_timeout(s, left)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
+                        }
+                    }
+                }
             }
             if self.closed.load(Ordering::SeqCst) {
                 return; // the dropper writes what is left
@@ -252,13 +409,14 @@ impl Inner {
     fn write_locked(&self, mut sink: MutexGuard<'_, Sink>) -> std::io::Result<()> {
         let sink = &mut *sink;
         let mut any = false;
-        for (lane, spare) in self.lanes.iter().zip(sink.spares.iter_mut()) {
+        for (i, (lane, spare)) in self.lanes.iter().zip(sink.spares.iter_mut()).enumerate() {
             let mut buf = lock(&lane.buf);
-            if buf.is_empty() {
+            if buf.bytes.is_empty() {
                 continue;
             }
-            let was_full = buf.len() >= CAP;
-            std::mem::swap(&mut *buf, spare);
+            let was_full = buf.bytes.len() >= CAP;
+            std::mem::swap(&mut buf.bytes, spare);
+            sink.taken[i] = buf.seq;
             drop(buf);
             if was_full {
                 lane.space.notify_all();
@@ -281,15 +439,83 @@ impl Inner {
         }
         let r = r.and_then(|()| sink.out.flush());
         match &r {
-            Err(e) if !sink.failed => {
-                sink.failed = true;
-                // Not through `tracing`: the process log may be this very spool.
-                eprintln!("error: {}: cannot write: {e}", self.name);
+            Ok(()) => {
+                sink.written.clone_from(&sink.taken);
+                sink.unsynced = true;
+                let due = match self.durability {
+                    Durability::None => false,
+                    Durability::Always => true,
+                    Durability::Interval(every) => {
+                        let due = sink.last_sync.elapsed() >= every;
+                        if !due {
+                            *lock(&self.sync_due) = Some(sink.last_sync + every);
+                        }
+                        due
+                    }
+                };
+                if due {
+                    return self.sync_now(sink);
+                }
+                self.set_healthy(sink, Ok(()));
             }
-            Ok(()) => sink.failed = false,
-            Err(_) => {}
+            Err(_) => self.lose_taken(sink),
         }
+        self.report(sink, &r);
         r
+    }
+
+    /// Sync what was written; publish it as durable, or as lost.
+    fn sync_now(&self, sink: &mut Sink) -> std::io::Result<()> {
+        if !sink.unsynced {
+            return Ok(());
+        }
+        let r = sink.out.sync();
+        sink.last_sync = Instant::now();
+        sink.unsynced = false;
+        *lock(&self.sync_due) = None;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        match &r {
+            Ok(()) => {
+                for (lane, &seq) in self.lanes.iter().zip(&sink.written) {
+                    lane.durable.fetch_max(seq, Ordering::Release);
+                }
+            }
+            Err(_) => {
+                for (lane, &seq) in self.lanes.iter().zip(&sink.written) {
+                    lane.lost.fetch_max(seq, Ordering::Release);
+                }
+            }
+        }
+        self.report(sink, &r);
+        self.synced.notify_waiters();
+        r
+    }
+
+    /// The batch being written failed: its lines are lost.
+    fn lose_taken(&self, sink: &mut Sink) {
+        for (lane, &seq) in self.lanes.iter().zip(&sink.taken) {
+            lane.lost.fetch_max(seq, Ordering::Release);
+        }
+        self.synced.notify_waiters();
+    }
+
+    fn set_healthy(&self, sink: &mut Sink, r: Result<(), ()>) {
+        sink.failed = r.is_err();
+        self.healthy.store(r.is_ok(), Ordering::Relaxed);
+    }
+
+    /// Record the outcome of a write or sync; an error is reported once until one succeeds.
+    fn report(&self, sink: &mut Sink, r: &std::io::Result<()>) {
+        match r {
+            Err(e) => {
+                if !sink.failed {
+                    // Not through `tracing`: the process log may be this very spool.
+                    eprintln!("error: {}: cannot write: {e}", self.name);
+                }
+                self.set_healthy(sink, Err(()));
+            }
+            Ok(()) => self.set_healthy(sink, Ok(())),
+        }
     }
 }
 
@@ -321,6 +547,8 @@ mod tests {
     /// A sink that records each `write` call, to see batching and ordering.
     #[derive(Clone, Default)]
     struct Calls(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Output for Calls {}
 
     impl Write for Calls {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -388,6 +616,7 @@ mod tests {
             "test-spool",
             Box::new(calls.clone()),
             Duration::from_secs(3600),
+            Durability::None,
         )
         .unwrap()
     }
@@ -444,6 +673,7 @@ mod tests {
     #[test]
     fn write_errors_are_returned_by_flush() {
         struct Full;
+        impl Output for Full {}
         impl Write for Full {
             fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
                 Err(std::io::Error::other("disk full"))
@@ -453,9 +683,109 @@ mod tests {
             }
         }
         // A linger longer than the test: only `flush` writes.
-        let spool =
-            Spool::with_linger("test-spool", Box::new(Full), Duration::from_secs(3600)).unwrap();
+        let spool = Spool::with_linger(
+            "test-spool",
+            Box::new(Full),
+            Duration::from_secs(3600),
+            Durability::None,
+        )
+        .unwrap();
         spool.append(b"x\n");
         assert_eq!(spool.flush().unwrap_err().to_string(), "disk full");
+    }
+
+    /// A sink that logs writes and syncs in order, and can be told to fail its syncs.
+    #[derive(Clone, Default)]
+    struct Synced {
+        log: Arc<Mutex<Vec<String>>>,
+        fail_sync: Arc<AtomicBool>,
+    }
+
+    impl Write for Synced {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            lock(&self.log).push(format!("write {}", String::from_utf8_lossy(buf).trim_end()));
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Output for Synced {
+        fn sync(&mut self) -> std::io::Result<()> {
+            if self.fail_sync.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("sync failed"));
+            }
+            lock(&self.log).push("sync".into());
+            Ok(())
+        }
+    }
+
+    async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not happen within 10 s"))
+    }
+
+    #[tokio::test]
+    async fn always_waits_for_the_sync_of_the_lines_batch() {
+        let sink = Synced::default();
+        let spool =
+            Spool::durable_as("test-spool", Box::new(sink.clone()), Durability::Always).unwrap();
+        let a = spool.append(b"a\n");
+        within("the sync of a", spool.durable(a)).await.unwrap();
+        let log = lock(&sink.log).clone();
+        let written = log.iter().position(|l| l == "write a").expect("a written");
+        assert!(log[written..].contains(&"sync".to_string()), "{log:?}");
+        // Many lines, one after the other: every one is durable, in fewer syncs than lines.
+        let before = spool.syncs();
+        let tickets: Vec<Ticket> = (0..200)
+            .map(|i| spool.append(format!("{i}\n").as_bytes()))
+            .collect();
+        for t in tickets {
+            within("a batch's sync", spool.durable(t)).await.unwrap();
+        }
+        assert!(spool.syncs() > before);
+        assert!(spool.healthy());
+    }
+
+    #[tokio::test]
+    async fn interval_syncs_within_the_interval_without_further_lines() {
+        let sink = Synced::default();
+        let spool = Spool::durable_as(
+            "test-spool",
+            Box::new(sink.clone()),
+            Durability::Interval(Duration::from_millis(50)),
+        )
+        .unwrap();
+        // The first batch after start-up is not due yet (the last sync is "now").
+        let t = spool.append(b"x\n");
+        within("the timed sync", spool.durable(t)).await.unwrap();
+        assert!(lock(&sink.log).contains(&"sync".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_is_reported_to_its_lines_and_clears_on_success() {
+        let sink = Synced::default();
+        sink.fail_sync.store(true, Ordering::SeqCst);
+        let spool =
+            Spool::durable_as("test-spool", Box::new(sink.clone()), Durability::Always).unwrap();
+        let t = spool.append(b"lost\n");
+        assert!(within("the failed sync", spool.durable(t)).await.is_err());
+        assert!(!spool.healthy());
+        sink.fail_sync.store(false, Ordering::SeqCst);
+        let t = spool.append(b"kept\n");
+        within("the next sync", spool.durable(t)).await.unwrap();
+        assert!(spool.healthy());
+    }
+
+    #[test]
+    fn none_never_syncs() {
+        let sink = Synced::default();
+        let spool = Spool::new("test-spool", Box::new(sink.clone())).unwrap();
+        spool.append(b"x\n");
+        spool.flush().unwrap();
+        drop(spool);
+        assert!(!lock(&sink.log).contains(&"sync".to_string()));
     }
 }

@@ -5,9 +5,13 @@
 //! lines of each short window with one `write(2)`. Lines from concurrent requests therefore
 //! never interleave, and audit adds no syscall or thread wake-up to the request path.
 //! [`Audit::flush`] writes everything recorded before it (used by `GET /v1/audit/events` and
-//! at shutdown), so nothing is lost on a clean exit; a crash loses the records of about the
-//! last [`crate::spool::LINGER`] of answered calls, more when the writer thread waits for a
-//! core (see `docs/execution.md`, Audit). The file is opened with `O_APPEND` and mode 0600.
+//! at shutdown), so nothing is lost on a clean exit. How much a crash or a power cut loses is
+//! `runtime.server.audit.durability`: with `always` a tool call's answer waits for its synced
+//! record ([`Audit::record_durably`]); with `interval` and `none` a crash loses the records of
+//! about the last [`crate::spool::LINGER`] of answered calls, more when the writer thread waits
+//! for a core (see `docs/execution.md`, Audit). `failClosed` turns an unwritable log into
+//! refused tool calls ([`Audit::refuses_calls`]). The file is opened with `O_APPEND` and mode
+//! 0600.
 //!
 //! Events carry the contract's fields plus `requestId`, `channel`, `responseSize`,
 //! `credentialsRedacted` and a populated `authScheme` and `requestSize`; secret values never
@@ -25,7 +29,9 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use crate::spool::Spool;
+use open_cli_config::model::{AuditDurability, AuditSettings};
+
+use crate::spool::{Durability, NotDurable, Spool, Ticket};
 
 /// Defines an enum of audit names (each a `&'static str` on the wire): `as_str`, and a
 /// `Serialize` that writes the name.
@@ -107,6 +113,8 @@ names! {
         UpstreamTimeout => "upstream_timeout",
         ResponseTooLarge => "response_too_large",
         Internal => "internal_error",
+        /// The audit log cannot be written (`failClosed`).
+        AuditUnavailable => "audit_unavailable",
         /// The pass-through failed on the way to the upstream (Pingora's error in `error`).
         ExecutionError => "execution_error",
     }
@@ -535,6 +543,7 @@ fn format_millis(secs: i64, millis: u16) -> [u8; 24] {
 pub struct Audit {
     spool: Spool,
     path: PathBuf,
+    settings: AuditSettings,
 }
 
 thread_local! {
@@ -543,16 +552,56 @@ thread_local! {
 }
 
 impl Audit {
-    /// Open (create) the log and start its writer.
-    pub fn open(path: &Path) -> std::io::Result<Self> {
+    /// Open (create) the log and start its writer, durable as `settings` say
+    /// (`runtime.server.audit`; read at start-up only).
+    pub fn open(path: &Path, settings: &AuditSettings) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let file = open_append(path)?;
+        let durability = match settings.durability {
+            AuditDurability::Always => Durability::Always,
+            AuditDurability::Interval => {
+                Durability::Interval(std::time::Duration::from_millis(settings.interval_ms))
+            }
+            AuditDurability::None => Durability::None,
+        };
         Ok(Self {
-            spool: Spool::new("audit-writer", Box::new(file))?,
+            spool: Spool::durable_as("audit-writer", Box::new(file), durability)?,
             path: path.to_path_buf(),
+            settings: settings.clone(),
         })
+    }
+
+    /// Record an event and, with `durability: always`, wait until its line is synced. `Err`
+    /// when it could not be written or synced; [`Audit::refuses_calls`] then says whether
+    /// the call must be refused.
+    pub async fn record_durably(&self, event: Event<'_>) -> Result<(), NotDurable> {
+        let ticket = self.record(event);
+        if self.settings.durability == AuditDurability::Always {
+            self.spool.durable(ticket).await?;
+        }
+        Ok(())
+    }
+
+    /// The last write (and sync) of the log succeeded.
+    pub fn healthy(&self) -> bool {
+        self.spool.healthy()
+    }
+
+    /// `failClosed` is set and the log cannot be written now: tool calls are refused.
+    pub fn refuses_calls(&self) -> bool {
+        self.settings.fail_closed && !self.spool.healthy()
+    }
+
+    /// `runtime.server.audit` as the log was opened with.
+    pub fn settings(&self) -> &AuditSettings {
+        &self.settings
+    }
+
+    /// Syncs of the log so far.
+    pub fn syncs(&self) -> u64 {
+        self.spool.syncs()
     }
 
     pub fn path(&self) -> &Path {
@@ -561,13 +610,13 @@ impl Audit {
 
     /// Record an event: serialised on this thread into one line and handed to the spool
     /// (no syscall, no wake-up in the common case; see [`crate::spool`]).
-    pub fn record(&self, event: Event<'_>) {
+    pub fn record(&self, event: Event<'_>) -> Ticket {
         LINE.with_borrow_mut(|line| {
             line.clear();
             event.write_json(line);
             line.push(b'\n');
-            self.spool.append(line);
-        });
+            self.spool.append(line)
+        })
     }
 
     /// Write every event recorded before this call; the file's result.
@@ -631,7 +680,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let ids: Vec<String> = Audit::open(&path)
+        let ids: Vec<String> = Audit::open(&path, &Default::default())
             .unwrap()
             .read_all()
             .unwrap()
@@ -644,7 +693,9 @@ mod tests {
     #[test]
     fn concurrent_events_are_whole_lines_and_flush_makes_them_visible() {
         let dir = tempfile::tempdir().unwrap();
-        let audit = std::sync::Arc::new(Audit::open(&dir.path().join("a/audit.log")).unwrap());
+        let audit = std::sync::Arc::new(
+            Audit::open(&dir.path().join("a/audit.log"), &Default::default()).unwrap(),
+        );
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let a = std::sync::Arc::clone(&audit);
@@ -800,6 +851,7 @@ mod tests {
             (Reason::UpstreamTimeout, codes::UPSTREAM_TIMEOUT),
             (Reason::ResponseTooLarge, codes::RESPONSE_TOO_LARGE),
             (Reason::Internal, codes::INTERNAL),
+            (Reason::AuditUnavailable, codes::AUDIT_UNAVAILABLE),
         ] {
             assert_eq!(reason.as_str(), code);
         }

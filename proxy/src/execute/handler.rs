@@ -26,6 +26,7 @@ pub async fn handle(
 ) -> Result<ExecuteResponse, Error> {
     let req = decode(body)?;
     state.check_binding(req.config_path.as_deref())?;
+    super::check_audit(state)?;
     let snapshot = state.snapshot();
     let i = snapshot
         .exec
@@ -48,7 +49,7 @@ pub async fn handle(
         Instant::now(),
     );
     if let Err(e) = govern(&snapshot, caller, i, &intent) {
-        state.audit.record(denial_event(event, &e));
+        super::record(state, denial_event(event, &e)).await?;
         return Err(e);
     }
     let started = Instant::now();
@@ -57,16 +58,14 @@ pub async fn handle(
     match result {
         Ok((resp, mut e)) => {
             e.latency_ms = Some(latency);
-            state
-                .audit
-                .record(crate::audit::events::allowed(merge(event, e)));
+            super::record(state, crate::audit::events::allowed(merge(event, e))).await?;
             Ok(resp)
         }
         Err((err, mut e)) => {
             e.latency_ms = Some(latency);
             // Caller mistakes (400/413) are not executions; failures are audited.
             if err.is_failure() {
-                state.audit.record(failure_event(merge(event, e), &err));
+                super::record(state, failure_event(merge(event, e), &err)).await?;
             }
             Err(err)
         }

@@ -57,6 +57,12 @@ pub enum Error {
     Credentials(String),
     #[error("{0}")]
     Internal(String),
+    /// `failClosed`: the audit log cannot be written, so the call is not run (or, with
+    /// `durability: always`, its answer is withheld).
+    #[error(
+        "the audit log cannot be written and `runtime.server.audit.failClosed` is set: tool calls are refused until it can"
+    )]
+    AuditUnavailable,
 }
 
 impl Error {
@@ -74,6 +80,7 @@ impl Error {
             Error::ResponseTooLarge(_) => Reason::ResponseTooLarge,
             Error::Credentials(_) => Reason::CredentialsUnavailable,
             Error::Internal(_) => Reason::Internal,
+            Error::AuditUnavailable => Reason::AuditUnavailable,
         }
     }
 
@@ -161,6 +168,30 @@ pub fn tool_event<'a>(
         channel,
         at,
     })
+}
+
+/// Record `event`; with `durability: always` the answer waits until its line is synced.
+/// When it cannot be written or synced and `failClosed` is set, the answer is withheld:
+/// `Err(AuditUnavailable)`; without `failClosed` the failure is logged and the call answered.
+pub async fn record(state: &crate::state::RuntimeState, event: Event<'_>) -> Result<(), Error> {
+    match state.audit.record_durably(event).await {
+        Ok(()) => Ok(()),
+        Err(_) if state.audit.settings().fail_closed => Err(Error::AuditUnavailable),
+        Err(e) => {
+            tracing::warn!(error = %e, "an audit record could not be made durable");
+            Ok(())
+        }
+    }
+}
+
+/// Refuse a call before any work when `failClosed` is set and the audit log cannot be
+/// written.
+pub fn check_audit(state: &crate::state::RuntimeState) -> Result<(), Error> {
+    if state.audit.refuses_calls() {
+        Err(Error::AuditUnavailable)
+    } else {
+        Ok(())
+    }
 }
 
 /// The audit record of a refusal by [`govern`].

@@ -385,6 +385,7 @@ fn readyz(state: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<Reply, Ap
             "the runtime is shutting down",
         ));
     }
+    crate::execute::check_audit(state)?;
     Ok(Reply::json(
         200,
         &Health {

@@ -42,6 +42,7 @@ pub fn status(e: &Error) -> u16 {
         Error::Timeout(_) => 504,
         Error::Unreachable(_) | Error::ResponseTooLarge(_) | Error::Credentials(_) => 502,
         Error::Internal(_) => 500,
+        Error::AuditUnavailable => 503,
     }
 }
 
@@ -105,6 +106,7 @@ mod tests {
             (Error::ResponseTooLarge(s()), 502, "response_too_large"),
             (Error::Credentials(s()), 502, "credentials_unavailable"),
             (Error::Internal(s()), 500, "internal_error"),
+            (Error::AuditUnavailable, 503, "audit_unavailable"),
         ];
         for (e, status, code) in cases {
             let a = ApiError::from(e.clone());

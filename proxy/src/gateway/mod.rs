@@ -238,7 +238,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -252,6 +252,21 @@ impl ProxyHttp for Gateway {
             relay_response_header(upstream_response, ctx.request_id.header())?;
             // Injected secrets never reach the caller in a redirect or link (item 3).
             a.redacted = passthrough::redact_answer(upstream_response, &a.creds()?.shadow)?;
+            // `durability: always`: the answer waits until its record is on disk.
+            if self.state.audit.settings().durability
+                == open_cli_config::model::AuditDurability::Always
+            {
+                let e = pass_through_event(session, None, a, &ctx.request_id);
+                let written = crate::execute::record(&self.state, e).await;
+                a.recorded = true;
+                if written.is_err() {
+                    a.withheld = true;
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(503),
+                        "the call's audit record could not be written",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -278,7 +293,9 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         // Upstream failures get the status and code execute gives them (`error::status`).
         let upstream = |e: crate::execute::Error| (error::status(&e), e.code());
+        let withheld = ctx.pass.as_ref().is_some_and(|a| a.withheld);
         let (status, code) = match e.etype() {
+            _ if withheld => upstream(crate::execute::Error::AuditUnavailable),
             ErrorType::HTTPStatus(413) => (413, codes::PAYLOAD_TOO_LARGE),
             // The client's body was too slow (`crate::gateway::conn::body_progress`).
             ErrorType::HTTPStatus(408) => (408, crate::gateway::conn::REQUEST_TIMEOUT),
@@ -305,7 +322,9 @@ impl ProxyHttp for Gateway {
             .map(|a| a.snapshot.tool(a.tool).id.clone())
             .unwrap_or_default();
         if status > 0 && session.response_written().is_none() {
-            let message = if status == 400 {
+            let message = if withheld {
+                crate::execute::Error::AuditUnavailable.to_string()
+            } else if status == 400 {
                 format!(
                     "the request body is invalid ({}); the request was abandoned",
                     e.etype().as_str()
@@ -459,47 +478,63 @@ impl Gateway {
         a: &Admitted,
         request_id: &str,
     ) {
-        let tool = &a.snapshot.tool(a.tool);
-        let info = &a.snapshot.exec.info(a.tool);
-        let intent = crate::execute::Intent {
-            agent_profile: a.agent_profile.as_deref(),
-            ..Default::default()
-        };
-        // One clock reading for the record's latency and its timestamp.
-        let end = Instant::now();
-        let mut e = crate::execute::tool_event(
-            tool,
-            info,
-            &a.caller,
-            &intent,
-            request_id,
-            crate::audit::Channel::Passthrough,
-            end,
-        );
-        e.auth_scheme = a
-            .creds()
-            .ok()
-            .and_then(|c| c.scheme.as_deref())
-            .map(Into::into);
-        e.upstream_path = Some(forwarded_path(session, a));
-        e.request_size = session.body_bytes_read() as u64;
-        e.response_size = session.body_bytes_sent() as u64;
-        e.latency_ms = Some(end.saturating_duration_since(a.started).as_millis() as u64);
-        e.retry_count = a.connect_retries;
-        e.status_code = a.upstream_status;
-        e.credentials_redacted = a.redacted.names().map(Into::into);
-        use crate::audit::{Reason, events};
-        let e = match error {
-            Some(err) if a.upstream_status == 0 => {
-                let reason = match err.esource() {
-                    ErrorSource::Downstream if !caller_gone(err) => Reason::InvalidRequest,
-                    _ => Reason::ExecutionError,
-                };
-                events::failed(e, reason, err.etype().as_str())
-            }
-            _ => events::allowed(e),
-        };
-        self.state.audit.record(e);
+        // `durability: always` recorded the call before its answer; only a failure after
+        // that gets a record of its own.
+        if a.recorded && (error.is_none() || a.withheld) {
+            return;
+        }
+        self.state
+            .audit
+            .record(pass_through_event(session, error, a, request_id));
+    }
+}
+
+/// The record of an admitted pass-through call, as far as it got: `error` is how it failed.
+fn pass_through_event<'a>(
+    session: &'a Session,
+    error: Option<&Error>,
+    a: &'a Admitted,
+    request_id: &'a str,
+) -> crate::audit::Event<'a> {
+    let tool = &a.snapshot.tool(a.tool);
+    let info = &a.snapshot.exec.info(a.tool);
+    let intent = crate::execute::Intent {
+        agent_profile: a.agent_profile.as_deref(),
+        ..Default::default()
+    };
+    // One clock reading for the record's latency and its timestamp.
+    let end = Instant::now();
+    let mut e = crate::execute::tool_event(
+        tool,
+        info,
+        &a.caller,
+        &intent,
+        request_id,
+        crate::audit::Channel::Passthrough,
+        end,
+    );
+    e.auth_scheme = a
+        .creds()
+        .ok()
+        .and_then(|c| c.scheme.as_deref())
+        .map(Into::into);
+    e.upstream_path = Some(forwarded_path(session, a));
+    e.request_size = session.body_bytes_read() as u64;
+    e.response_size = session.body_bytes_sent() as u64;
+    e.latency_ms = Some(end.saturating_duration_since(a.started).as_millis() as u64);
+    e.retry_count = a.connect_retries;
+    e.status_code = a.upstream_status;
+    e.credentials_redacted = a.redacted.names().map(Into::into);
+    use crate::audit::{Reason, events};
+    match error {
+        Some(err) if a.upstream_status == 0 => {
+            let reason = match err.esource() {
+                ErrorSource::Downstream if !caller_gone(err) => Reason::InvalidRequest,
+                _ => Reason::ExecutionError,
+            };
+            events::failed(e, reason, err.etype().as_str())
+        }
+        _ => events::allowed(e),
     }
 }
 

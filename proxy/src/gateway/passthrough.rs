@@ -62,6 +62,13 @@ pub struct Admitted {
     pub upstream_status: u16,
     /// The answer's fields an injected secret was removed from (audited).
     pub redacted: crate::credentials::shadow::Redacted,
+    /// `durability: always`: the call's record was written and synced before its answer
+    /// went to the caller (`upstream_response_filter`); `logging` adds a record only if the
+    /// answer then fails.
+    pub recorded: bool,
+    /// `durability: always` and `failClosed`: the record could not be made durable, so the
+    /// answer is withheld (503 `audit_unavailable`).
+    pub withheld: bool,
     /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
     pub has_body: bool,
     /// The caller's header fields, moved out of the session's request header once the
@@ -309,10 +316,9 @@ pub async fn admit(
             started,
         )
     };
+    crate::execute::check_audit(state)?;
     if let Err(e) = crate::execute::govern(&snapshot, &caller, i, &intent) {
-        state
-            .audit
-            .record(crate::execute::denial_event(event(), &e));
+        crate::execute::record(state, crate::execute::denial_event(event(), &e)).await?;
         return Err(e.into());
     }
     let limit = info.upstream.max_request_bytes;
@@ -374,6 +380,8 @@ pub async fn admit(
         connect_retries: 0,
         upstream_status: 0,
         redacted: Default::default(),
+        recorded: false,
+        withheld: false,
         has_body: fields.chunked || length.is_some_and(|n| n > 0),
         headers: http::HeaderMap::new(),
     })

@@ -142,12 +142,13 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         &credentials.secrets,
         loaded.config.policy.allow_exec_secrets,
     ))?;
-    let audit = crate::audit::Audit::open(&instance.audit_path).map_err(|e| {
-        format!(
-            "cannot open the audit log {}: {e}",
-            instance.audit_path.display()
-        )
-    })?;
+    let audit = crate::audit::Audit::open(&instance.audit_path, &loaded.config.audit_settings())
+        .map_err(|e| {
+            format!(
+                "cannot open the audit log {}: {e}",
+                instance.audit_path.display()
+            )
+        })?;
     let state = Arc::new(RuntimeState::new(
         snapshot,
         loaded,
@@ -313,6 +314,9 @@ async fn run(
         _ = term.recv() => false,
         _ = int.recv() => false,
     };
+    // How often the audit log was synced (`runtime.server.audit.durability`): the benchmark
+    // reads it to report syncs per second.
+    tracing::info!(audit_syncs = state.audit.syncs(), "audit log");
     if drained {
         tracing::info!("drained; exiting");
     } else {
