@@ -73,3 +73,73 @@ pub fn parse_audit(text: &str) -> Vec<AuditRow> {
 pub fn read_audit(path: &Path) -> std::io::Result<Vec<AuditRow>> {
     std::fs::read_to_string(path).map(|text| parse_audit(&text))
 }
+
+/// Calls made by worker threads, each with its own request ID, until [`Load::stop`]: the load
+/// under which the crash tests kill the runtime. A worker stops at its first call that is not
+/// answered 200 (the runtime is gone).
+#[derive(Debug)]
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    answered: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `workers` threads; worker `w`'s `i`-th call is `call(client, w)` with the request ID
+    /// `<prefix>-<w>-<i>`.
+    pub fn start(
+        workers: usize,
+        prefix: &str,
+        call: impl Fn(&reqwest::blocking::Client, usize) -> reqwest::blocking::RequestBuilder
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let call = std::sync::Arc::new(call);
+        let workers = (0..workers)
+            .map(|w| {
+                let (stop, answered, call) = (stop.clone(), answered.clone(), call.clone());
+                let prefix = prefix.to_string();
+                std::thread::spawn(move || {
+                    let client = crate::process::http();
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let id = format!("{prefix}-{w}-{i}");
+                        i += 1;
+                        let ok = call(&client, w)
+                            .header("x-request-id", &id)
+                            .timeout(std::time::Duration::from_secs(5))
+                            .send()
+                            .is_ok_and(|r| r.status() == 200);
+                        if !ok {
+                            return;
+                        }
+                        answered.lock().unwrap().push(id);
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            answered,
+            workers,
+        }
+    }
+
+    /// Calls answered 200 so far.
+    pub fn answered(&self) -> usize {
+        self.answered.lock().unwrap().len()
+    }
+
+    /// Stop the workers; the request IDs of every call answered 200.
+    pub fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in self.workers {
+            w.join().unwrap();
+        }
+        std::mem::take(&mut *self.answered.lock().unwrap())
+    }
+}

@@ -15,7 +15,8 @@
 //! - [`mcp`]: a real MCP server ([`McpEverything`]).
 //! - [`prism`]: a mock upstream generated from a document ([`Prism`]).
 //! - [`mod@cli`]: the `open-cli` client ([`cli()`]).
-//! - [`audit`]: audit files read as typed rows ([`AuditRow`], [`read_audit`]).
+//! - [`audit`]: audit files read as typed rows ([`AuditRow`], [`read_audit`]), and the load
+//!   the crash tests kill the runtime under ([`Load`]).
 
 pub mod audit;
 pub mod cli;

@@ -3,12 +3,10 @@
 //! tool calls while the audit log cannot be written.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use open_cli_product_tests::{
-    Fixture, Runtime, TestApi, demo_config, expect_error, http, read_audit, wait_for,
+    Fixture, Load, Runtime, TestApi, demo_config, expect_error, http, read_audit, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -110,58 +108,32 @@ fn always_loses_no_answered_call_to_a_crash() {
         serde_json::from_str(&std::fs::read_to_string(&rt.runtime_json).unwrap()).unwrap();
     let audit: std::path::PathBuf = rj["auditPath"].as_str().expect("auditPath").into();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..4)
-        .map(|w| {
-            let (stop, answered) = (stop.clone(), answered.clone());
-            let base = rt.url.clone();
-            std::thread::spawn(move || {
-                let client = http();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let id = format!("always-{w}-{i}");
-                    i += 1;
-                    // Two connections execute, two go through the pass-through.
-                    let req = if w < 2 {
-                        client
-                            .post(format!("{base}/v1/tools/execute"))
-                            .header("content-type", "application/json")
-                            .body(json!({"toolId": "demo:listItems"}).to_string())
-                    } else {
-                        client.get(format!("{base}/proxy/demo/items"))
-                    };
-                    let ok = req
-                        .header("x-request-id", &id)
-                        .timeout(Duration::from_secs(5))
-                        .send()
-                        .is_ok_and(|r| r.status() == 200);
-                    if !ok {
-                        return;
-                    }
-                    answered.lock().unwrap().push(id);
-                }
-            })
-        })
-        .collect();
+    // Two workers execute, two go through the pass-through.
+    let base = rt.url.clone();
+    let load = Load::start(4, "always", move |client, w| {
+        if w < 2 {
+            client
+                .post(format!("{base}/v1/tools/execute"))
+                .header("content-type", "application/json")
+                .body(json!({"toolId": "demo:listItems"}).to_string())
+        } else {
+            client.get(format!("{base}/proxy/demo/items"))
+        }
+    });
     wait_for(
         "200 answered calls under load",
         Duration::from_secs(60),
-        || (answered.lock().unwrap().len() >= 200).then_some(()),
+        || (load.answered() >= 200).then_some(()),
     )
     .unwrap();
     rt.proc.signal(libc::SIGKILL);
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
+    let answered = load.stop();
     // `read_audit` panics on a torn or invalid line.
     let recorded: HashSet<String> = read_audit(&audit)
         .unwrap()
         .into_iter()
         .filter_map(|r| r.request_id)
         .collect();
-    let answered = answered.lock().unwrap();
     let lost: Vec<&String> = answered
         .iter()
         .filter(|id| !recorded.contains(*id))

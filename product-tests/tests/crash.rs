@@ -4,11 +4,11 @@
 //! flush, a crash tears no line, and it loses only recent records.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use open_cli_product_tests::{AuditRow, TestApi, http, read_audit, start_demo_runtime, wait_for};
+use open_cli_product_tests::{
+    AuditRow, Load, TestApi, http, read_audit, start_demo_runtime, wait_for,
+};
 use serde_json::Value;
 
 fn audit_path(runtime_json: &std::path::Path) -> std::path::PathBuf {
@@ -55,52 +55,22 @@ fn a_crash_tears_no_audit_line_and_loses_only_recent_records() {
     .unwrap();
 
     // Load from four connections; SIGKILL once 200 calls of it were answered.
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let answered_ids = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..4)
-        .map(|w| {
-            let (stop, answered, answered_ids) =
-                (stop.clone(), answered.clone(), answered_ids.clone());
-            let url = format!("{}/proxy/demo/items", rt.url);
-            std::thread::spawn(move || {
-                let client = http();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let id = format!("load-{w}-{i}");
-                    i += 1;
-                    let ok = client
-                        .get(&url)
-                        .header("x-request-id", &id)
-                        .timeout(Duration::from_secs(5))
-                        .send()
-                        .is_ok_and(|r| r.status() == 200);
-                    if !ok {
-                        return;
-                    }
-                    answered_ids.lock().unwrap().push(id);
-                    answered.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
+    let url = format!("{}/proxy/demo/items", rt.url);
+    let load = Load::start(4, "load", move |client, _| client.get(&url));
     wait_for(
         "200 answered calls under load",
         Duration::from_secs(30),
-        || (answered.load(Ordering::Relaxed) >= 200).then_some(()),
+        || (load.answered() >= 200).then_some(()),
     )
     .unwrap();
     rt.proc.signal(libc::SIGKILL);
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
+    let answered_ids = load.stop();
 
     let ids = recorded_ids(read_audit(&audit).unwrap());
     for id in &before {
         assert!(ids.contains(id), "{id} was lost by the crash");
     }
-    let load: HashSet<String> = answered_ids.lock().unwrap().iter().cloned().collect();
+    let load: HashSet<String> = answered_ids.into_iter().collect();
     let recorded_load = ids.iter().filter(|id| id.starts_with("load-")).count();
     let lost = load.iter().filter(|id| !ids.contains(*id)).count();
     eprintln!(
