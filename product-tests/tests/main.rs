@@ -34,6 +34,8 @@ mod enrich;
 mod execute;
 /// Start-up, readiness, `runtime.json`, signals.
 mod lifecycle;
+/// Logs never carry a secret, at any level.
+mod logs;
 /// MCP sources over stdio, streamable HTTP and SSE against a real MCP server.
 mod mcp;
 /// A mock upstream generated from the demo document (Stoplight Prism): requests the

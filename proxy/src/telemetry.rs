@@ -56,13 +56,75 @@ fn install<W>(format: LogFormat, writer: W)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let registry =
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::filter::filter_fn(|m| {
+                !writes_the_wire(m.target(), m.level())
+            }));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
     };
+}
+
+/// Crates (and their `_`-suffixed siblings: `pingora_core`, `hyper_util`) whose debug and
+/// trace events print request and response heads as they are on the wire (Pingora writes
+/// `x-api-key: <secret>` at trace level), injected credentials and callers' tokens included.
+const WIRE_LOGGERS: [&str; 6] = [
+    "pingora",
+    "hyper",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tokio_rustls",
+];
+
+/// Whether an event is one of [`WIRE_LOGGERS`]' below `info`: never logged, whatever
+/// `RUST_LOG` says, so no log level can put a secret in the log. (Their warnings and errors
+/// are kept; the runtime's own events at every level carry no secret.)
+fn writes_the_wire(target: &str, level: &tracing::Level) -> bool {
+    let krate = target.split("::").next().unwrap_or_default();
+    *level > tracing::Level::INFO
+        && WIRE_LOGGERS.iter().any(|w| {
+            krate
+                .strip_prefix(w)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn wire_loggers_are_quiet_below_info_and_nobody_else_is() {
+        for (target, level, quiet) in [
+            (
+                "pingora_core::protocols::http::v1::client",
+                Level::TRACE,
+                true,
+            ),
+            ("pingora_proxy", Level::DEBUG, true),
+            ("hyper::proto::h1::io", Level::TRACE, true),
+            ("h2::codec", Level::DEBUG, true),
+            ("reqwest::connect", Level::DEBUG, true),
+            ("pingora_core::server", Level::INFO, false),
+            ("hyper", Level::WARN, false),
+            ("open_cli_proxy::gateway", Level::TRACE, false),
+            ("h2o_lookalike", Level::TRACE, false),
+        ] {
+            assert_eq!(
+                writes_the_wire(target, &level),
+                quiet,
+                "{target} at {level}"
+            );
+        }
+    }
 }
