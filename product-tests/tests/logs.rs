@@ -1,14 +1,17 @@
 //! Logs never carry a secret (issue 17, item 7): at `RUST_LOG=trace`, the most any operator
 //! can turn on, in JSON lines, with a credential of every secret type injected on both
-//! channels, a runtime token and a caller's own credentials, no secret value appears in the
-//! process log or the audit log; and each JSON line is one object.
+//! channels (`env`, `literal`, `exec`, `file`, basic, an OAuth client secret and the access
+//! token it gets), the runtime token (a JWT from a real OpenID provider) and a caller's own
+//! cookie, no secret value appears in the process log or the audit log; and each JSON line is
+//! one object.
 
 use base64::Engine;
-use open_cli_product_tests::{Fixture, Runtime, TestApi, demo_config, http};
+use open_cli_product_tests::{AUDIENCE, Fixture, Oidc, Runtime, TestApi, demo_config, http};
 use serde_json::{Value, json};
 
 #[test]
 fn no_secret_of_any_type_reaches_the_logs_even_at_trace_level() {
+    let oidc = Oidc::start("bundle:demo items:read", &[]);
     let api = TestApi::start();
     let fx = Fixture::new();
     fx.write("demo.openapi.yaml", &api.spec_yaml());
@@ -20,27 +23,40 @@ fn no_secret_of_any_type_reaches_the_logs_even_at_trace_level() {
             "apiKeyQuery": {"type": "literal", "value": "query-literal-s3cret"},
             "demo.apiKeyCookie": {"type": "exec", "command": ["/bin/echo", "cookie-exec-s3cret"]},
             "demo.basicAuth": {"type": "literal", "value": "ann:basic-pass-s3cret"},
-            "demo.bearerAuth": {"type": "file", "value": secret_file}
-        }, "policy": {"allowExecSecrets": true}})),
+            "demo.bearerAuth": {"type": "file", "value": secret_file},
+            "demo.oauthClient": {"type": "oauth2", "mode": "clientCredentials",
+                "tokenURL": format!("{}/token", oidc.issuer),
+                "clientId": {"type": "literal", "value": "agent-1"},
+                "clientSecret": {"type": "env", "value": "AGENT_SECRET"}}
+        }, "policy": {"allowExecSecrets": true},
+        "runtime": {"server": {"auth": {"validationProfile": "oidc_jwks",
+            "issuer": oidc.issuer, "audience": AUDIENCE}}}})),
     );
     let state = fx.path().join("state");
     let mut rt = Runtime::try_start_env(
         &cfg,
         &state,
         &["--log-format", "json"],
-        &[("DEMO_KEY", "header-env-s3cret"), ("RUST_LOG", "trace")],
+        &[
+            ("DEMO_KEY", "header-env-s3cret"),
+            ("AGENT_SECRET", "agent-1-secret"),
+            ("RUST_LOG", "trace"),
+        ],
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let basic = base64::engine::general_purpose::STANDARD.encode("ann:basic-pass-s3cret");
+    let runtime_token = oidc.token("bundle:demo", None);
+    let mut upstream_tokens = Vec::new();
     for (tool, path) in [
         ("demo:authApiKeyHeader", "/auth/api-key-header"),
         ("demo:authApiKeyQuery", "/auth/api-key-query"),
         ("demo:authApiKeyCookie", "/auth/api-key-cookie"),
         ("demo:authBasic", "/auth/basic"),
         ("demo:authBearer", "/auth/bearer"),
+        ("demo:authOAuth2", "/auth/oauth2"),
     ] {
         let caller = |r: reqwest::blocking::RequestBuilder| {
-            r.header("authorization", "Bearer caller-token-s3cret")
+            r.header("authorization", format!("Bearer {runtime_token}"))
                 .header("cookie", "sid=caller-cookie-s3cret")
                 .send()
                 .unwrap()
@@ -54,6 +70,9 @@ fn no_secret_of_any_type_reaches_the_logs_even_at_trace_level() {
         .json()
         .unwrap();
         assert_eq!(v["statusCode"], 200, "{tool}: {v}");
+        if tool == "demo:authOAuth2" {
+            upstream_tokens.push(v["body"]["received"].as_str().unwrap().to_string());
+        }
         let r = caller(http().get(format!("{}/proxy/demo{path}", rt.url)));
         assert_eq!(r.status(), 200, "{path}");
     }
@@ -68,16 +87,23 @@ fn no_secret_of_any_type_reaches_the_logs_even_at_trace_level() {
             >= 10,
         "no debug lines: the test would prove nothing\n{logs}"
     );
-    for secret in [
-        "header-env-s3cret",
-        "query-literal-s3cret",
-        "cookie-exec-s3cret",
-        "basic-pass-s3cret",
-        basic.as_str(),
-        "file-bearer-s3cret",
-        "caller-token-s3cret",
-        "caller-cookie-s3cret",
-    ] {
+    // A JWT's signature: its header and claims encode alike for many tokens.
+    let signature = |t: &str| t.rsplit('.').next().unwrap().to_string();
+    let mut secrets = vec![
+        "header-env-s3cret".to_string(),
+        "query-literal-s3cret".into(),
+        "cookie-exec-s3cret".into(),
+        "basic-pass-s3cret".into(),
+        basic.clone(),
+        "file-bearer-s3cret".into(),
+        "agent-1-secret".into(),
+        "caller-cookie-s3cret".into(),
+        signature(&runtime_token),
+    ];
+    assert_eq!(upstream_tokens.len(), 1);
+    secrets.extend(upstream_tokens.iter().map(|t| signature(t)));
+    for secret in &secrets {
+        let secret = secret.as_str();
         assert!(!audit.contains(secret), "`{secret}` in the audit log");
         let found: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
         assert!(
