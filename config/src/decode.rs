@@ -266,11 +266,26 @@ fn decode_audit(mut o: Obj<'_>) -> AuditSettings {
         .uint("intervalMs", 1, 1000)
         .unwrap_or(defaults.interval_ms);
     let fail_closed = o.bool("failClosed").unwrap_or(defaults.fail_closed);
+    let rotation = o
+        .object("rotation")
+        .map(|mut r| {
+            let rotation = AuditRotation {
+                max_bytes: r.uint("maxBytes", 4096, u64::MAX),
+                max_age_hours: r.uint("maxAgeHours", 1, 24 * 366),
+                keep: r.uint("keep", 1, 100_000),
+                keep_days: r.uint("keepDays", 1, 36_600),
+                compress: r.bool("compress").unwrap_or(false),
+            };
+            r.finish();
+            rotation
+        })
+        .unwrap_or_default();
     o.finish();
     AuditSettings {
         durability,
         interval_ms,
         fail_closed,
+        rotation,
     }
 }
 
@@ -1139,8 +1154,12 @@ mod tests {
                 "runtime.server.audit.intervalMs: must be between 1 and 1000, found 5000",
             ),
             (
+                json!({"runtime": {"server": {"audit": {"rotation": {"maxBytes": 10}}}}}),
+                "runtime.server.audit.rotation.maxBytes: must be between 4096 and 18446744073709551615, found 10",
+            ),
+            (
                 json!({"runtime": {"server": {"audit": {"failclosed": true}}}}),
-                "runtime.server.audit.failclosed: unknown key (did you mean `failClosed`?); allowed keys here: durability, failClosed, intervalMs",
+                "runtime.server.audit.failclosed: unknown key (did you mean `failClosed`?); allowed keys here: durability, failClosed, intervalMs, rotation",
             ),
             (
                 json!({"sources": {"m": {"type": "mcp", "transport": {"type": "sse", "url": "http://x", "command": "c"}}}}),

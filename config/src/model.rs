@@ -270,6 +270,29 @@ pub struct AuditSettings {
     pub interval_ms: u64,
     /// Refuse tool calls (`503 audit_unavailable`) while the audit log cannot be written.
     pub fail_closed: bool,
+    /// `rotation`: when the log file is rotated and how long rotated files are kept.
+    pub rotation: AuditRotation,
+}
+
+/// `runtime.server.audit.rotation`. Nothing set: the file is never rotated by the runtime
+/// (an operator's `logrotate` can still move it and send SIGUSR1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRotation {
+    /// Rotate once the file holds this many bytes (after the batch that crossed it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Rotate a file this many hours after it was opened (at its next write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age_hours: Option<u64>,
+    /// Keep at most this many rotated files (the oldest go first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u64>,
+    /// Delete rotated files older than this many days.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<u64>,
+    /// gzip rotated files (`audit.log.<time>.gz`).
+    pub compress: bool,
 }
 
 impl AuditSettings {
@@ -282,6 +305,7 @@ impl Default for AuditSettings {
             durability: AuditDurability::Interval,
             interval_ms: Self::DEFAULT_INTERVAL_MS,
             fail_closed: false,
+            rotation: AuditRotation::default(),
         }
     }
 }

@@ -424,7 +424,9 @@ impl Inner {
             any = true;
         }
         if !any {
-            return Ok(());
+            // The sink's batch boundary all the same (a file that was asked to reopen does
+            // it here, before the next line).
+            return sink.out.flush();
         }
         let mut r = Ok(());
         for spare in sink.spares.iter_mut() {

@@ -22,6 +22,7 @@
 //! surface (execute, the pass-through, the catalog, later MCP) cannot word a record its own way.
 
 pub mod events;
+pub mod file;
 
 use std::path::{Path, PathBuf};
 
@@ -544,6 +545,7 @@ pub struct Audit {
     spool: Spool,
     path: PathBuf,
     settings: AuditSettings,
+    reopen: file::Reopen,
 }
 
 thread_local! {
@@ -558,7 +560,7 @@ impl Audit {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = open_append(path)?;
+        let (file, reopen) = file::AuditFile::open(path, &settings.rotation)?;
         let durability = match settings.durability {
             AuditDurability::Always => Durability::Always,
             AuditDurability::Interval => {
@@ -570,7 +572,14 @@ impl Audit {
             spool: Spool::durable_as("audit-writer", Box::new(file), durability)?,
             path: path.to_path_buf(),
             settings: settings.clone(),
+            reopen,
         })
+    }
+
+    /// Reopen the file after the current batch (SIGUSR1: an operator's `logrotate` moved it).
+    pub fn reopen(&self) {
+        self.reopen.request();
+        let _ = self.spool.flush();
     }
 
     /// Record an event and, with `durability: always`, wait until its line is synced. `Err`
@@ -649,15 +658,6 @@ impl Audit {
         events.sort_by(|a, b| a["timestamp"].as_str().cmp(&b["timestamp"].as_str()));
         Ok(events)
     }
-}
-
-fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
 }
 
 #[cfg(test)]

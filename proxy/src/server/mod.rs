@@ -290,10 +290,16 @@ async fn run(
     tracing::info!(url = %state.url, runtime_json = %state.instance.runtime_json.display(), "open-cli runtime listening");
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+    let mut usr1 =
+        signal(SignalKind::user_defined1()).map_err(|e| format!("cannot watch SIGUSR1: {e}"))?;
     let which = loop {
         tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
+            _ = usr1.recv() => {
+                tracing::info!(file = %state.audit.path().display(), "SIGUSR1: reopening the audit log");
+                state.audit.reopen();
+            }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: re-reading the config and rebuilding the catalog");
                 tokio::spawn(refresh::rebuild(Arc::clone(&state), Trigger::Signal));
