@@ -335,4 +335,47 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "three\n");
     }
+
+    #[test]
+    fn files_rotate_by_age_and_old_rotated_files_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        // A rotated file from 40 days ago.
+        let old = dir.path().join("audit.log.20261027T000000Z-000");
+        std::fs::write(&old, "old\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(40 * 86_400))
+            .unwrap();
+        let rotation = AuditRotation {
+            max_age_hours: Some(1),
+            keep_days: Some(30),
+            ..Default::default()
+        };
+        let (mut f, _) = AuditFile::open(&path, &rotation).unwrap();
+        f.write_all(b"young\n").unwrap();
+        f.flush().unwrap();
+        assert!(
+            rotated_files(&path).contains(&old),
+            "not yet an hour old: no rotation"
+        );
+        // The live file was opened two hours ago.
+        f.opened = SystemTime::now() - Duration::from_secs(2 * 3600);
+        f.write_all(b"aged\n").unwrap();
+        f.flush().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let rotated = loop {
+            let now = rotated_files(&path);
+            if !now.contains(&old) {
+                break now;
+            }
+            assert!(std::time::Instant::now() < deadline, "{now:?}");
+            std::thread::yield_now();
+        };
+        assert_eq!(rotated.len(), 1, "{rotated:?}");
+        assert_eq!(read_text(&rotated[0]).unwrap(), "young\naged\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
 }
