@@ -1,9 +1,10 @@
 //! Logs never carry a secret (issue 17, item 7): at `RUST_LOG=trace`, the most any operator
 //! can turn on, in JSON lines, with a credential of every secret type injected on both
 //! channels (`env`, `literal`, `exec`, `file`, basic, an OAuth client secret and the access
-//! token it gets), the runtime token (a JWT from a real OpenID provider) and a caller's own
-//! cookie, no secret value appears in the process log or the audit log; and each JSON line is
-//! one object.
+//! token it gets), the runtime token (a JWT from a real OpenID provider, or an opaque token
+//! checked by introspection with the runtime's own client secret) and a caller's own cookie,
+//! no secret value appears in the process log or the audit log; and each JSON line is one
+//! object.
 
 use base64::Engine;
 use open_cli_product_tests::{AUDIENCE, Fixture, Oidc, Runtime, TestApi, demo_config, http};
@@ -120,5 +121,62 @@ fn no_secret_of_any_type_reaches_the_logs_even_at_trace_level() {
             v["timestamp"].is_string() && v["level"].is_string(),
             "{line}"
         );
+    }
+}
+
+/// The introspection client's secret and the opaque tokens it checks stay out of the logs at
+/// trace level too.
+#[test]
+fn introspection_secrets_and_opaque_tokens_stay_out_of_the_logs() {
+    let oidc = Oidc::start("bundle:demo", &[]);
+    let api = TestApi::start();
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let opaque_aud = "urn:open-cli:opaque";
+    let cfg = fx.write_json(
+        ".cli.json",
+        &demo_config(json!({"runtime": {"server": {"auth": {
+            "validationProfile": "oauth2_introspection", "audience": opaque_aud,
+            "issuer": oidc.issuer,
+            "introspectionURL": format!("{}/token/introspection", oidc.issuer),
+            "clientId": {"type": "literal", "value": "runtime"},
+            "clientSecret": {"type": "env", "value": "INTROSPECTION_SECRET"}}}}})),
+    );
+    let state = fx.path().join("state");
+    let mut rt = Runtime::try_start_env(
+        &cfg,
+        &state,
+        &["--log-format", "json"],
+        &[
+            ("INTROSPECTION_SECRET", "runtime-secret"),
+            ("RUST_LOG", "trace"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let token = oidc.token("bundle:demo", Some(opaque_aud));
+    assert!(!token.contains('.'), "an opaque token, not a JWT");
+    let r = http()
+        .get(format!("{}/proxy/demo/items", rt.url))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http()
+        .get(format!("{}/v1/catalog/effective", rt.url))
+        .header("authorization", "Bearer not-a-valid-opaque-s3cret")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let logs = rt.stopped_logs();
+    let audit = std::fs::read_to_string(state.join("instances/test/audit.log")).unwrap();
+    let basic = base64::engine::general_purpose::STANDARD.encode("runtime:runtime-secret");
+    for secret in [
+        "runtime-secret",
+        basic.as_str(),
+        token.as_str(),
+        "not-a-valid-opaque-s3cret",
+    ] {
+        assert!(!audit.contains(secret), "`{secret}` in the audit log");
+        assert!(!logs.contains(secret), "`{secret}` in the logs");
     }
 }
