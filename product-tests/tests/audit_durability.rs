@@ -77,6 +77,23 @@ fn fail_closed_withholds_a_pass_through_answer_whose_record_cannot_be_written() 
     expect_error(pass, 503, "audit_unavailable", "failClosed");
 }
 
+/// A pass-through refused at admission (its credentials cannot be resolved) is held for its
+/// record too: with the record unwritable, the caller gets `audit_unavailable`, not the 502.
+#[test]
+fn fail_closed_holds_a_pass_through_refusal_for_its_record() {
+    let api = TestApi::start();
+    let (_fx, rt) = runtime_with(
+        &api,
+        json!({"durability": "always", "failClosed": true}),
+        &["--audit-path", "/dev/full"],
+    );
+    let refused = http()
+        .get(format!("{}/proxy/demo/auth/api-key-header", rt.url))
+        .send()
+        .unwrap();
+    expect_error(refused, 503, "audit_unavailable", "failClosed");
+}
+
 /// Without `failClosed` an unwritable audit log is reported, and calls are answered.
 #[test]
 fn without_fail_closed_calls_are_answered_and_the_failure_logged() {

@@ -333,18 +333,19 @@ pub async fn admit(
         .into());
     }
     use crate::execute::Error::{Credentials, Unreachable};
-    let fail = |err: crate::execute::Error| {
-        state
-            .audit
-            .record(crate::execute::failure_event(event(), &err));
-        ApiError::from(err)
+    // Recorded like execute's failures (held for the record with `durability: always`).
+    let fail = |err: crate::execute::Error| async {
+        match crate::execute::record(state, crate::execute::failure_event(event(), &err)).await {
+            Err(unavailable) => ApiError::from(unavailable),
+            Ok(()) => ApiError::from(err),
+        }
     };
     let up = match (&info.base, &info.target) {
         (Ok(_), Some(t)) => t,
-        (Err(m), _) => return Err(fail(Unreachable(m.clone()))),
+        (Err(m), _) => return Err(fail(Unreachable(m.clone())).await),
         (Ok(b), None) => {
             let m = format!("tool `{}`: server URL `{b}` cannot be proxied to", tool.id);
-            return Err(fail(Unreachable(m)));
+            return Err(fail(Unreachable(m)).await);
         }
     };
     let creds = match info.creds.get() {
@@ -356,7 +357,7 @@ pub async fn admit(
                 .await
             {
                 Ok(c) => c,
-                Err(u) => return Err(fail(Credentials(u.message(&tool.id)))),
+                Err(u) => return Err(fail(Credentials(u.message(&tool.id))).await),
             };
             Creds::Owned(owned)
         }
@@ -365,7 +366,7 @@ pub async fn admit(
         Some(ip) => SocketAddr::new(ip, up.port),
         None => match Box::pin(state.resolver.resolve(&up.host, up.port)).await {
             Ok(a) => a,
-            Err(m) => return Err(fail(Unreachable(format!("tool `{}`: {m}", tool.id)))),
+            Err(m) => return Err(fail(Unreachable(format!("tool `{}`: {m}", tool.id))).await),
         },
     };
     Ok(Admitted {
