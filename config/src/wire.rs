@@ -194,6 +194,9 @@ pub mod codes {
     /// `runtime.server.audit.failClosed`: the audit log cannot be written, so tool calls are
     /// refused rather than run unrecorded.
     pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
+    /// `GET /v1/audit/events`: the file a paging cursor points into has been deleted by
+    /// retention; start again without a cursor.
+    pub const CURSOR_EXPIRED: &str = "cursor_expired";
 }
 
 /// `{"error": {...}}`: every error the runtime answers itself has this shape.

@@ -7,6 +7,8 @@
 mod audit_durability;
 /// Audit lines are a wire format: one line of each event type against a stored line.
 mod audit_lines;
+/// `GET /v1/audit/events` as a query: filters, orders, cursor pages across rotated files.
+mod audit_query;
 /// Runtime authentication (OIDC JWKS) against a real OpenID provider; scope filtering.
 mod auth;
 /// Bounded catalog builds: shared schema snapshots, nesting and size bounds, rebuild deadlines.

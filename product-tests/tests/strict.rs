@@ -376,6 +376,50 @@ fn the_audit_log_and_refresh_need_their_scopes() {
         assert!(all.contains(&p.to_string()), "{p} in {all:?}");
     }
 
+    // Pages keep the rule, whatever the filter and on every page; naming another principal
+    // needs audit:read.
+    let paged = |token: &str, q: &str| -> Vec<Value> {
+        let resp = c.get(&format!("/v1/audit/events?{q}"), token);
+        assert_eq!(resp.status(), 200, "{q}");
+        let body: Value = resp.json().unwrap();
+        body["events"].as_array().unwrap().clone()
+    };
+    for q in [
+        "order=newest&limit=1",
+        "order=oldest",
+        "order=oldest&toolId=demo:getText",
+        "principal=alice",
+    ] {
+        let evs = paged(&alice, q);
+        assert!(
+            evs.iter().all(|e| e["principal"] == "alice"),
+            "{q}: {evs:?}"
+        );
+    }
+    assert_eq!(
+        paged(&alice, "channel=execute&toolId=demo:listItems").len(),
+        1
+    );
+    assert!(
+        paged(&alice, "channel=execute&toolId=demo:getText").is_empty(),
+        "bob's call"
+    );
+    let first: Value = c
+        .get("/v1/audit/events?order=oldest&limit=1", &alice)
+        .json()
+        .unwrap();
+    let next = first["next"].as_str().unwrap();
+    let rest = paged(&alice, &format!("order=oldest&cursor={next}"));
+    assert!(rest.iter().all(|e| e["principal"] == "alice"), "{rest:?}");
+    open_cli_product_tests::expect_error(
+        c.get("/v1/audit/events?principal=bob", &alice),
+        403,
+        "authz_denied",
+        "audit:read",
+    );
+    let bobs = paged(&auditor, "principal=bob");
+    assert!(!bobs.is_empty() && bobs.iter().all(|e| e["principal"] == "bob"));
+
     // Refresh needs runtime:refresh.
     for method in ["GET", "POST"] {
         let resp = http()

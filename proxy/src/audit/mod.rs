@@ -23,6 +23,7 @@
 
 pub mod events;
 pub mod file;
+pub mod query;
 
 use std::path::{Path, PathBuf};
 
@@ -633,10 +634,27 @@ impl Audit {
         self.spool.flush()
     }
 
-    /// Every event in the file, oldest first (by `timestamp`: the file groups the lines of
+    /// One page of events ([`query::query`]), after writing everything recorded before it.
+    /// Blocking file reads: call it off the serving threads.
+    pub fn query(
+        &self,
+        filter: &query::Filter,
+        order: query::Order,
+        limit: usize,
+        cursor: Option<query::Cursor>,
+    ) -> Result<query::Page, query::QueryError> {
+        self.flush().map_err(|error| query::QueryError::Io {
+            file: self.path.display().to_string(),
+            error,
+        })?;
+        query::query(&self.path, filter, order, limit, cursor)
+    }
+
+    /// Every event in the live file, oldest first (by `timestamp`: the file groups the lines of
     /// each serving thread within one write window, so its order is per thread only; the
     /// sort is stable, so equal timestamps keep the file's order). A line that is not JSON
     /// is an error naming it.
+    #[cfg(test)]
     pub fn read_all(&self) -> Result<Vec<serde_json::Value>, String> {
         self.flush()
             .map_err(|e| format!("cannot flush the audit log: {e}"))?;

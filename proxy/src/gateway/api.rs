@@ -141,6 +141,7 @@ enum Handler {
     Sync(SyncHandler),
     Refresh,
     Execute,
+    AuditEvents,
 }
 
 /// `(path, allowed methods, handler)`.
@@ -161,7 +162,7 @@ const ROUTES: &[(&str, &[&str], Handler)] = &[
     ("/v1/refresh", &["GET", "POST"], Handler::Refresh),
     ("/v1/tools/execute", &["POST"], Handler::Execute),
     ("/v1/workflows/run", &["POST"], Handler::Sync(workflows_run)),
-    ("/v1/audit/events", &["GET"], Handler::Sync(audit_events)),
+    ("/v1/audit/events", &["GET"], Handler::AuditEvents),
 ];
 
 /// Answer one request.
@@ -199,6 +200,7 @@ pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &s
     let result = match handler {
         Handler::Sync(f) => f(state, req, &caller),
         Handler::Refresh => refresh(state, req, &caller, request_id).await,
+        Handler::AuditEvents => audit_events(state, req, &caller).await,
         Handler::Execute => crate::execute::handler::handle(state, req.body, &caller, request_id)
             .await
             .map_err(ApiError::from)
@@ -628,44 +630,206 @@ fn browser_config(state: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<R
     ))
 }
 
-/// `GET /v1/audit/events`: every event, oldest first (`?limit=N`: the newest N;
-/// `?toolId=` / `?eventType=`: only those). Requires a token when runtime auth is on; a token
-/// without scope `audit:read` sees only its own principal's events.
-fn audit_events(
-    state: &RuntimeState,
+/// `GET /v1/audit/events` without a paging parameter (only `limit`, `toolId`, `eventType`):
+/// the contract's JSON array, oldest first by `timestamp`. At most this many events: beyond
+/// it the answer is 400 asking for pages (a whole-log dump is unbounded memory).
+pub const AUDIT_ARRAY_MAX: usize = 10_000;
+/// The page size when `limit` is not given.
+const AUDIT_PAGE_DEFAULT: usize = 100;
+
+/// `GET /v1/audit/events` (README, API): the contract's array, or with any of `since`,
+/// `until`, `principal`, `decision`, `requestId`, `channel`, `order`, `cursor` one page
+/// `{"events", "next", "order", "unreadableLines"}` of the log across its rotated files.
+/// Requires a token when runtime auth is on; a token without scope `audit:read` sees only its
+/// own principal's events, on every page and whatever the filters.
+async fn audit_events(
+    state: &Arc<RuntimeState>,
     req: &Request<'_>,
     caller: &Caller,
 ) -> Result<Reply, ApiError> {
+    use crate::audit::query::{Cursor, EXACT_FIELDS, Filter, MAX_LIMIT, Order};
+    const LEGACY: [&str; 4] = ["config", "limit", "toolId", "eventType"];
+    const PAGING: [&str; 3] = ["since", "until", "order"];
     let q = Query::parse(req.query)?;
     state.check_binding(q.get("config"))?;
-    let limit = match q.get("limit") {
-        None => None,
-        Some(l) => Some(l.parse::<usize>().map_err(|_| {
-            ApiError::new(
-                400,
-                codes::INVALID_REQUEST,
-                format!("`limit` must be a non-negative integer, found `{l}`"),
-            )
-        })?),
+    let invalid = |m: String| ApiError::new(400, codes::INVALID_REQUEST, m);
+    let mut paged = false;
+    for (k, _) in &q.pairs {
+        let k = k.as_ref();
+        if PAGING.contains(&k)
+            || k == "cursor"
+            || (EXACT_FIELDS.contains(&k) && !LEGACY.contains(&k))
+        {
+            paged = true;
+        } else if !LEGACY.contains(&k) {
+            return Err(invalid(format!(
+                "`{k}` is not a parameter of /v1/audit/events; it takes since, until, eventType, \
+                 toolId, principal, decision, requestId, channel, order, limit, cursor"
+            )));
+        }
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let time_param = |key: &str| -> Result<Option<String>, ApiError> {
+        q.get(key)
+            .map(|v| {
+                crate::audit::query::parse_time(v, now)
+                    .map_err(|m| invalid(format!("`{key}`: {m}")))
+            })
+            .transpose()
     };
-    let mut events = state
-        .audit
-        .read_all()
-        .map_err(|e| ApiError::new(500, codes::INTERNAL, e))?;
+    let mut filter = Filter {
+        since: time_param("since")?,
+        until: time_param("until")?,
+        exact: EXACT_FIELDS
+            .iter()
+            .filter_map(|f| q.get(f).map(|v| (*f, v.to_string())))
+            .collect(),
+    };
     if let Some(p) = &caller.principal
         && !p.scopes.iter().any(|s| s == AUDIT_READ_SCOPE)
     {
-        events.retain(|e| e.get("principal").and_then(|v| v.as_str()) == Some(&p.subject));
-    }
-    for (key, field) in [("toolId", "toolId"), ("eventType", "eventType")] {
-        if let Some(want) = q.get(key) {
-            events.retain(|e| e.get(field).and_then(|v| v.as_str()) == Some(want));
+        match q.get("principal") {
+            Some(other) if other != p.subject => {
+                return Err(ApiError::new(
+                    403,
+                    codes::AUTHZ_DENIED,
+                    format!(
+                        "reading another principal's audit events needs a token with scope \
+                         `{AUDIT_READ_SCOPE}` (insufficient_scope)"
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => filter.exact.push(("principal", p.subject.clone())),
         }
     }
-    if let Some(n) = limit {
-        let skip = events.len().saturating_sub(n);
-        events.drain(..skip);
+    let order = match q.get("order") {
+        None | Some("oldest") => Order::Oldest,
+        Some("newest") => Order::Newest,
+        Some(o) => {
+            return Err(invalid(format!(
+                "`order` is `oldest` or `newest`, not `{o}`"
+            )));
+        }
+    };
+    let max = if paged { MAX_LIMIT } else { AUDIT_ARRAY_MAX };
+    let limit = match q.get("limit") {
+        None => None,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Some(n),
+            _ => {
+                return Err(invalid(format!(
+                    "`limit` must be an integer from 1 to {max}, found `{l}`"
+                )));
+            }
+        },
+    };
+    let cursor = q
+        .get("cursor")
+        .map(Cursor::decode)
+        .transpose()
+        .map_err(|e| invalid(format!("`cursor`: {e}")))?;
+    let state = Arc::clone(state);
+    let result = tokio::task::spawn_blocking(move || {
+        if paged {
+            let page =
+                state
+                    .audit
+                    .query(&filter, order, limit.unwrap_or(AUDIT_PAGE_DEFAULT), cursor)?;
+            Ok(page_reply(page, order))
+        } else {
+            array_reply(&state.audit, &filter, limit)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::new(500, codes::INTERNAL, format!("the audit query failed: {e}")))?;
+    result.map_err(ApiError::from)
+}
+
+/// The paged answer: the events' lines copied as they are in the file.
+fn page_reply(page: crate::audit::query::Page, order: crate::audit::query::Order) -> Reply {
+    let mut body = Vec::with_capacity(page.lines.iter().map(|l| l.len() + 1).sum::<usize>() + 128);
+    body.extend_from_slice(b"{\"events\":[");
+    for (i, l) in page.lines.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(l);
     }
+    body.extend_from_slice(b"],\"next\":");
+    match &page.next {
+        Some(c) => {
+            body.push(b'"');
+            body.extend_from_slice(c.encode().as_bytes());
+            body.push(b'"');
+        }
+        None => body.extend_from_slice(b"null"),
+    }
+    let order = match order {
+        crate::audit::query::Order::Oldest => "oldest",
+        crate::audit::query::Order::Newest => "newest",
+    };
+    body.extend_from_slice(
+        format!(
+            ",\"order\":\"{order}\",\"unreadableLines\":{}}}",
+            page.unreadable
+        )
+        .as_bytes(),
+    );
+    Reply::raw(200, Bytes::from(body))
+}
+
+/// The contract's array: every matching event (or the newest `limit`), oldest first by
+/// `timestamp`, at most [`AUDIT_ARRAY_MAX`].
+fn array_reply(
+    audit: &crate::audit::Audit,
+    filter: &crate::audit::query::Filter,
+    limit: Option<usize>,
+) -> Result<Reply, crate::audit::query::QueryError> {
+    use crate::audit::query::{MAX_LIMIT, Order};
+    let (order, want) = match limit {
+        Some(n) => (Order::Newest, n),
+        None => (Order::Oldest, AUDIT_ARRAY_MAX + 1),
+    };
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let mut cursor = None;
+    let mut unreadable = 0;
+    while lines.len() < want {
+        let page = audit.query(filter, order, (want - lines.len()).min(MAX_LIMIT), cursor)?;
+        unreadable += page.unreadable;
+        let done = page.lines.is_empty() || page.next.is_none();
+        lines.extend(page.lines);
+        if done {
+            break;
+        }
+        cursor = page.next;
+    }
+    if limit.is_none() && lines.len() > AUDIT_ARRAY_MAX {
+        return Ok(Reply::error(
+            &ApiError::new(
+                400,
+                codes::INVALID_REQUEST,
+                format!(
+                    "more than {AUDIT_ARRAY_MAX} events match; ask for pages instead \
+                     (`order=oldest&limit=1000`, then `cursor=<next>`), or narrow with `since`"
+                ),
+            ),
+            "",
+        ));
+    }
+    if unreadable > 0 {
+        tracing::warn!(
+            lines = unreadable,
+            "audit log lines that are not JSON were skipped"
+        );
+    }
+    // RFC 3339 UTC with a fixed number of digits: text order is time order. Stable, so
+    // equal timestamps keep the file's order.
+    let mut events: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    events.sort_by(|a, b| a["timestamp"].as_str().cmp(&b["timestamp"].as_str()));
     Ok(Reply::json(200, &events))
 }
 

@@ -7,6 +7,9 @@
 //! `WWW-Authenticate` challenge of a scope refusal are written by `Reply::error`
 //! ([`crate::gateway::api::Reply::error`]).
 
+use open_cli_config::wire::codes;
+
+use crate::audit::query::QueryError;
 use crate::execute::Error;
 use crate::snapshot::ViewError;
 use crate::state::NotBound;
@@ -55,6 +58,17 @@ impl From<Error> for ApiError {
 impl From<ViewError> for ApiError {
     fn from(e: ViewError) -> Self {
         Error::View(e).into()
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let (status, code) = match &e {
+            QueryError::BadCursor | QueryError::CursorOrder(_) => (400, codes::INVALID_REQUEST),
+            QueryError::CursorExpired => (410, codes::CURSOR_EXPIRED),
+            QueryError::Io { .. } => (500, codes::INTERNAL),
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 
