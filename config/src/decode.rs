@@ -176,6 +176,17 @@ fn decode_runtime(mut o: Obj<'_>) -> Runtime {
             t
         });
         let audit = s.object("audit").map(decode_audit).unwrap_or_default();
+        let metrics = s
+            .object("metrics")
+            .map(|mut m| {
+                let metrics = MetricsSettings {
+                    tool_labels: m.bool("toolLabels").unwrap_or(false),
+                    public: m.bool("public").unwrap_or(false),
+                };
+                m.finish();
+                metrics
+            })
+            .unwrap_or_default();
         s.finish();
         RuntimeServer {
             auth,
@@ -184,6 +195,7 @@ fn decode_runtime(mut o: Obj<'_>) -> Runtime {
             documents,
             refresh_timeout_seconds,
             audit,
+            metrics,
         }
     });
     o.finish();
@@ -280,12 +292,32 @@ fn decode_audit(mut o: Obj<'_>) -> AuditSettings {
             rotation
         })
         .unwrap_or_default();
+    let export = o.object("export").map(|mut e| {
+        let defaults = AuditExport::default();
+        let endpoint = e.string("endpoint");
+        if let Some(url) = &endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            e.cx().err(
+                e.key_path("endpoint"),
+                format!("must be an http:// or https:// URL (the OTLP/HTTP logs endpoint, e.g. http://collector:4318/v1/logs), found `{url}`"),
+            );
+        }
+        let export = AuditExport {
+            endpoint,
+            interval_ms: e.uint("intervalMs", 50, 60_000).unwrap_or(defaults.interval_ms),
+            batch_size: e.uint("batchSize", 1, 1000).unwrap_or(defaults.batch_size),
+        };
+        e.finish();
+        export
+    });
     o.finish();
     AuditSettings {
         durability,
         interval_ms,
         fail_closed,
         rotation,
+        export,
     }
 }
 
@@ -1159,7 +1191,19 @@ mod tests {
             ),
             (
                 json!({"runtime": {"server": {"audit": {"failclosed": true}}}}),
-                "runtime.server.audit.failclosed: unknown key (did you mean `failClosed`?); allowed keys here: durability, failClosed, intervalMs, rotation",
+                "runtime.server.audit.failclosed: unknown key (did you mean `failClosed`?); allowed keys here: durability, export, failClosed, intervalMs, rotation",
+            ),
+            (
+                json!({"runtime": {"server": {"audit": {"export": {"endpoint": "collector:4318"}}}}}),
+                "runtime.server.audit.export.endpoint: must be an http:// or https:// URL (the OTLP/HTTP logs endpoint, e.g. http://collector:4318/v1/logs), found `collector:4318`",
+            ),
+            (
+                json!({"runtime": {"server": {"audit": {"export": {"batchSize": 5000}}}}}),
+                "runtime.server.audit.export.batchSize: must be between 1 and 1000, found 5000",
+            ),
+            (
+                json!({"runtime": {"server": {"metrics": {"toollabels": true}}}}),
+                "runtime.server.metrics.toollabels: unknown key (did you mean `toolLabels`?); allowed keys here: public, toolLabels",
             ),
             (
                 json!({"sources": {"m": {"type": "mcp", "transport": {"type": "sse", "url": "http://x", "command": "c"}}}}),

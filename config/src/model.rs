@@ -139,6 +139,15 @@ impl Config {
             .unwrap_or_default()
     }
 
+    /// `runtime.server.metrics` (defaults when unset).
+    pub fn metrics_settings(&self) -> MetricsSettings {
+        self.runtime
+            .as_ref()
+            .and_then(|r| r.server.as_ref())
+            .map(|s| s.metrics.clone())
+            .unwrap_or_default()
+    }
+
     /// `runtime.server.documents` (empty lists when unset).
     pub fn document_access(&self) -> DocumentAccess {
         self.runtime
@@ -259,6 +268,20 @@ pub struct RuntimeServer {
     /// `runtime.server.audit`: how durable the audit log is, and what happens when it
     /// cannot be written.
     pub audit: AuditSettings,
+    /// `runtime.server.metrics`: what `GET /metrics` exports and who may read it.
+    pub metrics: MetricsSettings,
+}
+
+/// `runtime.server.metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSettings {
+    /// Also count tool calls by tool ID (`open_cli_tool_calls_by_tool_total`): one series per
+    /// tool and outcome, so off by default.
+    pub tool_labels: bool,
+    /// Serve `/metrics` without a token even when runtime auth is on (for a scraper on a
+    /// private network); otherwise it needs scope `metrics:read` then.
+    pub public: bool,
 }
 
 /// `runtime.server.audit`.
@@ -272,6 +295,33 @@ pub struct AuditSettings {
     pub fail_closed: bool,
     /// `rotation`: when the log file is rotated and how long rotated files are kept.
     pub rotation: AuditRotation,
+    /// `export`: ship every record to an OTLP log receiver (a SIEM's collector).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<AuditExport>,
+}
+
+/// `runtime.server.audit.export`: OTLP/HTTP log export of the audit records. The endpoint is
+/// `endpoint`, else `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT` +
+/// `/v1/logs`; headers come from `OTEL_EXPORTER_OTLP_LOGS_HEADERS` / `OTEL_EXPORTER_OTLP_HEADERS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditExport {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// How often the exporter looks for new records when it has caught up, 50–60000 ms.
+    pub interval_ms: u64,
+    /// Records per export request, 1–1000.
+    pub batch_size: u64,
+}
+
+impl Default for AuditExport {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            interval_ms: 1000,
+            batch_size: 512,
+        }
+    }
 }
 
 /// `runtime.server.audit.rotation`. Nothing set: the file is never rotated by the runtime
@@ -306,6 +356,7 @@ impl Default for AuditSettings {
             interval_ms: Self::DEFAULT_INTERVAL_MS,
             fail_closed: false,
             rotation: AuditRotation::default(),
+            export: None,
         }
     }
 }

@@ -5,6 +5,8 @@
 /// `runtime.server.audit`: `durability: always` loses no answered call to a crash;
 /// `failClosed` refuses tool calls while the audit log cannot be written.
 mod audit_durability;
+/// Audit export to a real OTLP receiver through an outage and a restart.
+mod audit_export;
 /// Audit lines are a wire format: one line of each event type against a stored line.
 mod audit_lines;
 /// `GET /v1/audit/events` as a query: filters, orders, cursor pages across rotated files.
@@ -40,6 +42,8 @@ mod lifecycle;
 mod logs;
 /// MCP sources over stdio, streamable HTTP and SSE against a real MCP server.
 mod mcp;
+/// `GET /metrics`: promtool, a real Prometheus, the Grafana dashboard's queries.
+mod metrics;
 /// A mock upstream generated from the demo document (Stoplight Prism): requests the
 /// runtime sends satisfy the document's validation and security requirements.
 mod prism;

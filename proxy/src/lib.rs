@@ -27,6 +27,7 @@
 //! - [`execute`]: tool execution (execute and pass-through): gathering the policy facts,
 //!   credentials, the upstream call, the audit record;
 //! - [`refresh`]: rebuilding and swapping the catalog while serving;
+//! - [`export`]: shipping the audit log to an OTLP log receiver, from a persisted position;
 //! - [`state`]: the process-wide state every request reads.
 //!
 //! **Domain**: decisions and read models, no I/O of their own.
@@ -45,6 +46,7 @@
 //! - [`spool`]: the group-commit line writer shared by the audit log and the process log;
 //! - [`instance`]: state directories and `runtime.json`;
 //! - [`limit`]: the token bucket behind the introspection and refresh throttles;
+//! - [`metrics`]: the Prometheus series every floor records into;
 //! - [`error`]: the `/v1` error and error wording;
 //! - [`clock`], [`hash`], [`slug`]: wall-clock time, hashers, identifier slugs.
 //!
@@ -58,11 +60,13 @@ pub mod clock;
 pub mod credentials;
 pub mod error;
 pub mod execute;
+pub mod export;
 pub mod fetch;
 pub mod gateway;
 pub mod hash;
 pub mod instance;
 pub mod limit;
+pub mod metrics;
 pub mod policy;
 pub mod refresh;
 pub use open_cli_config::secrets;

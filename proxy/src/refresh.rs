@@ -59,6 +59,7 @@ pub async fn rebuild(state: Arc<RuntimeState>, trigger: Trigger) -> Result<Refre
 }
 
 async fn rebuild_now(state: Arc<RuntimeState>, trigger: Trigger) -> Result<RefreshReport, String> {
+    let started = std::time::Instant::now();
     let timeout = build_timeout(&state.config().config);
     let deadline = tokio::time::Instant::now() + timeout;
     let result = match tokio::time::timeout_at(
@@ -88,6 +89,14 @@ async fn rebuild_now(state: Arc<RuntimeState>, trigger: Trigger) -> Result<Refre
         error: result.as_ref().err().cloned(),
     };
     state.last_refresh.store(Some(Arc::new(status)));
+    crate::metrics::catalog_built(
+        result.is_ok(),
+        result
+            .as_ref()
+            .ok()
+            .and_then(|r| r.catalog.as_ref().map(|c| c.tools)),
+        started.elapsed(),
+    );
     match &result {
         Ok(r) => tracing::info!(
             trigger = trigger.as_str(),

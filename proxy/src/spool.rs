@@ -92,6 +92,18 @@ pub struct Ticket {
 #[error("the {0} could not write or sync its file")]
 pub struct NotDurable(pub String);
 
+/// What a spool reports as it writes (the audit log's metrics); functions, so the spool
+/// stays ignorant of who counts.
+#[derive(Debug, Clone, Copy)]
+pub struct Meter {
+    /// Pieces (lines) written by one batch.
+    pub written: fn(u64),
+    /// How long one sync took.
+    pub synced: fn(Duration),
+    /// The outcome of each write or sync.
+    pub health: fn(bool),
+}
+
 /// Handle to one spool; clones share it.
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -104,6 +116,7 @@ struct Inner {
     name: String,
     linger: Duration,
     durability: Durability,
+    meter: Option<Meter>,
     /// Batches written or synced since the last failure... `false` once one failed, until one
     /// succeeds again.
     healthy: AtomicBool,
@@ -218,7 +231,7 @@ fn lane_index() -> usize {
 impl Spool {
     /// Start a spool writing to `out` from a thread named `name`, never syncing.
     pub fn new(name: &str, out: Box<dyn Output>) -> std::io::Result<Self> {
-        Self::with_linger(name, out, LINGER, Durability::None)
+        Self::with_linger(name, out, LINGER, Durability::None, None)
     }
 
     /// A spool that makes its lines durable as `durability` says.
@@ -226,13 +239,14 @@ impl Spool {
         name: &str,
         out: Box<dyn Output>,
         durability: Durability,
+        meter: Option<Meter>,
     ) -> std::io::Result<Self> {
         // Group commit: with `Always` the sync is the batching window.
         let linger = match durability {
             Durability::Always => Duration::ZERO,
             _ => LINGER,
         };
-        Self::with_linger(name, out, linger, durability)
+        Self::with_linger(name, out, linger, durability, meter)
     }
 
     fn with_linger(
@@ -240,11 +254,13 @@ impl Spool {
         out: Box<dyn Output>,
         linger: Duration,
         durability: Durability,
+        meter: Option<Meter>,
     ) -> std::io::Result<Self> {
         let inner = Arc::new(Inner {
             name: name.to_string(),
             linger,
             durability,
+            meter,
             healthy: AtomicBool::new(true),
             syncs: AtomicU64::new(0),
             synced: tokio::sync::Notify::new(),
@@ -442,6 +458,15 @@ impl Inner {
         let r = r.and_then(|()| sink.out.flush());
         match &r {
             Ok(()) => {
+                if let Some(m) = &self.meter {
+                    let lines: u64 = sink
+                        .taken
+                        .iter()
+                        .zip(&sink.written)
+                        .map(|(t, w)| t.saturating_sub(*w))
+                        .sum();
+                    (m.written)(lines);
+                }
                 sink.written.clone_from(&sink.taken);
                 sink.unsynced = true;
                 let due = match self.durability {
@@ -471,8 +496,12 @@ impl Inner {
         if !sink.unsynced {
             return Ok(());
         }
+        let began = Instant::now();
         let r = sink.out.sync();
         sink.last_sync = Instant::now();
+        if let Some(m) = &self.meter {
+            (m.synced)(sink.last_sync - began);
+        }
         sink.unsynced = false;
         *lock(&self.sync_due) = None;
         self.syncs.fetch_add(1, Ordering::Relaxed);
@@ -502,6 +531,9 @@ impl Inner {
     }
 
     fn set_healthy(&self, sink: &mut Sink, r: Result<(), ()>) {
+        if let Some(m) = &self.meter {
+            (m.health)(r.is_ok());
+        }
         sink.failed = r.is_err();
         self.healthy.store(r.is_ok(), Ordering::Relaxed);
     }
@@ -619,6 +651,7 @@ mod tests {
             Box::new(calls.clone()),
             Duration::from_secs(3600),
             Durability::None,
+            None,
         )
         .unwrap()
     }
@@ -690,6 +723,7 @@ mod tests {
             Box::new(Full),
             Duration::from_secs(3600),
             Durability::None,
+            None,
         )
         .unwrap();
         spool.append(b"x\n");
@@ -732,8 +766,13 @@ mod tests {
     #[tokio::test]
     async fn always_waits_for_the_sync_of_the_lines_batch() {
         let sink = Synced::default();
-        let spool =
-            Spool::durable_as("test-spool", Box::new(sink.clone()), Durability::Always).unwrap();
+        let spool = Spool::durable_as(
+            "test-spool",
+            Box::new(sink.clone()),
+            Durability::Always,
+            None,
+        )
+        .unwrap();
         let a = spool.append(b"a\n");
         within("the sync of a", spool.durable(a)).await.unwrap();
         let log = lock(&sink.log).clone();
@@ -758,6 +797,7 @@ mod tests {
             "test-spool",
             Box::new(sink.clone()),
             Durability::Interval(Duration::from_millis(50)),
+            None,
         )
         .unwrap();
         // The first batch after start-up is not due yet (the last sync is "now").
@@ -770,8 +810,13 @@ mod tests {
     async fn a_failed_sync_is_reported_to_its_lines_and_clears_on_success() {
         let sink = Synced::default();
         sink.fail_sync.store(true, Ordering::SeqCst);
-        let spool =
-            Spool::durable_as("test-spool", Box::new(sink.clone()), Durability::Always).unwrap();
+        let spool = Spool::durable_as(
+            "test-spool",
+            Box::new(sink.clone()),
+            Durability::Always,
+            None,
+        )
+        .unwrap();
         let t = spool.append(b"lost\n");
         assert!(within("the failed sync", spool.durable(t)).await.is_err());
         assert!(!spool.healthy());

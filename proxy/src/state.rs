@@ -87,6 +87,11 @@ impl RuntimeState {
         self.snapshot.load()
     }
 
+    /// `runtime.server.metrics` of the current config.
+    pub fn metrics_settings(&self) -> open_cli_config::model::MetricsSettings {
+        self.config.load().config.metrics_settings()
+    }
+
     /// The config the current snapshot was built from.
     pub fn config(&self) -> Arc<LoadedConfig> {
         self.config.load_full()
@@ -95,6 +100,7 @@ impl RuntimeState {
     /// Replace the snapshot (and the config it came from); requests in flight keep the
     /// snapshot they loaded.
     pub fn swap(&self, next: Snapshot, config: Arc<LoadedConfig>) {
+        crate::metrics::set_tool_labels(config.config.metrics_settings().tool_labels);
         self.config.store(config);
         self.snapshot.store(Arc::new(next));
     }

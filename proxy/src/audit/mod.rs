@@ -172,6 +172,9 @@ pub struct Event<'a> {
     pub status_code: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    /// `latency_ms` unrounded, for the metrics ([`Event::set_latency`]); not written.
+    #[serde(skip)]
+    pub took: Option<std::time::Duration>,
     #[serde(skip_serializing_if = "is_zero32")]
     pub retry_count: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -189,6 +192,12 @@ pub struct Event<'a> {
 }
 
 impl Event<'_> {
+    /// The call's duration: `latencyMs`, and unrounded for the metrics.
+    pub fn set_latency(&mut self, took: std::time::Duration) {
+        self.latency_ms = Some(took.as_millis() as u64);
+        self.took = Some(took);
+    }
+
     /// Append this event as one JSON object, exactly as its `Serialize` derive writes it
     /// (same field order, same omissions, same escaping; a unit test holds the two equal).
     /// Written by hand because it runs for every tool call: serde's map serialiser and
@@ -570,7 +579,16 @@ impl Audit {
             AuditDurability::None => Durability::None,
         };
         Ok(Self {
-            spool: Spool::durable_as("audit-writer", Box::new(file), durability)?,
+            spool: Spool::durable_as(
+                "audit-writer",
+                Box::new(file),
+                durability,
+                Some(crate::spool::Meter {
+                    written: crate::metrics::audit_written,
+                    synced: crate::metrics::audit_synced,
+                    health: crate::metrics::audit_health,
+                }),
+            )?,
             path: path.to_path_buf(),
             settings: settings.clone(),
             reopen,
@@ -621,6 +639,16 @@ impl Audit {
     /// Record an event: serialised on this thread into one line and handed to the spool
     /// (no syscall, no wake-up in the common case; see [`crate::spool`]).
     pub fn record(&self, event: Event<'_>) -> Ticket {
+        if let Some(channel) = event.channel {
+            crate::metrics::tool_call(
+                &event.tool_id,
+                event.service_id.as_deref().unwrap_or(""),
+                channel.as_str(),
+                event.decision.as_str(),
+                event.status_code,
+                event.took.filter(|_| event.status_code != 0),
+            );
+        }
         LINE.with_borrow_mut(|line| {
             line.clear();
             event.write_json(line);

@@ -63,6 +63,9 @@ pub enum Order {
 #[derive(Debug, Default)]
 pub struct Page {
     pub lines: Vec<Vec<u8>>,
+    /// Where each line is: its file's id and its start offset, a record's stable identity
+    /// (the same after rotation, renaming and compression; [`record_id`]).
+    pub at: Vec<(u64, u64)>,
     pub next: Option<Cursor>,
     /// Lines that are not JSON objects (a torn line from a crash with `durability: none`):
     /// skipped and counted, never fatal.
@@ -81,6 +84,12 @@ pub enum QueryError {
     CursorExpired,
     #[error("cannot read the audit log ({file}): {error}")]
     Io { file: String, error: std::io::Error },
+}
+
+/// A record's identity from its position ([`Page::at`]): `<file id, hex>-<offset>`. Stable for
+/// the record's life, so a receiver can drop a record sent twice.
+pub fn record_id((file, offset): (u64, u64)) -> String {
+    format!("{file:016x}-{offset}")
 }
 
 /// A position in the log.
@@ -470,7 +479,7 @@ pub fn query(
                     offset = 0;
                     continue;
                 }
-                let full = scan_forward(src, offset, &matcher, limit, &mut page)
+                let full = scan_forward(src, id, offset, &matcher, limit, &mut page)
                     .map_err(io_err(&src.path))?;
                 end = Cursor {
                     order,
@@ -508,7 +517,10 @@ pub fn query(
                         offset: at,
                     });
                 }
-                page.lines.extend(found.drain(..).map(|(_, l)| l));
+                for (at, line) in found.drain(..) {
+                    page.at.push((id, at));
+                    page.lines.push(line);
+                }
                 if full {
                     break;
                 }
@@ -521,6 +533,7 @@ pub fn query(
 /// Oldest-first through one file from `offset`: `(page full, offset after the last line read)`.
 fn scan_forward(
     src: &Source,
+    id: u64,
     offset: u64,
     m: &Matcher<'_>,
     limit: usize,
@@ -543,10 +556,12 @@ fn scan_forward(
             // The end, or a line still being written: not consumed.
             return Ok((false, pos));
         }
+        let start = pos;
         pos += n as u64;
         match m.test(&line) {
             Verdict::Match => {
                 line.pop();
+                page.at.push((id, start));
                 page.lines
                     .push(std::mem::replace(&mut line, Vec::with_capacity(1024)));
             }
@@ -835,6 +850,36 @@ mod tests {
             query(&live, &Filter::default(), Order::Oldest, 10, Some(end)),
             Err(QueryError::CursorExpired)
         ));
+    }
+
+    #[test]
+    fn a_record_keeps_its_id_when_its_file_is_rotated_and_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("audit.log");
+        let text = format!(
+            "{}\n{}\n",
+            line("2026-12-06T00:00:00.000Z", "t", "a", 0),
+            line("2026-12-06T00:00:01.000Z", "t", "a", 1)
+        );
+        std::fs::write(&live, &text).unwrap();
+        let before = query(&live, &Filter::default(), Order::Oldest, 10, None).unwrap();
+        let rotated = dir.path().join("audit.log.20261206T000002Z-000.gz");
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&rotated).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
+        enc.finish().unwrap();
+        std::fs::write(&live, "").unwrap();
+        let after = query(&live, &Filter::default(), Order::Oldest, 10, None).unwrap();
+        let newest = query(&live, &Filter::default(), Order::Newest, 10, None).unwrap();
+        assert_eq!(before.at.len(), 2);
+        assert_eq!(before.at, after.at);
+        assert_eq!(
+            newest.at.iter().rev().copied().collect::<Vec<_>>(),
+            before.at
+        );
+        assert_ne!(record_id(before.at[0]), record_id(before.at[1]));
     }
 
     #[test]

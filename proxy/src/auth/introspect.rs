@@ -138,8 +138,10 @@ impl Introspector {
     pub async fn authenticate(&self, token: &str) -> Answer {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(answer) = self.cached(&key) {
+            crate::metrics::auth_cache("introspection", "hit");
             return answer;
         }
+        crate::metrics::auth_cache("introspection", "miss");
         let cell = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(inflight.entry(key).or_default())
@@ -212,6 +214,7 @@ impl Introspector {
     }
 
     async fn call(&self, token: &str) -> Result<Value, AuthError> {
+        crate::metrics::auth_cache("introspection", "fetch");
         let mut form: Vec<(&str, &str)> =
             vec![("token", token), ("token_type_hint", "access_token")];
         let mut req = self

@@ -121,6 +121,7 @@ impl Jwks {
     pub async fn key(self: &Arc<Self>, kid: Option<&str>, alg: Algorithm) -> Result<Key, String> {
         let set = match self.current.load_full() {
             Some(s) => {
+                crate::metrics::auth_cache("jwks", "hit");
                 if s.expires <= Instant::now() {
                     let me = Arc::clone(self);
                     tokio::spawn(async move {
@@ -132,6 +133,7 @@ impl Jwks {
                 s
             }
             None => {
+                crate::metrics::auth_cache("jwks", "miss");
                 self.refresh(false).await?;
                 self.current.load_full().ok_or("no key set")?
             }
@@ -179,6 +181,7 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> Result<(Vec<Key>, Duration), String> {
+        crate::metrics::auth_cache("jwks", "fetch");
         let url = match &self.jwks_url {
             Some(u) => u.clone(),
             None => self.discover().await?,

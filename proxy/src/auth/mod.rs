@@ -50,6 +50,30 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// The failure's label in the metrics, from a fixed list: `missing`, `malformed` (not a
+    /// `Bearer` header of visible ASCII), `expired`, `inactive` (introspection says so),
+    /// `provider_unavailable` (introspection could not be asked), `throttled`, and
+    /// `invalid` for every other check (signature, issuer, audience, claims, key).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Throttled(_) => "throttled",
+            Self::Invalid(why) => {
+                if why.contains("has expired") {
+                    "expired"
+                } else if why.contains("not active") {
+                    "inactive"
+                } else if why.contains("could not be checked") {
+                    "provider_unavailable"
+                } else if why.contains("Bearer <token>") || why.contains("visible ASCII") {
+                    "malformed"
+                } else {
+                    "invalid"
+                }
+            }
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Self::Missing => "a bearer token is required".into(),
@@ -366,9 +390,11 @@ impl Authenticator {
                         && v.fresh(providers, now)
                     {
                         Front::put(self.id, token, v);
+                        crate::metrics::auth_cache("token", "hit");
                         return Ok(Arc::clone(&v.principal));
                     }
                 }
+                crate::metrics::auth_cache("token", "miss");
                 let claimed = unverified_issuer(token)?;
                 let (provider, (issuer, jwks)) = providers
                     .iter()
@@ -628,6 +654,47 @@ pub fn principal(claims: &Value, scope_claim: Option<&str>) -> Result<Principal,
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The metrics' reason of the refusals the checks word (the texts are theirs).
+    #[test]
+    fn refusals_have_bounded_metric_reasons() {
+        let invalid = |m: &str| AuthError::Invalid(m.into()).reason();
+        assert_eq!(AuthError::Missing.reason(), "missing");
+        assert_eq!(AuthError::Throttled(3).reason(), "throttled");
+        assert_eq!(invalid("the token has expired"), "expired");
+        assert_eq!(
+            invalid("the token is not active (expired or revoked)"),
+            "inactive"
+        );
+        assert_eq!(
+            invalid("the token could not be checked (introspection unavailable)"),
+            "provider_unavailable"
+        );
+        assert_eq!(
+            bearer(Some(b"Basic abc")).unwrap_err().reason(),
+            "malformed"
+        );
+        assert_eq!(token_text(b"a\tb").unwrap_err().reason(), "malformed");
+        assert_eq!(
+            invalid("the token was issued by `x`, which is not a trusted issuer"),
+            "invalid"
+        );
+        for e in [
+            AuthError::Missing,
+            AuthError::Throttled(1),
+            AuthError::Invalid("the token has expired".into()),
+            AuthError::Invalid("the token is not active (expired or revoked)".into()),
+            AuthError::Invalid("the token could not be checked (introspection refused)".into()),
+            AuthError::Invalid("the bearer token must be visible ASCII characters".into()),
+            AuthError::Invalid("bad signature".into()),
+        ] {
+            assert!(
+                crate::metrics::AUTHN_REASONS.contains(&e.reason()),
+                "{e:?}: `{}` is not exported from the start",
+                e.reason()
+            );
+        }
+    }
 
     #[test]
     fn principals_and_scopes_from_claims() {

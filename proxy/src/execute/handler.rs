@@ -54,15 +54,15 @@ pub async fn handle(
     }
     let started = Instant::now();
     let result = run(state, &snapshot, tool, info, &req, request_id).await;
-    let latency = started.elapsed().as_millis() as u64;
+    let latency = started.elapsed();
     match result {
         Ok((resp, mut e)) => {
-            e.latency_ms = Some(latency);
+            e.set_latency(latency);
             super::record(state, crate::audit::events::allowed(merge(event, e))).await?;
             Ok(resp)
         }
         Err((err, mut e)) => {
-            e.latency_ms = Some(latency);
+            e.set_latency(latency);
             // Caller mistakes (400/413) are not executions; failures are audited.
             if err.is_failure() {
                 super::record(state, failure_event(merge(event, e), &err)).await?;
@@ -201,6 +201,7 @@ fn merge<'a>(base: Event<'a>, partial: Event<'static>) -> Event<'a> {
         response_size: partial.response_size,
         status_code: partial.status_code,
         latency_ms: partial.latency_ms,
+        took: partial.took,
         retry_count: partial.retry_count,
         upstream_path: partial.upstream_path,
         ..base

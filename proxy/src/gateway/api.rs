@@ -163,7 +163,44 @@ const ROUTES: &[(&str, &[&str], Handler)] = &[
     ("/v1/tools/execute", &["POST"], Handler::Execute),
     ("/v1/workflows/run", &["POST"], Handler::Sync(workflows_run)),
     ("/v1/audit/events", &["GET"], Handler::AuditEvents),
+    ("/metrics", &["GET"], Handler::Sync(metrics)),
 ];
+
+/// The metrics' route label of the pass-through.
+pub const PASSTHROUGH_ROUTE: &str = "/proxy";
+
+/// A path's route label in the metrics: the route itself (a `'static` name from the route table),
+/// or `other`, so a caller cannot make a series per path it invents.
+pub fn metrics_route(path: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|(p, _, _)| *p == path)
+        .map_or("other", |(p, _, _)| p)
+}
+
+/// The channel label of a route: `execute`, `passthrough` or `api`.
+pub fn route_channel(route: &str) -> &'static str {
+    match route {
+        "/v1/tools/execute" => "execute",
+        PASSTHROUGH_ROUTE => "passthrough",
+        _ => "api",
+    }
+}
+
+/// The scope `GET /metrics` needs when runtime auth is on (unless
+/// `runtime.server.metrics.public`).
+pub const METRICS_READ_SCOPE: &str = "metrics:read";
+
+/// `GET /metrics`: every series, Prometheus text format.
+fn metrics(state: &RuntimeState, _: &Request<'_>, caller: &Caller) -> Result<Reply, ApiError> {
+    require_scope(caller, METRICS_READ_SCOPE, "`/metrics`")?;
+    crate::metrics::set_inflight(state.inflight());
+    let mut reply = Reply::raw(200, Bytes::from(crate::metrics::encode()));
+    reply
+        .headers
+        .push(("content-type", crate::metrics::CONTENT_TYPE.into()));
+    Ok(reply)
+}
 
 /// Answer one request.
 pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &str) -> Reply {
@@ -308,11 +345,15 @@ pub async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Cal
         let Some(auth) = guard.as_ref() else {
             return Ok(Caller::default());
         };
-        if req.authorization.is_none() && PUBLIC.contains(&req.path) {
+        if req.authorization.is_none()
+            && (PUBLIC.contains(&req.path)
+                || (req.path == "/metrics" && state.metrics_settings().public))
+        {
             return Ok(Caller::default());
         }
         let now = crate::clock::wall_at(req.received).as_secs();
         if let Some(p) = auth.remembered(req.authorization, now) {
+            crate::metrics::auth_cache("token", "hit");
             return Ok(Caller { principal: Some(p) });
         }
         Arc::clone(auth)
@@ -321,6 +362,7 @@ pub async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Cal
         Ok(p) => Ok(Caller { principal: Some(p) }),
         Err(crate::auth::AuthError::Throttled(secs)) => {
             let e = crate::auth::AuthError::Throttled(secs);
+            crate::metrics::authn_failure(e.reason());
             let mut reply = Reply::error(
                 &ApiError::new(503, codes::INTROSPECTION_THROTTLED, e.describe()),
                 "",
@@ -329,6 +371,7 @@ pub async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Cal
             Err(reply)
         }
         Err(e) => {
+            crate::metrics::authn_failure(e.reason());
             let challenge = match &e {
                 crate::auth::AuthError::Invalid(why) => format!(
                     "Bearer realm=\"open-cli\", error=\"invalid_token\", error_description=\"{}\"",

@@ -80,6 +80,8 @@ pub struct Ctx {
     pub audited: bool,
     /// Set when the request is admitted to the pass-through.
     pub pass: Option<Admitted>,
+    /// The route's label in the metrics (`api::metrics_route`), set when the request is routed.
+    pub route: &'static str,
     _inflight: InflightGuard,
 }
 
@@ -94,6 +96,7 @@ impl ProxyHttp for Gateway {
             status: 0,
             audited: false,
             pass: None,
+            route: "other",
             _inflight: InflightGuard::new(&self.inflight),
         }
     }
@@ -119,11 +122,13 @@ impl ProxyHttp for Gateway {
                 session.req_header().uri.path(),
             )
         {
+            ctx.route = api::PASSTHROUGH_ROUTE;
             // Where the rest starts, not a copy of it: the path is read again from the session.
             let at = session.req_header().uri.path().len() - rest.len();
             return self.pass_through(session, ctx, snapshot, at).await;
         }
         drop(snapshot);
+        ctx.route = api::metrics_route(session.req_header().uri.path());
         ctx.request_id = RequestId::new(session.req_header().headers.get(template::X_REQUEST_ID));
         // Boxed: the API's futures (execute holds HTTP client futures) are several KiB, and
         // this future is allocated for every request, pass-through ones included.
@@ -349,6 +354,12 @@ impl ProxyHttp for Gateway {
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
         let header = session.req_header();
+        crate::metrics::request(
+            ctx.route,
+            api::route_channel(ctx.route),
+            status,
+            ctx.started.elapsed(),
+        );
         // Evaluated only by log lines that are enabled (the audited hot path has none).
         let started = ctx.started;
         let latency_us = move || started.elapsed().as_micros() as u64;
@@ -521,7 +532,7 @@ fn pass_through_event<'a>(
     e.upstream_path = Some(forwarded_path(session, a));
     e.request_size = session.body_bytes_read() as u64;
     e.response_size = session.body_bytes_sent() as u64;
-    e.latency_ms = Some(end.saturating_duration_since(a.started).as_millis() as u64);
+    e.set_latency(end.saturating_duration_since(a.started));
     e.retry_count = a.connect_retries;
     e.status_code = a.upstream_status;
     e.credentials_redacted = a.redacted.names().map(Into::into);

@@ -127,8 +127,11 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         fetcher.http().clone(),
         Some(instance.state_dir.clone()),
     ));
+    let build_started = Instant::now();
     let catalog = build_within_deadline(&loaded, &fetcher, &credentials)?;
     let tools = catalog.tools.len();
+    crate::metrics::catalog_built(true, Some(tools), build_started.elapsed());
+    crate::metrics::set_tool_labels(loaded.config.metrics_settings().tool_labels);
     let snapshot = Snapshot::for_config(catalog, &loaded.config)
         .map_err(|e| format!("cannot render the catalog: {e}"))?;
     let limits = limits(args);
@@ -158,6 +161,13 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         audit,
         credentials,
     ));
+    if let Some(target) = crate::export::Target::resolve(
+        state.audit.settings().export.as_ref(),
+        |k| std::env::var(k).ok(),
+        &state.instance.id,
+    )? {
+        crate::export::start(Arc::clone(&state), target)?;
+    }
     warn_unresolvable_secrets(&rt, &state);
     state.auth.store(auth.map(Arc::new));
     tracing::info!(
