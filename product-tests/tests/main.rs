@@ -55,5 +55,7 @@ mod sources;
 mod strict;
 /// `open-cli <service> [<group>] <command>`: help, typed flags, dry-run, execution, exit codes.
 mod tool_commands;
+/// OpenTelemetry traces to a real OTLP receiver; W3C trace context in and out.
+mod traces;
 /// Issue 15 items 4–6: one path rule on both channels, identity headers, framing, pipelining.
 mod wire;

@@ -47,11 +47,14 @@
 //! - [`instance`]: state directories and `runtime.json`;
 //! - [`limit`]: the token bucket behind the introspection and refresh throttles;
 //! - [`metrics`]: the Prometheus series every floor records into;
+//! - [`accesslog`]: where the gateway's request log lines go;
+//! - [`trace`]: whether spans are exported; W3C trace context in and out;
 //! - [`error`]: the `/v1` error and error wording;
 //! - [`clock`], [`hash`], [`slug`]: wall-clock time, hashers, identifier slugs.
 //!
 //! Design notes for the next engineer are in `docs/`.
 
+pub mod accesslog;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
@@ -76,6 +79,7 @@ pub mod snapshot;
 pub mod spool;
 pub mod state;
 pub mod telemetry;
+pub mod trace;
 pub mod upstream;
 
 use std::process::ExitCode;
@@ -96,9 +100,10 @@ pub mod exit {
 
 pub fn run() -> ExitCode {
     let opt = Opt::parse();
-    let _log_guard = telemetry::init(opt.serve.log_format);
-    // One crypto provider for every TLS user in the process (pingora and reqwest).
+    // One crypto provider for every TLS user in the process (pingora and reqwest, the trace
+    // exporter's client included: installed before the logging is).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let _log_guard = telemetry::init(opt.serve.log_format);
     let result = match &opt.command {
         Some(Command::Validate(v)) => {
             server::validate(&v.config, v.format).map(|ok| println!("{ok}"))

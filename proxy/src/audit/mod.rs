@@ -179,6 +179,9 @@ pub struct Event<'a> {
     pub retry_count: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<Cow<'a, str>>,
+    /// The call's trace (32 hex digits) when traces are exported (`crate::trace`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<Cow<'a, str>>,
     /// `execute` or `passthrough` for tool events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<Channel>,
@@ -265,6 +268,7 @@ impl Event<'_> {
         }
         num(out, b",\"retryCount\":", self.retry_count.into());
         opt(out, b",\"requestId\":", self.request_id.as_deref());
+        opt(out, b",\"traceId\":", self.trace_id.as_deref());
         if let Some(c) = self.channel {
             name(out, b",\"channel\":", c.as_str());
         }
@@ -328,7 +332,7 @@ impl Serialize for UpstreamPath<'_> {
 /// A JSON string, escaped as serde_json escapes: `"` and `\\` backslashed, `\b \f \n \r \t`
 /// by name, other control characters as `\u00XX`, everything else as is (UTF-8).
 #[inline]
-fn json_str(out: &mut Vec<u8>, s: &str) {
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     json_str_body(out, s);
@@ -829,6 +833,7 @@ mod tests {
     #[test]
     fn hand_written_json_equals_the_serde_derive() {
         let mut full = Event::new(EventType::ToolExecution, "svc:t\"q\\b\u{1}é");
+        full.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
         full.principal = Some("sub\n".into());
         full.agent_profile = Some("p".into());
         full.service_id = Some("svc".into());

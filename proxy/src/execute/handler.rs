@@ -16,6 +16,7 @@ use crate::snapshot::Snapshot;
 use crate::snapshot::index::ToolInfo;
 use crate::state::RuntimeState;
 use crate::upstream::http::{self, CallError};
+use tracing::Instrument as _;
 
 /// Answer one execute request: `Ok` is the envelope (status 200).
 pub async fn handle(
@@ -272,6 +273,7 @@ async fn run(
     let creds = state
         .credentials
         .resolve_cached(config, tool, &info.creds)
+        .instrument(crate::span!("credentials", open_cli.service = %tool.service_id))
         .await
         .map_err(|u| (Error::Credentials(u.message(&tool.id)), ev.clone()))?;
     ev.auth_scheme = creds.scheme.clone().map(Into::into);
@@ -417,8 +419,11 @@ async fn run_mcp(
         }
         .into(),
     );
-    let mut result =
-        crate::upstream::mcp::call_tool(&transport, &backend.tool_name, args.clone()).await;
+    let mut result = crate::upstream::mcp::call_tool(&transport, &backend.tool_name, args.clone())
+        .instrument(
+            crate::span!("mcp", otel.kind = "client", open_cli.mcp.tool = %backend.tool_name),
+        )
+        .await;
     if let (Err(e), Some(i)) = (&result, &issued)
         && e.is_unauthorized()
     {
@@ -426,7 +431,11 @@ async fn run_mcp(
         state.credentials.tokens.invalidate(i).await;
         let (transport, _) = authorize().await.map_err(|m| refused(m, &ev))?;
         ev.retry_count = 1;
-        result = crate::upstream::mcp::call_tool(&transport, &backend.tool_name, args).await;
+        result = crate::upstream::mcp::call_tool(&transport, &backend.tool_name, args)
+            .instrument(
+                crate::span!("mcp", otel.kind = "client", open_cli.mcp.tool = %backend.tool_name),
+            )
+            .await;
     }
     let result = result.map_err(|m| {
         fail(

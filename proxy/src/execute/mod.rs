@@ -123,6 +123,7 @@ pub fn govern(
     intent: &Intent<'_>,
 ) -> Result<(), Error> {
     use crate::policy::{Facts, decide};
+    let _span = crate::span!("policy", open_cli.tool = %snapshot.tool(i).id).entered();
     let info = snapshot.exec.info(i);
     let view = snapshot.select_view(intent.agent_profile, intent.mode);
     let facts = Facts {
@@ -158,7 +159,7 @@ pub fn tool_event<'a>(
     channel: Channel,
     at: std::time::Instant,
 ) -> Event<'a> {
-    events::tool_call(&ToolCall {
+    let mut e = events::tool_call(&ToolCall {
         tool,
         target_base_url: info.base.as_ref().ok().map(|u| u.as_str()),
         tool_json: &info.audit_json,
@@ -167,7 +168,9 @@ pub fn tool_event<'a>(
         request_id,
         channel,
         at,
-    })
+    });
+    e.trace_id = crate::trace::current_trace_id().map(Into::into);
+    e
 }
 
 /// Record `event`; with `durability: always` the answer waits until its line is synced.

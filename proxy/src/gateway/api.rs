@@ -76,9 +76,6 @@ pub struct Reply {
     pub status: u16,
     pub body: Bytes,
     pub headers: Vec<(&'static str, String)>,
-    /// The request's outcome is in the audit log (a successful tool execution), so the
-    /// access log line is kept at debug level (see `gateway::Gateway::logging`).
-    pub audited: bool,
 }
 
 impl Reply {
@@ -108,7 +105,6 @@ impl Reply {
             status,
             body,
             headers: Vec::new(),
-            audited: false,
         }
     }
 
@@ -241,10 +237,7 @@ pub async fn handle(state: &Arc<RuntimeState>, req: &Request<'_>, request_id: &s
         Handler::Execute => crate::execute::handler::handle(state, req.body, &caller, request_id)
             .await
             .map_err(ApiError::from)
-            .map(|env| Reply {
-                audited: true,
-                ..Reply::json(200, &env)
-            }),
+            .map(|env| Reply::json(200, &env)),
     };
     if result.is_ok()
         && req.path == "/v1/catalog/effective"
@@ -358,7 +351,12 @@ pub async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Cal
         }
         Arc::clone(auth)
     };
-    match auth.authenticate(req.authorization).await {
+    let checked = tracing::Instrument::instrument(
+        auth.authenticate(req.authorization),
+        crate::span!("authenticate"),
+    )
+    .await;
+    match checked {
         Ok(p) => Ok(Caller { principal: Some(p) }),
         Err(crate::auth::AuthError::Throttled(secs)) => {
             let e = crate::auth::AuthError::Throttled(secs);

@@ -76,12 +76,14 @@ pub struct Ctx {
     pub request_id: RequestId,
     pub started: Instant,
     pub status: u16,
-    /// The request's outcome is in the audit log (its access log line is then debug-level).
-    pub audited: bool,
     /// Set when the request is admitted to the pass-through.
     pub pass: Option<Admitted>,
     /// The route's label in the metrics (`api::metrics_route`), set when the request is routed.
     pub route: &'static str,
+    /// The request's span (`Span::none()` unless traces are exported, `crate::trace`).
+    pub span: tracing::Span,
+    /// The pass-through's upstream exchange, from the request head sent to the answer's head.
+    pub upstream_span: tracing::Span,
     _inflight: InflightGuard,
 }
 
@@ -94,9 +96,10 @@ impl ProxyHttp for Gateway {
             request_id: RequestId::default(),
             started: Instant::now(),
             status: 0,
-            audited: false,
             pass: None,
             route: "other",
+            span: tracing::Span::none(),
+            upstream_span: tracing::Span::none(),
             _inflight: InflightGuard::new(&self.inflight),
         }
     }
@@ -115,6 +118,18 @@ impl ProxyHttp for Gateway {
             Box::pin(respond(session, ctx, reply)).await?;
             return Ok(true);
         }
+        if crate::trace::on() {
+            let h = session.req_header();
+            ctx.span = tracing::info_span!(
+                "request",
+                otel.kind = "server",
+                http.request.method = %h.method,
+                url.path = %h.uri.path(),
+                http.response.status_code = tracing::field::Empty,
+                open_cli.request_id = tracing::field::Empty,
+            );
+            crate::trace::continue_trace(&ctx.span, &h.headers);
+        }
         let snapshot = self.snapshot();
         if snapshot.pass_through.enabled
             && let Some(rest) = passthrough::strip_prefix(
@@ -125,14 +140,30 @@ impl ProxyHttp for Gateway {
             ctx.route = api::PASSTHROUGH_ROUTE;
             // Where the rest starts, not a copy of it: the path is read again from the session.
             let at = session.req_header().uri.path().len() - rest.len();
-            return self.pass_through(session, ctx, snapshot, at).await;
+            if ctx.span.is_none() {
+                return self.pass_through(session, ctx, snapshot, at).await;
+            }
+            let span = ctx.span.clone();
+            return tracing::Instrument::instrument(
+                self.pass_through(session, ctx, snapshot, at),
+                span,
+            )
+            .await;
         }
         drop(snapshot);
         ctx.route = api::metrics_route(session.req_header().uri.path());
         ctx.request_id = RequestId::new(session.req_header().headers.get(template::X_REQUEST_ID));
         // Boxed: the API's futures (execute holds HTTP client futures) are several KiB, and
         // this future is allocated for every request, pass-through ones included.
-        Box::pin(self.local_api(session, ctx)).await
+        if ctx.span.is_none() {
+            return Box::pin(self.local_api(session, ctx)).await;
+        }
+        let span = ctx.span.clone();
+        Box::pin(tracing::Instrument::instrument(
+            self.local_api(session, ctx),
+            span,
+        ))
+        .await
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -212,6 +243,19 @@ impl ProxyHttp for Gateway {
                 client,
                 ctx.request_id.header(),
             )?;
+            if !ctx.span.is_none() {
+                // The upstream continues this trace: its parent is the upstream exchange.
+                ctx.upstream_span = tracing::info_span!(
+                    parent: &ctx.span,
+                    "upstream",
+                    otel.kind = "client",
+                    http.request.method = %upstream_request.method,
+                    http.response.status_code = tracing::field::Empty,
+                );
+                for (k, v) in crate::trace::outgoing(&ctx.upstream_span) {
+                    upstream_request.insert_header(k, v)?;
+                }
+            }
         }
         Ok(())
     }
@@ -249,6 +293,11 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let Some(a) = ctx.pass.as_mut() {
             a.upstream_status = upstream_response.status.as_u16();
+            if !ctx.upstream_span.is_none() {
+                ctx.upstream_span
+                    .record("http.response.status_code", a.upstream_status);
+                ctx.upstream_span = tracing::Span::none();
+            }
             if a.upstream_status == 401 {
                 for issued in &a.creds()?.oauth {
                     self.state.credentials.tokens.invalidate(issued).await;
@@ -360,35 +409,46 @@ impl ProxyHttp for Gateway {
             status,
             ctx.started.elapsed(),
         );
-        // Evaluated only by log lines that are enabled (the audited hot path has none).
         let started = ctx.started;
         let latency_us = move || started.elapsed().as_micros() as u64;
         // Borrowed, not taken: the admitted request is large, and the context is dropped next.
         if let Some(a) = &ctx.pass {
             self.audit_pass_through(session, error, a, &ctx.request_id);
-            ctx.audited = true;
         }
-        // An audited request's record (request ID, tool, method, status, sizes, latency) is its
-        // log line: a second, info-level line per tool call would double the logging cost of
-        // the hot paths. `RUST_LOG=open_cli_proxy::gateway=debug` adds it; failures are
-        // always logged.
-        if ctx.audited {
-            if let Some(e) = error {
-                tracing::warn!(request_id = %ctx.request_id, method = %header.method, path = %header.uri.path(), status, latency_us = latency_us(), error = %e, "request failed");
-            } else {
-                tracing::debug!(request_id = %ctx.request_id, method = %header.method, path = %header.uri.path(), status, latency_us = latency_us(), "request");
-            }
+        // The trace's ID joins the line to its spans and its audit record.
+        let trace = crate::trace::trace_id(&ctx.span);
+        if !ctx.span.is_none() {
+            ctx.span.record("http.response.status_code", status);
+            ctx.span
+                .record("open_cli.request_id", ctx.request_id.as_str());
+        }
+        let trace_id = trace.as_deref().unwrap_or_default();
+        // One line per request (item 7 of issue 17), tool calls included: the request ID and
+        // trace ID join it to its audit record and its spans.
+        if let Some(e) = error {
+            tracing::warn!(request_id = %ctx.request_id, trace_id, method = %header.method, path = %header.uri.path(), status, latency_us = latency_us(), error = %e, "request failed");
             return;
         }
-        tracing::info!(
-            request_id = %ctx.request_id,
-            method = %header.method,
-            path = %header.uri.path(),
-            status,
-            latency_us = latency_us(),
-            error = error.map(|e| e.to_string()),
-            "request"
-        );
+        match crate::accesslog::sink() {
+            Some(sink) => access_line(
+                sink,
+                &ctx.request_id,
+                trace.as_deref(),
+                header.method.as_str(),
+                header.uri.path(),
+                status,
+                latency_us(),
+            ),
+            None => tracing::info!(
+                request_id = %ctx.request_id,
+                trace_id,
+                method = %header.method,
+                path = %header.uri.path(),
+                status,
+                latency_us = latency_us(),
+                "request"
+            ),
+        }
     }
 }
 
@@ -533,6 +593,7 @@ fn pass_through_event<'a>(
     e.request_size = session.body_bytes_read() as u64;
     e.response_size = session.body_bytes_sent() as u64;
     e.set_latency(end.saturating_duration_since(a.started));
+    e.trace_id = a.trace_id.as_deref().map(Into::into);
     e.retry_count = a.connect_retries;
     e.status_code = a.upstream_status;
     e.credentials_redacted = a.redacted.names().map(Into::into);
@@ -654,6 +715,73 @@ async fn read_body(
     Ok(Ok(body))
 }
 
+/// The request's log line, in the shape `tracing-subscriber` gives the other lines (see
+/// [`crate::accesslog`] for why it is written by hand).
+fn access_line(
+    sink: &crate::accesslog::Sink,
+    request_id: &RequestId,
+    trace_id: Option<&str>,
+    method: &str,
+    path: &str,
+    status: u16,
+    latency_us: u64,
+) {
+    thread_local! {
+        static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
+    }
+    let at = crate::audit::Timestamp::now();
+    let mut num = itoa::Buffer::new();
+    LINE.with_borrow_mut(|out| {
+        out.clear();
+        let rid = request_id.as_str();
+        if sink.json() {
+            use crate::audit::json_str;
+            out.extend_from_slice(b"{\"timestamp\":\"");
+            out.extend_from_slice(at.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"request_id\":");
+            json_str(out, rid);
+            if let Some(t) = trace_id {
+                out.extend_from_slice(b",\"trace_id\":");
+                json_str(out, t);
+            }
+            out.extend_from_slice(b",\"method\":");
+            json_str(out, method);
+            out.extend_from_slice(b",\"path\":");
+            json_str(out, path);
+            out.extend_from_slice(b",\"status\":");
+            out.extend_from_slice(num.format(status).as_bytes());
+            out.extend_from_slice(b",\"latency_us\":");
+            out.extend_from_slice(num.format(latency_us).as_bytes());
+            out.extend_from_slice(b",\"target\":\"open_cli_proxy::gateway\"}\n");
+        } else {
+            out.extend_from_slice(at.as_str().as_bytes());
+            out.extend_from_slice(b"  INFO open_cli_proxy::gateway: request request_id=");
+            out.extend_from_slice(rid.as_bytes());
+            if let Some(t) = trace_id {
+                out.extend_from_slice(b" trace_id=");
+                out.extend_from_slice(t.as_bytes());
+            }
+            out.extend_from_slice(b" method=");
+            out.extend_from_slice(method.as_bytes());
+            out.extend_from_slice(b" path=");
+            // A path is printable ASCII after Pingora's parse; anything else is escaped.
+            for c in path.chars() {
+                if c.is_ascii_graphic() {
+                    out.push(c as u8);
+                } else {
+                    out.extend_from_slice(c.escape_default().to_string().as_bytes());
+                }
+            }
+            out.extend_from_slice(b" status=");
+            out.extend_from_slice(num.format(status).as_bytes());
+            out.extend_from_slice(b" latency_us=");
+            out.extend_from_slice(num.format(latency_us).as_bytes());
+            out.push(b'\n');
+        }
+        sink.write(out);
+    });
+}
+
 /// Write a complete local response.
 async fn respond(session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<()> {
     let mut resp = ResponseHeader::build(reply.status, Some(4 + reply.headers.len()))?;
@@ -665,7 +793,6 @@ async fn respond(session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<(
         resp.insert_header(name, value)?;
     }
     ctx.status = reply.status;
-    ctx.audited = reply.audited;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(reply.body), true).await
 }

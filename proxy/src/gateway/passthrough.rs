@@ -27,6 +27,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument as _;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -71,6 +72,8 @@ pub struct Admitted {
     pub withheld: bool,
     /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
     pub has_body: bool,
+    /// The request's trace (when traces are exported), for its audit record.
+    pub trace_id: Option<String>,
     /// The caller's header fields, moved out of the session's request header once the
     /// request is admitted ([`detach_headers`]); each attempt's upstream header is built from
     /// them ([`rewrite`]).
@@ -354,6 +357,7 @@ pub async fn admit(
             let owned = match state
                 .credentials
                 .resolve_cached(&snapshot.config, tool, &info.creds)
+                .instrument(crate::span!("credentials", open_cli.service = %tool.service_id))
                 .await
             {
                 Ok(c) => c,
@@ -384,6 +388,7 @@ pub async fn admit(
         recorded: false,
         withheld: false,
         has_body: fields.chunked || length.is_some_and(|n| n > 0),
+        trace_id: crate::trace::current_trace_id(),
         headers: http::HeaderMap::new(),
     })
 }

@@ -357,7 +357,22 @@ async fn send(
         }
         req = req.body(body.clone());
     }
-    req.send().await
+    // One span per attempt, the upstream's parent (`traceparent`) when traces are exported.
+    let span = crate::span!(
+        "upstream",
+        otel.kind = "client",
+        http.request.method = %p.method,
+        server.address = p.url.host_str().unwrap_or_default(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    for (k, v) in crate::trace::outgoing(&span) {
+        req = req.header(k, v);
+    }
+    let sent = tracing::Instrument::instrument(req.send(), span.clone()).await;
+    if let Ok(r) = &sent {
+        span.record("http.response.status_code", r.status().as_u16());
+    }
+    sent
 }
 
 async fn read(mut resp: reqwest::Response, limit: u64, retries: u32) -> Result<Answer, CallError> {
