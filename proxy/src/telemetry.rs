@@ -126,15 +126,32 @@ fn install<W>(
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // The wire filter's level hint is the log level's: without a hint the subscriber's would
-    // be TRACE, and Pingora's `log` calls at every level would become events (formatted, then
-    // dropped): a third more instructions per proxied request, measured with callgrind.
-    let hint = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let quiet_wire =
-        tracing_subscriber::filter::filter_fn(|m| !writes_the_wire(m.target(), m.level()))
-            .with_max_level_hint(hint);
+        || tracing_subscriber::filter::filter_fn(|m| !writes_the_wire(m.target(), m.level()));
+    let ansi = std::io::stderr().is_terminal();
+    let Some(provider) = provider else {
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(writer);
+        // No traces: the filters apply to the whole subscriber, as cheap as `tracing` gets
+        // (a disabled call site is never asked again).
+        let registry = tracing_subscriber::registry()
+            .with(filter)
+            .with(quiet_wire());
+        let _ = match format {
+            LogFormat::Text => registry.with(fmt).try_init(),
+            LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
+        };
+        return;
+    };
+    // Traces: `RUST_LOG` filters the log only (a per-layer filter), never the spans. The wire
+    // filter's level hint is the log level's: without a hint the subscriber's would be TRACE,
+    // and Pingora's `log` calls at every level would become events (formatted, then dropped):
+    // a third more instructions per proxied request, measured with callgrind.
+    let hint = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+    let quiet_wire = quiet_wire().with_max_level_hint(hint);
     let fmt = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_writer(writer);
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
@@ -142,15 +159,13 @@ fn install<W>(
     };
     // Only the runtime's own spans; never the exporter's HTTP stack (a span per export would
     // feed itself).
-    let otel = provider.map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("open-cli-toolbox"))
-            .with_filter(
-                Targets::new()
-                    .with_default(LevelFilter::OFF)
-                    .with_target("open_cli_proxy", LevelFilter::INFO),
-            )
-    });
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("open-cli-toolbox"))
+        .with_filter(
+            Targets::new()
+                .with_default(LevelFilter::OFF)
+                .with_target("open_cli_proxy", LevelFilter::INFO),
+        );
     let _ = tracing_subscriber::registry()
         .with(fmt.with_filter(filter).with_filter(quiet_wire))
         .with(otel)
