@@ -164,8 +164,20 @@ fn always_loses_no_answered_call_to_a_crash() {
     );
 }
 
-/// Every audit line of every file (rotated ones gunzipped), checked whole.
+/// Every audit line of every file (rotated ones gunzipped), checked whole. Compression runs
+/// beside the reading: a rotated file listed and then removed (its `.gz` is complete) means
+/// the files are listed again.
 fn all_audit_lines(live: &std::path::Path) -> Vec<Value> {
+    for _ in 0..100 {
+        if let Some(lines) = try_all_audit_lines(live) {
+            return lines;
+        }
+    }
+    panic!("the audit files kept changing while they were read");
+}
+
+/// `None` when a listed file is gone before it was read.
+fn try_all_audit_lines(live: &std::path::Path) -> Option<Vec<Value>> {
     let dir = live.parent().unwrap();
     let name = live.file_name().unwrap().to_str().unwrap().to_string();
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
@@ -187,7 +199,11 @@ fn all_audit_lines(live: &std::path::Path) -> Vec<Value> {
     files.sort();
     let mut lines = Vec::new();
     for f in files {
-        let bytes = std::fs::read(&f).unwrap();
+        let bytes = match std::fs::read(&f) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("{f:?}: {e}"),
+        };
         let text = if f.extension().is_some_and(|e| e == "gz") {
             let mut t = String::new();
             std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut t)
@@ -202,7 +218,7 @@ fn all_audit_lines(live: &std::path::Path) -> Vec<Value> {
             );
         }
     }
-    lines
+    Some(lines)
 }
 
 /// Rotation by size under load: no line lost or torn across the rotations, rotated files are

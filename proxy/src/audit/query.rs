@@ -16,6 +16,11 @@
 //! [`QueryError::CursorExpired`]. In oldest-first order the last page's cursor points at the
 //! end of the log, so a client that keeps it gets the events written since on its next call.
 //!
+//! **Files that move under a read.** Rotation renames the live file and compression replaces a
+//! rotated file with its `.gz` while a query runs; a listed file that is gone (or, for the live
+//! file, is another file under the same name) when it is read makes the query list the files
+//! again, so no line is skipped (the audit export pages through here).
+//!
 //! **Cost.** Only complete lines (ending in `\n`) are read; a line is parsed only when a raw
 //! byte search says its exact-match fields can match, and `since` skips a rotated file whose
 //! name says it was closed before that time. Memory is one read buffer plus the page (at most
@@ -390,24 +395,62 @@ fn open_text(src: &Source) -> std::io::Result<Box<dyn BufRead>> {
     })
 }
 
-/// The id of a file (from its first complete line); `None` if it is gone.
-fn id_of(src: &Source) -> std::io::Result<Option<u64>> {
-    let mut r = match open_text(src) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
+/// A plain file opened for a scan, checked to be the file `id` names: the live file can be
+/// renamed by a rotation after it was listed, and a new one take its name. A mismatch reads as
+/// `NotFound`, so [`query`] lists the files again. (Rotated files never change in place.)
+fn open_checked(src: &Source, id: u64) -> std::io::Result<std::fs::File> {
+    let f = std::fs::File::open(&src.path)?;
+    let mut first = Vec::new();
+    BufReader::new(&f).read_until(b'\n', &mut first)?;
+    if first.last() != Some(&b'\n') {
+        first.clear();
+    }
+    if file_id(&first) != id {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the live audit file was rotated while it was read",
+        ));
+    }
+    Ok(f)
+}
+
+/// The id of a file (from its first complete line).
+fn id_of(src: &Source) -> std::io::Result<u64> {
+    let mut r = open_text(src)?;
     let mut line = Vec::new();
     r.read_until(b'\n', &mut line)?;
     if line.last() != Some(&b'\n') {
         line.clear();
     }
-    Ok(Some(file_id(&line)))
+    Ok(file_id(&line))
 }
 
 /// One page of events. `flush` has been done by the caller, so everything recorded before
 /// the query is in the files.
 pub fn query(
+    live: &Path,
+    filter: &Filter,
+    order: Order,
+    limit: usize,
+    cursor: Option<Cursor>,
+) -> Result<Page, QueryError> {
+    // Rotation renames the live file and compression replaces a rotated file with its `.gz`
+    // while a query reads: a listed file that is gone when it is read means the files are
+    // listed again, never that its lines are skipped (the export reads through here).
+    let mut attempts = 0;
+    loop {
+        match query_once(live, filter, order, limit, cursor) {
+            Err(QueryError::Io { error, .. })
+                if error.kind() == std::io::ErrorKind::NotFound && attempts < 20 =>
+            {
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn query_once(
     live: &Path,
     filter: &Filter,
     order: Order,
@@ -425,8 +468,14 @@ pub fn query(
     let limit = limit.min(MAX_LIMIT);
     let files = sources(live);
     let mut ids = Vec::with_capacity(files.len());
-    for f in &files {
-        ids.push(id_of(f).map_err(io_err(&f.path))?);
+    for (i, f) in files.iter().enumerate() {
+        let id = match id_of(f) {
+            Ok(id) => Some(id),
+            // No live file (moved away, not reopened yet): no lines there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && i + 1 == files.len() => None,
+            Err(e) => return Err(io_err(&f.path)(e)),
+        };
+        ids.push(id);
     }
     // Where to start: (index into `files`, offset), from the cursor.
     let start = match cursor {
@@ -505,7 +554,7 @@ pub fn query(
                 let mut found = if src.gz {
                     scan_ring(src, until, &matcher, need, &mut page.unreadable)
                 } else {
-                    scan_backward(src, until, &matcher, need, &mut page.unreadable)
+                    scan_backward(src, id, until, &matcher, need, &mut page.unreadable)
                 }
                 .map_err(io_err(&src.path))?;
                 let full = found.len() == need;
@@ -539,12 +588,16 @@ fn scan_forward(
     limit: usize,
     page: &mut Page,
 ) -> std::io::Result<(bool, u64)> {
-    let mut r = match open_text(src) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((false, offset)),
-        Err(e) => return Err(e),
+    let (mut r, mut pos): (Box<dyn BufRead>, u64) = if src.gz {
+        let mut r = open_text(src)?;
+        let pos = skip(&mut r, offset)?;
+        (r, pos)
+    } else {
+        // A plain file seeks to the position instead of reading up to it.
+        let mut f = open_checked(src, id)?;
+        let pos = f.seek(SeekFrom::Start(offset.min(f.metadata()?.len())))?;
+        (Box::new(BufReader::with_capacity(256 * 1024, f)), pos)
     };
-    let mut pos = skip(&mut r, offset)?;
     let mut line = Vec::with_capacity(1024);
     loop {
         if page.lines.len() >= limit {
@@ -583,6 +636,7 @@ fn skip(r: &mut Box<dyn BufRead>, offset: u64) -> std::io::Result<u64> {
 /// up to `need` matching lines with their start offsets, newest first.
 fn scan_backward(
     src: &Source,
+    id: u64,
     until: u64,
     m: &Matcher<'_>,
     need: usize,
@@ -593,11 +647,7 @@ fn scan_backward(
     if need == 0 {
         return Ok(found);
     }
-    let mut f = match std::fs::File::open(&src.path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(e),
-    };
+    let mut f = open_checked(src, id)?;
     let len = f.metadata()?.len();
     // The bytes from `base` up to `until` that are not yet split into lines.
     let mut buf: Vec<u8> = Vec::new();
@@ -671,11 +721,7 @@ fn scan_ring(
     if need == 0 {
         return Ok(Vec::new());
     }
-    let mut r = match open_text(src) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
+    let mut r = open_text(src)?;
     let mut pos = 0u64;
     let mut line = Vec::with_capacity(1024);
     loop {
@@ -880,6 +926,30 @@ mod tests {
             before.at
         );
         assert_ne!(record_id(before.at[0]), record_id(before.at[1]));
+    }
+
+    /// The live file renamed by a rotation after it was listed: the scan notices (the file
+    /// under the name is another one) and the query lists the files again.
+    #[test]
+    fn a_live_file_swapped_under_a_scan_reads_as_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("audit.log");
+        let first = format!("{}\n", line("2026-12-06T00:00:00.000Z", "t", "a", 0));
+        std::fs::write(&live, &first).unwrap();
+        let src = Source {
+            path: live.clone(),
+            gz: false,
+            closed_before: None,
+        };
+        let id = id_of(&src).unwrap();
+        assert!(open_checked(&src, id).is_ok());
+        std::fs::write(
+            &live,
+            format!("{}\n", line("2026-12-06T00:00:09.000Z", "t", "a", 9)),
+        )
+        .unwrap();
+        let e = open_checked(&src, id).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]
