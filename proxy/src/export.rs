@@ -119,6 +119,18 @@ impl Target {
     }
 }
 
+/// The endpoint as logs may show it: without a `user:password@` part.
+fn shown(endpoint: &str) -> String {
+    match reqwest::Url::parse(endpoint) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "(unparsable endpoint)".into(),
+    }
+}
+
 /// `k1=v1,k2=v2`, values percent-decoded (the OTLP exporter convention). Never echoes a value
 /// in an error: header values are credentials.
 fn parse_headers(raw: &str) -> Result<Vec<(String, String)>, String> {
@@ -167,18 +179,11 @@ fn load_cursor(path: &Path) -> Result<Option<Cursor>, String> {
 }
 
 fn store_cursor(path: &Path, cursor: &Cursor) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(cursor.encode().as_bytes())?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, path)
+    crate::instance::replace_private(
+        path,
+        &path.with_extension("tmp"),
+        cursor.encode().as_bytes(),
+    )
 }
 
 /// Start the exporter thread; it runs until the process exits.
@@ -190,7 +195,7 @@ pub fn start(state: Arc<crate::state::RuntimeState>, target: Target) -> Result<(
         .timeout(target.timeout)
         .build()
         .map_err(|e| format!("cannot create the audit exporter's HTTP client: {e}"))?;
-    tracing::info!(endpoint = %target.endpoint, resume = cursor.is_some(), "audit export to OTLP started");
+    tracing::info!(endpoint = %shown(&target.endpoint), resume = cursor.is_some(), "audit export to OTLP started");
     std::thread::Builder::new()
         .name("audit-export".into())
         .spawn(move || {
@@ -298,13 +303,13 @@ async fn run(
             Err(Failure::Retry(after, why)) => {
                 crate::metrics::audit_export_failed("retry");
                 let wait = after.unwrap_or(backoff).min(BACKOFF_MAX);
-                tracing::warn!(endpoint = %target.endpoint, error = %why, retry_in_ms = wait.as_millis() as u64, "audit export failed; retrying");
+                tracing::warn!(endpoint = %shown(&target.endpoint), error = %why, retry_in_ms = wait.as_millis() as u64, "audit export failed; retrying");
                 tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
             Err(Failure::Refused(status, why)) => {
                 crate::metrics::audit_export_failed("refused");
-                tracing::error!(endpoint = %target.endpoint, status, error = %why, "the audit log receiver refused the export; retrying (records are kept until it accepts them)");
+                tracing::error!(endpoint = %shown(&target.endpoint), status, error = %why, "the audit log receiver refused the export; retrying (records are kept until it accepts them)");
                 tokio::time::sleep(BACKOFF_MAX).await;
             }
         }
@@ -429,7 +434,7 @@ async fn send(client: &reqwest::Client, target: &Target, body: Vec<u8>) -> Resul
     let resp = req
         .send()
         .await
-        .map_err(|e| Failure::Retry(None, crate::error::error_chain(&e)))?;
+        .map_err(|e| Failure::Retry(None, crate::error::error_chain(&e.without_url())))?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -440,7 +445,7 @@ async fn send(client: &reqwest::Client, target: &Target, body: Vec<u8>) -> Resul
     let bytes = resp
         .bytes()
         .await
-        .map_err(|e| Failure::Retry(None, crate::error::error_chain(&e)))?;
+        .map_err(|e| Failure::Retry(None, crate::error::error_chain(&e.without_url())))?;
     tracing::debug!(
         status,
         took_ms = started.elapsed().as_millis() as u64,
@@ -530,6 +535,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("entry 1"), "{e}");
+    }
+
+    #[test]
+    fn logs_show_the_endpoint_without_its_credentials() {
+        assert_eq!(
+            shown("https://tenant:s3cret@collector.example:4318/v1/logs"),
+            "https://collector.example:4318/v1/logs"
+        );
     }
 
     #[test]

@@ -126,6 +126,23 @@ fn derived_id(config_path: &Path) -> String {
     format!("{dir}-{}", &digest[..10])
 }
 
+/// Replace `path` with `bytes`, owner-only and atomically: written to `tmp` (mode 0600),
+/// synced, then renamed over `path`, so a reader or a crash sees the old file or the new one,
+/// never a part. (Persisted OAuth tokens, the audit export's position.)
+pub fn replace_private(path: &Path, tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(tmp)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    std::fs::rename(tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -756,6 +756,15 @@ mod tests {
         )
     }
 
+    fn write_gz(path: &Path, text: &str) {
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
+        enc.finish().unwrap();
+    }
+
     /// A log of `n` lines over two rotated files (one compressed) and the live file.
     fn log(dir: &Path, n: usize) -> PathBuf {
         let live = dir.join("audit.log");
@@ -777,12 +786,7 @@ mod tests {
             }
             let path = dir.join(file);
             if file.ends_with(".gz") {
-                let mut enc = flate2::write::GzEncoder::new(
-                    std::fs::File::create(&path).unwrap(),
-                    flate2::Compression::fast(),
-                );
-                std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
-                enc.finish().unwrap();
+                write_gz(&path, &text);
             } else {
                 std::fs::write(&path, text).unwrap();
             }
@@ -909,13 +913,7 @@ mod tests {
         );
         std::fs::write(&live, &text).unwrap();
         let before = query(&live, &Filter::default(), Order::Oldest, 10, None).unwrap();
-        let rotated = dir.path().join("audit.log.20261206T000002Z-000.gz");
-        let mut enc = flate2::write::GzEncoder::new(
-            std::fs::File::create(&rotated).unwrap(),
-            flate2::Compression::fast(),
-        );
-        std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
-        enc.finish().unwrap();
+        write_gz(&dir.path().join("audit.log.20261206T000002Z-000.gz"), &text);
         std::fs::write(&live, "").unwrap();
         let after = query(&live, &Filter::default(), Order::Oldest, 10, None).unwrap();
         let newest = query(&live, &Filter::default(), Order::Newest, 10, None).unwrap();

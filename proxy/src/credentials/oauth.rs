@@ -167,21 +167,16 @@ impl TokenCache {
         }
         let Some(dir) = &self.dir else { return };
         let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)?;
-            let tmp = dir.join(format!(".{identity}.{}.tmp", std::process::id()));
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&serde_json::to_vec(t).map_err(std::io::Error::other)?)?;
-            std::fs::rename(&tmp, dir.join(format!("{identity}.json")))
+            crate::instance::replace_private(
+                &dir.join(format!("{identity}.json")),
+                &dir.join(format!(".{identity}.{}.tmp", std::process::id())),
+                &serde_json::to_vec(t).map_err(std::io::Error::other)?,
+            )
         };
         if let Err(e) = write() {
             tracing::warn!(secret = %req.secret_key, error = %e, "cannot persist an upstream OAuth token; it stays in memory");
