@@ -187,6 +187,18 @@ fn decode_runtime(mut o: Obj<'_>) -> Runtime {
                 metrics
             })
             .unwrap_or_default();
+        let tls = s.object("tls").and_then(decode_listener_tls);
+        let limits = s.object("limits").map(decode_limits).unwrap_or_default();
+        let rate_limits = s.object("rateLimits").map(decode_rate_limits);
+        if let Some(a) = &auth
+            && a.require_client_cert
+            && !tls.as_ref().is_some_and(|t| t.client_auth != ClientAuth::None)
+        {
+            cx.err(
+                format!("{}.auth.requireClientCert", s.path()),
+                "needs `runtime.server.tls` with `clientCAFile` (client certificates are verified against it)",
+            );
+        }
         s.finish();
         RuntimeServer {
             auth,
@@ -196,6 +208,9 @@ fn decode_runtime(mut o: Obj<'_>) -> Runtime {
             refresh_timeout_seconds,
             audit,
             metrics,
+            tls,
+            limits,
+            rate_limits,
         }
     });
     o.finish();
@@ -265,6 +280,149 @@ fn forward_headers(o: &mut Obj<'_>) -> Vec<String> {
         }
     }
     out
+}
+
+/// `runtime.server.tls`.
+fn decode_listener_tls(mut o: Obj<'_>) -> Option<ListenerTls> {
+    let cert_file = o.required("certFile");
+    let key_file = o.required("keyFile");
+    let client_ca_file = o.nonempty("clientCAFile");
+    let client_auth = o
+        .one_of("clientAuth", ClientAuth::ALL)
+        .and_then(ClientAuth::parse);
+    let client_auth = match (client_auth, &client_ca_file) {
+        (Some(a @ (ClientAuth::Optional | ClientAuth::Required)), None) => {
+            o.cx().missing(
+                o.key_path("clientCAFile"),
+                format!(
+                    "is required when clientAuth is `{}` (client certificates are verified against it)",
+                    a.as_str()
+                ),
+            );
+            a
+        }
+        (Some(ClientAuth::None), Some(_)) => {
+            o.cx().err(
+                o.key_path("clientAuth"),
+                "is `none` but clientCAFile is set: use `optional` or `required`, or remove clientCAFile",
+            );
+            ClientAuth::None
+        }
+        (Some(a), _) => a,
+        (None, Some(_)) => ClientAuth::Required,
+        (None, None) => ClientAuth::None,
+    };
+    o.finish();
+    Some(ListenerTls {
+        cert_file: cert_file?,
+        key_file: key_file?,
+        client_ca_file,
+        client_auth,
+    })
+}
+
+/// `runtime.server.limits`.
+fn decode_limits(mut o: Obj<'_>) -> ServerLimits {
+    let limits = ServerLimits {
+        header_timeout_seconds: o.uint("headerTimeoutSeconds", 1, 3600),
+        idle_timeout_seconds: o.uint("idleTimeoutSeconds", 1, 3600),
+        body_timeout_seconds: o.uint("bodyTimeoutSeconds", 1, 3600),
+        body_min_rate: o.uint("bodyMinRate", 1, u64::MAX),
+        max_connections: o.uint("maxConnections", 1, 1_000_000),
+        max_header_bytes: o.uint("maxHeaderBytes", 1024, 1_048_575),
+        max_headers: o.uint("maxHeaders", 8, 10_000),
+        max_request_line_bytes: o.uint("maxRequestLineBytes", 64, 1_048_575),
+        max_concurrent_per_service: o.uint("maxConcurrentPerService", 1, 1_000_000),
+    };
+    o.finish();
+    limits
+}
+
+/// `runtime.server.rateLimits`.
+fn decode_rate_limits(mut o: Obj<'_>) -> RateLimits {
+    let per_principal = o.object("perPrincipal").and_then(decode_rate_limit);
+    let keyed = |o: &mut Obj<'_>, key: &'static str| {
+        let cx = o.cx();
+        let mut out = BTreeMap::new();
+        for (name, v, path) in o.entries(key) {
+            if let Some(limit) = Obj::new(cx, v, &path).and_then(decode_rate_limit) {
+                out.insert(name, limit);
+            }
+        }
+        out
+    };
+    let tools = keyed(&mut o, "tools");
+    let services = keyed(&mut o, "services");
+    let store = o.nonempty("store");
+    if let Some(url) = &store
+        && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+    {
+        o.cx().err(
+            o.key_path("store"),
+            format!(
+                "must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0), found `{url}`"
+            ),
+        );
+    }
+    let on_store_error = match o.one_of("onStoreError", &["allow", "deny"]) {
+        Some("deny") => StoreErrorMode::Deny,
+        _ => StoreErrorMode::Allow,
+    };
+    o.finish();
+    RateLimits {
+        per_principal,
+        tools,
+        services,
+        store,
+        on_store_error,
+    }
+}
+
+/// One token bucket: exactly one of `requestsPerSecond`, `requestsPerMinute`,
+/// `requestsPerHour`, and an optional `burst`.
+fn decode_rate_limit(mut o: Obj<'_>) -> Option<RateLimit> {
+    let rates = [
+        ("requestsPerSecond", 1),
+        ("requestsPerMinute", 60),
+        ("requestsPerHour", 3600),
+    ]
+    .map(|(k, p)| (k, o.uint(k, 1, 1_000_000_000).map(|n| (n, p))));
+    let given: Vec<_> = rates
+        .iter()
+        .filter_map(|(k, r)| r.map(|r| (*k, r)))
+        .collect();
+    let burst = o.uint("burst", 1, 1_000_000_000);
+    let cx = o.cx();
+    let path = o.path().to_string();
+    o.finish();
+    match given.as_slice() {
+        [(_, (requests, period_seconds))] => Some(RateLimit {
+            requests: *requests,
+            period_seconds: *period_seconds,
+            burst: burst.unwrap_or(*requests),
+        }),
+        [] => {
+            cx.missing(
+                path,
+                "needs one of `requestsPerSecond`, `requestsPerMinute`, `requestsPerHour`",
+            );
+            None
+        }
+        _ => {
+            cx.err(
+                path,
+                format!(
+                    "sets {}: give one rate",
+                    given
+                        .iter()
+                        .map(|(k, _)| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `runtime.server.audit`.
@@ -556,8 +714,10 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
         ),
         _ => {}
     }
+    let require_client_cert = o.bool("requireClientCert").unwrap_or(false);
     o.finish();
     Some(ServerAuth {
+        require_client_cert,
         validation_profile: profile?,
         issuer,
         jwks_url,
@@ -1204,6 +1364,50 @@ mod tests {
             (
                 json!({"runtime": {"server": {"metrics": {"toollabels": true}}}}),
                 "runtime.server.metrics.toollabels: unknown key (did you mean `toolLabels`?); allowed keys here: public, toolLabels",
+            ),
+            (
+                json!({"runtime": {"server": {"tls": {"keyFile": "k.pem"}}}}),
+                "runtime.server.tls.certFile: is required",
+            ),
+            (
+                json!({"runtime": {"server": {"tls": {"certFile": "c", "keyFile": "k", "clientAuth": "required"}}}}),
+                "runtime.server.tls.clientCAFile: is required when clientAuth is `required` (client certificates are verified against it)",
+            ),
+            (
+                json!({"runtime": {"server": {"tls": {"certFile": "c", "keyFile": "k", "clientCAFile": "ca", "clientAuth": "none"}}}}),
+                "runtime.server.tls.clientAuth: is `none` but clientCAFile is set: use `optional` or `required`, or remove clientCAFile",
+            ),
+            (
+                json!({"runtime": {"server": {"tls": {"certFile": "c", "keyFile": "k", "clientAuth": "sometimes"}}}}),
+                "runtime.server.tls.clientAuth: must be one of `none`, `optional`, `required`, found `sometimes`",
+            ),
+            (
+                json!({"runtime": {"server": {"auth": {"validationProfile": "oidc_jwks", "issuer": "https://i", "audience": "a", "requireClientCert": true}}}}),
+                "runtime.server.auth.requireClientCert: needs `runtime.server.tls` with `clientCAFile` (client certificates are verified against it)",
+            ),
+            (
+                json!({"runtime": {"server": {"limits": {"maxHeaderBytes": 10}}}}),
+                "runtime.server.limits.maxHeaderBytes: must be between 1024 and 1048575, found 10",
+            ),
+            (
+                json!({"runtime": {"server": {"limits": {"maxHeader": 10}}}}),
+                "runtime.server.limits.maxHeader: unknown key (did you mean `maxHeaders`?); allowed keys here: bodyMinRate, bodyTimeoutSeconds, headerTimeoutSeconds, idleTimeoutSeconds, maxConcurrentPerService, maxConnections, maxHeaderBytes, maxHeaders, maxRequestLineBytes",
+            ),
+            (
+                json!({"runtime": {"server": {"rateLimits": {"perPrincipal": {"requestsPerSecond": 5, "requestsPerMinute": 100}}}}}),
+                "runtime.server.rateLimits.perPrincipal: sets `requestsPerSecond` and `requestsPerMinute`: give one rate",
+            ),
+            (
+                json!({"runtime": {"server": {"rateLimits": {"tools": {"t:x": {"burst": 5}}}}}}),
+                "runtime.server.rateLimits.tools[\"t:x\"]: needs one of `requestsPerSecond`, `requestsPerMinute`, `requestsPerHour`",
+            ),
+            (
+                json!({"runtime": {"server": {"rateLimits": {"store": "memcached://x"}}}}),
+                "runtime.server.rateLimits.store: must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0), found `memcached://x`",
+            ),
+            (
+                json!({"runtime": {"server": {"rateLimits": {"onStoreError": "maybe"}}}}),
+                "runtime.server.rateLimits.onStoreError: must be one of `allow`, `deny`, found `maybe`",
             ),
             (
                 json!({"sources": {"m": {"type": "mcp", "transport": {"type": "sse", "url": "http://x", "command": "c"}}}}),

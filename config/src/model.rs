@@ -139,6 +139,14 @@ impl Config {
             .unwrap_or_default()
     }
 
+    /// `runtime.server` (defaults when unset).
+    pub fn server(&self) -> std::borrow::Cow<'_, RuntimeServer> {
+        match self.runtime.as_ref().and_then(|r| r.server.as_ref()) {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(RuntimeServer::default()),
+        }
+    }
+
     /// `runtime.server.metrics` (defaults when unset).
     pub fn metrics_settings(&self) -> MetricsSettings {
         self.runtime
@@ -270,6 +278,130 @@ pub struct RuntimeServer {
     pub audit: AuditSettings,
     /// `runtime.server.metrics`: what `GET /metrics` exports and who may read it.
     pub metrics: MetricsSettings,
+    /// `runtime.server.tls`: TLS (and mutual TLS) on the listener; unset: plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// `runtime.server.limits`: connection deadlines, request-head bounds, per-service
+    /// concurrency. Unset fields take the runtime's defaults (or the command line's flags).
+    pub limits: ServerLimits,
+    /// `runtime.server.rateLimits`: token buckets per principal, tool and service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimits>,
+}
+
+/// `runtime.server.tls`. Relative paths are anchored to the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerTls {
+    pub cert_file: String,
+    pub key_file: String,
+    #[serde(rename = "clientCAFile", skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<String>,
+    pub client_auth: ClientAuth,
+}
+
+/// `runtime.server.tls.clientAuth`: whether callers must present a certificate chained to
+/// `clientCAFile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    None,
+    /// A certificate is asked for; one that is sent must chain to the CA.
+    Optional,
+    /// A caller without a certificate chained to the CA is refused in the handshake.
+    Required,
+}
+
+impl ClientAuth {
+    pub const ALL: &'static [&'static str] = &["none", "optional", "required"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Self::None),
+            "optional" => Some(Self::Optional),
+            "required" => Some(Self::Required),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+}
+
+/// `runtime.server.limits`. `None`: the runtime's default (see docs/security.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_timeout_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_timeout_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_min_rate: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
+    /// The request line and header fields together, in bytes (431 beyond).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<u64>,
+    /// Header fields per request (431 beyond).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_headers: Option<u64>,
+    /// The request line (method, target, version), in bytes (414 beyond).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_line_bytes: Option<u64>,
+    /// Requests in progress per upstream service, on this replica (503 beyond).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_per_service: Option<u64>,
+}
+
+/// One token bucket: refills at `rate` tokens per `per`, holds at most `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Requests allowed per `period_seconds`.
+    pub requests: u64,
+    /// 1 (`requestsPerSecond`), 60 (`requestsPerMinute`) or 3600 (`requestsPerHour`).
+    pub period_seconds: u64,
+    /// The bucket's size: requests allowed at once after a quiet period (default: `requests`).
+    pub burst: u64,
+}
+
+/// `runtime.server.rateLimits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimits {
+    /// One bucket per principal (the token's subject; anonymous callers share one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_principal: Option<RateLimit>,
+    /// One bucket per tool ID listed (shared by every caller).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tools: std::collections::BTreeMap<String, RateLimit>,
+    /// One bucket per service ID listed (shared by every caller and pass-through request).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub services: std::collections::BTreeMap<String, RateLimit>,
+    /// `redis://host:port[/db]`: buckets shared by every replica using this store; unset:
+    /// per replica, in memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// When the store cannot be reached: `allow` (fail open, counted and logged) or `deny`
+    /// (fail closed: 503).
+    pub on_store_error: StoreErrorMode,
+}
+
+/// `runtime.server.rateLimits.onStoreError`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StoreErrorMode {
+    Allow,
+    Deny,
 }
 
 /// `runtime.server.metrics`.
@@ -529,6 +661,9 @@ pub struct ServerAuth {
     /// the provider whose keys verify it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub additional_issuers: Vec<TrustedIssuer>,
+    /// Refuse requests (401) that did not come with a verified client certificate, even
+    /// with a valid token (needs `runtime.server.tls.clientAuth` `optional` or `required`).
+    pub require_client_cert: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

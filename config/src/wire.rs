@@ -197,6 +197,16 @@ pub mod codes {
     /// `GET /v1/audit/events`: the file a paging cursor points into has been deleted by
     /// retention; start again without a cursor.
     pub const CURSOR_EXPIRED: &str = "cursor_expired";
+    /// `431`: the request's header fields exceed `runtime.server.limits` (bytes or count).
+    pub const HEADERS_TOO_LARGE: &str = "request_header_fields_too_large";
+    /// `414`: the request line exceeds `runtime.server.limits.maxRequestLineBytes`.
+    pub const URI_TOO_LONG: &str = "uri_too_long";
+    /// `503` with `Retry-After`: the service has `maxConcurrentPerService` requests in progress.
+    pub const SERVICE_BUSY: &str = "service_busy";
+    /// `429` with `Retry-After`: a rate limit of `runtime.server.rateLimits` is used up.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// `503`: the shared rate-limit store cannot be reached and `onStoreError` is `deny`.
+    pub const RATE_LIMIT_UNAVAILABLE: &str = "rate_limit_unavailable";
 }
 
 /// `{"error": {...}}`: every error the runtime answers itself has this shape.

@@ -15,6 +15,7 @@
 //! - [`mcp`]: a real MCP server ([`McpEverything`]).
 //! - [`prism`]: a mock upstream generated from a document ([`Prism`]).
 //! - [`mod@cli`]: the `open-cli` client ([`cli()`]).
+//! - [`pki`]: certificate chains made in the test ([`Ca`]) and HTTPS clients that trust them.
 //! - [`audit`]: audit files read as typed rows ([`AuditRow`], [`read_audit`]), and the load
 //!   the crash tests kill the runtime under ([`Load`]).
 
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod mcp;
 pub mod oidc;
 pub mod otlp;
+pub mod pki;
 pub mod prism;
 pub mod process;
 pub mod runtime;
@@ -33,6 +35,7 @@ pub use cli::*;
 pub use mcp::*;
 pub use oidc::*;
 pub use otlp::*;
+pub use pki::*;
 pub use prism::*;
 pub use process::*;
 pub use runtime::*;

@@ -115,8 +115,19 @@ impl Runtime {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Self, String> {
+        Self::try_start_probed(config, state_dir, extra_args, env, http())
+    }
+
+    /// Start, probing `/readyz` with `client` (one that trusts the runtime's TLS certificate,
+    /// for an `https://` runtime).
+    pub fn try_start_probed(
+        config: &Path,
+        state_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        client: reqwest::blocking::Client,
+    ) -> Result<Self, String> {
         let runtime_json = state_dir.join("instances/test/runtime.json");
-        let client = http();
         let (proc, url) = spawn_on_free_port(
             "open-cli-toolbox",
             Port::Ephemeral,

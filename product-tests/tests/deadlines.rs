@@ -278,3 +278,108 @@ fn connections_beyond_the_limit_wait_until_one_closes() {
     let n = d.read(&mut buf).unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200 "));
 }
+
+/// Send `request` on a new connection; everything the runtime answers before it closes.
+fn exchange(rt: &Runtime, request: &[u8]) -> String {
+    let mut s = connect(rt);
+    let closed = until_closed(&s, Instant::now(), Duration::from_secs(20));
+    // The runtime may answer and close before the whole request is written.
+    let _ = s.write_all(request);
+    match closed.recv_timeout(Duration::from_secs(20)) {
+        Ok(Some((_, got))) => text(&got),
+        _ => panic!("no answer and close within 20 s"),
+    }
+}
+
+fn head_with(fields: &[String]) -> Vec<u8> {
+    let mut head = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".to_string();
+    for f in fields {
+        head.push_str(f);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+/// The probe: a 200 KB header was served. Request heads are bounded by default (64 KiB,
+/// 100 fields, a 16 KiB request line): 431 or 414 with the runtime's JSON error, and the
+/// connection closed; heads within the bounds are served.
+#[test]
+fn request_heads_over_the_default_bounds_get_431_or_414() {
+    let api = TestApi::start();
+    let (_fx, rt) = start(&api, &[]);
+    let big = head_with(&[format!("X-Big: {}", "a".repeat(200 * 1024))]);
+    let got = exchange(&rt, &big);
+    assert!(
+        got.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{}",
+        &got[..got.len().min(200)]
+    );
+    assert!(
+        got.contains("\"code\":\"request_header_fields_too_large\""),
+        "{got}"
+    );
+
+    let fields = |n: usize| (0..n).map(|i| format!("X-F{i}: v")).collect::<Vec<_>>();
+    // Host and Connection count: 98 more make 100.
+    let got = exchange(&rt, &head_with(&fields(98)));
+    assert!(got.starts_with("HTTP/1.1 200 "), "{got}");
+    let got = exchange(&rt, &head_with(&fields(99)));
+    assert!(got.starts_with("HTTP/1.1 431 "), "{got}");
+
+    let long = format!(
+        "GET /healthz?q={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(17 * 1024)
+    );
+    let got = exchange(&rt, long.as_bytes());
+    assert!(got.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{got}");
+    assert!(got.contains("\"code\":\"uri_too_long\""), "{got}");
+    // A request line that never ends is refused as soon as it is over the bound.
+    let got = exchange(&rt, format!("GET /{}", "a".repeat(20 * 1024)).as_bytes());
+    assert!(got.starts_with("HTTP/1.1 414 "), "{got}");
+
+    let metrics = rt.get("/metrics").text().unwrap();
+    for line in [
+        "open_cli_edge_refusals_total{reason=\"header_fields_too_large\"} 2",
+        "open_cli_edge_refusals_total{reason=\"request_line_too_long\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+}
+
+/// The bounds are settings: `runtime.server.limits` in the config, a flag over it.
+#[test]
+fn head_bounds_come_from_runtime_server_limits_and_flags() {
+    let api = TestApi::start();
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let cfg = fx.write_json(
+        ".cli.json",
+        &json!({
+            "cli": "1.0.0",
+            "mode": {"default": "discover"},
+            "sources": {"demo": {"type": "openapi", "uri": "demo.openapi.yaml"}},
+            "services": {"demo": {"source": "demo", "alias": "demo"}},
+            "runtime": {"mode": "remote", "server": {"limits": {
+                "maxHeaderBytes": 2048, "maxRequestLineBytes": 512, "maxHeaders": 20
+            }}}
+        }),
+    );
+    let rt = Runtime::try_start_in(&cfg, &fx.path().join("state"), &["--max-headers", "10"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let field = |n: usize| format!("X-Pad: {}", "p".repeat(n));
+    assert!(exchange(&rt, &head_with(&[field(1500)])).starts_with("HTTP/1.1 200 "));
+    assert!(exchange(&rt, &head_with(&[field(2100)])).starts_with("HTTP/1.1 431 "));
+    let line = |n: usize| {
+        format!(
+            "GET /healthz?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "q".repeat(n)
+        )
+    };
+    assert!(exchange(&rt, line(400).as_bytes()).starts_with("HTTP/1.1 200 "));
+    assert!(exchange(&rt, line(600).as_bytes()).starts_with("HTTP/1.1 414 "));
+    // The flag (10 fields) wins over the config (20).
+    let fields: Vec<String> = (0..12).map(|i| format!("X-F{i}: v")).collect();
+    assert!(exchange(&rt, &head_with(&fields)).starts_with("HTTP/1.1 431 "));
+    assert!(exchange(&rt, &head_with(&fields[..8])).starts_with("HTTP/1.1 200 "));
+}

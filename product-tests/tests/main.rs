@@ -53,6 +53,8 @@ mod scopes;
 mod sources;
 /// Issue 15 items 8-10: strict tokens, scopes for the audit log and refresh, strict execute.
 mod strict;
+/// TLS and mutual TLS on the listener: HTTP/2, reload under load, client certificates.
+mod tls;
 /// `open-cli <service> [<group>] <command>`: help, typed flags, dry-run, execution, exit codes.
 mod tool_commands;
 /// OpenTelemetry traces to a real OTLP receiver; W3C trace context in and out.

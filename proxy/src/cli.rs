@@ -69,24 +69,55 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub shutdown_grace_seconds: u64,
     /// A request head must be complete within this time (from the connection's accept for
-    /// its first request, from the first byte for later ones); else 408 and close. 1 to 3600.
-    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=3600))]
-    pub header_timeout_seconds: u64,
+    /// its first request, from the first byte for later ones); else 408 and close. 1 to 3600;
+    /// default 10 (`runtime.server.limits.headerTimeoutSeconds`).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=3600))]
+    pub header_timeout_seconds: Option<u64>,
     /// A keep-alive connection with no request in progress is closed after this time.
-    /// 1 to 3600.
-    #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=3600))]
-    pub idle_timeout_seconds: u64,
+    /// 1 to 3600; default 60 (`runtime.server.limits.idleTimeoutSeconds`).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=3600))]
+    pub idle_timeout_seconds: Option<u64>,
     /// A request body may take this long plus one second per `--body-min-rate` bytes
-    /// received; else 408 (the upstream connection is dropped). 1 to 3600.
-    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=3600))]
-    pub body_timeout_seconds: u64,
-    /// The minimum request body rate, in bytes per second (see `--body-timeout-seconds`).
-    #[arg(long, default_value_t = 1024, value_name = "BYTES", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
-    pub body_min_rate: u64,
+    /// received; else 408 (the upstream connection is dropped). 1 to 3600; default 10
+    /// (`runtime.server.limits.bodyTimeoutSeconds`).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=3600))]
+    pub body_timeout_seconds: Option<u64>,
+    /// The minimum request body rate, in bytes per second (see `--body-timeout-seconds`);
+    /// default 1024 (`runtime.server.limits.bodyMinRate`).
+    #[arg(long, value_name = "BYTES", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub body_min_rate: Option<u64>,
     /// Most open client connections; beyond it new connections wait in the listen backlog.
-    /// Defaults to 10,000, or fewer when the open-file limit cannot hold two per connection.
+    /// Defaults to 10,000, or fewer when the open-file limit cannot hold two per connection
+    /// (`runtime.server.limits.maxConnections`).
     #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_connections: Option<usize>,
+    /// Most bytes of a request head (request line and header fields); beyond: 431. 1024 to
+    /// 1048575; default 65536 (`runtime.server.limits.maxHeaderBytes`).
+    #[arg(long, value_name = "BYTES", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1_048_575))]
+    pub max_header_bytes: Option<usize>,
+    /// Most header fields per request; beyond: 431. 8 to 10000; default 100
+    /// (`runtime.server.limits.maxHeaders`).
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8..=10_000))]
+    pub max_headers: Option<usize>,
+    /// Most bytes of the request line; beyond: 414. 64 to 1048575; default 16384
+    /// (`runtime.server.limits.maxRequestLineBytes`).
+    #[arg(long, value_name = "BYTES", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(64..=1_048_575))]
+    pub max_request_line_bytes: Option<usize>,
+    /// Serve TLS with this certificate chain (PEM); needs `--tls-key-file`. Overrides
+    /// `runtime.server.tls.certFile`. Re-read on SIGHUP and when the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert-file`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Verify client certificates against this CA bundle (PEM); `--tls-client-auth` says
+    /// whether one is required (default: required).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// `none`, `optional` (a certificate sent must chain to the CA) or `required` (callers
+    /// without one are refused in the handshake).
+    #[arg(long, value_name = "MODE", value_parser = ["none", "optional", "required"])]
+    pub tls_client_auth: Option<String>,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

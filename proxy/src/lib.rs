@@ -21,7 +21,8 @@
 //!
 //! **Gateway**: the only code that knows Pingora, HTTP statuses and header names.
 //! - [`gateway`]: the Pingora `ProxyHttp` service, the accept loop and its deadlines, the
-//!   `/v1` API, the pass-through's admission and header rewrite, what a request head may say.
+//!   `/v1` API, the pass-through's admission and header rewrite, what a request head may say,
+//!   TLS and mutual TLS on the listener (`gateway::edge_tls`).
 //!
 //! **Use cases**: one request's or one rebuild's work.
 //! - [`execute`]: tool execution (execute and pass-through): gathering the policy facts,

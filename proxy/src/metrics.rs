@@ -123,7 +123,19 @@ pub struct Metrics {
     audit_export_rejected: Counter,
     audit_export_failures: Family<ReasonLabels, Counter>,
     audit_export_pending: FloatGauge,
+    edge_refusals: Family<ReasonLabels, Counter>,
+    tls_reloads: Family<ResultLabels, Counter>,
 }
+
+/// The reasons of `open_cli_edge_refusals_total`.
+const EDGE_REASONS: [&str; 6] = [
+    "tls_handshake",
+    "header_fields_too_large",
+    "request_line_too_long",
+    "service_busy",
+    "rate_limited",
+    "rate_limit_store_error",
+];
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 static TOOL_LABELS: AtomicBool = AtomicBool::new(false);
@@ -255,6 +267,24 @@ impl Metrics {
             Unit::Seconds,
             audit_export_pending.clone(),
         );
+        let edge_refusals: Family<ReasonLabels, Counter> = Family::default();
+        for reason in EDGE_REASONS {
+            drop(edge_refusals.get_or_create(&ReasonLabels { reason }));
+        }
+        r.register(
+            "edge_refusals",
+            "Connections and requests refused at the edge, by reason (tls_handshake: a failed or late TLS handshake; header_fields_too_large: 431; request_line_too_long: 414; service_busy: 503 at maxConcurrentPerService; rate_limited: 429; rate_limit_store_error: the shared rate-limit store could not be asked)",
+            Family::clone(&edge_refusals),
+        );
+        let tls_reloads: Family<ResultLabels, Counter> = Family::default();
+        for result in ["ok", "failed"] {
+            drop(tls_reloads.get_or_create(&ResultLabels { result }));
+        }
+        r.register(
+            "tls_reloads",
+            "Reloads of the listener's TLS certificate and key, by result (failed: the previous pair stays in use)",
+            Family::clone(&tls_reloads),
+        );
         let build_info: Family<VersionLabels, Gauge> = Family::default();
         build_info
             .get_or_create(&VersionLabels {
@@ -280,6 +310,8 @@ impl Metrics {
             audit_export_rejected,
             audit_export_failures,
             audit_export_pending,
+            edge_refusals,
+            tls_reloads,
         }
     }
 }
@@ -671,6 +703,39 @@ pub fn audit_export_failed(reason: &'static str) {
 /// The age of the oldest record not yet exported.
 pub fn audit_export_pending(secs: f64) {
     get().audit_export_pending.set(secs);
+}
+
+/// A connection or request refused at the edge (`reason`: one of the `EDGE_REASONS`).
+pub fn edge_refusal(reason: &'static str) {
+    debug_assert!(EDGE_REASONS.contains(&reason), "{reason}");
+    get()
+        .edge_refusals
+        .get_or_create(&ReasonLabels { reason })
+        .inc();
+}
+
+/// A TLS handshake on the listener failed or did not finish in time.
+pub fn tls_handshake_failed() {
+    edge_refusal("tls_handshake");
+}
+
+/// A request head over a bound: `431` or `414`.
+pub fn head_refused(status: &str) {
+    edge_refusal(if status == "414" {
+        "request_line_too_long"
+    } else {
+        "header_fields_too_large"
+    });
+}
+
+/// A reload of the listener's certificate.
+pub fn tls_reloaded(ok: bool) {
+    get()
+        .tls_reloads
+        .get_or_create(&ResultLabels {
+            result: if ok { "ok" } else { "failed" },
+        })
+        .inc();
 }
 
 #[cfg(test)]

@@ -158,6 +158,9 @@ pub struct Event<'a> {
     pub upstream_path: Option<UpstreamPath<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<Cow<'a, str>>,
+    /// The verified client certificate's subject (or SAN) on a mutual-TLS listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_profile: Option<Cow<'a, str>>,
     pub decision: Decision,
@@ -255,6 +258,7 @@ impl Event<'_> {
             out.push(b'"');
         }
         opt(out, b",\"principal\":", self.principal.as_deref());
+        opt(out, b",\"clientCert\":", self.client_cert.as_deref());
         opt(out, b",\"agentProfile\":", self.agent_profile.as_deref());
         name(out, b",\"decision\":", self.decision.as_str());
         name(out, b",\"reasonCode\":", self.reason_code.as_str());
@@ -835,6 +839,7 @@ mod tests {
         let mut full = Event::new(EventType::ToolExecution, "svc:t\"q\\b\u{1}é");
         full.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
         full.principal = Some("sub\n".into());
+        full.client_cert = Some("CN=agent \"7\", O=Acme".into());
         full.agent_profile = Some("p".into());
         full.service_id = Some("svc".into());
         full.target_base_url = Some("http://127.0.0.1:9/base".into());

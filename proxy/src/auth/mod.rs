@@ -26,6 +26,9 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     pub principal: Option<Arc<Principal>>,
+    /// The verified client certificate's subject (or SAN), on a TLS listener with client
+    /// certificates (`runtime.server.tls.clientAuth`); recorded as `clientCert` in audit.
+    pub client_cert: Option<Arc<str>>,
 }
 
 /// An authenticated caller.
@@ -122,6 +125,8 @@ pub struct Authenticator {
     verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Verified>>,
     /// Distinguishes authenticators (a config reload makes a new one) for [`Front`].
     id: u64,
+    /// `requireClientCert`: a request without a verified client certificate is refused.
+    require_client_cert: bool,
 }
 
 /// Each serving thread's own first-level cache of verified tokens, in front of the shared
@@ -330,11 +335,17 @@ impl Authenticator {
             profile,
             verified: std::sync::Mutex::new(std::collections::HashMap::new()),
             id: NEXT_AUTHENTICATOR.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            require_client_cert: a.require_client_cert,
         }))
     }
 
     pub fn audience(&self) -> &str {
         &self.audience
+    }
+
+    /// `runtime.server.auth.requireClientCert`.
+    pub fn requires_client_cert(&self) -> bool {
+        self.require_client_cert
     }
 
     /// The principal of a token this thread verified (or saw verified) and that is still

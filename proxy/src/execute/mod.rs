@@ -170,6 +170,7 @@ pub fn tool_event<'a>(
         at,
     });
     e.trace_id = crate::trace::current_trace_id().map(Into::into);
+    e.client_cert = caller.client_cert.as_deref().map(Into::into);
     e
 }
 

@@ -43,6 +43,8 @@ pub struct Request<'a> {
     pub authorization: Option<&'a [u8]>,
     /// When the request arrived (its wall-clock time comes from [`crate::clock`]).
     pub received: std::time::Instant,
+    /// The connection's verified client certificate ([`super::edge_tls`]).
+    pub client_cert: Option<&'a Arc<str>>,
 }
 
 /// Whether an `Accept-Encoding` value admits gzip (`gzip` or `*`, without `q=0`).
@@ -335,19 +337,37 @@ pub async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Cal
     // reference to the authenticator (a count every serving core would change per request).
     let auth = {
         let guard = state.auth.load();
+        let anonymous = Caller {
+            principal: None,
+            client_cert: req.client_cert.cloned(),
+        };
         let Some(auth) = guard.as_ref() else {
-            return Ok(Caller::default());
+            return Ok(anonymous);
         };
         if req.authorization.is_none()
             && (PUBLIC.contains(&req.path)
                 || (req.path == "/metrics" && state.metrics_settings().public))
         {
-            return Ok(Caller::default());
+            return Ok(anonymous);
+        }
+        if auth.requires_client_cert() && req.client_cert.is_none() {
+            crate::metrics::authn_failure("client_cert_missing");
+            return Err(Reply::error(
+                &ApiError::new(
+                    401,
+                    codes::AUTHN_FAILED,
+                    "authentication failed: a verified client certificate is required (runtime.server.auth.requireClientCert); connect with a certificate issued by the runtime's client CA",
+                ),
+                "",
+            ));
         }
         let now = crate::clock::wall_at(req.received).as_secs();
         if let Some(p) = auth.remembered(req.authorization, now) {
             crate::metrics::auth_cache("token", "hit");
-            return Ok(Caller { principal: Some(p) });
+            return Ok(Caller {
+                principal: Some(p),
+                client_cert: req.client_cert.cloned(),
+            });
         }
         Arc::clone(auth)
     };
@@ -357,7 +377,10 @@ pub async fn authenticate(state: &RuntimeState, req: &Request<'_>) -> Result<Cal
     )
     .await;
     match checked {
-        Ok(p) => Ok(Caller { principal: Some(p) }),
+        Ok(p) => Ok(Caller {
+            principal: Some(p),
+            client_cert: req.client_cert.cloned(),
+        }),
         Err(crate::auth::AuthError::Throttled(secs)) => {
             let e = crate::auth::AuthError::Throttled(secs);
             crate::metrics::authn_failure(e.reason());
@@ -881,12 +904,9 @@ pub fn audit_authn_failure(
     request_id: &str,
     reply: &Reply,
 ) {
-    state.audit.record(crate::audit::events::authn_failure(
-        req.method,
-        req.path,
-        request_id,
-        reply.status,
-    ));
+    let mut e = crate::audit::events::authn_failure(req.method, req.path, request_id, reply.status);
+    e.client_cert = req.client_cert.map(|c| Cow::Borrowed(&**c));
+    state.audit.record(e);
 }
 
 /// `authenticated_connect` and `catalog_filtered` for an authenticated catalog fetch.

@@ -35,7 +35,17 @@
 //! buffer is allocated when bytes arrive), a 1,460-byte write buffer (one MSS, as Pingora's
 //! default: a response's head and a small body leave in one `write`) and its socket and task.
 //!
-//! HTTP/1.1 only (the runtime does not offer h2c to clients).
+//! **Head bounds** ([`Limits::max_header_bytes`], [`Limits::max_headers`],
+//! [`Limits::max_request_line`], defaults 64 KiB, 100 fields, 16 KiB): a head over one is
+//! answered `431 request_header_fields_too_large` or `414 uri_too_long` and the connection is
+//! closed; a head still arriving is refused as soon as it is over, without reading the rest.
+//! Checked on the complete head only (one count of its line ends), so the request path pays
+//! one `memchr` pass over the head.
+//!
+//! **TLS** (`runtime.server.tls`, [`super::edge_tls`]): the handshake runs here, within the
+//! head deadline; an HTTP/1.1 connection then runs this same loop over the TLS stream, an
+//! HTTP/2 one (ALPN `h2`) goes to Pingora's h2 server (its idle timeout is the idle timeout,
+//! its header list bound `max_header_bytes`). Plain connections speak HTTP/1.1 only (no h2c).
 //!
 //! **Pipelining** (a client sending request N+1 before reading answer N) is served in order
 //! (issue 15, item 6): when the bytes read for a head go past the end of its request (a
@@ -110,7 +120,20 @@ pub struct Limits {
     pub body_timeout: Duration,
     pub body_min_rate: u64,
     pub max_connections: usize,
+    /// The request head (request line and header fields) in bytes: `431` beyond.
+    pub max_header_bytes: usize,
+    /// Header fields per request: `431` beyond.
+    pub max_headers: usize,
+    /// The request line in bytes: `414` beyond.
+    pub max_request_line: usize,
 }
+
+/// Default of [`Limits::max_header_bytes`] (Envoy's default is 60 KiB, nginx's 32 KiB).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default of [`Limits::max_headers`] (Envoy's and Go's `http2` default).
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Default of [`Limits::max_request_line`].
+pub const DEFAULT_MAX_REQUEST_LINE: usize = 16 * 1024;
 
 impl Limits {
     /// The connection limit when none is given: [`DEFAULT_MAX_CONNECTIONS`], or fewer when
@@ -372,6 +395,8 @@ pub struct Serving {
     pub limits: Arc<Limits>,
     /// Process-wide: one permit per open client connection.
     pub slots: Arc<Semaphore>,
+    /// TLS on the listener (`runtime.server.tls`), or plain HTTP.
+    pub tls: Option<Arc<super::edge_tls::EdgeTls>>,
     /// This thread's shutdown signal (Pingora's `ShutdownWatch`): stop accepting, close idle
     /// connections, finish requests in progress without keep-alive.
     pub shutdown: watch::Receiver<bool>,
@@ -449,6 +474,8 @@ enum Head {
     Closed,
     /// Part of a head arrived, not all of it before the deadline: answer 408.
     TimedOut,
+    /// The head is over a bound of [`Limits`]: answer this (a `431` or `414`) and close.
+    TooLarge(Vec<u8>),
 }
 
 async fn connection(
@@ -458,9 +485,48 @@ async fn connection(
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = tcp.set_nodelay(true);
-    let mut conn = Box::new(Downstream::new(tcp, peer));
-    let shutdown = &serving.shutdown;
     let limits = &serving.limits;
+    let mut conn = match &serving.tls {
+        None => Box::new(Downstream::new(Io::Plain(tcp), peer)),
+        Some(tls) => {
+            let fd = tcp.as_raw_fd();
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+            // The handshake counts against the head deadline.
+            let stream = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    crate::metrics::tls_handshake_failed();
+                    tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    crate::metrics::tls_handshake_failed();
+                    tracing::info!(peer = %peer, "TLS handshake not done within the head deadline: closed");
+                    return;
+                }
+            };
+            let (digest, registered) = super::edge_tls::digest(stream.get_ref().1);
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let mut conn = Box::new(Downstream::new_at(Io::Tls(Box::new(stream)), peer, fd));
+            conn.tls = Some(TlsState {
+                digest,
+                _registered: registered,
+                h2,
+            });
+            if h2 {
+                // HTTP/2: Pingora's h2 server runs the connection (its streams, flow control,
+                // idle timeout); nothing on it is an HTTP/1 answer to replace.
+                *conn.received.get_mut() = true;
+                use pingora::apps::ServerApp;
+                let _ = serving.proxy.process_new(conn, &serving.shutdown).await;
+                return;
+            }
+            conn
+        }
+    };
+    let shutdown = &serving.shutdown;
     let mut first = true;
     let mut settings = None;
     // Bytes of pipelined requests read with an earlier head (see the module docs).
@@ -474,6 +540,7 @@ async fn connection(
                 None,
                 &serving.waiting,
                 carry,
+                limits,
             )
             .await
         } else {
@@ -483,6 +550,7 @@ async fn connection(
                 Some(limits.header_timeout),
                 &serving.waiting,
                 carry,
+                limits,
             )
             .await
         };
@@ -491,6 +559,10 @@ async fn connection(
             Head::Closed => return,
             Head::TimedOut => {
                 answer_timeout(&mut conn, limits.header_timeout).await;
+                return;
+            }
+            Head::TooLarge(answer) => {
+                answer_and_close(&mut conn, &answer).await;
                 return;
             }
         };
@@ -538,6 +610,7 @@ async fn read_head(
     header_timeout: Option<Duration>,
     waiting: &Waiting,
     carried: BytesMut,
+    limits: &Limits,
 ) -> Head {
     let tcp = conn.io.get_mut();
     let mut buf = carried;
@@ -545,8 +618,8 @@ async fn read_head(
     let mut wait = wait;
     if !buf.is_empty() {
         // A pipelined request: its head may be here whole; its deadline runs from now.
-        if head_end(&buf, &mut scanned).is_some() || buf.len() > MAX_HEAD {
-            return Head::Ready(buf);
+        if let Some(done) = head_done(&buf, &mut scanned, limits) {
+            return settled(buf, done);
         }
         if let Some(t) = header_timeout {
             wait = t;
@@ -586,10 +659,101 @@ async fn read_head(
                 }
             }
         }
-        if head_end(&buf, &mut scanned).is_some() || buf.len() > MAX_HEAD {
-            return Head::Ready(buf);
+        if let Some(done) = head_done(&buf, &mut scanned, limits) {
+            return settled(buf, done);
         }
     }
+}
+
+/// Whether the bytes in `buf` settle the head: `Ok` when it is complete (and within the
+/// bounds, or past Pingora's own limit, which Pingora refuses), `Err` when it is over a bound
+/// already; `None` while more is needed.
+fn head_done(buf: &[u8], scanned: &mut usize, limits: &Limits) -> Option<Result<(), Refused>> {
+    match head_end(buf, scanned) {
+        Some(end) => Some(check_head(&buf[..end], limits).map_or(Ok(()), Err)),
+        None => match check_partial_head(buf, limits) {
+            Some(r) => Some(Err(r)),
+            None => (buf.len() > MAX_HEAD).then_some(Ok(())),
+        },
+    }
+}
+
+/// [`head_done`] as the [`Head`] to return.
+fn settled(buf: BytesMut, done: Result<(), Refused>) -> Head {
+    match done {
+        Ok(()) => Head::Ready(buf),
+        Err(r) => Head::TooLarge(too_large_answer(r)),
+    }
+}
+
+/// Which bound of [`Limits`] a head is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// `max_header_bytes` or `max_headers`: 431.
+    Headers,
+    /// `max_request_line`: 414.
+    RequestLine,
+}
+
+/// A complete head (from its first byte to its blank line) against the bounds.
+fn check_head(head: &[u8], limits: &Limits) -> Option<Refused> {
+    let start = head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(0);
+    let head = &head[start..];
+    let line = memchr::memchr(b'\n', head).unwrap_or(head.len());
+    if line > limits.max_request_line {
+        return Some(Refused::RequestLine);
+    }
+    if head.len() > limits.max_header_bytes {
+        return Some(Refused::Headers);
+    }
+    // Lines less the request line and the blank line: the header fields.
+    let fields = memchr::memchr_iter(b'\n', head).count().saturating_sub(2);
+    (fields > limits.max_headers).then_some(Refused::Headers)
+}
+
+/// An incomplete head that is over a bound already (so no more of it is read).
+fn check_partial_head(buf: &[u8], limits: &Limits) -> Option<Refused> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let head = &buf[start..];
+    match memchr::memchr(b'\n', head) {
+        None if head.len() > limits.max_request_line => Some(Refused::RequestLine),
+        Some(line) if line > limits.max_request_line => Some(Refused::RequestLine),
+        _ if head.len() > limits.max_header_bytes => Some(Refused::Headers),
+        _ => None,
+    }
+}
+
+/// The answer to a head over a bound.
+fn too_large_answer(why: Refused) -> Vec<u8> {
+    use open_cli_config::wire::codes;
+    match why {
+        Refused::Headers => error_answer(
+            "431 Request Header Fields Too Large",
+            codes::HEADERS_TOO_LARGE,
+            "the request header fields are too large or too many (runtime.server.limits.maxHeaderBytes, maxHeaders)",
+        ),
+        Refused::RequestLine => error_answer(
+            "414 URI Too Long",
+            codes::URI_TOO_LONG,
+            "the request line is too long (runtime.server.limits.maxRequestLineBytes)",
+        ),
+    }
+}
+
+/// Write `answer`, then close (within [`ANSWER_TIMEOUT`]).
+async fn answer_and_close(conn: &mut Downstream, answer: &[u8]) {
+    let status = std::str::from_utf8(answer.get(9..12).unwrap_or_default()).unwrap_or("");
+    crate::metrics::head_refused(status);
+    let _ = tokio::time::timeout(ANSWER_TIMEOUT, async {
+        conn.io.write_all(answer).await?;
+        conn.io.flush().await?;
+        conn.io.shutdown().await
+    })
+    .await;
+    tracing::info!(peer = ?conn.digest.peer_addr.get(), status, "request head over a bound of runtime.server.limits: answered and closed the connection");
 }
 
 /// Where the request head in `buf` ends (just past its blank line), if it does. Empty lines
@@ -733,23 +897,50 @@ fn refusal(written: &[u8]) -> Option<(u16, Vec<u8>)> {
 /// peer address for `Session::client_addr`.
 #[derive(Debug)]
 pub struct Downstream {
-    io: BufWriter<TcpStream>,
+    io: BufWriter<Io>,
     digest: Arc<SocketDigest>,
     established: SystemTime,
     /// Whether the gateway received the request being served ([`Downstream::mark_received`]);
     /// reset before each request.
     received: AtomicBool,
+    /// What the TLS handshake established, on a TLS listener.
+    tls: Option<TlsState>,
+}
+
+/// A client connection's transport: plain TCP, or TLS over it (`runtime.server.tls`).
+#[derive(Debug)]
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// A TLS connection's digest (version, cipher, client certificate) as Pingora shows it to
+/// the gateway, and its entry in the client identity table ([`super::edge_tls`]).
+#[derive(Debug)]
+struct TlsState {
+    digest: Arc<pingora::protocols::tls::SslDigest>,
+    _registered: Option<super::edge_tls::Registered>,
+    h2: bool,
 }
 
 impl Downstream {
-    fn new(tcp: TcpStream, peer: std::net::SocketAddr) -> Self {
-        let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
+    fn new(io: Io, peer: std::net::SocketAddr) -> Self {
+        let fd = match &io {
+            Io::Plain(tcp) => tcp.as_raw_fd(),
+            Io::Tls(tls) => tls.get_ref().0.as_raw_fd(),
+        };
+        Self::new_at(io, peer, fd)
+    }
+
+    fn new_at(io: Io, peer: std::net::SocketAddr, fd: std::os::fd::RawFd) -> Self {
+        let digest = SocketDigest::from_raw_fd(fd);
         let _ = digest.peer_addr.set(Some(PingoraAddr::from(peer)));
         Self {
-            io: BufWriter::with_capacity(WRITE_BUF, tcp),
+            io: BufWriter::with_capacity(WRITE_BUF, io),
             digest: Arc::new(digest),
             established: SystemTime::now(),
             received: AtomicBool::new(false),
+            tls: None,
         }
     }
 
@@ -839,11 +1030,83 @@ impl Shutdown for Downstream {
 
 impl UniqueID for Downstream {
     fn id(&self) -> UniqueIDType {
-        self.io.get_ref().as_raw_fd()
+        match self.io.get_ref() {
+            Io::Plain(tcp) => tcp.as_raw_fd(),
+            Io::Tls(tls) => tls.get_ref().0.as_raw_fd(),
+        }
     }
 }
 
-impl Ssl for Downstream {}
+impl Ssl for Downstream {
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.tls.as_ref().map(|t| Arc::clone(&t.digest))
+    }
+
+    fn selected_alpn_proto(&self) -> Option<pingora::protocols::ALPN> {
+        use pingora::protocols::ALPN;
+        self.tls
+            .as_ref()
+            .map(|t| if t.h2 { ALPN::H2 } else { ALPN::H1 })
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(t) => Pin::new(t).poll_read(cx, buf),
+            Io::Tls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(t) => Pin::new(t).poll_write(cx, buf),
+            Io::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(t) => Pin::new(t).poll_flush(cx),
+            Io::Tls(t) => Pin::new(t.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(t) => Pin::new(t).poll_shutdown(cx),
+            Io::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(t) => Pin::new(t).poll_write_vectored(cx, bufs),
+            Io::Tls(t) => Pin::new(t.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(t) => t.is_write_vectored(),
+            Io::Tls(t) => t.is_write_vectored(),
+        }
+    }
+}
 
 impl GetTimingDigest for Downstream {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
@@ -1034,6 +1297,50 @@ mod tests {
         ] {
             assert!(refusal(other).is_none(), "{other:?}");
         }
+    }
+
+    #[test]
+    fn heads_are_held_to_the_bounds_whole_or_in_part() {
+        let limits = Limits {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
+            max_connections: 1,
+            max_header_bytes: 100,
+            max_headers: 2,
+            max_request_line: 30,
+        };
+        let done = |head: &str| head_done(head.as_bytes(), &mut 0, &limits);
+        assert_eq!(done("GET / HTTP/1.1\r\nA: b\r\nC: d\r\n\r\n"), Some(Ok(())));
+        // Leading empty lines are not part of the head.
+        assert_eq!(
+            done("\r\n\r\nGET / HTTP/1.1\r\nA: b\r\nC: d\r\n\r\n"),
+            Some(Ok(()))
+        );
+        assert_eq!(
+            done("GET / HTTP/1.1\r\nA: b\r\nC: d\r\nE: f\r\n\r\n"),
+            Some(Err(Refused::Headers))
+        );
+        assert_eq!(
+            done("GET / HTTP/1.1\nA: b\nC: d\nE: f\n\n"),
+            Some(Err(Refused::Headers))
+        );
+        let long_field = format!("GET / HTTP/1.1\r\nA: {}\r\n\r\n", "b".repeat(90));
+        assert_eq!(done(&long_field), Some(Err(Refused::Headers)));
+        let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(30));
+        assert_eq!(done(&long_line), Some(Err(Refused::RequestLine)));
+        // Incomplete heads: refused once over a bound, else more is read.
+        assert_eq!(done("GET / HTTP/1.1\r\nA: b"), None);
+        assert_eq!(
+            done(&format!("GET /{}", "a".repeat(30))),
+            Some(Err(Refused::RequestLine))
+        );
+        assert_eq!(
+            done(&format!("GET / HTTP/1.1\r\nA: {}", "b".repeat(100))),
+            Some(Err(Refused::Headers))
+        );
+        assert_eq!(done("\r\n\r\n"), None);
     }
 
     #[test]

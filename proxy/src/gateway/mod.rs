@@ -22,6 +22,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub mod api;
 pub mod conn;
+pub mod edge_tls;
 pub mod error;
 pub mod local;
 pub mod passthrough;
@@ -452,6 +453,12 @@ impl ProxyHttp for Gateway {
     }
 }
 
+/// The verified client certificate of the session's connection, on a TLS listener.
+fn client_cert(session: &Session) -> Option<Arc<str>> {
+    let ssl = session.digest()?.ssl_digest.as_deref()?;
+    edge_tls::client_identity(Some(ssl)).map(|id| Arc::clone(&id.name))
+}
+
 impl Gateway {
     /// The runtime's own API (everything off the pass-through route), answered here.
     async fn local_api(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -462,6 +469,7 @@ impl Gateway {
                 return Ok(true);
             }
         };
+        let cert = client_cert(session);
         let header = session.req_header();
         let (method, uri) = (header.method.clone(), header.uri.clone());
         let req = api::Request {
@@ -474,6 +482,7 @@ impl Gateway {
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes()),
             received: ctx.started,
+            client_cert: cert.as_ref(),
             accept_gzip: api::accepts_gzip(
                 header
                     .headers
@@ -494,6 +503,7 @@ impl Gateway {
         snapshot: Arc<LocalSnapshot>,
         rest_at: usize,
     ) -> Result<bool> {
+        let cert = client_cert(session);
         let header = session.req_header();
         let fields = passthrough::Fields::scan(&header.headers);
         ctx.request_id = RequestId::new(fields.request_id);
@@ -505,6 +515,7 @@ impl Gateway {
             authorization: fields.authorization.map(|v| v.as_bytes()),
             received: ctx.started,
             accept_gzip: false,
+            client_cert: cert.as_ref(),
         };
         let caller = match api::authenticate(&self.state, &req).await {
             Ok(c) => c,

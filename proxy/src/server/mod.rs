@@ -37,6 +37,7 @@ use crate::cli::{ServeArgs, ValidateFormat};
 use crate::fetch::Fetcher;
 use crate::gateway::Gateway;
 use crate::gateway::conn::{self, Limits};
+use crate::gateway::edge_tls::{EdgeTls, TlsFiles};
 use crate::instance::Instance;
 use crate::refresh::{self, Trigger};
 use crate::snapshot::Snapshot;
@@ -134,11 +135,16 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     crate::metrics::set_tool_labels(loaded.config.metrics_settings().tool_labels);
     let snapshot = Snapshot::for_config(catalog, &loaded.config)
         .map_err(|e| format!("cannot render the catalog: {e}"))?;
-    let limits = limits(args);
+    let limits = limits(args, &loaded.config.server().limits);
+    let tls = listener_tls(args, &loaded)?;
     let listeners = crate::server::listen::bind(&args.addr, threads)?;
     let addr = listeners[0]
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
+    if !addr.ip().is_loopback() && tls.is_none() && loaded.config.server_auth().is_none() {
+        tracing::warn!(addr = %addr, "listening on a non-loopback address without TLS and without runtime auth: anyone who can reach it can call every tool (set runtime.server.tls and runtime.server.auth)");
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let config_path = loaded.path.clone();
     let auth = rt.block_on(crate::auth::Authenticator::from_config(
         loaded.config.server_auth(),
@@ -157,7 +163,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         loaded,
         fetcher,
         instance,
-        format!("http://{addr}"),
+        format!("{scheme}://{addr}"),
         audit,
         credentials,
     ));
@@ -179,7 +185,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         "catalog loaded"
     );
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
-    let result = rt.block_on(run(Arc::clone(&state), listeners, grace, limits));
+    let result = rt.block_on(run(Arc::clone(&state), listeners, grace, limits, tls));
     state.instance.remove_runtime_json();
     rt.shutdown_timeout(Duration::from_millis(500));
     result
@@ -231,17 +237,55 @@ fn build_within_deadline(
     }
 }
 
-/// The connection deadlines and limit from the command line ([`crate::gateway::conn`]).
-fn limits(args: &ServeArgs) -> Limits {
+/// The connection deadlines and bounds ([`crate::gateway::conn`]): each from its flag, else
+/// `runtime.server.limits`, else the default.
+fn limits(args: &ServeArgs, config: &open_cli_config::model::ServerLimits) -> Limits {
     let fd_limit = conn::raise_fd_limit();
+    let secs = |flag: Option<u64>, set: Option<u64>, default: Duration| {
+        flag.or(set).map_or(default, Duration::from_secs)
+    };
+    let size = |flag: Option<usize>, set: Option<u64>, default: usize| {
+        flag.or(set.map(|n| n as usize)).unwrap_or(default)
+    };
     let limits = Limits {
-        header_timeout: Duration::from_secs(args.header_timeout_seconds),
-        idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
-        body_timeout: Duration::from_secs(args.body_timeout_seconds),
-        body_min_rate: args.body_min_rate,
+        header_timeout: secs(
+            args.header_timeout_seconds,
+            config.header_timeout_seconds,
+            conn::DEFAULT_HEADER_TIMEOUT,
+        ),
+        idle_timeout: secs(
+            args.idle_timeout_seconds,
+            config.idle_timeout_seconds,
+            conn::DEFAULT_IDLE_TIMEOUT,
+        ),
+        body_timeout: secs(
+            args.body_timeout_seconds,
+            config.body_timeout_seconds,
+            conn::DEFAULT_BODY_TIMEOUT,
+        ),
+        body_min_rate: args
+            .body_min_rate
+            .or(config.body_min_rate)
+            .unwrap_or(conn::DEFAULT_BODY_MIN_RATE),
         max_connections: args
             .max_connections
+            .or(config.max_connections.map(|n| n as usize))
             .unwrap_or_else(|| Limits::default_max_connections(fd_limit)),
+        max_header_bytes: size(
+            args.max_header_bytes,
+            config.max_header_bytes,
+            conn::DEFAULT_MAX_HEADER_BYTES,
+        ),
+        max_headers: size(
+            args.max_headers,
+            config.max_headers,
+            conn::DEFAULT_MAX_HEADERS,
+        ),
+        max_request_line: size(
+            args.max_request_line_bytes,
+            config.max_request_line_bytes,
+            conn::DEFAULT_MAX_REQUEST_LINE,
+        ),
     };
     if (limits.max_connections as u64).saturating_mul(2) > fd_limit {
         tracing::warn!(
@@ -256,10 +300,88 @@ fn limits(args: &ServeArgs) -> Limits {
         body_timeout_s = limits.body_timeout.as_secs(),
         body_min_rate = limits.body_min_rate,
         max_connections = limits.max_connections,
+        max_header_bytes = limits.max_header_bytes,
+        max_headers = limits.max_headers,
+        max_request_line_bytes = limits.max_request_line,
         "connection limits"
     );
     conn::set_body_limits(&limits);
     limits
+}
+
+/// TLS on the listener: the `--tls-*` flags, else `runtime.server.tls` (relative paths from
+/// the config file's directory); `None`: plain HTTP.
+fn listener_tls(
+    args: &ServeArgs,
+    loaded: &open_cli_config::LoadedConfig,
+) -> Result<Option<Arc<EdgeTls>>, String> {
+    use open_cli_config::model::ClientAuth;
+    let server = loaded.config.server();
+    let set = server.tls.as_ref();
+    let dir = loaded.path.parent().unwrap_or(std::path::Path::new("."));
+    let anchored = |p: &str| dir.join(p);
+    let files = match (&args.tls_cert_file, &args.tls_key_file, set) {
+        (Some(cert), Some(key), _) => {
+            let client_ca = args
+                .tls_client_ca_file
+                .clone()
+                .or_else(|| set.and_then(|t| t.client_ca_file.as_deref().map(anchored)));
+            let client_auth = match args.tls_client_auth.as_deref() {
+                Some(mode) => ClientAuth::parse(mode).unwrap_or(ClientAuth::Required),
+                None if client_ca.is_some() => set
+                    .map(|t| t.client_auth)
+                    .filter(|a| *a != ClientAuth::None)
+                    .unwrap_or(ClientAuth::Required),
+                None => ClientAuth::None,
+            };
+            TlsFiles {
+                cert: open_cli_config::load::absolute(cert),
+                key: open_cli_config::load::absolute(key),
+                client_ca: client_ca.map(|p| open_cli_config::load::absolute(&p)),
+                client_auth,
+            }
+        }
+        (None, None, Some(t)) => TlsFiles {
+            cert: anchored(&t.cert_file),
+            key: anchored(&t.key_file),
+            client_ca: args
+                .tls_client_ca_file
+                .as_deref()
+                .map(open_cli_config::load::absolute)
+                .or_else(|| t.client_ca_file.as_deref().map(anchored)),
+            client_auth: args
+                .tls_client_auth
+                .as_deref()
+                .and_then(ClientAuth::parse)
+                .unwrap_or(t.client_auth),
+        },
+        (None, None, None) => {
+            if args.tls_client_ca_file.is_some() || args.tls_client_auth.is_some() {
+                return Err("--tls-client-ca-file and --tls-client-auth need TLS: give --tls-cert-file and --tls-key-file (or runtime.server.tls)".into());
+            }
+            return Ok(None);
+        }
+        _ => return Err("--tls-cert-file and --tls-key-file go together".into()),
+    };
+    if files.client_auth != ClientAuth::None && files.client_ca.is_none() {
+        return Err(format!(
+            "client certificates `{}` need a CA to verify them: give --tls-client-ca-file (or runtime.server.tls.clientCAFile)",
+            files.client_auth.as_str()
+        ));
+    }
+    if let Some(a) = loaded.config.server_auth()
+        && a.require_client_cert
+        && files.client_auth == ClientAuth::None
+    {
+        return Err("runtime.server.auth.requireClientCert needs client certificates: set runtime.server.tls.clientCAFile (or --tls-client-ca-file)".into());
+    }
+    let tls = EdgeTls::load(files)?;
+    tracing::info!(
+        cert = %tls.files().cert.display(),
+        client_auth = tls.files().client_auth.as_str(),
+        "TLS on the listener (TLS 1.2 and 1.3, ALPN h2 and http/1.1)"
+    );
+    Ok(Some(Arc::new(tls)))
 }
 
 /// Log every upstream secret the catalog's tools need that cannot be resolved now (the calls
@@ -281,6 +403,7 @@ async fn run(
     listeners: Vec<std::net::TcpListener>,
     grace: Duration,
     limits: Limits,
+    tls: Option<Arc<EdgeTls>>,
 ) -> Result<(), String> {
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
@@ -289,7 +412,25 @@ async fn run(
     // `shutdown`: stop accepting (Pingora's own signal); `stop`: end the serving threads.
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = start_workers(&state, listeners, limits, &shutdown_rx, &stop_rx)?;
+    let workers = start_workers(
+        &state,
+        listeners,
+        limits,
+        tls.clone(),
+        &shutdown_rx,
+        &stop_rx,
+    )?;
+    // A changed certificate, key or CA file is picked up within a second.
+    let watcher = tls.clone().map(|tls| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let tls = Arc::clone(&tls);
+                let _ = tokio::task::spawn_blocking(move || tls.reload_if_changed()).await;
+            }
+        })
+    });
 
     state.instance.write_runtime_json(&state.url).map_err(|e| {
         format!(
@@ -311,12 +452,18 @@ async fn run(
                 state.audit.reopen();
             }
             _ = hup.recv() => {
+                if let Some(tls) = tls.clone() {
+                    let _ = tokio::task::spawn_blocking(move || tls.reload("SIGHUP")).await;
+                }
                 tracing::info!("SIGHUP: re-reading the config and rebuilding the catalog");
                 tokio::spawn(refresh::rebuild(Arc::clone(&state), Trigger::Signal));
             }
         }
     };
     state.start_draining();
+    if let Some(w) = watcher {
+        w.abort();
+    }
     let _ = shutdown_tx.send(true);
     tracing::info!(
         signal = which,
@@ -361,6 +508,7 @@ fn start_workers(
     state: &Arc<RuntimeState>,
     listeners: Vec<std::net::TcpListener>,
     limits: Limits,
+    tls: Option<Arc<EdgeTls>>,
     shutdown: &tokio::sync::watch::Receiver<bool>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
@@ -376,11 +524,20 @@ fn start_workers(
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let proxy = Arc::new(http_proxy(
+        let mut proxy = http_proxy(
             &conf,
             Gateway::new(Arc::clone(state), Arc::clone(&ca_bundles)),
-        ));
-        let (limits, slots) = (Arc::clone(&limits), Arc::clone(&slots));
+        );
+        // HTTP/2 (over TLS): idle connections close after the idle timeout, and a head's
+        // header list is bounded as HTTP/1.1's is.
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2_idle_timeout = Some(limits.idle_timeout);
+        proxy.server_options = Some(options);
+        let mut h2 = pingora::protocols::http::v2::server::H2Options::new();
+        h2.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        proxy.h2_options = Some(h2);
+        let proxy = Arc::new(proxy);
+        let (limits, slots, tls) = (Arc::clone(&limits), Arc::clone(&slots), tls.clone());
         let mut shutdown = shutdown.clone();
         let mut stop = stop.clone();
         let worker = std::thread::Builder::new()
@@ -404,6 +561,7 @@ fn start_workers(
                         proxy,
                         limits,
                         slots,
+                        tls,
                         shutdown: local_rx,
                         waiting,
                     };

@@ -417,6 +417,7 @@ mod tests {
                 scopes: scopes.iter().map(|s| s.to_string()).collect(),
                 lineage: None,
             })),
+            client_cert: None,
         };
         let index = |snap: &Snapshot, id: &str| {
             ToolRef::at(snap.catalog.tools.iter().position(|x| x.id == id).unwrap())
