@@ -364,6 +364,7 @@ fn decode_rate_limits(mut o: Obj<'_>) -> RateLimits {
             ),
         );
     }
+    let store_timeout_ms = o.uint("storeTimeoutMs", 1, 10_000).unwrap_or(100);
     let on_store_error = match o.one_of("onStoreError", &["allow", "deny"]) {
         Some("deny") => StoreErrorMode::Deny,
         _ => StoreErrorMode::Allow,
@@ -374,6 +375,7 @@ fn decode_rate_limits(mut o: Obj<'_>) -> RateLimits {
         tools,
         services,
         store,
+        store_timeout_ms,
         on_store_error,
     }
 }

@@ -391,6 +391,8 @@ pub struct RateLimits {
     /// per replica, in memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// How long one check may wait for the store, 1–10000 ms (default 100).
+    pub store_timeout_ms: u64,
     /// When the store cannot be reached: `allow` (fail open, counted and logged) or `deny`
     /// (fail closed: 503).
     pub on_store_error: StoreErrorMode,

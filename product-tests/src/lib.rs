@@ -15,6 +15,7 @@
 //! - [`mcp`]: a real MCP server ([`McpEverything`]).
 //! - [`prism`]: a mock upstream generated from a document ([`Prism`]).
 //! - [`mod@cli`]: the `open-cli` client ([`cli()`]).
+//! - [`mod@redis`]: a Redis server ([`Redis`]), the shared rate-limit store.
 //! - [`pki`]: certificate chains made in the test ([`Ca`]) and HTTPS clients that trust them.
 //! - [`audit`]: audit files read as typed rows ([`AuditRow`], [`read_audit`]), and the load
 //!   the crash tests kill the runtime under ([`Load`]).
@@ -27,6 +28,7 @@ pub mod otlp;
 pub mod pki;
 pub mod prism;
 pub mod process;
+pub mod redis;
 pub mod runtime;
 pub mod testapi;
 
@@ -38,5 +40,6 @@ pub use otlp::*;
 pub use pki::*;
 pub use prism::*;
 pub use process::*;
+pub use redis::*;
 pub use runtime::*;
 pub use testapi::*;

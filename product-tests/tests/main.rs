@@ -47,6 +47,8 @@ mod metrics;
 /// A mock upstream generated from the demo document (Stoplight Prism): requests the
 /// runtime sends satisfy the document's validation and security requirements.
 mod prism;
+/// Rate limits per principal, tool and service; per-service concurrency; the Redis store.
+mod rate_limits;
 /// Config scopes: managed, user, project, local; merge rules and attribution.
 mod scopes;
 /// Remote descriptions, external `$ref`s, the HTTP document cache, refresh and SIGHUP.

@@ -47,6 +47,8 @@
 //! - [`spool`]: the group-commit line writer shared by the audit log and the process log;
 //! - [`instance`]: state directories and `runtime.json`;
 //! - [`limit`]: the token bucket behind the introspection and refresh throttles;
+//! - [`ratelimit`]: a tool call's budgets: rate limits (in memory or Redis) and per-service
+//!   concurrency;
 //! - [`metrics`]: the Prometheus series every floor records into;
 //! - [`accesslog`]: where the gateway's request log lines go;
 //! - [`trace`]: whether spans are exported; W3C trace context in and out;
@@ -72,6 +74,7 @@ pub mod instance;
 pub mod limit;
 pub mod metrics;
 pub mod policy;
+pub mod ratelimit;
 pub mod refresh;
 pub use open_cli_config::secrets;
 pub mod server;

@@ -125,6 +125,7 @@ pub struct Metrics {
     audit_export_pending: FloatGauge,
     edge_refusals: Family<ReasonLabels, Counter>,
     tls_reloads: Family<ResultLabels, Counter>,
+    rate_limit_store_errors: Counter,
 }
 
 /// The reasons of `open_cli_edge_refusals_total`.
@@ -285,6 +286,12 @@ impl Metrics {
             "Reloads of the listener's TLS certificate and key, by result (failed: the previous pair stays in use)",
             Family::clone(&tls_reloads),
         );
+        let rate_limit_store_errors = Counter::default();
+        r.register(
+            "rate_limit_store_errors",
+            "Rate-limit checks the shared store (runtime.server.rateLimits.store) could not answer in time; each was allowed or refused as onStoreError says",
+            rate_limit_store_errors.clone(),
+        );
         let build_info: Family<VersionLabels, Gauge> = Family::default();
         build_info
             .get_or_create(&VersionLabels {
@@ -312,6 +319,7 @@ impl Metrics {
             audit_export_pending,
             edge_refusals,
             tls_reloads,
+            rate_limit_store_errors,
         }
     }
 }
@@ -712,6 +720,11 @@ pub fn edge_refusal(reason: &'static str) {
         .edge_refusals
         .get_or_create(&ReasonLabels { reason })
         .inc();
+}
+
+/// The rate-limit store could not answer a check.
+pub fn rate_limit_store_error() {
+    get().rate_limit_store_errors.inc();
 }
 
 /// A TLS handshake on the listener failed or did not finish in time.

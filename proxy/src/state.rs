@@ -41,6 +41,8 @@ pub struct RuntimeState {
     pub credentials: Arc<crate::credentials::Credentials>,
     pub clients: crate::upstream::http::Clients,
     pub resolver: crate::upstream::dns::Resolver,
+    /// Rate limits and per-service concurrency of the current config.
+    budgets: ArcSwap<crate::ratelimit::Budgets>,
     draining: AtomicBool,
     /// One counter per serving thread (see [`InflightCounter`]).
     inflight: std::sync::Mutex<Vec<Arc<InflightCounter>>>,
@@ -57,7 +59,12 @@ impl RuntimeState {
         credentials: Arc<crate::credentials::Credentials>,
     ) -> Self {
         let bound = BoundConfig::new(&config.path);
+        let budgets = ArcSwap::from_pointee(budgets_of(&config).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "rate limits cannot be set up: none apply");
+            crate::ratelimit::Budgets::new(None, None).unwrap_or_else(|_| unreachable!())
+        }));
         Self {
+            budgets,
             audit,
             credentials,
             clients: Default::default(),
@@ -101,8 +108,28 @@ impl RuntimeState {
     /// snapshot they loaded.
     pub fn swap(&self, next: Snapshot, config: Arc<LoadedConfig>) {
         crate::metrics::set_tool_labels(config.config.metrics_settings().tool_labels);
+        let server = config.config.server();
+        let max = server.limits.max_concurrent_per_service.map(|n| n as usize);
+        // Buckets survive a reload that leaves the limits as they were.
+        if !self
+            .budgets
+            .load()
+            .same_as(server.rate_limits.as_ref(), max)
+        {
+            match budgets_of(&config) {
+                Ok(b) => self.budgets.store(Arc::new(b)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the new rate limits cannot be set up: the previous ones stay")
+                }
+            }
+        }
         self.config.store(config);
         self.snapshot.store(Arc::new(next));
+    }
+
+    /// The current config's rate limits and per-service concurrency.
+    pub fn budgets(&self) -> arc_swap::Guard<Arc<crate::ratelimit::Budgets>> {
+        self.budgets.load()
     }
 
     /// Stop reporting ready (shutdown has begun).
@@ -193,4 +220,14 @@ impl BoundConfig {
         let requested = open_cli_config::load::absolute(Path::new(requested));
         requested == self.path || self.canonical.as_deref() == Some(requested.as_path())
     }
+}
+
+/// The budgets `runtime.server.rateLimits` and `runtime.server.limits.maxConcurrentPerService`
+/// ask for.
+pub fn budgets_of(config: &LoadedConfig) -> Result<crate::ratelimit::Budgets, String> {
+    let server = config.config.server();
+    crate::ratelimit::Budgets::new(
+        server.rate_limits.as_ref(),
+        server.limits.max_concurrent_per_service.map(|n| n as usize),
+    )
 }

@@ -104,6 +104,14 @@ pub fn denied(mut e: Event<'_>, reason: Reason) -> Event<'_> {
     e
 }
 
+/// The call was refused for a rate limit (`runtime.server.rateLimits`): nothing was sent.
+pub fn rate_limited(mut e: Event<'_>) -> Event<'_> {
+    e.event_type = EventType::AuthzDenial;
+    e.decision = Decision::RateLimited;
+    e.reason_code = Reason::RateLimited;
+    e
+}
+
 /// The call failed in the runtime or on the way to the upstream; `error` says why (never a
 /// secret value).
 pub fn failed<'a>(mut e: Event<'a>, reason: Reason, error: impl Into<Cow<'a, str>>) -> Event<'a> {

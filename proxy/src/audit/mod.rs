@@ -86,6 +86,8 @@ names! {
         Allowed => "allowed",
         Denied => "denied",
         Error => "error",
+        /// Over a rate limit of `runtime.server.rateLimits`: refused, nothing sent.
+        RateLimited => "rate_limited",
     }
 }
 
@@ -117,6 +119,12 @@ names! {
         Internal => "internal_error",
         /// The audit log cannot be written (`failClosed`).
         AuditUnavailable => "audit_unavailable",
+        /// A rate limit of `runtime.server.rateLimits` is used up.
+        RateLimited => "rate_limited",
+        /// The service has `maxConcurrentPerService` calls in progress.
+        ServiceBusy => "service_busy",
+        /// The shared rate-limit store cannot be asked (`onStoreError: deny`).
+        RateLimitUnavailable => "rate_limit_unavailable",
         /// The pass-through failed on the way to the upstream (Pingora's error in `error`).
         ExecutionError => "execution_error",
     }
@@ -908,6 +916,9 @@ mod tests {
             (Reason::ResponseTooLarge, codes::RESPONSE_TOO_LARGE),
             (Reason::Internal, codes::INTERNAL),
             (Reason::AuditUnavailable, codes::AUDIT_UNAVAILABLE),
+            (Reason::RateLimited, codes::RATE_LIMITED),
+            (Reason::ServiceBusy, codes::SERVICE_BUSY),
+            (Reason::RateLimitUnavailable, codes::RATE_LIMIT_UNAVAILABLE),
         ] {
             assert_eq!(reason.as_str(), code);
         }

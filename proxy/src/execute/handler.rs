@@ -9,7 +9,7 @@ use open_cli_config::ntc::{Parameter, Tool};
 use open_cli_config::wire::{ExecuteRequest, ExecuteResponse};
 use serde_json::Value;
 
-use super::{Error, Intent, denial_event, failure_event, govern, tool_event};
+use super::{Error, Intent, denial_event, failure_event, tool_event};
 use crate::audit::Event;
 use crate::auth::Caller;
 use crate::snapshot::Snapshot;
@@ -49,10 +49,13 @@ pub async fn handle(
         crate::audit::Channel::Execute,
         Instant::now(),
     );
-    if let Err(e) = govern(&snapshot, caller, i, &intent) {
-        super::record(state, denial_event(event, &e)).await?;
-        return Err(e);
-    }
+    let _permit = match super::admit(state, &snapshot, caller, i, &intent).await {
+        Ok(p) => p,
+        Err(e) => {
+            super::record(state, denial_event(event, &e)).await?;
+            return Err(e);
+        }
+    };
     let started = Instant::now();
     let result = run(state, &snapshot, tool, info, &req, request_id).await;
     let latency = started.elapsed();

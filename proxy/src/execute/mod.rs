@@ -63,6 +63,19 @@ pub enum Error {
         "the audit log cannot be written and `runtime.server.audit.failClosed` is set: tool calls are refused until it can"
     )]
     AuditUnavailable,
+    /// Over a rate limit (`runtime.server.rateLimits`): nothing was sent.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        limit: open_cli_config::model::RateLimit,
+        retry_after: std::time::Duration,
+    },
+    /// The service has `maxConcurrentPerService` calls in progress: nothing was sent.
+    #[error("{0}")]
+    Busy(String),
+    /// The shared rate-limit store cannot be asked and `onStoreError` is `deny`.
+    #[error("{0}")]
+    RateLimitUnavailable(String),
 }
 
 impl Error {
@@ -81,6 +94,9 @@ impl Error {
             Error::Credentials(_) => Reason::CredentialsUnavailable,
             Error::Internal(_) => Reason::Internal,
             Error::AuditUnavailable => Reason::AuditUnavailable,
+            Error::RateLimited { .. } => Reason::RateLimited,
+            Error::Busy(_) => Reason::ServiceBusy,
+            Error::RateLimitUnavailable(_) => Reason::RateLimitUnavailable,
         }
     }
 
@@ -99,6 +115,8 @@ impl Error {
                 | Error::ResponseTooLarge(_)
                 | Error::Credentials(_)
                 | Error::Internal(_)
+                | Error::Busy(_)
+                | Error::RateLimitUnavailable(_)
         )
     }
 }
@@ -198,9 +216,82 @@ pub fn check_audit(state: &crate::state::RuntimeState) -> Result<(), Error> {
     }
 }
 
-/// The audit record of a refusal by [`govern`].
+/// The audit record of a refusal by [`admit`] (or [`govern`]): a denial, a rate limit, or
+/// (a busy service, an unreachable rate-limit store) an execution error.
 pub fn denial_event<'a>(e: Event<'a>, err: &Error) -> Event<'a> {
-    events::denied(e, err.reason())
+    match err {
+        Error::RateLimited { .. } => events::rate_limited(e),
+        err if err.is_failure() => failure_event(e, err),
+        err => events::denied(e, err.reason()),
+    }
+}
+
+/// Whether `caller` may run tool `i` now, on every surface: the policy ([`govern`]), then the
+/// call's budgets (rate limits and the service's concurrency, [`crate::ratelimit`]). A call
+/// the policy refuses costs no budget. The permit holds the service's slot until dropped
+/// (when the call's answer is done).
+pub async fn admit(
+    state: &crate::state::RuntimeState,
+    snapshot: &Snapshot,
+    caller: &Caller,
+    i: ToolRef,
+    intent: &Intent<'_>,
+) -> Result<crate::ratelimit::Permit, Error> {
+    govern(snapshot, caller, i, intent)?;
+    let tool = snapshot.tool(i);
+    let call = crate::ratelimit::Call {
+        principal: caller.principal.as_ref().map(|p| p.subject.as_str()),
+        tool: &tool.id,
+        service: &tool.service_id,
+    };
+    let budgets = state.budgets();
+    budgets.admit(call).await.map_err(|over| {
+        use crate::ratelimit::Over;
+        match over {
+            Over::Rate {
+                scope,
+                limit,
+                retry_after,
+            } => {
+                crate::metrics::edge_refusal("rate_limited");
+                let per = match limit.period_seconds {
+                    1 => "second",
+                    60 => "minute",
+                    _ => "hour",
+                };
+                let whose = match scope {
+                    crate::ratelimit::Scope::Principal => "the caller's".to_string(),
+                    crate::ratelimit::Scope::Tool => format!("tool `{}`'s", tool.id),
+                    crate::ratelimit::Scope::Service => {
+                        format!("service `{}`'s", tool.service_id)
+                    }
+                };
+                Error::RateLimited {
+                    message: format!(
+                        "rate limited: {whose} limit of {} requests per {per} (burst {}) is used up; retry in {} s",
+                        limit.requests,
+                        limit.burst,
+                        crate::limit::retry_after_secs(retry_after)
+                    ),
+                    limit,
+                    retry_after,
+                }
+            }
+            Over::Busy { max } => {
+                crate::metrics::edge_refusal("service_busy");
+                Error::Busy(format!(
+                    "service `{}` has {max} calls in progress (runtime.server.limits.maxConcurrentPerService); retry shortly",
+                    tool.service_id
+                ))
+            }
+            Over::StoreDown(why) => {
+                crate::metrics::edge_refusal("rate_limit_store_error");
+                Error::RateLimitUnavailable(format!(
+                    "the rate-limit store cannot be asked ({why}) and runtime.server.rateLimits.onStoreError is `deny`"
+                ))
+            }
+        }
+    })
 }
 
 /// The audit record of a call that failed ([`Error::is_failure`]).

@@ -120,6 +120,7 @@ impl Reply {
         };
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut reply = Self::raw(e.status, Bytes::from(body));
+        reply.headers.extend(e.headers.iter().cloned());
         // A scope refusal tells the client what to ask for (RFC 6750 §3.1).
         if e.code == codes::AUTHZ_DENIED {
             reply.headers.push((

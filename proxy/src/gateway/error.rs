@@ -20,6 +20,8 @@ pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// Header fields the answer carries besides the error (`Retry-After`, `RateLimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -28,6 +30,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            headers: Vec::new(),
         }
     }
 }
@@ -46,12 +49,39 @@ pub fn status(e: &Error) -> u16 {
         Error::Unreachable(_) | Error::ResponseTooLarge(_) | Error::Credentials(_) => 502,
         Error::Internal(_) => 500,
         Error::AuditUnavailable => 503,
+        Error::RateLimited { .. } => 429,
+        Error::Busy(_) | Error::RateLimitUnavailable(_) => 503,
     }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        ApiError::new(status(&e), e.code(), e.to_string())
+        let mut a = ApiError::new(status(&e), e.code(), e.to_string());
+        match &e {
+            // `Retry-After` (RFC 9110) and the `RateLimit-*` fields of the IETF draft
+            // (draft-ietf-httpapi-ratelimit-headers-06): the limit that refused the call.
+            Error::RateLimited {
+                limit, retry_after, ..
+            } => {
+                let secs = crate::limit::retry_after_secs(*retry_after).to_string();
+                a.headers = vec![
+                    ("retry-after", secs.clone()),
+                    ("ratelimit-limit", limit.requests.to_string()),
+                    ("ratelimit-remaining", "0".into()),
+                    ("ratelimit-reset", secs),
+                    (
+                        "ratelimit-policy",
+                        format!(
+                            "{};w={};burst={}",
+                            limit.requests, limit.period_seconds, limit.burst
+                        ),
+                    ),
+                ];
+            }
+            Error::Busy(_) => a.headers = vec![("retry-after", "1".into())],
+            _ => {}
+        }
+        a
     }
 }
 
@@ -121,10 +151,41 @@ mod tests {
             (Error::Credentials(s()), 502, "credentials_unavailable"),
             (Error::Internal(s()), 500, "internal_error"),
             (Error::AuditUnavailable, 503, "audit_unavailable"),
+            (
+                Error::RateLimited {
+                    message: s(),
+                    limit: open_cli_config::model::RateLimit {
+                        requests: 5,
+                        period_seconds: 60,
+                        burst: 5,
+                    },
+                    retry_after: std::time::Duration::from_millis(1500),
+                },
+                429,
+                "rate_limited",
+            ),
+            (Error::Busy(s()), 503, "service_busy"),
+            (
+                Error::RateLimitUnavailable(s()),
+                503,
+                "rate_limit_unavailable",
+            ),
         ];
         for (e, status, code) in cases {
             let a = ApiError::from(e.clone());
             assert_eq!((a.status, a.code), (status, code), "{e:?}");
+            let retry = a.headers.iter().find(|(k, _)| *k == "retry-after");
+            match status {
+                429 => {
+                    assert_eq!(retry.map(|(_, v)| v.as_str()), Some("2"));
+                    assert!(
+                        a.headers
+                            .contains(&("ratelimit-policy", "5;w=60;burst=5".into()))
+                    );
+                }
+                _ if code == "service_busy" => assert!(retry.is_some()),
+                _ => assert!(retry.is_none(), "{e:?}"),
+            }
         }
     }
 }

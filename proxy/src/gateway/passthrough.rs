@@ -78,6 +78,9 @@ pub struct Admitted {
     /// request is admitted ([`detach_headers`]); each attempt's upstream header is built from
     /// them ([`rewrite`]).
     pub headers: http::HeaderMap,
+    /// The service's concurrency slot, held until the request is done
+    /// (`runtime.server.limits.maxConcurrentPerService`).
+    pub permit: crate::ratelimit::Permit,
 }
 
 /// Where an admitted request's upstream credentials are.
@@ -320,10 +323,13 @@ pub async fn admit(
         )
     };
     crate::execute::check_audit(state)?;
-    if let Err(e) = crate::execute::govern(&snapshot, &caller, i, &intent) {
-        crate::execute::record(state, crate::execute::denial_event(event(), &e)).await?;
-        return Err(e.into());
-    }
+    let permit = match crate::execute::admit(state, &snapshot, &caller, i, &intent).await {
+        Ok(p) => p,
+        Err(e) => {
+            crate::execute::record(state, crate::execute::denial_event(event(), &e)).await?;
+            return Err(e.into());
+        }
+    };
     let limit = info.upstream.max_request_bytes;
     let length = fields.length.flatten().and_then(|v| v.parse::<u64>().ok());
     if let Some(len) = length
@@ -390,6 +396,7 @@ pub async fn admit(
         has_body: fields.chunked || length.is_some_and(|n| n > 0),
         trace_id: crate::trace::current_trace_id(),
         headers: http::HeaderMap::new(),
+        permit,
     })
 }
 
