@@ -2,6 +2,8 @@
 //! binaries, on ephemeral loopback ports. Build the binaries first (`scripts/test` does).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Schemathesis against the runtime's own OpenAPI description: no 5xx, no answer off the description.
+mod api_fuzz;
 /// `runtime.server.audit`: `durability: always` loses no answered call to a crash;
 /// `failClosed` refuses tool calls while the audit log cannot be written.
 mod audit_durability;
@@ -44,6 +46,8 @@ mod logs;
 mod mcp;
 /// `GET /metrics`: promtool, a real Prometheus, the Grafana dashboard's queries.
 mod metrics;
+/// `GET /v1/openapi.json` matches what every route answers.
+mod openapi;
 /// A mock upstream generated from the demo document (Stoplight Prism): requests the
 /// runtime sends satisfy the document's validation and security requirements.
 mod prism;

@@ -163,7 +163,23 @@ const ROUTES: &[(&str, &[&str], Handler)] = &[
     ("/v1/workflows/run", &["POST"], Handler::Sync(workflows_run)),
     ("/v1/audit/events", &["GET"], Handler::AuditEvents),
     ("/metrics", &["GET"], Handler::Sync(metrics)),
+    ("/v1/openapi.json", &["GET"], Handler::Sync(openapi)),
 ];
+
+/// Every route and its methods (for the API's description, `super::openapi`).
+pub fn routes() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    ROUTES.iter().map(|(p, m, _)| (*p, *m))
+}
+
+/// `GET /v1/openapi.json`: this API's OpenAPI 3.1 description (`super::openapi`).
+fn openapi(state: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<Reply, ApiError> {
+    let auth = state.auth.load().is_some();
+    let mut reply = Reply::raw(200, super::openapi::document(&state.url, auth));
+    reply
+        .headers
+        .push(("content-type", "application/json".into()));
+    Ok(reply)
+}
 
 /// The metrics' route label of the pass-through.
 pub const PASSTHROUGH_ROUTE: &str = "/proxy";
@@ -324,11 +340,12 @@ fn workflows_run(
 }
 
 /// Routes anyone may call even when runtime auth is on (a token, if sent, is still checked).
-const PUBLIC: [&str; 4] = [
+const PUBLIC: [&str; 5] = [
     "/healthz",
     "/readyz",
     "/v1/runtime/info",
     "/v1/auth/browser-config",
+    "/v1/openapi.json",
 ];
 
 /// Authenticate before any other work: no catalog, refresh or upstream work happens for a

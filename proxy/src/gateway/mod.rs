@@ -25,6 +25,7 @@ pub mod conn;
 pub mod edge_tls;
 pub mod error;
 pub mod local;
+pub mod openapi;
 pub mod passthrough;
 pub mod template;
 pub mod tls;
