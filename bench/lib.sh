@@ -15,7 +15,7 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # url [seconds, default 10]: until anything answers
-  for _ in $(seq $((${2:-10} * 20))); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
+  for _ in $(seq $((${2:-10} * 20))); do curl -sk -o /dev/null "$1" && return 0; sleep 0.05; done
   return 1
 }
 # The `http` block lines every bench nginx shares: no access log, temp files in its dir.

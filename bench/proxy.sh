@@ -15,11 +15,21 @@
 #                    runtime's exit log), against (d)'s default `interval`
 #   (f) baseline d   (d) served by another build of the runtime (BASELINE_BIN), interleaved
 #                    with (d) in the same rounds: what a change costs, as d/f and CPU d/f
+#   (h) nginx TLS    (b) terminating TLS (self-signed certificate made with openssl, TLS 1.3,
+#                    ssl_session_cache, keep-alive): wrk → https → nginx → upstream
+#   (i) TLS          (d) terminating TLS with the same certificate (`runtime.server.tls`)
+#   (j) rate limits  (d) with `runtime.server.rateLimits` on and never reached (a per-principal
+#                    and a per-tool bucket; one token, so every request takes both buckets:
+#                    the contended case)
+#   (k) j, Redis     (j) with the buckets in Redis (`store`), a local redis-server
+#   Handshakes: (h) and (i) again with `Connection: close` (one TLS handshake per request),
+#                    reported as new connections per second
 #
 # The upstream is an nginx (1 worker) answering GET /hello with {"ok":true} (11 bytes).
 # Reports req/s, p50, p99 (wrk --latency) and the proxy's peak RSS (VmHWM after its run; for
 # nginx the sum of master and workers), then the ratios against the targets:
-#   d >= 0.9 x c,  d >= 0.5 x b,  e >= 0.35 x b,  runtime peak RSS < 64 MiB,
+#   d >= 0.9 x c,  d >= 0.5 x b,  e >= 0.35 x b,  i >= 0.8 x h,  j >= 0.97 x d (rate limiting
+#   costs at most 3%),  runtime peak RSS < 64 MiB,
 #   and "added p99 <= 1 ms over direct at half of peak load": a second pass for (a), (c) and
 #   (d) with `oha -q` (rate-limited and evenly spaced; wrk cannot limit its rate, wrk2 is not
 #   in Debian; oha is built from crates.io into $CARGO_TARGET_DIR/bench-tools on first use),
@@ -45,7 +55,8 @@
 #
 # Usage: bench/proxy.sh [seconds-per-run (default 10)] [connections (default 50)]
 #        (about 5 x ROUNDS runs of that length, plus the half-load pass)
-# Env:   BENCH_ONLY=abcdeg run a subset of the variants, e.g. BENCH_ONLY=abc
+# Env:   BENCH_ONLY=abcdeghijk run a subset of the variants, e.g. BENCH_ONLY=abc (default: all
+#                    but f, which needs BASELINE_BIN)
 #        THREADS=N         proxy threads/workers (default: nproc)
 #        WRK_THREADS=N     wrk threads (default 1)
 #        HALF_CONNS=N      connections of the half-load latency pass (default 16)
@@ -57,7 +68,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-50}
-only=${BENCH_ONLY:-abcdeg}
+only=${BENCH_ONLY:-abcdeghijk}
 baseline_bin=${BASELINE_BIN:-}
 if [ -n "$baseline_bin" ]; then
   [ -x "$baseline_bin" ] || { echo "error: BASELINE_BIN=$baseline_bin is not an executable" >&2; exit 2; }
@@ -69,7 +80,7 @@ half_conns=${HALF_CONNS:-16}
 rounds=${ROUNDS:-3}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 want() { [[ $only == *"$1"* ]]; }
-[[ $only =~ ^[a-g]+$ ]] || { echo "error: BENCH_ONLY must be letters from abcdefg, got '$only'" >&2; exit 2; }
+[[ $only =~ ^[a-k]+$ ]] || { echo "error: BENCH_ONLY must be letters from abcdefghijk, got '$only'" >&2; exit 2; }
 if [[ $only == *f* ]] && [ -z "$baseline_bin" ]; then echo "error: (f) needs BASELINE_BIN" >&2; exit 2; fi
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "error: ROUNDS must be a positive number, got '$rounds'" >&2; exit 2; }
 
@@ -98,7 +109,7 @@ fi
 
 pkgs=()
 if want c; then pkgs+=(-p open-cli-bench-bare-pingora); fi
-if want d || want e || want f || want g; then pkgs+=(-p open-cli-proxy); fi
+if want d || want e || want f || want g || want i || want j || want k; then pkgs+=(-p open-cli-proxy); fi
 if ((${#pkgs[@]})); then
   cargo build --release --locked "${pkgs[@]}" >/dev/null 2>&1 || cargo build --release --locked "${pkgs[@]}"
 fi
@@ -173,6 +184,31 @@ if want b; then
   wait_http "${url[b]}" || { cat "$work/nginx-proxy/error.log" >&2; fail "(b) nginx proxy did not start"; }
 fi
 
+# One self-signed certificate for both TLS terminators (h) and (i).
+if want h || want i; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null \
+    || { echo "FAIL: openssl could not make the benchmark certificate" >&2; exit 1; }
+fi
+if want h; then
+  tls_port=$(free_port)
+  nginx_conf proxy-tls "$threads" "upstream u { server 127.0.0.1:$up_port; keepalive 64; keepalive_requests 1000000; }
+  ssl_session_cache shared:SSL:10m;
+  ssl_session_timeout 10m;
+  server {
+    listen 127.0.0.1:$tls_port ssl;
+    ssl_certificate $work/tls.crt;
+    ssl_certificate_key $work/tls.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+  }"
+  start_nginx proxy-tls
+  url[h]="https://127.0.0.1:$tls_port/hello"
+  proc[h]=$(cat "$work/pid-proxy-tls")
+  wait_http "${url[h]}" || { cat "$work/nginx-proxy-tls/error.log" >&2; fail "(h) nginx TLS proxy did not start"; }
+fi
+
 if want c; then
   "$bare_bin" --listen 127.0.0.1:0 --upstream "127.0.0.1:$up_port" --threads "$threads" > "$work/bare.out" 2> "$work/bare.log" &
   pids+=($!)
@@ -183,7 +219,13 @@ if want c; then
 fi
 
 token=""
-if want d || want e || want f || want g; then
+if want k; then
+  redis_port=$(free_port)
+  product-tests/redis/bin/redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no > "$work/redis.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break; sleep 0.05; done
+fi
+if want d || want e || want f || want g || want i || want j || want k; then
   oport=$(free_port)
   (cd product-tests/oidc && exec env PORT=$oport SCOPES="bundle:bench" AUDIENCE=urn:open-cli:runtime node server.mjs > "$work/oidc.log" 2>&1) &
   pids+=($!)
@@ -197,26 +239,38 @@ if want d || want e || want f || want g; then
  "secrets": {"bench.apiKey": {"type": "literal", "value": "bench-key"}},
  "runtime": {"server": {"auth": {"validationProfile": "oidc_jwks", "issuer": "$issuer", "audience": "urn:open-cli:runtime"}}}}
 JSON
-  python3 - "$work/bench.cli.json" "$work/bench-always.cli.json" <<'PY'
+  python3 - "$work" "${redis_port:-0}" <<'PY'
 import json, sys
-c = json.load(open(sys.argv[1]))
-c["runtime"]["server"]["audit"] = {"durability": "always"}
-json.dump(c, open(sys.argv[2], "w"))
+w, redis_port = sys.argv[1], sys.argv[2]
+base = json.load(open(f"{w}/bench.cli.json"))
+def variant(name, **server):
+    c = json.loads(json.dumps(base))
+    c["runtime"]["server"].update(server)
+    json.dump(c, open(f"{w}/bench-{name}.cli.json", "w"))
+variant("always", audit={"durability": "always"})
+variant("tls", tls={"certFile": f"{w}/tls.crt", "keyFile": f"{w}/tls.key"})
+# Never reached: far above what two cores can serve.
+limits = {"perPrincipal": {"requestsPerSecond": 10000000}, "tools": {"bench:hello": {"requestsPerSecond": 10000000}}}
+variant("limits", rateLimits=limits)
+variant("redis", rateLimits=dict(limits, store=f"redis://127.0.0.1:{redis_port}/0"))
 PY
   token=$(curl -s -u agent-1:agent-1-secret -d grant_type=client_credentials -d scope=bundle:bench "$issuer/token" | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])") \
     || { cat "$work/oidc.log" >&2; echo "FAIL: no token from the OpenID provider" >&2; exit 1; }
   # One runtime per variant, so each peak RSS is its own run's.
-  for v in d e f g; do
+  for v in d e f g i j k; do
     want $v || continue
     bin=$rt_bin
     [ $v = f ] && bin=$baseline_bin
     cfg="$work/bench.cli.json"
     [ $v = g ] && cfg="$work/bench-always.cli.json"
+    [ $v = i ] && cfg="$work/bench-tls.cli.json"
+    [ $v = j ] && cfg="$work/bench-limits.cli.json"
+    [ $v = k ] && cfg="$work/bench-redis.cli.json"
     "$bin" --config "$cfg" --addr 127.0.0.1:0 --state-dir "$work/state-$v" --instance-id "$v" --threads "$threads" > /dev/null 2> "$work/runtime-$v.log" &
     pids+=($!)
     proc[$v]=$!
   done
-  for v in d e f g; do
+  for v in d e f g i j k; do
     want $v || continue
     rj="$work/state-$v/instances/$v/runtime.json"
     for _ in $(seq 300); do [ -f "$rj" ] && break; kill -0 "${proc[$v]}" 2>/dev/null || break; sleep 0.05; done
@@ -236,15 +290,15 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 
 # ---- sanity: each target answers once before it is measured -----------------------------
-code() { curl -s -o "$work/body" -w '%{http_code}' "$@" || true; }
+code() { curl -sk -o "$work/body" -w '%{http_code}' "$@" || true; }
 sane() { # variant -> 0 when it may be measured
   local v=$1 c
   [ -n "${url[$v]:-}" ] || return 1
   case $v in
-    a|b|c)
+    a|b|c|h)
       c=$(code "${url[$v]}")
       [ "$c" = 200 ] || { fail "($v) ${url[$v]} answered $c, not 200"; return 1; } ;;
-    d|f|g)
+    d|f|g|i|j|k)
       c=$(code -H "${hdr[$v]}" "${url[$v]}")
       if [ "$c" != 200 ]; then
         fail "($v) pass-through not available (status $c): GET ${url[$v]} -> $(head -c 300 "$work/body")"; return 1
@@ -268,12 +322,12 @@ sane() { # variant -> 0 when it may be measured
 }
 
 # ---- full-speed runs ---------------------------------------------------------------------
-label() { case $1 in a) echo "(a) direct";; b) echo "(b) nginx";; c) echo "(c) bare pingora";; d) echo "(d) pass-through";; e) echo "(e) execute";; f) echo "(f) baseline d";; g) echo "(g) d, always";; esac; }
+label() { case $1 in a) echo "(a) direct";; b) echo "(b) nginx";; c) echo "(c) bare pingora";; d) echo "(d) pass-through";; e) echo "(e) execute";; f) echo "(f) baseline d";; g) echo "(g) d, always";; h) echo "(h) nginx TLS";; i) echo "(i) d over TLS";; j) echo "(j) d, limits";; k) echo "(k) j, Redis";; esac; }
 cpu_ticks() { # variant -> user+system clock ticks of the proxy (all threads; nginx: master+workers)
   local v=$1 p sum=0
   case $v in
     a) echo 0; return ;;
-    b) for p in "${proc[b]}" $(ps -o pid= --ppid "${proc[b]}"); do
+    b|h) for p in "${proc[$v]}" $(ps -o pid= --ppid "${proc[$v]}"); do
          sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
        done; echo "$sum" ;;
     *) awk '{print $14 + $15}' "/proc/${proc[$v]}/stat" 2>/dev/null || echo 0 ;;
@@ -294,7 +348,7 @@ if awk "BEGIN{exit !($load >= 0.5)}"; then
 fi
 printf '%-18s %12s %10s %10s   %s\n' variant req/s p50 p99 "proxy peak RSS (VmHWM)"
 measured=()
-for v in a b c d e f g; do
+for v in a b c d e f g h i j k; do
   want $v || continue
   sane $v || continue
   wrk_run $v 1s /dev/null # warm-up: connections, upstream pool, key set
@@ -325,7 +379,7 @@ PY
   rss=""
   case $v in
     a) read -r s m < <(nginx_hwm_kib "$(cat "$work/pid-upstream")"); rss="(upstream nginx: $((s / 1024)) MiB)" ;;
-    b) read -r s m < <(nginx_hwm_kib "${proc[b]}"); echo "$s" > "$work/rss-b"
+    b|h) read -r s m < <(nginx_hwm_kib "${proc[$v]}"); echo "$s" > "$work/rss-$v"
        rss="$((s / 1024)) MiB master+workers (largest worker $((m / 1024)) MiB)" ;;
     *) s=$(hwm_kib "${proc[$v]}"); echo "$s" > "$work/rss-$v"; rss="$((s / 1024)) MiB" ;;
   esac
@@ -358,6 +412,28 @@ for v in vs:
     print(f"  {v}: {us[v]:6.2f} us")
 open(f"{w}/cpu-us", "w").write(" ".join(f"{v}={x}" for v, x in us.items()))
 PY
+
+# ---- TLS handshakes: one new connection (and handshake) per request ----------------------
+hs=()
+for v in h i; do [[ " ${measured[*]} " == *" $v "* ]] && hs+=("$v"); done
+if ((${#hs[@]})); then
+  echo
+  echo "new TLS connections per second (wrk -c$conns -d${secs}s with Connection: close: a full handshake per request, no session resumption by wrk)"
+  for v in "${hs[@]}"; do
+    args=(-t"$wrk_threads" -c"$conns" -d"${secs}s" -H "Connection: close")
+    [ -n "${hdr[$v]:-}" ] && args+=(-H "${hdr[$v]}")
+    wrk "${args[@]}" "${url[$v]}" > "$work/hs-$v.txt"
+    python3 - "$work/hs-$v.txt" "$(label $v)" "$work/hs-$v" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+open(sys.argv[3], "w").write(str(rps))
+print(f"  {sys.argv[2]:<18} {rps:8.0f} handshakes/s")
+for bad in re.findall(r"^\s*(Non-2xx or 3xx responses: \d+|Socket errors: .*)$", t, re.M):
+    print(f"  {'':18} WARNING: {bad}")
+PY
+  done
+fi
 
 # ---- half of peak load, rate-limited (oha -q: total rate, evenly spaced) -----------------
 ref=""
@@ -425,7 +501,7 @@ def half_p99(v, corrected=False):
     f = f"{w}/half-p99-{v}"
     if not os.path.exists(f): return None
     return float(open(f).read().split()[1 if corrected else 0])
-r = {v: rps(v) for v in "abcdefg"}
+r = {v: rps(v) for v in "abcdefghijk"}
 def rounds(v):
     f = f"{w}/rounds-{v}"
     return [float(x) for x in open(f).read().split()] if os.path.exists(f) else None
@@ -449,6 +525,16 @@ ratio("d/a", "d", "a", None)
 ratio("c/b", "c", "b", None)
 if r["f"] is not None:
     ratio("d/f", "d", "f", None)
+if r["h"] is not None or r["i"] is not None:
+    ratio("i/h", "i", "h", 0.8)
+    ratio("i/d", "i", "d", None)
+    hs = {v: float(open(f"{w}/hs-{v}").read()) for v in "hi" if os.path.exists(f"{w}/hs-{v}")}
+    if len(hs) == 2:
+        print(f"handshakes i/h {hs['i'] / hs['h']:6.3f}   ({hs['i']:.0f} against {hs['h']:.0f} new TLS connections per second)")
+if r["j"] is not None:
+    ratio("j/d", "j", "d", 0.97)
+if r["k"] is not None:
+    ratio("k/d", "k", "d", None)
 if r["g"] is not None:
     ratio("g/d", "g", "d", 0.5)
     f = f"{w}/syncs-g"
@@ -458,6 +544,10 @@ cpu = dict(kv.split("=") for kv in open(f"{w}/cpu-us").read().split()) if os.pat
 if "c" in cpu and "d" in cpu:
     q = float(cpu["c"]) / float(cpu["d"])
     print(f"CPU c/d  {q:6.3f}   (bare Pingora's CPU per request over the pass-through's: d/c without the machine's speed changes; same 0.9 bar)")
+for v, what in (("j", "rate limits"), ("k", "rate limits in Redis")):
+    if "d" in cpu and v in cpu:
+        q = float(cpu[v]) / float(cpu["d"])
+        print(f"CPU {v}/d  {q:6.3f}   ({what}: CPU per proxied request over (d)'s; 1.03 = 3% more)")
 if "d" in cpu and "f" in cpu:
     q = float(cpu["d"]) / float(cpu["f"])
     print(f"CPU d/f  {q:6.3f}   (this build's CPU per proxied request over the baseline build's; 1.02 = 2% more)")

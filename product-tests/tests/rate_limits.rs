@@ -189,9 +189,23 @@ fn a_tool_limit_is_shared_and_retry_after_is_enough() {
     let cfg = config(
         &fx,
         &api,
-        json!({"rateLimits": {"tools": {"demo:listItems": {"requestsPerSecond": 2, "burst": 2}}}}),
+        json!({"rateLimits": {
+            "tools": {"demo:listItems": {"requestsPerSecond": 2, "burst": 2},
+                      "demo:listItem": {"requestsPerSecond": 2}},
+            "services": {"dmeo": {"requestsPerSecond": 2}}}}),
     );
     let rt = start(&cfg, &fx.path().join("state"));
+    // Names that match nothing are typos more often than plans: said at start-up.
+    wait_for("the unknown names logged", DEADLINE, || {
+        let logs = rt.proc.logs();
+        let said = |end: &str| {
+            logs.lines()
+                .any(|l| l.contains("applies to nothing") && l.ends_with(end))
+        };
+        (said("tool=demo:listItem") && said("service=dmeo") && !said("tool=demo:listItems"))
+            .then_some(())
+    })
+    .unwrap();
     // Fill the bucket; the third call in the same instant is refused. (A refill may land
     // between calls on a slow machine: the refusal is waited for, within a deadline.)
     let refused = wait_for("a refusal", DEADLINE, || {

@@ -404,3 +404,49 @@ fn tls_flags_override_the_config_and_bad_files_stop_start_up() {
         "{err}"
     );
 }
+
+/// A runtime reachable from other hosts with neither TLS nor runtime auth says so at start-up
+/// (it still starts: a private network may be the operator's choice); on loopback it does not.
+#[test]
+fn a_non_loopback_listener_without_tls_or_auth_is_warned_about() {
+    let api = TestApi::start();
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let cfg = fx.write_json(".cli.json", &demo_config(json!({})));
+    let state = fx.path().join("state");
+    let (proc, _) = spawn_on_free_port(
+        "open-cli-toolbox",
+        Port::Free,
+        DEADLINE,
+        |port| {
+            let mut cmd = std::process::Command::new(bin("open-cli-toolbox"));
+            isolate(&mut cmd);
+            cmd.arg("--config")
+                .arg(&cfg)
+                .args([
+                    "--addr",
+                    &format!("0.0.0.0:{port}"),
+                    "--instance-id",
+                    "test",
+                ])
+                .arg("--state-dir")
+                .arg(&state);
+            cmd
+        },
+        |p, _| {
+            p.logs()
+                .contains("open-cli runtime listening")
+                .then_some(())
+        },
+    )
+    .unwrap();
+    assert!(
+        proc.logs()
+            .contains("listening on a non-loopback address without TLS and without runtime auth"),
+        "{}",
+        proc.logs()
+    );
+    drop(proc);
+    let mut rt = Runtime::start(&cfg);
+    assert!(!rt.stopped_logs().contains("non-loopback"));
+}

@@ -59,6 +59,7 @@ impl RuntimeState {
         credentials: Arc<crate::credentials::Credentials>,
     ) -> Self {
         let bound = BoundConfig::new(&config.path);
+        warn_unknown_limits(&snapshot, &config);
         let budgets = ArcSwap::from_pointee(budgets_of(&config).unwrap_or_else(|e| {
             tracing::error!(error = %e, "rate limits cannot be set up: none apply");
             crate::ratelimit::Budgets::new(None, None).unwrap_or_else(|_| unreachable!())
@@ -108,6 +109,7 @@ impl RuntimeState {
     /// snapshot they loaded.
     pub fn swap(&self, next: Snapshot, config: Arc<LoadedConfig>) {
         crate::metrics::set_tool_labels(config.config.metrics_settings().tool_labels);
+        warn_unknown_limits(&next, &config);
         let server = config.config.server();
         let max = server.limits.max_concurrent_per_service.map(|n| n as usize);
         // Buckets survive a reload that leaves the limits as they were.
@@ -230,4 +232,22 @@ pub fn budgets_of(config: &LoadedConfig) -> Result<crate::ratelimit::Budgets, St
         server.rate_limits.as_ref(),
         server.limits.max_concurrent_per_service.map(|n| n as usize),
     )
+}
+
+/// Log each rate limit that names a tool or service the catalog does not have: it limits
+/// nothing, which is a typo more often than a plan (a later refresh may bring the tool).
+fn warn_unknown_limits(snapshot: &Snapshot, config: &LoadedConfig) {
+    let Some(limits) = config.config.server().rate_limits.clone() else {
+        return;
+    };
+    for tool in limits.tools.keys() {
+        if snapshot.exec.tool_index(tool).is_none() {
+            tracing::warn!(tool = %tool, "runtime.server.rateLimits.tools names a tool the catalog does not have: that limit applies to nothing");
+        }
+    }
+    for service in limits.services.keys() {
+        if !snapshot.catalog.services.iter().any(|s| &s.id == service) {
+            tracing::warn!(service = %service, "runtime.server.rateLimits.services names a service the catalog does not have: that limit applies to nothing");
+        }
+    }
 }
