@@ -261,6 +261,7 @@ fn two_runtimes_on_one_redis_share_a_budget_exactly_and_a_lost_store_is_handled_
     let issuer = Issuer::start();
     let api = TestApi::start();
     let redis = Redis::start();
+    let store = redis.url();
     let rt_for = |on_error: &str| {
         let fx = Fixture::new();
         let cfg = config(
@@ -268,7 +269,7 @@ fn two_runtimes_on_one_redis_share_a_budget_exactly_and_a_lost_store_is_handled_
             &api,
             json!({"auth": issuer.auth(), "rateLimits": {
                 "perPrincipal": {"requestsPerMinute": 10},
-                "store": redis.url(), "onStoreError": on_error, "storeTimeoutMs": 200}}),
+                "store": store, "onStoreError": on_error, "storeTimeoutMs": 200}}),
         );
         let rt = start(&cfg, &fx.path().join("state"));
         (fx, rt)
@@ -318,11 +319,27 @@ fn two_runtimes_on_one_redis_share_a_budget_exactly_and_a_lost_store_is_handled_
             .then_some(())
     })
     .unwrap();
-    // Back: limits apply again (an empty store: a fresh budget).
+    // A runtime that starts while the store is down: `allow` serves.
+    let (_c, c) = rt_for("allow");
+    assert_eq!(call(&c, Some(&erin), "demo:listItems").status(), 200);
+    // Back: limits apply again (an empty store: a fresh budget), on the runtime that was
+    // connected before and on the one that never was.
     let redis = Redis::start_on(Port::Fixed(port));
     wait_for("calls counted again", DEADLINE, || {
         (call(&b, Some(&erin), "demo:listItems").status() == 200).then_some(())
     })
     .unwrap();
+    let frank = issuer.token("frank");
+    let statuses = wait_for("frank limited through the store", DEADLINE, || {
+        let s: Vec<u16> = (0..11)
+            .map(|_| call(&c, Some(&frank), "demo:listItems").status().as_u16())
+            .collect();
+        s.contains(&429).then_some(s)
+    })
+    .unwrap();
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() <= 10,
+        "{statuses:?}"
+    );
     drop(redis);
 }

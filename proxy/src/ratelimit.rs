@@ -361,8 +361,14 @@ struct RedisStore {
     timeout: Duration,
     /// Connected once, then kept (the manager reconnects by itself).
     conn: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    /// When connecting last failed: calls in the next second fail at once instead of each
+    /// waiting for a connection timeout.
+    failed_at: parking_lot::Mutex<Option<Instant>>,
     script: redis::Script,
 }
+
+/// How long after a failed connection attempt the next one is made.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -404,12 +410,22 @@ impl RedisStore {
             client,
             timeout,
             conn: tokio::sync::OnceCell::new(),
+            failed_at: parking_lot::Mutex::new(None),
             script: redis::Script::new(GCRA_SCRIPT),
         })
     }
 
     async fn connection(&self) -> Result<redis::aio::ConnectionManager, String> {
-        self.conn
+        if let Some(c) = self.conn.get() {
+            return Ok(c.clone());
+        }
+        if let Some(at) = *self.failed_at.lock()
+            && at.elapsed() < RECONNECT_AFTER
+        {
+            return Err("not connected (the next attempt is within a second)".into());
+        }
+        let connected = self
+            .conn
             .get_or_try_init(|| async {
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.timeout))
@@ -421,7 +437,11 @@ impl RedisStore {
                     .map_err(|e| format!("cannot connect: {e}"))
             })
             .await
-            .cloned()
+            .cloned();
+        if connected.is_err() {
+            *self.failed_at.lock() = Some(Instant::now());
+        }
+        connected
     }
 
     async fn take(&self, buckets: &[Bucket<'_>]) -> Result<Option<(usize, Duration)>, String> {
