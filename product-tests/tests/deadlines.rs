@@ -101,8 +101,16 @@ fn a_trickled_request_head_is_answered_408_at_the_head_deadline() {
     let mut s = connect(&rt);
     let since = Instant::now();
     let closed = until_closed(&s, since, Duration::from_secs(40));
-    let lines = std::iter::once(b"GET /v1/runtime/info HTTP/1.1\r\nHost: x\r\n".to_vec())
-        .chain((0..).map(|i| format!("X-Trickle-{i}: {i}\r\n").into_bytes()));
+    // Each time the trickler sends a line, another client is answered at once: the slow one
+    // holds its own connection, nothing else.
+    let answered = std::cell::Cell::new(0);
+    let lines = std::iter::once(b"GET /v1/runtime/info HTTP/1.1\r\nHost: x\r\n".to_vec()).chain(
+        (0..).map(|i| {
+            assert_eq!(rt.get("/healthz").status(), 200);
+            answered.set(answered.get() + 1);
+            format!("X-Trickle-{i}: {i}\r\n").into_bytes()
+        }),
+    );
     let (at, got) = trickle(
         &mut s,
         lines,
@@ -115,6 +123,11 @@ fn a_trickled_request_head_is_answered_408_at_the_head_deadline() {
     assert!(
         at >= Duration::from_millis(9_500) && at < Duration::from_secs(15),
         "closed after {at:?}, the head deadline is 10 s"
+    );
+    assert!(
+        answered.get() >= 3,
+        "{} other requests answered",
+        answered.get()
     );
 }
 
