@@ -425,11 +425,25 @@ fn matching(text: &str, id: u64) -> Option<Value> {
     (v.get("id").and_then(Value::as_u64) == Some(id)).then_some(v)
 }
 
+/// The HTTP client of MCP sessions: one per thread, made on first use. Building a client loads
+/// and parses the system trust store, which a client per session did for every MCP tool call
+/// (found while fuzzing: most of a session's time). Per thread rather than per process: a
+/// client's pooled connections are tasks of the runtime that opened them, and a catalog build
+/// runs on a runtime of its own that ends with it.
 fn http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("cannot create the HTTP client: {e}"))
+    thread_local! {
+        static CLIENT: std::cell::OnceCell<reqwest::Client> = const { std::cell::OnceCell::new() };
+    }
+    CLIENT.with(|cell| {
+        if let Some(c) = cell.get() {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        Ok(cell.get_or_init(|| client).clone())
+    })
 }
 
 fn spawn(command: &str, args: &[String], env: &BTreeMap<String, String>) -> Result<Conn, String> {
@@ -499,26 +513,26 @@ async fn connect_sse(url: &str, headers: &[(String, SecretValue)]) -> Result<Con
 struct SseReader {
     stream:
         std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buf: String,
+    parser: SseParser,
+    ready: std::collections::VecDeque<(String, String)>,
 }
 
 impl SseReader {
     fn new(resp: reqwest::Response) -> Self {
         Self {
             stream: Box::pin(resp.bytes_stream()),
-            buf: String::new(),
+            parser: SseParser::default(),
+            ready: Default::default(),
         }
     }
 
     async fn next(&mut self) -> Result<Option<(String, String)>, String> {
         loop {
-            if let Some(ev) = take_event(&mut self.buf) {
+            if let Some(ev) = self.ready.pop_front() {
                 return Ok(Some(ev));
             }
             match self.stream.next().await {
-                Some(Ok(chunk)) => self
-                    .buf
-                    .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
+                Some(Ok(chunk)) => self.parser.push(&chunk, &mut self.ready)?,
                 Some(Err(e)) => return Err(format!("event stream: {}", error_chain(&e))),
                 None => return Ok(None),
             }
@@ -526,22 +540,93 @@ impl SseReader {
     }
 }
 
-/// Remove the first complete event (ended by a blank line) from `buf`.
-fn take_event(buf: &mut String) -> Option<(String, String)> {
-    loop {
-        let end = buf.find("\n\n")?;
-        let raw: String = buf.drain(..end + 2).collect();
-        let mut event = "message".to_string();
-        let mut data: Vec<&str> = Vec::new();
-        for line in raw.lines() {
-            if let Some(v) = line.strip_prefix("event:") {
-                event = v.trim().to_string();
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push(v.strip_prefix(' ').unwrap_or(v));
+/// The most bytes one event (its lines so far) may hold: a server that never ends an event
+/// cannot make the runtime buffer without bound.
+pub const MAX_SSE_EVENT_BYTES: usize = 16 << 20;
+
+/// A `text/event-stream` parser: bytes in, `(event type, data)` out, as the SSE standard
+/// frames them (WHATWG HTML, "Parsing an event stream"). Chunks may split the stream anywhere:
+/// inside a UTF-8 character or between the `\r` and `\n` of a line end (lines end in CRLF,
+/// LF or CR); only complete lines are decoded. Comments (`:`), `id` and `retry` are ignored;
+/// an event without `data` is not dispatched; an event left incomplete at the end of the
+/// stream is dropped. (The fuzz target `mcp_framing` found the earlier reader, which decoded
+/// each chunk on its own, losing an answer whose CRLF was split and garbling split characters.)
+#[derive(Debug, Default)]
+pub struct SseParser {
+    /// Bytes of the line not yet ended.
+    line: Vec<u8>,
+    /// The last byte seen ended a line with `\r`: an `\n` right after belongs to it.
+    after_cr: bool,
+    event: Option<String>,
+    data: Vec<String>,
+    /// Bytes held for the event being read.
+    held: usize,
+}
+
+impl SseParser {
+    /// Read `chunk`; complete events are appended to `out`.
+    pub fn push(
+        &mut self,
+        mut chunk: &[u8],
+        out: &mut std::collections::VecDeque<(String, String)>,
+    ) -> Result<(), String> {
+        if self.after_cr {
+            self.after_cr = false;
+            if let Some(rest) = chunk.strip_prefix(b"\n") {
+                chunk = rest;
             }
         }
-        if !data.is_empty() {
-            return Some((event, data.join("\n")));
+        while let Some(end) = memchr::memchr2(b'\r', b'\n', chunk) {
+            self.line.extend_from_slice(&chunk[..end]);
+            self.end_line(out);
+            if chunk[end] == b'\r' {
+                match chunk.get(end + 1) {
+                    Some(b'\n') => chunk = &chunk[end + 2..],
+                    Some(_) => chunk = &chunk[end + 1..],
+                    None => {
+                        self.after_cr = true;
+                        chunk = &[];
+                    }
+                }
+            } else {
+                chunk = &chunk[end + 1..];
+            }
+        }
+        self.line.extend_from_slice(chunk);
+        if self.held + self.line.len() > MAX_SSE_EVENT_BYTES {
+            return Err(format!(
+                "event stream: an event is larger than {MAX_SSE_EVENT_BYTES} bytes"
+            ));
+        }
+        Ok(())
+    }
+
+    fn end_line(&mut self, out: &mut std::collections::VecDeque<(String, String)>) {
+        let line = String::from_utf8_lossy(&self.line).into_owned();
+        self.line.clear();
+        if line.is_empty() {
+            let event = self.event.take();
+            let data = std::mem::take(&mut self.data);
+            self.held = 0;
+            if !data.is_empty() {
+                out.push_back((event.unwrap_or_else(|| "message".into()), data.join("\n")));
+            }
+            return;
+        }
+        if line.starts_with(':') {
+            return;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line.as_str(), ""),
+        };
+        match field {
+            "event" => self.event = Some(value.to_string()),
+            "data" => {
+                self.held += value.len() + 1;
+                self.data.push(value.to_string());
+            }
+            _ => {}
         }
     }
 }
@@ -585,21 +670,78 @@ mod tests {
         assert!(debug.contains("authorization"), "{debug}");
     }
 
+    fn events(parts: &[&[u8]]) -> Vec<(String, String)> {
+        let mut p = SseParser::default();
+        let mut out = std::collections::VecDeque::new();
+        for part in parts {
+            p.push(part, &mut out).unwrap();
+        }
+        out.into_iter().collect()
+    }
+
     #[test]
     fn sse_events_are_split_and_joined() {
-        let mut buf = String::from(
-            ": comment\n\nevent: endpoint\ndata: /message?x=1\n\ndata: {\"a\":\ndata: 1}\n\nda",
-        );
+        let stream =
+            ": comment\n\nevent: endpoint\ndata: /message?x=1\n\ndata: {\"a\":\ndata: 1}\n\nda";
+        let want = vec![
+            ("endpoint".to_string(), "/message?x=1".to_string()),
+            ("message".to_string(), "{\"a\":\n1}".to_string()),
+        ];
+        assert_eq!(events(&[stream.as_bytes()]), want);
+        // CRLF and CR line ends alike.
+        let crlf = stream.replace('\n', "\r\n");
+        assert_eq!(events(&[crlf.as_bytes()]), want);
+        let cr = stream.replace('\n', "\r");
+        assert_eq!(events(&[cr.as_bytes()]), want);
+    }
+
+    /// The regression the fuzz target `mcp_framing` found: chunks split a CRLF or a UTF-8
+    /// character, and the answer was lost or garbled. Every split of the stream into two or
+    /// three chunks gives the same events.
+    #[test]
+    fn sse_events_survive_any_split_into_chunks() {
+        let stream =
+            "event: message\r\ndata: {\"name\":\"café ✓\"}\r\n\r\nid: 7\r\ndata: x\r\n\r\n"
+                .as_bytes();
+        let want = events(&[stream]);
         assert_eq!(
-            take_event(&mut buf),
-            Some(("endpoint".into(), "/message?x=1".into()))
+            want,
+            vec![
+                ("message".to_string(), "{\"name\":\"café ✓\"}".to_string()),
+                ("message".to_string(), "x".to_string()),
+            ]
         );
-        assert_eq!(
-            take_event(&mut buf),
-            Some(("message".into(), "{\"a\":\n1}".into()))
-        );
-        assert_eq!(take_event(&mut buf), None);
-        assert_eq!(buf, "da");
+        for i in 0..=stream.len() {
+            assert_eq!(events(&[&stream[..i], &stream[i..]]), want, "split at {i}");
+            for j in i..=stream.len() {
+                assert_eq!(
+                    events(&[&stream[..i], &stream[i..j], &stream[j..]]),
+                    want,
+                    "split at {i} and {j}"
+                );
+            }
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(events(&bytes), want);
+    }
+
+    #[test]
+    fn an_event_that_never_ends_is_refused_at_the_bound() {
+        let mut p = SseParser::default();
+        let mut out = std::collections::VecDeque::new();
+        let line = format!("data: {}\n", "x".repeat(1 << 20));
+        let mut failed = false;
+        for _ in 0..20 {
+            if p.push(line.as_bytes(), &mut out).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed && out.is_empty());
+        // A line that never ends too.
+        let mut p = SseParser::default();
+        let big = vec![b'x'; MAX_SSE_EVENT_BYTES + 1];
+        assert!(p.push(&big, &mut out).is_err());
     }
 
     #[test]
