@@ -709,6 +709,13 @@ fn check_head(head: &[u8], limits: &Limits) -> Option<Refused> {
     if head.len() > limits.max_header_bytes {
         return Some(Refused::Headers);
     }
+    // A header field line takes at least 3 bytes (`a:` and its line end), the request line at
+    // least 2 and the blank line 1: a head of at most 3 × max + 3 bytes cannot hold more than
+    // `max` fields, so it is not counted (nearly every head; the count was a third of the
+    // bounds' cost per request, measured with callgrind).
+    if head.len() <= limits.max_headers.saturating_mul(3).saturating_add(3) {
+        return None;
+    }
     // Lines less the request line and the blank line: the header fields.
     let fields = memchr::memchr_iter(b'\n', head).count().saturating_sub(2);
     (fields > limits.max_headers).then_some(Refused::Headers)
@@ -1326,6 +1333,9 @@ mod tests {
             done("GET / HTTP/1.1\nA: b\nC: d\nE: f\n\n"),
             Some(Err(Refused::Headers))
         );
+        // The shortest head with one field too many is still counted and refused.
+        assert_eq!(done("x\na:\nb:\nc:\n\n"), Some(Err(Refused::Headers)));
+        assert_eq!(done("x\na:\nb:\n\n"), Some(Ok(())));
         let long_field = format!("GET / HTTP/1.1\r\nA: {}\r\n\r\n", "b".repeat(90));
         assert_eq!(done(&long_field), Some(Err(Refused::Headers)));
         let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(30));
