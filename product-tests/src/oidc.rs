@@ -191,6 +191,51 @@ pub fn rsa_signing_key(dir: &Path, kid: &str) -> (PathBuf, jsonwebtoken::Encodin
     (file, key)
 }
 
+/// A real OpenID provider whose signing key the test holds ([`rsa_signing_key`]): tokens for
+/// any subject and scopes, verified by the runtime against the provider's JWKS.
+#[derive(Debug)]
+pub struct KeyedIssuer {
+    pub oidc: Oidc,
+    key: jsonwebtoken::EncodingKey,
+    _keys: crate::runtime::Fixture,
+}
+
+impl KeyedIssuer {
+    pub fn start() -> Self {
+        let keys = crate::runtime::Fixture::new();
+        let (jwks, key) = rsa_signing_key(keys.path(), "k1");
+        let oidc = Oidc::start(
+            "bundle:demo",
+            &[("JWKS_FILE", jwks.to_str().expect("utf-8 path"))],
+        );
+        Self {
+            oidc,
+            key,
+            _keys: keys,
+        }
+    }
+
+    /// An RS256 access token for `sub` with `scope`, valid for an hour.
+    pub fn token(&self, sub: &str, scope: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let claims = serde_json::json!({"iss": self.oidc.issuer, "aud": AUDIENCE, "sub": sub,
+            "scope": scope, "iat": now, "exp": now + 3600});
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        h.kid = Some("k1".into());
+        h.typ = Some("at+jwt".into());
+        jsonwebtoken::encode(&h, &claims, &self.key).expect("sign")
+    }
+
+    /// `runtime.server.auth` trusting this provider.
+    pub fn auth(&self) -> Value {
+        serde_json::json!({"validationProfile": "oidc_jwks", "issuer": self.oidc.issuer,
+            "audience": AUDIENCE, "jwksURL": format!("{}/jwks", self.oidc.issuer)})
+    }
+}
+
 /// The claims of a JWT, decoded without verification (to inspect a token an upstream got).
 pub fn jwt_claims(token: &str) -> Value {
     use base64::Engine;

@@ -69,6 +69,36 @@ pub fn demo_config(extra: Value) -> Value {
     base
 }
 
+/// The demo API's config without agent profiles (so the pass-through admits every tool), with
+/// `server` as `runtime.server` (nothing when it is empty).
+pub fn open_demo_config(server: Value) -> Value {
+    let mut config = serde_json::json!({
+        "cli": "1.0.0",
+        "mode": {"default": "discover"},
+        "sources": {"demo": {"type": "openapi", "uri": "demo.openapi.yaml"}},
+        "services": {"demo": {"source": "demo", "alias": "demo"}}
+    });
+    if server.as_object().is_some_and(|o| !o.is_empty()) {
+        config["runtime"] = serde_json::json!({"mode": "remote", "server": server});
+    }
+    config
+}
+
+/// The audit records of `rt` (as JSON) that `keep` admits, once there are at least `n`.
+pub fn audit_rows(rt: &Runtime, n: usize, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let path = rt.state_dir.join("instances/test/audit.log");
+    crate::process::wait_for("audit records", Duration::from_secs(20), || {
+        let text = fs::read_to_string(&path).ok()?;
+        let rows: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| keep(v))
+            .collect();
+        (rows.len() >= n).then_some(rows)
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A running `open-cli-toolbox`.
 #[derive(Debug)]
 pub struct Runtime {

@@ -7,9 +7,7 @@
 //! prints its own seed and a `curl` to reproduce it).
 
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, Header};
 use open_cli_product_tests::*;
 use serde_json::json;
 
@@ -51,27 +49,18 @@ fn schemathesis(rt: &Runtime, token: Option<&str>) {
 #[test]
 fn schemathesis_finds_nothing_with_a_token_without_one_and_with_auth_off() {
     let api = TestApi::start();
-    let keys = Fixture::new();
-    let (jwks, key) = rsa_signing_key(keys.path(), "k1");
-    let oidc = Oidc::start("bundle:demo", &[("JWKS_FILE", jwks.to_str().unwrap())]);
+    let issuer = KeyedIssuer::start();
     let fx = Fixture::new();
     fx.write("demo.openapi.yaml", &api.spec_yaml());
     let cfg = fx.write_json(
         ".cli.json",
-        &demo_config(json!({"runtime": {"mode": "remote", "server": {"auth": {
-            "validationProfile": "oidc_jwks", "issuer": oidc.issuer, "audience": AUDIENCE,
-            "jwksURL": format!("{}/jwks", oidc.issuer)}}}})),
+        &demo_config(json!({"runtime": {"mode": "remote", "server": {"auth": issuer.auth()}}})),
     );
     let rt = Runtime::start(&cfg);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({"iss": oidc.issuer, "aud": AUDIENCE, "sub": "fuzzer",
-        "scope": "bundle:demo audit:read runtime:refresh metrics:read", "iat": now, "exp": now + 3600});
-    let mut h = Header::new(Algorithm::RS256);
-    h.kid = Some("k1".into());
-    let token = jsonwebtoken::encode(&h, &claims, &key).unwrap();
+    let token = issuer.token(
+        "fuzzer",
+        "bundle:demo audit:read runtime:refresh metrics:read",
+    );
     schemathesis(&rt, Some(&token));
     schemathesis(&rt, None);
 

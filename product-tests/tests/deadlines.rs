@@ -14,15 +14,7 @@ use serde_json::json;
 fn start(api: &TestApi, args: &[&str]) -> (Fixture, Runtime) {
     let fx = Fixture::new();
     fx.write("demo.openapi.yaml", &api.spec_yaml());
-    let cfg = fx.write_json(
-        ".cli.json",
-        &json!({
-            "cli": "1.0.0",
-            "mode": {"default": "discover"},
-            "sources": {"demo": {"type": "openapi", "uri": "demo.openapi.yaml"}},
-            "services": {"demo": {"source": "demo", "alias": "demo"}}
-        }),
-    );
+    let cfg = fx.write_json(".cli.json", &open_demo_config(json!({})));
     let rt = Runtime::try_start_in(&cfg, &fx.path().join("state"), args)
         .unwrap_or_else(|e| panic!("{e}"));
     (fx, rt)
@@ -368,15 +360,9 @@ fn head_bounds_come_from_runtime_server_limits_and_flags() {
     fx.write("demo.openapi.yaml", &api.spec_yaml());
     let cfg = fx.write_json(
         ".cli.json",
-        &json!({
-            "cli": "1.0.0",
-            "mode": {"default": "discover"},
-            "sources": {"demo": {"type": "openapi", "uri": "demo.openapi.yaml"}},
-            "services": {"demo": {"source": "demo", "alias": "demo"}},
-            "runtime": {"mode": "remote", "server": {"limits": {
-                "maxHeaderBytes": 2048, "maxRequestLineBytes": 512, "maxHeaders": 20
-            }}}
-        }),
+        &open_demo_config(json!({"limits": {
+            "maxHeaderBytes": 2048, "maxRequestLineBytes": 512, "maxHeaders": 20
+        }})),
     );
     let rt = Runtime::try_start_in(&cfg, &fx.path().join("state"), &["--max-headers", "10"])
         .unwrap_or_else(|e| panic!("{e}"));

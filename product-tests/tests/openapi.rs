@@ -2,33 +2,16 @@
 //! what every operation really answers: the status is one the description lists for it, and
 //! the body validates against that response's schema (the NTC schema for catalogs included).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use open_cli_product_tests::*;
 use serde_json::{Value, json};
 
 struct Checked {
     doc: Value,
     rt: Runtime,
-    key: EncodingKey,
-    issuer: String,
     answers: usize,
 }
 
 impl Checked {
-    fn token(&self, scope: &str) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let claims = json!({"iss": self.issuer, "aud": AUDIENCE, "sub": "describer",
-            "scope": scope, "iat": now, "exp": now + 600});
-        let mut h = Header::new(Algorithm::RS256);
-        h.kid = Some("k1".into());
-        jsonwebtoken::encode(&h, &claims, &self.key).unwrap()
-    }
-
     /// Call `method path` (with `token` and `body`), check the answer against the description,
     /// and return its status and body.
     fn call(
@@ -106,16 +89,13 @@ impl Checked {
 #[test]
 fn the_description_matches_what_every_route_answers() {
     let api = TestApi::start();
-    let keys = Fixture::new();
-    let (jwks, key) = rsa_signing_key(keys.path(), "k1");
-    let oidc = Oidc::start("bundle:demo", &[("JWKS_FILE", jwks.to_str().unwrap())]);
+    let issuer = KeyedIssuer::start();
     let fx = Fixture::new();
     fx.write("demo.openapi.yaml", &api.spec_yaml());
     let cfg = fx.write_json(
         ".cli.json",
         &demo_config(json!({"runtime": {"mode": "remote", "server": {
-            "auth": {"validationProfile": "oidc_jwks", "issuer": oidc.issuer, "audience": AUDIENCE,
-                     "jwksURL": format!("{}/jwks", oidc.issuer)},
+            "auth": issuer.auth(),
             "rateLimits": {"tools": {"demo:getText": {"requestsPerMinute": 1}}}}}})),
     );
     let rt = Runtime::start(&cfg);
@@ -126,12 +106,13 @@ fn the_description_matches_what_every_route_answers() {
     let mut c = Checked {
         doc,
         rt,
-        key,
-        issuer: oidc.issuer.clone(),
         answers: 0,
     };
-    let all = c.token("bundle:demo audit:read runtime:refresh metrics:read");
-    let narrow = c.token("tool:demo:listItems");
+    let all = issuer.token(
+        "describer",
+        "bundle:demo audit:read runtime:refresh metrics:read",
+    );
+    let narrow = issuer.token("describer", "tool:demo:listItems");
     let all = Some(all.as_str());
 
     assert_eq!(c.call("GET", "/healthz", None, None).0, 200);

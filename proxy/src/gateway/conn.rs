@@ -189,7 +189,9 @@ pub fn body_progress(session: &mut Session, started: std::time::Instant) -> Resu
             ),
         );
     }
-    session.set_read_timeout(Some(allowed - elapsed));
+    // At least 1 ms: Pingora's timer rounds a timeout's milliseconds and underflows on 0
+    // (`pingora-timeout`'s `round_to`; a debug build panics, found under load in the tests).
+    session.set_read_timeout(Some((allowed - elapsed).max(Duration::from_millis(1))));
     Ok(())
 }
 
