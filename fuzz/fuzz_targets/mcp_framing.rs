@@ -1,8 +1,8 @@
 //! MCP answers as the runtime reads them (`upstream::mcp`): JSON-RPC over streamable HTTP
 //! (a JSON body, or a `text/event-stream` of events) and over the 2024-11-05 SSE transport.
 //!
-//! The SSE parser (`take_event`, `SseReader`) and the JSON-RPC answer matching (`matching`)
-//! are private, so the public entry points `mcp::list_tools` and `mcp::call_tool` are driven
+//! The SSE reader (`SseReader` over `SseParser`) and the JSON-RPC answer matching (`matching`)
+//! are reached through the public entry points `mcp::list_tools` and `mcp::call_tool` are driven
 //! against an in-process HTTP server on 127.0.0.1 that answers with the fuzz input. The
 //! listed tools then go through `catalog::mcp::synthetic_document` and `openapi::tools`, as
 //! in a catalog build.
@@ -58,9 +58,9 @@ struct Env {
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        // The HTTP client is built for every MCP session (`upstream::mcp::http_client`) and
-        // loads the system's trust store each time, which was 3/4 of an execution here: a
-        // store of one throw-away certificate (its key was discarded) instead.
+        // The HTTP client (`upstream::mcp::http_client`, one per thread since this target found
+        // it was built per session) loads the system's trust store when it is made: a store of
+        // one throw-away certificate (its key was discarded) keeps that cheap here too.
         let certs = std::env::temp_dir().join("open-cli-fuzz-certs");
         std::fs::create_dir_all(&certs).expect("cert dir");
         std::fs::write(certs.join("ca.pem"), FUZZ_CA).expect("cert file");
