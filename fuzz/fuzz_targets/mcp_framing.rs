@@ -2,7 +2,7 @@
 //! (a JSON body, or a `text/event-stream` of events) and over the 2024-11-05 SSE transport.
 //!
 //! The SSE reader (`SseReader` over `SseParser`) and the JSON-RPC answer matching (`matching`)
-//! are reached through the public entry points `mcp::list_tools` and `mcp::call_tool` are driven
+//! are reached through the public entry points `mcp::list_tools` and `mcp::call_tool`, driven
 //! against an in-process HTTP server on 127.0.0.1 that answers with the fuzz input. The
 //! listed tools then go through `catalog::mcp::synthetic_document` and `openapi::tools`, as
 //! in a catalog build.
