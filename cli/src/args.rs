@@ -45,6 +45,28 @@ pub struct GlobalArgs {
     /// Seconds to wait for the runtime.
     #[arg(long, global = true, default_value_t = 30, value_name = "SECONDS")]
     pub timeout: u64,
+    /// Also trust these CA certificates (PEM) for an https:// runtime (one with a private CA).
+    #[arg(long, global = true, env = "OPEN_CLI_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a runtime that asks for one (mutual TLS); needs
+    /// --client-key.
+    #[arg(
+        long,
+        global = true,
+        env = "OPEN_CLI_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "OPEN_CLI_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
     /// Approve a tool that requires approval (tool commands).
     #[arg(long, global = true, hide = true)]
     pub approval: bool,

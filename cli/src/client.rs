@@ -11,6 +11,29 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{CliError, chain, exit};
 
+/// TLS settings of the connection to an `https://` runtime.
+#[derive(Debug, Default, Clone)]
+pub struct Tls {
+    /// More trust anchors (`--ca-file`), besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The client certificate and key (`--client-cert`, `--client-key`) for mutual TLS.
+    pub client_cert: Option<std::path::PathBuf>,
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+fn read_pem(path: &std::path::Path, flag: &str) -> Result<Vec<u8>, CliError> {
+    open_cli_config::files::read_regular(path, open_cli_config::files::MAX_CA_BYTES)
+        .map_err(|e| usage(path, flag, &e.to_string()))
+}
+
+fn usage(path: &std::path::Path, flag: &str, why: &str) -> CliError {
+    CliError::new(
+        exit::USAGE,
+        format!("{flag} {}: cannot be used", path.display()),
+    )
+    .cause(why.to_string())
+}
+
 #[derive(Debug)]
 pub struct Client {
     base: String,
@@ -35,16 +58,33 @@ impl Client {
         base: &str,
         timeout: Duration,
         request_config_path: Option<String>,
+        tls: &Tls,
     ) -> Result<Self, CliError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::blocking::Client::builder()
+        let mut builder = reqwest::blocking::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .timeout(timeout)
-            .user_agent(concat!("open-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                CliError::new(exit::PROTOCOL, "cannot create the HTTP client").cause(e.to_string())
-            })?;
+            .user_agent(concat!("open-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &tls.ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&read_pem(ca, "--ca-file")?)
+                .map_err(|e| usage(ca, "--ca-file", &e.to_string()))?;
+            if certs.is_empty() {
+                return Err(usage(ca, "--ca-file", "it holds no PEM certificate"));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+            let mut pem = read_pem(cert, "--client-cert")?;
+            pem.extend(read_pem(key, "--client-key")?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| usage(cert, "--client-cert/--client-key", &e.to_string()))?;
+            builder = builder.identity(identity);
+        }
+        let http = builder.build().map_err(|e| {
+            CliError::new(exit::PROTOCOL, "cannot create the HTTP client").cause(e.to_string())
+        })?;
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             http,
@@ -235,8 +275,21 @@ impl Client {
                 format!("cannot reach the runtime at {}", self.base),
             )
         };
-        let err = chain(e).into_iter().fold(err, CliError::cause);
-        err.hint("is it running? Start one with `open-cli-toolbox --config <file>`, or point --runtime / OPEN_CLI_RUNTIME_URL at the right address")
+        let causes = chain(e);
+        let tls = causes
+            .iter()
+            .any(|c| c.contains("certificate") || c.contains("handshake") || c.contains("alert"));
+        let https = self.base.starts_with("https://");
+        let err = causes.into_iter().fold(err, CliError::cause);
+        if tls {
+            err.hint("the TLS handshake failed: for a runtime with a private CA pass --ca-file (OPEN_CLI_CA_FILE); for one that asks for a client certificate pass --client-cert and --client-key")
+        } else if https {
+            // A TLS 1.3 server that wants a client certificate refuses after the client's side
+            // of the handshake: the client sees a closed connection or a broken pipe instead.
+            err.hint("is it running, and does it accept this client? A runtime that asks for a client certificate needs --client-cert and --client-key (OPEN_CLI_CLIENT_CERT, OPEN_CLI_CLIENT_KEY); one with a private CA needs --ca-file")
+        } else {
+            err.hint("is it running? Start one with `open-cli-toolbox --config <file>`, or point --runtime / OPEN_CLI_RUNTIME_URL at the right address")
+        }
     }
 }
 

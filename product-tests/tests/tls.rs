@@ -421,3 +421,79 @@ fn a_non_loopback_listener_without_tls_or_auth_is_warned_about() {
     let mut rt = Runtime::start(&cfg);
     assert!(!rt.stopped_logs().contains("non-loopback"));
 }
+
+/// The CLI reaches a runtime behind a private CA and mutual TLS with `--ca-file`,
+/// `--client-cert` and `--client-key` (or their `OPEN_CLI_*` variables), and says what is wrong
+/// without them.
+#[test]
+fn the_cli_talks_to_a_mutual_tls_runtime_with_a_private_ca() {
+    let api = TestApi::start();
+    let (fx, ca, clients) = mtls(&api, "required", json!({}));
+    let agent = clients.client("cli-user", "Acme");
+    let rt = start(&fx, https_client(&[&ca], Some(&agent), true));
+    std::fs::write(fx.path().join("ca.pem"), &ca.pem).unwrap();
+    let (cert, key) = agent.write(fx.path(), "agent");
+    let ca_file = fx.path().join("ca.pem");
+    let list = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["--runtime", rt.url.as_str()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["catalog", "list", "--format", "json"]);
+        cli(&args, env)
+    };
+    let (ca_s, cert_s, key_s) = (
+        ca_file.to_str().unwrap(),
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    let ok = list(
+        &[
+            "--ca-file",
+            ca_s,
+            "--client-cert",
+            cert_s,
+            "--client-key",
+            key_s,
+        ],
+        &[],
+    );
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let tools: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert!(tools.to_string().contains("demo:listItems"), "{tools}");
+    // The same through the environment.
+    let ok = list(
+        &[],
+        &[
+            ("OPEN_CLI_CA_FILE", ca_s),
+            ("OPEN_CLI_CLIENT_CERT", cert_s),
+            ("OPEN_CLI_CLIENT_KEY", key_s),
+        ],
+    );
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    // Without the CA the server is not trusted; without a certificate the handshake fails.
+    for args in [
+        vec!["--client-cert", cert_s, "--client-key", key_s],
+        vec!["--ca-file", ca_s],
+    ] {
+        let out = list(&args, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        // Each hint names the flags that would help.
+        assert!(
+            text(&out.stderr).contains("--client-cert") && text(&out.stderr).contains("--ca-file"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    // A file that is not PEM is a usage error naming it.
+    let out = list(&["--ca-file", key_s], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--ca-file") && text(&out.stderr).contains("no PEM certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -25,10 +25,16 @@ pub(crate) fn connect(
     config: Option<&LoadedConfig>,
 ) -> Result<(Client, ViewSelector), CliError> {
     let target = resolve::target(g.runtime.as_deref(), config.map(|l| &l.config))?;
+    let tls = crate::client::Tls {
+        ca_file: g.ca_file.clone(),
+        client_cert: g.client_cert.clone(),
+        client_key: g.client_key.clone(),
+    };
     let client = Client::new(
         &target.url,
         Duration::from_secs(g.timeout.max(1)),
         target.request_config_path,
+        &tls,
     )?
     .with_auth(token::source(config)?);
     let view = ViewSelector {
