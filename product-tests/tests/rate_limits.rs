@@ -97,25 +97,28 @@ fn a_principal_over_its_limit_is_refused_and_another_is_not() {
     assert_eq!(header(&resp, "content-type"), "application/json");
     // Nothing reached the upstream.
     assert_eq!(api.requests().len(), upstream_before);
+    // A config reload that leaves the limits as they were keeps the buckets.
+    rt.sighup_and_wait();
+    assert_eq!(call(&rt, Some(&alice), "demo:listItems").status(), 429);
 
     // Bob is not affected.
     for _ in 0..4 {
         assert_eq!(call(&rt, Some(&bob), "demo:listItems").status(), 200);
     }
 
-    let rows = decisions(&rt, "rate_limited", 2);
+    let rows = decisions(&rt, "rate_limited", 3);
     for row in &rows {
         assert_eq!(row["reasonCode"], "rate_limited", "{row}");
         assert_eq!(row["eventType"], "authz_denial", "{row}");
         assert_eq!(row["principal"], "alice", "{row}");
     }
-    // One refusal on each channel (their records in either order: two connections).
+    // Refusals on both channels (their records in any order: several connections).
     let mut channels: Vec<&str> = rows.iter().filter_map(|r| r["channel"].as_str()).collect();
     channels.sort_unstable();
-    assert_eq!(channels, ["execute", "passthrough"]);
+    assert_eq!(channels, ["execute", "execute", "passthrough"]);
     let metrics = metrics(&rt, &bob);
     assert!(
-        metrics.contains("open_cli_edge_refusals_total{reason=\"rate_limited\"} 2"),
+        metrics.contains("open_cli_edge_refusals_total{reason=\"rate_limited\"} 3"),
         "{metrics}"
     );
 }
