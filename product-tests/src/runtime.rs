@@ -266,9 +266,19 @@ impl Runtime {
 
 /// The demo API's own document and [`demo_config`] in a fixture, and a runtime serving them.
 pub fn start_demo_runtime(api: &TestApi) -> (Fixture, Runtime) {
+    start_demo_runtime_with(api, serde_json::json!({}))
+}
+
+/// [`start_demo_runtime`] with `server` as `runtime.server` (nothing when it is empty).
+pub fn start_demo_runtime_with(api: &TestApi, server: Value) -> (Fixture, Runtime) {
     let fx = Fixture::new();
     fx.write("demo.openapi.yaml", &api.spec_yaml());
-    let config = fx.write_json(".cli.json", &demo_config(serde_json::json!({})));
+    let extra = if server.as_object().is_some_and(|o| !o.is_empty()) {
+        serde_json::json!({"runtime": {"mode": "remote", "server": server}})
+    } else {
+        serde_json::json!({})
+    };
+    let config = fx.write_json(".cli.json", &demo_config(extra));
     let rt = Runtime::start(&config);
     (fx, rt)
 }

@@ -50,13 +50,7 @@ fn schemathesis(rt: &Runtime, token: Option<&str>) {
 fn schemathesis_finds_nothing_with_a_token_without_one_and_with_auth_off() {
     let api = TestApi::start();
     let issuer = KeyedIssuer::start();
-    let fx = Fixture::new();
-    fx.write("demo.openapi.yaml", &api.spec_yaml());
-    let cfg = fx.write_json(
-        ".cli.json",
-        &demo_config(json!({"runtime": {"mode": "remote", "server": {"auth": issuer.auth()}}})),
-    );
-    let rt = Runtime::start(&cfg);
+    let (_fx, rt) = start_demo_runtime_with(&api, json!({"auth": issuer.auth()}));
     let token = issuer.token(
         "fuzzer",
         "bundle:demo audit:read runtime:refresh metrics:read",
@@ -64,9 +58,6 @@ fn schemathesis_finds_nothing_with_a_token_without_one_and_with_auth_off() {
     schemathesis(&rt, Some(&token));
     schemathesis(&rt, None);
 
-    let open = Fixture::new();
-    open.write("demo.openapi.yaml", &api.spec_yaml());
-    let cfg = open.write_json(".cli.json", &demo_config(json!({})));
-    let rt = Runtime::start(&cfg);
+    let (_open, rt) = start_demo_runtime(&api);
     schemathesis(&rt, None);
 }

@@ -90,15 +90,11 @@ impl Checked {
 fn the_description_matches_what_every_route_answers() {
     let api = TestApi::start();
     let issuer = KeyedIssuer::start();
-    let fx = Fixture::new();
-    fx.write("demo.openapi.yaml", &api.spec_yaml());
-    let cfg = fx.write_json(
-        ".cli.json",
-        &demo_config(json!({"runtime": {"mode": "remote", "server": {
-            "auth": issuer.auth(),
-            "rateLimits": {"tools": {"demo:getText": {"requestsPerMinute": 1}}}}}})),
+    let (_fx, rt) = start_demo_runtime_with(
+        &api,
+        json!({"auth": issuer.auth(),
+               "rateLimits": {"tools": {"demo:getText": {"requestsPerMinute": 1}}}}),
     );
-    let rt = Runtime::start(&cfg);
     let doc: Value = rt.get("/v1/openapi.json").json().unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["servers"][0]["url"], rt.url.as_str());

@@ -104,6 +104,17 @@ fn https_serves_http1_and_http2_alike() {
         );
     }
 
+    // Over HTTP/2 the header list is bounded too (`maxHeaderBytes`, 64 KiB by default).
+    let big = https_client(&[&ca], None, false)
+        .get(format!("{}/healthz", rt.url))
+        .header("x-big", "a".repeat(100 * 1024))
+        .send();
+    assert!(
+        big.as_ref().map(|r| r.status() != 200).unwrap_or(true),
+        "a 100 KiB header list was served over HTTP/2: {:?}",
+        big.map(|r| r.status())
+    );
+
     // Plain HTTP to the TLS port is not served.
     let plain = http()
         .get(rt.url.replace("https://", "http://") + "/healthz")

@@ -757,6 +757,11 @@ mod tests {
         }
     }
 
+    /// A spool writing into `sink`, syncing as `durability` says.
+    fn synced_spool(sink: &Synced, durability: Durability) -> Spool {
+        Spool::durable_as("test-spool", Box::new(sink.clone()), durability, None).unwrap()
+    }
+
     async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         tokio::time::timeout(Duration::from_secs(10), f)
             .await
@@ -766,13 +771,7 @@ mod tests {
     #[tokio::test]
     async fn always_waits_for_the_sync_of_the_lines_batch() {
         let sink = Synced::default();
-        let spool = Spool::durable_as(
-            "test-spool",
-            Box::new(sink.clone()),
-            Durability::Always,
-            None,
-        )
-        .unwrap();
+        let spool = synced_spool(&sink, Durability::Always);
         let a = spool.append(b"a\n");
         within("the sync of a", spool.durable(a)).await.unwrap();
         let log = lock(&sink.log).clone();
@@ -793,13 +792,7 @@ mod tests {
     #[tokio::test]
     async fn interval_syncs_within_the_interval_without_further_lines() {
         let sink = Synced::default();
-        let spool = Spool::durable_as(
-            "test-spool",
-            Box::new(sink.clone()),
-            Durability::Interval(Duration::from_millis(50)),
-            None,
-        )
-        .unwrap();
+        let spool = synced_spool(&sink, Durability::Interval(Duration::from_millis(50)));
         // The first batch after start-up is not due yet (the last sync is "now").
         let t = spool.append(b"x\n");
         within("the timed sync", spool.durable(t)).await.unwrap();
@@ -810,13 +803,7 @@ mod tests {
     async fn a_failed_sync_is_reported_to_its_lines_and_clears_on_success() {
         let sink = Synced::default();
         sink.fail_sync.store(true, Ordering::SeqCst);
-        let spool = Spool::durable_as(
-            "test-spool",
-            Box::new(sink.clone()),
-            Durability::Always,
-            None,
-        )
-        .unwrap();
+        let spool = synced_spool(&sink, Durability::Always);
         let t = spool.append(b"lost\n");
         assert!(within("the failed sync", spool.durable(t)).await.is_err());
         assert!(!spool.healthy());
