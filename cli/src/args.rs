@@ -97,10 +97,39 @@ pub enum Command {
     /// Runtime authentication.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Print the runtime's MCP endpoint and ready-to-paste agent host configuration.
+    Mcp(McpArgs),
     /// A tool command: `<service> [<group>] <command> …`, resolved against the runtime's
     /// catalog (see `commands::dynamic`).
     #[command(external_subcommand)]
     External(Vec<String>),
+}
+
+/// `open-cli mcp`: the runtime's MCP endpoint and client configuration for agent hosts.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Which agent host's snippet to print.
+    #[arg(long, value_enum, default_value_t = McpHost::All)]
+    pub host: McpHost,
+    /// The server's name in the snippets.
+    #[arg(long, default_value = "open-cli", value_name = "NAME")]
+    pub name: String,
+    /// Embed the runtime token this client would send instead of a placeholder. The output
+    /// is then a secret.
+    #[arg(long)]
+    pub with_token: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum McpHost {
+    /// The `mcpServers` JSON of Claude Desktop, Cursor, Windsurf and similar hosts.
+    Generic,
+    /// VS Code's `.vscode/mcp.json`.
+    Vscode,
+    /// The `claude mcp add` command line of Claude Code.
+    ClaudeCode,
+    /// Every host above.
+    All,
 }
 
 #[derive(Debug, Subcommand)]

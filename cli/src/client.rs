@@ -138,6 +138,28 @@ impl Client {
         &self.base
     }
 
+    /// The runtime token this client sends, if it has a token source (fetched when it is an
+    /// `oauthClient` without a valid cached token).
+    pub fn token(&self) -> Result<Option<String>, CliError> {
+        self.bearer(false)
+    }
+
+    /// `GET url` without a token: the JSON object of a `200` answer, `None` otherwise (for
+    /// optional, public documents such as RFC 9728 metadata).
+    pub fn probe_json(&self, url: &str) -> Option<serde_json::Value> {
+        let resp = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .ok()?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return None;
+        }
+        let v: serde_json::Value = resp.json().ok()?;
+        v.is_object().then_some(v)
+    }
+
     pub fn info(&self) -> Result<RuntimeInfo, CliError> {
         self.get("/v1/runtime/info", &[])
     }

@@ -26,6 +26,7 @@ pub fn run() -> ExitCode {
         Command::External(words) => {
             commands::dynamic::run(&cli.global, std::env::args_os().collect(), words)
         }
+        Command::Mcp(args) => mcp(&cli, args),
         _ => dispatch(&cli).map(Reply::data),
     };
     let printed = reply.and_then(|r| output::print(&r.stdout).map(|()| r));
@@ -41,6 +42,14 @@ pub fn run() -> ExitCode {
             ExitCode::from(e.exit)
         }
     }
+}
+
+fn mcp(cli: &Cli, args: &args::McpArgs) -> Result<Reply, CliError> {
+    let g = &cli.global;
+    let config = resolve::client_config(g.config.as_deref())?;
+    // The token is only resolved (and sent) when it is to be embedded.
+    let (client, _) = commands::connect_with(g, config.as_ref(), args.with_token)?;
+    commands::mcp::run(&client, config.as_ref(), args, output::resolve(g.format))
 }
 
 fn dispatch(cli: &Cli) -> Result<String, CliError> {
@@ -66,9 +75,9 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
             let (client, _) = remote()?;
             commands::auth::status(&client, format)
         }
-        Command::External(_) => Err(CliError::new(
+        Command::Mcp(_) | Command::External(_) => Err(CliError::new(
             error::exit::PROTOCOL,
-            "tool commands are dispatched by commands::dynamic",
+            "`mcp` and tool commands are dispatched by `run`",
         )),
     }
 }

@@ -44,6 +44,10 @@ mod lifecycle;
 mod logs;
 /// MCP sources over stdio, streamable HTTP and SSE against a real MCP server.
 mod mcp;
+/// `open-cli mcp`: the runtime's `/mcp` URL and agent host snippets for its auth mode.
+mod mcp_cli;
+/// `/mcp`: the runtime as an MCP server, driven by the TypeScript and Python SDK clients.
+mod mcp_server;
 /// `GET /metrics`: promtool, a real Prometheus, the Grafana dashboard's queries.
 mod metrics;
 /// `GET /v1/openapi.json` matches what every route answers.

@@ -27,6 +27,8 @@
 //! **Use cases**: one request's or one rebuild's work.
 //! - [`execute`]: tool execution (execute and pass-through): gathering the policy facts,
 //!   credentials, the upstream call, the audit record;
+//! - [`mcp`]: the runtime as an MCP server (`/mcp`): the effective view as MCP tools, and
+//!   `tools/call` through the execution path (the gateway's `gateway::mcp` is its HTTP side);
 //! - [`refresh`]: rebuilding and swapping the catalog while serving;
 //! - [`export`]: shipping the audit log to an OTLP log receiver, from a persisted position;
 //! - [`state`]: the process-wide state every request reads.
@@ -72,6 +74,7 @@ pub mod gateway;
 pub mod hash;
 pub mod instance;
 pub mod limit;
+pub mod mcp;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimit;

@@ -31,7 +31,9 @@ use crate::{output, resolve};
 
 /// First words the static command line owns; a service with such an alias is unreachable
 /// here and left out.
-pub const BUILT_IN: &[&str] = &["runtime", "catalog", "tool", "config", "auth", "help"];
+pub const BUILT_IN: &[&str] = &[
+    "runtime", "catalog", "tool", "config", "auth", "mcp", "help",
+];
 
 #[derive(Debug)]
 pub struct Tree<'a> {

@@ -7,6 +7,7 @@ pub mod dynamic;
 pub mod exec;
 pub mod flags;
 pub mod leaf;
+pub mod mcp;
 pub mod runtime;
 pub mod tool;
 
@@ -24,6 +25,16 @@ pub(crate) fn connect(
     g: &GlobalArgs,
     config: Option<&LoadedConfig>,
 ) -> Result<(Client, ViewSelector), CliError> {
+    connect_with(g, config, true)
+}
+
+/// [`connect`]; without `send_token` the client sends no runtime token and the config's token
+/// source is not resolved (no variable read, no token fetched).
+pub(crate) fn connect_with(
+    g: &GlobalArgs,
+    config: Option<&LoadedConfig>,
+    send_token: bool,
+) -> Result<(Client, ViewSelector), CliError> {
     let target = resolve::target(g.runtime.as_deref(), config.map(|l| &l.config))?;
     let tls = crate::client::Tls {
         ca_file: g.ca_file.clone(),
@@ -36,7 +47,11 @@ pub(crate) fn connect(
         target.request_config_path,
         &tls,
     )?
-    .with_auth(token::source(config)?);
+    .with_auth(if send_token {
+        token::source(config)?
+    } else {
+        None
+    });
     let view = ViewSelector {
         mode: g.mode.clone(),
         agent_profile: g.agent_profile.clone(),

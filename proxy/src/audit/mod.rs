@@ -135,6 +135,8 @@ names! {
     Channel {
         Execute => "execute",
         Passthrough => "passthrough",
+        /// MCP's `tools/call` at `/mcp` (`crate::mcp`).
+        Mcp => "mcp",
     }
 }
 

@@ -26,6 +26,26 @@ pub async fn handle(
     request_id: &str,
 ) -> Result<ExecuteResponse, Error> {
     let req = decode(body)?;
+    execute(
+        state,
+        &req,
+        caller,
+        request_id,
+        crate::audit::Channel::Execute,
+    )
+    .await
+}
+
+/// Run one decoded tool call that came in on `channel` (`/v1/tools/execute`, or MCP's
+/// `tools/call`, `crate::mcp`): the one path every tool call of both takes, from the binding
+/// check to the audit record.
+pub async fn execute(
+    state: &RuntimeState,
+    req: &ExecuteRequest,
+    caller: &Caller,
+    request_id: &str,
+    channel: crate::audit::Channel,
+) -> Result<ExecuteResponse, Error> {
     state.check_binding(req.config_path.as_deref())?;
     super::check_audit(state)?;
     let snapshot = state.snapshot();
@@ -46,7 +66,7 @@ pub async fn handle(
         caller,
         &intent,
         request_id,
-        crate::audit::Channel::Execute,
+        channel,
         Instant::now(),
     );
     let _permit = match super::admit(state, &snapshot, caller, i, &intent).await {
@@ -57,7 +77,7 @@ pub async fn handle(
         }
     };
     let started = Instant::now();
-    let result = run(state, &snapshot, tool, info, &req, request_id).await;
+    let result = run(state, &snapshot, tool, info, req, request_id).await;
     let latency = started.elapsed();
     match result {
         Ok((resp, mut e)) => {

@@ -198,6 +198,7 @@ pub fn route_channel(route: &str) -> &'static str {
     match route {
         "/v1/tools/execute" => "execute",
         PASSTHROUGH_ROUTE => "passthrough",
+        super::mcp::ROUTE => "mcp",
         _ => "api",
     }
 }

@@ -25,6 +25,7 @@ pub mod conn;
 pub mod edge_tls;
 pub mod error;
 pub mod local;
+pub mod mcp;
 pub mod openapi;
 pub mod passthrough;
 pub mod template;
@@ -155,6 +156,23 @@ impl ProxyHttp for Gateway {
         drop(snapshot);
         ctx.route = api::metrics_route(session.req_header().uri.path());
         ctx.request_id = RequestId::new(session.req_header().headers.get(template::X_REQUEST_ID));
+        match session.req_header().uri.path() {
+            mcp::ROUTE => {
+                ctx.route = mcp::ROUTE;
+                let span = ctx.span.clone();
+                Box::pin(tracing::Instrument::instrument(
+                    mcp::serve(&self.state, session, ctx),
+                    span,
+                ))
+                .await?;
+                return Ok(true);
+            }
+            mcp::METADATA | mcp::METADATA_ROOT => {
+                Box::pin(mcp::metadata(&self.state, session, ctx)).await?;
+                return Ok(true);
+            }
+            _ => {}
+        }
         // Boxed: the API's futures (execute holds HTTP client futures) are several KiB, and
         // this future is allocated for every request, pass-through ones included.
         if ctx.span.is_none() {

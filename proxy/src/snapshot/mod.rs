@@ -127,6 +127,11 @@ impl Snapshot {
         Ok(s)
     }
 
+    /// This snapshot's identity (unique in the process): what caches keyed by snapshot use.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The authorization envelope of a scope set (computed once per snapshot and scope set).
     pub fn envelope(&self, scopes: &[String]) -> std::sync::Arc<Scoped> {
         let mut cache = self.envelopes.lock().unwrap_or_else(|p| p.into_inner());

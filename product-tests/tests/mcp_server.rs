@@ -1,0 +1,413 @@
+//! `/mcp` (issue 19): the runtime as an MCP server, driven by real MCP clients no one here
+//! wrote — the TypeScript SDK (`@modelcontextprotocol/sdk`) and the Python SDK (`mcp` from
+//! PyPI), through `product-tests/mcp-clients` — and by raw HTTP for the protocol's edges.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use open_cli_product_tests::*;
+use serde_json::{Value, json};
+
+fn clients() -> PathBuf {
+    repo_root().join("product-tests/mcp-clients")
+}
+
+/// Run an MCP client script; its stdout as JSON (it prints one document).
+fn run_client(mut cmd: Command, token: Option<&str>) -> Value {
+    if let Some(t) = token {
+        cmd.env("MCP_TOKEN", t);
+    } else {
+        cmd.env_remove("MCP_TOKEN");
+    }
+    let out = cmd.output().expect("an MCP client runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "client output is not JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The TypeScript SDK's client: `list` or `call <name> <json>`.
+fn ts(url: &str, token: Option<&str>, args: &[&str]) -> Value {
+    let script = clients().join("ts-client.mjs");
+    assert!(
+        clients().join("node_modules").exists(),
+        "product-tests/mcp-clients is not installed: run scripts/deps"
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(script).arg(url).args(args);
+    run_client(cmd, token)
+}
+
+/// The Python SDK's client (`--mode` legacy, 2026-07-28 or auto).
+fn py(url: &str, token: Option<&str>, mode: &str, args: &[&str]) -> Value {
+    let python = clients().join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "product-tests/mcp-clients/venv is missing: run scripts/deps"
+    );
+    let mut cmd = Command::new(python);
+    cmd.arg(clients().join("py_client.py"))
+        .arg(url)
+        .args(args)
+        .arg("--mode")
+        .arg(mode);
+    run_client(cmd, token)
+}
+
+fn names(list: &Value) -> Vec<String> {
+    let mut n: Vec<String> = list["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools: {list}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+/// A runtime with auth on in front of the demo API (bearer credential injected) and
+/// server-everything over streamable HTTP.
+struct Setup {
+    issuer: KeyedIssuer,
+    api: TestApi,
+    _everything: McpEverything,
+    _fx: Fixture,
+    rt: Runtime,
+}
+
+fn setup(extra: Value) -> Setup {
+    let issuer = KeyedIssuer::start();
+    let api = TestApi::start();
+    let everything = McpEverything::start("streamableHttp");
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let mut config = open_demo_config(json!({"auth": issuer.auth()}));
+    config["sources"]["everything"] =
+        json!({"type": "mcp", "transport": {"type": "streamable-http", "url": everything.url}});
+    config["services"]["everything"] = json!({"source": "everything", "alias": "everything"});
+    config["secrets"] = json!({"demo.bearerAuth": {"type": "literal", "value": "upstream-secret"}});
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    let cfg = fx.write_json(".cli.json", &config);
+    let rt = Runtime::try_start_in(&cfg, &fx.path().join("state"), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    Setup {
+        issuer,
+        api,
+        _everything: everything,
+        _fx: fx,
+        rt,
+    }
+}
+
+fn mcp_url(rt: &Runtime) -> String {
+    format!("{}/mcp", rt.url)
+}
+
+/// The tool IDs `/v1/catalog/effective` gives `token`.
+fn effective_ids(rt: &Runtime, token: &str) -> Vec<String> {
+    let v: Value = http()
+        .get(format!("{}/v1/catalog/effective", rt.url))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut ids: Vec<String> = v["view"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn listed_ids(list: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t["_meta"]["io.open-cli/toolId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn both_sdks_list_the_tokens_tools_and_call_an_openapi_tool_with_the_injected_credential() {
+    let s = setup(json!({}));
+    let url = mcp_url(&s.rt);
+    let demo_only = s.issuer.token("alice", "bundle:demo");
+    let everything = s.issuer.token("bob", "bundle:demo bundle:everything");
+
+    // tools/list is /v1/catalog/effective's view for the same token, in both SDKs and in
+    // the stateless revision.
+    let ts_list = ts(&url, Some(&demo_only), &["list"]);
+    assert_eq!(listed_ids(&ts_list), effective_ids(&s.rt, &demo_only));
+    assert!(names(&ts_list).contains(&"demo__authBearer".to_string()));
+    assert!(
+        !names(&ts_list)
+            .iter()
+            .any(|n| n.starts_with("everything__"))
+    );
+    for mode in ["legacy", "2026-07-28"] {
+        let py_list = py(&url, Some(&everything), mode, &["list"]);
+        assert_eq!(
+            listed_ids(&py_list),
+            effective_ids(&s.rt, &everything),
+            "{mode}"
+        );
+        assert!(names(&py_list).contains(&"everything__echo".to_string()));
+    }
+    let tool = ts_list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "demo__authBearer")
+        .unwrap();
+    assert_eq!(tool["inputSchema"]["type"], "object", "{tool}");
+    assert!(tool["annotations"]["readOnlyHint"].is_boolean(), "{tool}");
+
+    // The call carries the configured upstream credential, never the caller's token.
+    let before = s.api.requests().len();
+    let r = ts(&url, Some(&demo_only), &["call", "demo__authBearer", "{}"]);
+    assert_ne!(r["isError"], true, "{r}");
+    assert_eq!(r["structuredContent"]["received"], "upstream-secret", "{r}");
+    let r = py(
+        &url,
+        Some(&demo_only),
+        "2026-07-28",
+        &["call", "demo__authBearer", "{}"],
+    );
+    assert_eq!(r["structuredContent"]["received"], "upstream-secret", "{r}");
+    let sent = serde_json::to_string(&s.api.requests()[before..]).unwrap();
+    assert!(
+        !sent.contains(&demo_only),
+        "the caller's token went upstream"
+    );
+
+    // Audited on channel `mcp`, with the principal.
+    let rows = audit_rows(&s.rt, 2, |v| {
+        v["channel"] == "mcp" && v["toolId"] == "demo:authBearer" && v["decision"] == "allowed"
+    });
+    assert_eq!(rows[0]["principal"], "alice");
+}
+
+#[test]
+fn an_mcp_tool_is_called_through_mcp_with_progress() {
+    let s = setup(json!({}));
+    let url = mcp_url(&s.rt);
+    let token = s.issuer.token("bob", "bundle:everything");
+    let r = ts(
+        &url,
+        Some(&token),
+        &["call", "everything__echo", r#"{"message":"hi"}"#],
+    );
+    assert_eq!(r["content"][0]["text"], "Echo: hi", "{r}");
+    let r = py(
+        &url,
+        Some(&token),
+        "2026-07-28",
+        &["call", "everything__get-sum", r#"{"a":2,"b":3}"#],
+    );
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains('5'),
+        "{r}"
+    );
+    // A call that takes over a second gets progress notifications while it waits.
+    let r = ts(
+        &url,
+        Some(&token),
+        &[
+            "call",
+            "everything__trigger-long-running-operation",
+            r#"{"duration":2,"steps":2}"#,
+            "--progress",
+        ],
+    );
+    assert!(r["progressCount"].as_u64().unwrap_or(0) >= 1, "{r}");
+    assert_ne!(r["isError"], true, "{r}");
+}
+
+#[test]
+fn out_of_scope_denied_and_unapproved_calls_are_refused() {
+    let s = setup(
+        json!({"policy": {"deny": ["demo:deleteItem"], "approvalRequired": ["demo:updateItem"]}}),
+    );
+    let url = mcp_url(&s.rt);
+    let token = s.issuer.token("carol", "bundle:demo");
+
+    // Out of scope: 403 insufficient_scope naming the scope, before any MCP work; audited.
+    let resp = http()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "everything__echo")
+        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "everything__echo", "arguments": {"message": "x"},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("scope=\"tool:everything:echo\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("resource_metadata=\"http://127.0.0.1:"),
+        "{challenge}"
+    );
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["error"]["data"]["code"], "authz_denied", "{v}");
+    audit_rows(&s.rt, 1, |v| {
+        v["channel"] == "mcp"
+            && v["toolId"] == "everything:echo"
+            && v["reasonCode"] == "authz_denied"
+    });
+
+    // A denied tool and an unapproved one: refused with the runtime's code, nothing sent.
+    let before = s.api.requests().len();
+    let r = ts(&url, Some(&token), &["call", "demo__deleteItem", "{}"]);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("policy.deny"),
+        "{r}"
+    );
+    assert_eq!(
+        s.api.requests().len(),
+        before,
+        "a refused call reached the upstream"
+    );
+    audit_rows(&s.rt, 1, |v| {
+        v["channel"] == "mcp"
+            && v["toolId"] == "demo:deleteItem"
+            && v["reasonCode"] == "policy_deny"
+    });
+    let r = ts(&url, Some(&token), &["call", "demo__updateItem", "{}"]);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("requires approval"),
+        "{r}"
+    );
+    assert_eq!(
+        s.api.requests().len(),
+        before,
+        "an unapproved call reached the upstream"
+    );
+    audit_rows(&s.rt, 1, |v| {
+        v["channel"] == "mcp"
+            && v["toolId"] == "demo:updateItem"
+            && v["reasonCode"] == "approval_required"
+    });
+}
+
+#[test]
+fn without_a_token_mcp_points_at_its_protected_resource_metadata() {
+    let s = setup(json!({}));
+    let url = mcp_url(&s.rt);
+    let resp = http()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let meta_url = format!("{}/.well-known/oauth-protected-resource/mcp", s.rt.url);
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{meta_url}\"")),
+        "{challenge}"
+    );
+    let meta: Value = http().get(&meta_url).send().unwrap().json().unwrap();
+    assert_eq!(meta["resource"], url);
+    assert_eq!(meta["authorization_servers"][0], s.issuer.oidc.issuer);
+    let scopes: Vec<&str> = meta["scopes_supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        scopes.contains(&"bundle:demo") && scopes.contains(&"bundle:everything"),
+        "{meta}"
+    );
+    // A browser page from elsewhere is refused (DNS rebinding).
+    let token = s.issuer.token("dave", "bundle:demo");
+    let resp = http()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("origin", "http://evil.example")
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+}
+
+#[test]
+fn a_session_belongs_to_the_principal_that_opened_it() {
+    let s = setup(json!({}));
+    let url = mcp_url(&s.rt);
+    let alice = s.issuer.token("alice", "bundle:demo");
+    let mallory = s.issuer.token("mallory", "bundle:demo");
+    let init = http()
+        .post(&url)
+        .bearer_auth(&alice)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .unwrap();
+    assert_eq!(init.status(), 200);
+    let sid = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let list = |token: &str| {
+        http()
+            .post(&url)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-session-id", &sid)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(list(&mallory).status(), 404);
+    assert_eq!(list(&alice).status(), 200);
+}
