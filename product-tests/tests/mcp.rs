@@ -1,3 +1,4 @@
+use base64::Engine as _;
 use open_cli_product_tests::{Fixture, McpEverything, Runtime};
 use serde_json::{Value, json};
 
@@ -197,4 +198,112 @@ fn unreachable_servers_and_unresolvable_header_secrets_fail_the_build() {
     ] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
+}
+
+/// A stdio source whose server records each start's PID in the returned file.
+fn start_recorded_stdio() -> (Fixture, Runtime, std::path::PathBuf) {
+    let (node, args) = McpEverything::stdio_command();
+    let fx = Fixture::new();
+    let pids = fx.path().join("pids");
+    let wrapper =
+        open_cli_product_tests::process::repo_root().join("product-tests/mcp/record-pid.sh");
+    let mut argv = vec![json!(node)];
+    argv.extend(args.iter().map(|a| json!(a)));
+    let cfg = fx.write_json(
+        ".cli.json",
+        &json!({"cli": "1.0.0", "mode": {"default": "discover"},
+            "sources": {"everything": {"type": "mcp", "transport": {"type": "stdio",
+                "command": wrapper, "args": argv, "env": {"MCP_PID_FILE": pids}}}},
+            "services": {"everything": {"source": "everything"}}}),
+    );
+    let rt = Runtime::start(&cfg);
+    (fx, rt, pids)
+}
+
+fn started_pids(file: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+fn get_sum(rt: &Runtime, a: u32, b: u32) -> Value {
+    let body =
+        base64::engine::general_purpose::STANDARD.encode(json!({"a": a, "b": b}).to_string());
+    let (status, v) =
+        open_cli_product_tests::execute(rt, json!({"toolId": "everything:get-sum", "body": body}));
+    assert_eq!((status, &v["statusCode"]), (200, &json!(200)), "{v}");
+    v
+}
+
+/// The process is gone (exited, or a zombie whose pipes are closed).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+#[test]
+fn one_stdio_server_process_serves_the_catalog_build_and_over_a_hundred_calls() {
+    let (_fx, rt, pids) = start_recorded_stdio();
+    let t0 = std::time::Instant::now();
+    for i in 0..20 {
+        get_sum(&rt, i, i);
+    }
+    eprintln!(
+        "a warm stdio tool call, end to end: {:?}",
+        t0.elapsed() / 20
+    );
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let rt = &rt;
+            s.spawn(move || {
+                for i in 0..25u32 {
+                    let v = get_sum(rt, t, i);
+                    let text = v["body"]["content"][0]["text"].as_str().unwrap();
+                    assert!(text.contains(&(t + i).to_string()), "{v}");
+                }
+            });
+        }
+    });
+    let started = started_pids(&pids);
+    assert_eq!(
+        started.len(),
+        1,
+        "one process for the build and 120 calls: {started:?}"
+    );
+    assert!(!gone(started[0]), "the server is still running");
+}
+
+#[test]
+fn a_killed_stdio_server_is_started_again_and_the_next_call_succeeds() {
+    let (_fx, rt, pids) = start_recorded_stdio();
+    get_sum(&rt, 1, 2);
+    let first = started_pids(&pids);
+    assert_eq!(first.len(), 1, "{first:?}");
+    unsafe { libc::kill(first[0], libc::SIGKILL) };
+    open_cli_product_tests::process::wait_for(
+        "the server to die",
+        std::time::Duration::from_secs(10),
+        || gone(first[0]).then_some(()),
+    )
+    .unwrap();
+    let v = get_sum(&rt, 20, 22);
+    assert!(
+        v["body"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("42"),
+        "{v}"
+    );
+    let now = started_pids(&pids);
+    assert_eq!(now.len(), 2, "started once more: {now:?}");
+    assert_ne!(now[1], first[0]);
+    // The restarted server serves on.
+    get_sum(&rt, 1, 1);
+    assert_eq!(started_pids(&pids).len(), 2);
 }

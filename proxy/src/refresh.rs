@@ -24,6 +24,9 @@ pub enum Trigger {
     Api,
     /// SIGHUP: re-read the config file, normal cache rules.
     Signal,
+    /// An MCP source said its tools changed (`notifications/tools/list_changed`): same
+    /// config, normal cache rules (the MCP sources are listed afresh either way).
+    McpToolsChanged,
 }
 
 impl Trigger {
@@ -31,6 +34,7 @@ impl Trigger {
         match self {
             Self::Api => "api",
             Self::Signal => "sighup",
+            Self::McpToolsChanged => "mcp-tools-changed",
         }
     }
 }
@@ -43,6 +47,20 @@ pub fn build_timeout(config: &open_cli_config::Config) -> Duration {
     config
         .refresh_timeout_seconds()
         .map_or(DEFAULT_BUILD_TIMEOUT, Duration::from_secs)
+}
+
+/// Rebuild the catalog each time a long-lived MCP session reports that its server's tools
+/// changed ([`crate::upstream::mcp::tools_changed`]), for as long as the runtime runs. There is
+/// no per-source rebuild: the whole catalog is rebuilt (normal cache rules), and a burst of
+/// notifications during a rebuild leads to one more. Call once, on a serving event loop.
+pub fn follow_mcp_tool_changes(state: Arc<RuntimeState>) {
+    tokio::spawn(async move {
+        loop {
+            crate::upstream::mcp::tools_changed().notified().await;
+            // The outcome is logged and kept as `last_refresh` by the rebuild itself.
+            let _ = rebuild(Arc::clone(&state), Trigger::McpToolsChanged).await;
+        }
+    });
 }
 
 /// Rebuild off the serving threads and wait for the outcome, at most until the deadline.
@@ -192,11 +210,11 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 async fn attempt(state: &RuntimeState, trigger: Trigger) -> Result<Built, String> {
     let loaded = match trigger {
         Trigger::Signal => Arc::new(load_file(&state.bound.path).map_err(|e| e.to_string())?),
-        Trigger::Api => state.config(),
+        Trigger::Api | Trigger::McpToolsChanged => state.config(),
     };
     let fetcher = match trigger {
         Trigger::Api => state.fetcher.forced(),
-        Trigger::Signal => state.fetcher.clone(),
+        Trigger::Signal | Trigger::McpToolsChanged => state.fetcher.clone(),
     };
     let catalog = catalog::build(&loaded, &fetcher, &state.credentials)
         .await
@@ -213,7 +231,7 @@ async fn attempt(state: &RuntimeState, trigger: Trigger) -> Result<Built, String
             )
             .await?,
         ),
-        Trigger::Api => None,
+        Trigger::Api | Trigger::McpToolsChanged => None,
     };
     Ok(Built {
         snapshot,
