@@ -44,10 +44,10 @@ mod lifecycle;
 mod logs;
 /// MCP sources over stdio, streamable HTTP and SSE against a real MCP server.
 mod mcp;
-/// The official MCP conformance suite against `/mcp` fronting a fixture MCP server.
-mod mcp_conformance;
 /// `open-cli mcp`: the runtime's `/mcp` URL and agent host snippets for its auth mode.
 mod mcp_cli;
+/// The official MCP conformance suite against `/mcp` fronting a fixture MCP server.
+mod mcp_conformance;
 /// `/mcp`: the runtime as an MCP server, driven by the TypeScript and Python SDK clients.
 mod mcp_server;
 /// `GET /metrics`: promtool, a real Prometheus, the Grafana dashboard's queries.

@@ -307,3 +307,33 @@ fn a_killed_stdio_server_is_started_again_and_the_next_call_succeeds() {
     get_sum(&rt, 1, 1);
     assert_eq!(started_pids(&pids).len(), 2);
 }
+
+#[test]
+fn a_sources_tools_list_changed_notification_rebuilds_the_catalog() {
+    // The conformance fixture over stdio: `test_trigger_tool_change` adds `test_dynamic_tool`
+    // and sends `notifications/tools/list_changed` on the long-lived session.
+    let fixture = open_cli_product_tests::process::repo_root()
+        .join("product-tests/conformance/fixture.mjs")
+        .display()
+        .to_string();
+    let (_fx, rt) = start(json!({"sources": {"conf": {"type": "mcp",
+        "transport": {"type": "stdio", "command": "node", "args": [fixture, "stdio"]}}},
+        "services": {"conf": {"source": "conf", "alias": "conf"}}}));
+    assert!(!tool_names(&rt.catalog(), "conf").contains(&"test_dynamic_tool".to_string()));
+    let resp = open_cli_product_tests::http()
+        .post(format!("{}/v1/tools/execute", rt.url))
+        .body(json!({"toolId": "conf:test_trigger_tool_change", "body": "e30="}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    open_cli_product_tests::process::wait_for(
+        "the rebuilt catalog",
+        std::time::Duration::from_secs(20),
+        || {
+            tool_names(&rt.catalog(), "conf")
+                .contains(&"test_dynamic_tool".to_string())
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}

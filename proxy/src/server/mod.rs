@@ -439,6 +439,8 @@ async fn run(
         )
     })?;
     tracing::info!(url = %state.url, runtime_json = %state.instance.runtime_json.display(), "open-cli runtime listening");
+    // An MCP source's `notifications/tools/list_changed` rebuilds the catalog.
+    crate::refresh::follow_mcp_tool_changes(Arc::clone(&state));
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     let mut usr1 =

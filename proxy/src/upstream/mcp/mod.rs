@@ -30,7 +30,7 @@
 //! logs it and signals [`tools_changed`] (a [`tokio::sync::Notify`]: one stored permit, so a
 //! burst of notifications wakes a waiter once). `refresh::follow_mcp_tool_changes` waits on it
 //! and rebuilds the whole catalog (normal cache rules; there is no per-source rebuild); the
-//! server has to call it once at startup (`server/mod.rs`, after the `RuntimeState` exists).
+//! server starts it once, when it listens (`server/mod.rs`).
 //!
 //! Every request has a deadline ([`REQUEST_TIMEOUT`]).
 
