@@ -125,7 +125,12 @@ fn install<W>(
     use opentelemetry::trace::TracerProvider as _;
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The MCP SDK (rmcp) logs every MCP session and stateless request at info (created,
+    // initialized, stream ended) with Debug dumps of the peer: per-request noise that cost /mcp
+    // a log write per call. Its warnings and errors stay; the gateway's access line covers the
+    // request. `RUST_LOG` overrides all of it.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
     let quiet_wire =
         || tracing_subscriber::filter::filter_fn(|m| !writes_the_wire(m.target(), m.level()));
     let ansi = std::io::stderr().is_terminal();
