@@ -2,7 +2,7 @@
 //! ([`call_tool`]) over each transport the contract names (contract §8), through `rmcp`, the
 //! MCP project's Rust SDK, wherever it has the transport.
 //!
-//! - `stdio` ([`stdio`]): one supervised, long-lived server process per source, kept in a
+//! - `stdio` (`stdio.rs`): one supervised, long-lived server process per source, kept in a
 //!   process-wide registry keyed by the source's transport settings (command, args, env) and
 //!   shared by every catalog build and tool call; calls are multiplexed over its one rmcp
 //!   client. A process that dies is started again, with backoff (100 ms doubling to 10 s); its
@@ -10,12 +10,12 @@
 //!   `command` and `pid`). The child gets `transport.env` on top of a minimal inherited
 //!   environment (PATH, HOME, LANG, LC_ALL, TMPDIR, USER) — not the runtime's whole
 //!   environment, which may hold secrets.
-//! - `streamable-http` ([`http`]): one rmcp session per source (URL and header fields), reused
+//! - `streamable-http` (`http.rs`): one rmcp session per source (URL and header fields), reused
 //!   by every call; the source's header fields (static ones, resolved `headerSecrets`, the
 //!   OAuth `Authorization`) go on every request. rmcp re-initialises a session the server
 //!   answers 404 for (stale session). A new `Authorization` value (a renewed token) replaces
 //!   the session; a failed one is dropped so the next call starts afresh.
-//! - `sse` (2024-11-05 HTTP+SSE, [`sse`]): rmcp 3.x has no client for this transport, so the
+//! - `sse` (2024-11-05 HTTP+SSE, `sse.rs`): rmcp 3.x has no client for this transport, so the
 //!   own code of before is kept for it alone: one short session per operation.
 //!
 //! rmcp negotiates the revision (2024-11-05 up to 2026-07-28): it probes with
