@@ -42,8 +42,9 @@ pub struct GlobalArgs {
     /// Agent profile whose view to use.
     #[arg(long, global = true, value_name = "NAME")]
     pub agent_profile: Option<String>,
-    /// Seconds to wait for the runtime.
-    #[arg(long, global = true, default_value_t = 30, value_name = "SECONDS")]
+    /// Seconds to wait for the runtime's answer. The default outlasts the runtime's own
+    /// default total upstream timeout (120 s), so a slow tool call is answered, not abandoned.
+    #[arg(long, global = true, default_value_t = 130, value_name = "SECONDS")]
     pub timeout: u64,
     /// Also trust these CA certificates (PEM) for an https:// runtime (one with a private CA).
     #[arg(long, global = true, env = "OPEN_CLI_CA_FILE", value_name = "PEM")]

@@ -44,6 +44,8 @@ pub struct Client {
     /// Where the runtime token comes from (`runtime.remote.oauth`).
     auth: Option<crate::token::Source>,
     token: std::cell::RefCell<Option<String>>,
+    /// `--timeout`, named when it runs out.
+    timeout: Duration,
 }
 
 /// Which view of the catalog to ask for.
@@ -91,6 +93,7 @@ impl Client {
             request_config_path,
             auth: None,
             token: std::cell::RefCell::new(None),
+            timeout,
         })
     }
 
@@ -249,7 +252,13 @@ impl Client {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().map_err(|e| self.transport_error(&e))?;
+        // Our own request ID, so a call that outlives `--timeout` can still be named (the
+        // runtime keeps a safe inbound ID, answers and audits under it).
+        let rid = request_id();
+        req = req.header("x-request-id", &rid);
+        let resp = req
+            .send()
+            .map_err(|e| self.transport_error(&e, &method, path, &rid))?;
         let gzipped = resp
             .headers()
             .get("content-encoding")
@@ -260,7 +269,9 @@ impl Client {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = resp.bytes().map_err(|e| self.transport_error(&e))?;
+        let bytes = resp
+            .bytes()
+            .map_err(|e| self.transport_error(&e, &method, path, &rid))?;
         let bytes = if gzipped {
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
@@ -285,7 +296,29 @@ impl Client {
         })
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> CliError {
+    fn transport_error(
+        &self,
+        e: &reqwest::Error,
+        method: &Method,
+        path: &str,
+        rid: &str,
+    ) -> CliError {
+        if e.is_timeout() && !e.is_connect() {
+            // Connected and asked, but no answer within --timeout: the runtime may still be
+            // working on it (and finish it: a tool call is not undone), so say exactly that.
+            let secs = self.timeout.as_secs_f64();
+            return CliError::new(
+                exit::UNREACHABLE,
+                format!(
+                    "no answer from the runtime at {} within --timeout {secs:.0}s ({method} {path}, request ID {rid})",
+                    self.base
+                ),
+            )
+            .cause("the request was sent; the runtime may still complete it")
+            .hint(format!(
+                "raise --timeout for long calls; the runtime's audit (`GET /v1/audit/events?requestId={rid}`) shows whether and how it finished"
+            ));
+        }
         let err = if e.is_timeout() {
             CliError::new(
                 exit::UNREACHABLE,
@@ -313,6 +346,20 @@ impl Client {
             err.hint("is it running? Start one with `open-cli-toolbox --config <file>`, or point --runtime / OPEN_CLI_RUNTIME_URL at the right address")
         }
     }
+}
+
+/// A request ID of this CLI's own (`cli-` and 16 hex digits): unique enough per process and
+/// call (time, process, a counter), and of the characters the runtime accepts as inbound IDs.
+fn request_id() -> String {
+    use sha2::Digest as _;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let digest = sha2::Sha256::digest(format!("{now}:{}:{n}", std::process::id()));
+    format!("cli-{}", hex::encode(&digest[..8]))
 }
 
 /// Turn an error response into a CLI error, keeping the runtime's code and request ID.

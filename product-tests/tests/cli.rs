@@ -311,3 +311,34 @@ fn the_cli_does_not_link_pingora() {
         "open-cli must not depend on pingora"
     );
 }
+
+/// `catalog list --service/--group` naming nothing in the view: a usage error that says what
+/// there is and suggests the near miss, not an empty list.
+#[test]
+fn unknown_service_or_group_filters_are_usage_errors() {
+    let api = TestApi::start();
+    let (_fx, rt) = start_demo_runtime(&api);
+    let list = |extra: &[&str]| {
+        let mut args = vec!["--runtime", rt.url.as_str(), "catalog", "list"];
+        args.extend_from_slice(extra);
+        cli(&args, &[])
+    };
+    let out = list(&["--service", "demoo"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("unknown --service `demoo`") && err.contains("did you mean `demo`"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    let out = list(&["--service", "demo", "--group", "itemz"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("unknown --group `itemz`") && err.contains("did you mean `items`"),
+        "{err}"
+    );
+    // A known group is still listed.
+    let out = list(&["--group", "items", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

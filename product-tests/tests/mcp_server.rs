@@ -411,3 +411,70 @@ fn a_session_belongs_to_the_principal_that_opened_it() {
     assert_eq!(list(&mallory).status(), 404);
     assert_eq!(list(&alice).status(), 200);
 }
+
+/// RFC 9728 discovery driven by the Python SDK's own OAuth flow against a real OpenID
+/// provider: the client sends no token, follows the 401's `resource_metadata` to the
+/// protected resource metadata, from there to the provider's metadata, takes a
+/// client-credentials token for the scopes the metadata lists and the `/mcp` resource
+/// (RFC 8707), and lists the tools that token reaches. The provider binds the token's `aud`
+/// to that resource, so the runtime's `audience` is the `/mcp` URL (docs/mcp.md,
+/// "Authorization").
+#[test]
+fn an_sdk_client_discovers_the_provider_and_gets_its_own_token() {
+    let oidc = Oidc::start("bundle:demo", &[]);
+    let api = TestApi::start();
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let auth = |audience: &str| json!({"auth": {"validationProfile": "oidc_jwks", "issuer": oidc.issuer, "audience": audience}});
+    let cfg = fx.write_json(".cli.json", &open_demo_config(auth("urn:not-yet")));
+    let rt = Runtime::try_start_in(&cfg, &fx.path().join("state"), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The audience is the resource the client will reach, known once the runtime listens.
+    let url = mcp_url(&rt);
+    fx.write_json(".cli.json", &open_demo_config(auth(&url)));
+    let info = rt.sighup_and_wait();
+    assert_eq!(info["lastRefresh"]["ok"], true, "{info}");
+
+    let python = clients().join("venv/bin/python");
+    let mut cmd = Command::new(python);
+    cmd.arg(clients().join("py_client.py"))
+        .arg(&url)
+        .arg("oauth-list")
+        .args(["--mode", "auto"])
+        .env("OAUTH_CLIENT_ID", "agent-1")
+        .env("OAUTH_CLIENT_SECRET", "agent-1-secret");
+    let out = run_client(cmd, None);
+    let oauth = &out["oauth"];
+    assert_eq!(
+        oauth["authorizationServer"]
+            .as_str()
+            .map(|s| s.trim_end_matches('/')),
+        Some(oidc.issuer.as_str()),
+        "{out}"
+    );
+    assert_eq!(oauth["resource"], url, "{out}");
+    assert_eq!(oauth["scope"], "bundle:demo", "{out}");
+    assert_eq!(
+        oauth["tokenType"]
+            .as_str()
+            .map(str::to_lowercase)
+            .as_deref(),
+        Some("bearer")
+    );
+    let listed = listed_ids(&out);
+    assert!(
+        !listed.is_empty() && listed.iter().all(|id| id.starts_with("demo:")),
+        "{out}"
+    );
+    // The same tools `/v1/catalog/effective` gives a token of that provider for that scope.
+    let token = oidc.token("bundle:demo", Some(&url));
+    assert_eq!(listed, effective_ids(&rt, &token));
+    // A token for another audience is refused by the same authenticator.
+    let other = oidc.token("bundle:demo", None);
+    let resp = http()
+        .get(format!("{}/v1/catalog/effective", rt.url))
+        .bearer_auth(&other)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}

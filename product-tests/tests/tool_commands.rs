@@ -543,6 +543,40 @@ fn runtime_refusals_exit_1_with_hints() {
         ],
     ));
 
+    // `policy.approvalRequired` shows in the catalog the CLI reads: in help, in a dry run
+    // and in the safety filter, not only when the runtime refuses the call.
+    let out = oc(&rt, &["demo", "items", "delete-item", "--help"]);
+    assert!(
+        text(&out.stdout).contains("Requires approval"),
+        "{}",
+        text(&out.stdout)
+    );
+    let plan = json_out(&oc(
+        &rt,
+        &[
+            "demo",
+            "items",
+            "delete-item",
+            "1",
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(plan["approval"], "required", "{plan}");
+    let listed = json_out(&oc(
+        &rt,
+        &[
+            "catalog",
+            "list",
+            "--safety",
+            "requires-approval",
+            "--format",
+            "json",
+        ],
+    ));
+    assert!(listed.to_string().contains("demo:deleteItem"), "{listed}");
+
     let out = oc(&rt, &["demo", "items", "delete-item", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -697,4 +731,43 @@ fn mcp_tools_take_typed_property_flags_or_a_body() {
         v["content"][0]["text"].as_str().unwrap().contains('3'),
         "{v}"
     );
+}
+
+/// A tool call that outlives `--timeout` is reported as exactly that, with the request ID
+/// the runtime audits it under (it finishes the call), not as an unreachable runtime.
+#[test]
+fn a_call_past_the_timeout_names_its_request_id() {
+    let api = TestApi::start();
+    let (_fx, rt) = start_demo_runtime(&api);
+    let out = oc(
+        &rt,
+        &[
+            "--timeout",
+            "1",
+            "demo",
+            "diagnostics",
+            "slow-response",
+            "--ms",
+            "2500",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("within --timeout 1s"), "{err}");
+    assert!(err.contains("may still complete"), "{err}");
+    assert!(!err.contains("is it running"), "{err}");
+    let rid = err
+        .split("request ID ")
+        .nth(1)
+        .and_then(|r| {
+            r.split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                .next()
+        })
+        .unwrap_or_else(|| panic!("no request ID: {err}"))
+        .to_string();
+    assert!(rid.starts_with("cli-"), "{err}");
+    // The runtime finished it, under that ID.
+    let rows = open_cli_product_tests::audit_rows(&rt, 1, |v| v["requestId"] == rid.as_str());
+    assert_eq!(rows[0]["toolId"], "demo:slowResponse", "{}", rows[0]);
+    assert_eq!(rows[0]["statusCode"], 200, "{}", rows[0]);
 }

@@ -16,6 +16,7 @@ pub fn list(
 ) -> Result<String, CliError> {
     let mut effective = client.effective(view)?;
     let aliases = aliases(&effective);
+    check_filters(&effective, args, &aliases)?;
     effective.view.tools.retain(|t| keep(t, args, &aliases));
     match format {
         Format::Json | Format::Yaml => Ok(output::machine(format, &effective)?.unwrap_or_default()),
@@ -76,6 +77,57 @@ pub fn alias_of<'a>(aliases: &'a [(String, String)], service_id: &'a str) -> &'a
         .find(|(id, _)| id == service_id)
         .map(|(_, a)| a.as_str())
         .unwrap_or(service_id)
+}
+
+/// A `--service` or `--group` that names nothing in the view is a usage error naming what
+/// there is (an empty list would read as "no tools there"), with a suggestion on a near miss.
+fn check_filters(
+    e: &EffectiveCatalog,
+    args: &CatalogListArgs,
+    aliases: &[(String, String)],
+) -> Result<(), CliError> {
+    let tools = &e.view.tools;
+    if let Some(s) = args.service.as_deref() {
+        let in_view = |t: &&Tool| s == t.service_id || s == alias_of(aliases, &t.service_id);
+        if !tools.iter().any(|t| in_view(&t)) {
+            let mut names: Vec<&str> = tools
+                .iter()
+                .map(|t| alias_of(aliases, &t.service_id))
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            return Err(unknown("service", s, &names));
+        }
+    }
+    if let Some(g) = args.group.as_deref() {
+        let mut groups: Vec<&str> = tools
+            .iter()
+            .filter(|t| {
+                args.service
+                    .as_deref()
+                    .is_none_or(|s| s == t.service_id || s == alias_of(aliases, &t.service_id))
+            })
+            .map(|t| t.group.as_str())
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        if !groups.contains(&g) {
+            return Err(unknown("group", g, &groups));
+        }
+    }
+    Ok(())
+}
+
+fn unknown(what: &str, name: &str, known: &[&str]) -> CliError {
+    let mut err = CliError::usage(format!("unknown --{what} `{name}` in this view"));
+    if let Some(s) = open_cli_config::diag::did_you_mean(name, known) {
+        err = err.hint(format!("did you mean `{s}`?"));
+    }
+    if known.is_empty() {
+        err.cause("the view has no tools")
+    } else {
+        err.cause(format!("{what}s here: {}", known.join(", ")))
+    }
 }
 
 fn keep(t: &Tool, args: &CatalogListArgs, aliases: &[(String, String)]) -> bool {

@@ -126,6 +126,9 @@ impl<'a> Tree<'a> {
                     add_leaf(&mut node.groups[at].commands, t, &[]);
                 }
             }
+            for g in &mut node.groups {
+                alias_without_group_prefix(g);
+            }
             services.push(node);
         }
         Self { services }
@@ -216,6 +219,27 @@ fn add_leaf<'a>(siblings: &mut Vec<Leaf<'a>>, t: &'a Tool, also_taken: &[&str]) 
         aliases,
         tool: t,
     });
+}
+
+/// Names that repeat their group (GitHub's `repos repos-get`: 1,209 of its 1,223 commands)
+/// are also accepted without it (`repos get`), where that name is free among the group's
+/// commands. Added after every command has its own name, so an alias never takes a name a
+/// later command has; the catalog's command names stay as they are.
+fn alias_without_group_prefix(g: &mut GroupNode<'_>) {
+    let prefix = format!("{}-", g.name);
+    for i in 0..g.commands.len() {
+        let Some(short) = g.commands[i].name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let short = short.to_string();
+        let taken = g
+            .commands
+            .iter()
+            .any(|l| l.name == short || l.aliases.contains(&short));
+        if !short.is_empty() && !taken {
+            g.commands[i].aliases.push(short);
+        }
+    }
 }
 
 fn leaf_command(l: &Leaf<'_>) -> Command {
@@ -419,6 +443,36 @@ mod tests {
             .resolve(&m)
             .map(|(t, _)| t.id.clone())
             .unwrap_or_default())
+    }
+
+    #[test]
+    fn commands_that_repeat_their_group_also_answer_without_it() {
+        let e = effective(vec![
+            t("gh:reposGet", "gh", "repos", "repos-get"),
+            t("gh:reposList", "gh", "repos", "repos-list"),
+            // `list` is this command's own name: the alias of `repos-list` does not take it.
+            t("gh:list", "gh", "repos", "list"),
+            t("gh:issuesGet", "gh", "issues", "issues-get"),
+        ]);
+        let tree = Tree::build(&e);
+        tree.command().debug_assert();
+        assert_eq!(
+            parse(&tree, &["gh", "repos", "get"]).unwrap(),
+            "gh:reposGet"
+        );
+        assert_eq!(
+            parse(&tree, &["gh", "repos", "repos-get"]).unwrap(),
+            "gh:reposGet"
+        );
+        assert_eq!(parse(&tree, &["gh", "repos", "list"]).unwrap(), "gh:list");
+        assert_eq!(
+            parse(&tree, &["gh", "repos", "repos-list"]).unwrap(),
+            "gh:reposList"
+        );
+        assert_eq!(
+            parse(&tree, &["gh", "issues", "get"]).unwrap(),
+            "gh:issuesGet"
+        );
     }
 
     #[test]

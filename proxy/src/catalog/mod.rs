@@ -232,6 +232,20 @@ pub async fn build(
             problems.push(format!("duplicate workflow ID `{}`", pair[0].workflow_id));
         }
     }
+    // `policy.approvalRequired` is part of what calling a tool takes, so the published
+    // catalog (and every view, help text and dry run built from it) says so, not only the
+    // execute path (`snapshot::index`, which decides on the same patterns).
+    let approval: Vec<Pattern> = cfg
+        .policy
+        .approval_required
+        .iter()
+        .filter_map(|p| Pattern::new(p).ok())
+        .collect();
+    for tool in &mut tools {
+        if approval.iter().any(|p| p.matches(&tool.id)) {
+            tool.safety.requires_approval = true;
+        }
+    }
     let views = match effective_views(cfg, &tools) {
         Ok(v) => v,
         Err(mut e) => {
