@@ -68,6 +68,10 @@ pub struct GlobalArgs {
         requires = "client_cert"
     )]
     pub client_key: Option<PathBuf>,
+    /// Use the locally cached catalog without asking the runtime (commands that only read
+    /// the catalog: help, `catalog list`, `explain`, `search`, `--dry-run`); says how old it is.
+    #[arg(long, global = true)]
+    pub offline: bool,
     /// Approve a tool that requires approval (tool commands).
     #[arg(long, global = true, hide = true)]
     pub approval: bool,
@@ -98,6 +102,21 @@ pub enum Command {
     /// Runtime authentication.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Explain one tool: request, arguments, body, guidance, safety, auth and approval
+    /// (`explain <tool-id>` or `explain <service> [<group>] <command>`).
+    Explain {
+        #[arg(required = true, num_args = 1..=3, value_name = "REF")]
+        reference: Vec<String>,
+    },
+    /// Find tools of the view by words in their ID, command, summary, description and
+    /// guidance, best match first.
+    Search {
+        #[arg(required = true, value_name = "WORDS")]
+        words: Vec<String>,
+        /// Only tools of this service (ID or alias).
+        #[arg(long, value_name = "SERVICE")]
+        service: Option<String>,
+    },
     /// Print the runtime's MCP endpoint and ready-to-paste agent host configuration.
     Mcp(McpArgs),
     /// A tool command: `<service> [<group>] <command> …`, resolved against the runtime's

@@ -46,6 +46,16 @@ pub struct Client {
     token: std::cell::RefCell<Option<String>>,
     /// `--timeout`, named when it runs out.
     timeout: Duration,
+    /// `--offline`: the catalog from the local cache, no request.
+    offline: bool,
+}
+
+/// A success answer of the runtime.
+struct Answer {
+    /// 304 to an `If-None-Match`: the caller's copy is current (`bytes` is empty).
+    not_modified: bool,
+    etag: Option<String>,
+    bytes: bytes::Bytes,
 }
 
 /// Which view of the catalog to ask for.
@@ -94,7 +104,14 @@ impl Client {
             auth: None,
             token: std::cell::RefCell::new(None),
             timeout,
+            offline: false,
         })
+    }
+
+    /// Take the catalog from the local cache without asking the runtime (`--offline`).
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
     }
 
     /// Send a runtime token from this source with every request.
@@ -178,7 +195,71 @@ impl Client {
         if let Some(p) = &view.agent_profile {
             q.push(("agentProfile", p));
         }
-        self.get("/v1/catalog/effective", &q)
+        self.cached_effective(&q)
+    }
+
+    /// `GET /v1/catalog/effective`, revalidating the cached copy ([`crate::cache`]): the
+    /// runtime answers 304 when it is still this token's view, and the copy is used.
+    fn cached_effective(&self, q: &[(&str, &str)]) -> Result<EffectiveCatalog, CliError> {
+        const PATH: &str = "/v1/catalog/effective";
+        let file = crate::cache::path(&self.base, q);
+        let cached = file.as_ref().and_then(crate::cache::load);
+        if self.offline {
+            let entry = cached.ok_or_else(|| {
+                CliError::usage(format!(
+                    "--offline: no cached catalog of {} for this view",
+                    self.base
+                ))
+                .hint("run the command once without --offline to cache it")
+            })?;
+            eprintln!(
+                "open-cli: offline; the catalog of {} as of {} ago",
+                self.base,
+                crate::cache::human(entry.age())
+            );
+            return self.parse(&Method::GET, PATH, entry.body.as_bytes());
+        }
+        let attempt = |token: Option<&str>| {
+            let identity = crate::cache::identity(token);
+            let tag = cached
+                .as_ref()
+                .filter(|c| c.identity == identity)
+                .map(|c| c.etag.as_str());
+            self.exchange(Method::GET, PATH, q, None, token, tag)
+                .map(|a| (a, identity))
+        };
+        let token = self.bearer(false)?;
+        let (answer, identity) = match attempt(token.as_deref()) {
+            Err(e)
+                if e.code.as_deref() == Some(codes::AUTHN_FAILED)
+                    && matches!(self.auth, Some(crate::token::Source::Client(_))) =>
+            {
+                let token = self.bearer(true)?;
+                attempt(token.as_deref())?
+            }
+            other => other?,
+        };
+        if answer.not_modified
+            && let (Some(file), Some(entry)) = (&file, cached)
+        {
+            let entry = crate::cache::touch(file, entry);
+            return self.parse(&Method::GET, PATH, entry.body.as_bytes());
+        }
+        let catalog = self.parse(&Method::GET, PATH, &answer.bytes)?;
+        if let (Some(file), Some(etag), Ok(body)) =
+            (&file, answer.etag, std::str::from_utf8(&answer.bytes))
+        {
+            crate::cache::store(
+                file,
+                &crate::cache::Entry {
+                    etag,
+                    checked_at: crate::cache::now(),
+                    identity,
+                    body: body.to_string(),
+                },
+            );
+        }
+        Ok(catalog)
     }
 
     /// The `config` value sent with every request (`runtime.remote.requestConfigPath`).
@@ -189,6 +270,13 @@ impl Client {
     /// `POST /v1/tools/execute`. Never retried (the tool may not be idempotent), except once
     /// with a fresh client-credentials token after `authn_failed`, when nothing was run.
     pub fn execute(&self, req: &ExecuteRequest) -> Result<ExecuteResponse, CliError> {
+        if self.offline {
+            return Err(CliError::usage(format!(
+                "--offline: `{}` would call the runtime",
+                req.tool_id
+            ))
+            .hint("drop --offline to run it, or add --dry-run to see the request"));
+        }
         let body = serde_json::to_vec(req).map_err(|e| {
             CliError::new(exit::PROTOCOL, "cannot encode the execute request").cause(e.to_string())
         })?;
@@ -237,6 +325,33 @@ impl Client {
         body: Option<&[u8]>,
         token: Option<&str>,
     ) -> Result<T, CliError> {
+        let answer = self.exchange(method.clone(), path, query, body, token, None)?;
+        self.parse(&method, path, &answer.bytes)
+    }
+
+    fn parse<T: DeserializeOwned>(
+        &self,
+        method: &Method,
+        path: &str,
+        bytes: &[u8],
+    ) -> Result<T, CliError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            CliError::new(exit::PROTOCOL, format!("the runtime at {} sent a response this CLI does not understand", self.base))
+                .cause(format!("{method} {path}: {e}"))
+                .hint("the runtime may speak a different contract version; compare `open-cli runtime info`")
+        })
+    }
+
+    /// One request: its success (or, with `if_none_match`, 304) answer decoded, or the error.
+    fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&[u8]>,
+        token: Option<&str>,
+        if_none_match: Option<&str>,
+    ) -> Result<Answer, CliError> {
         let url = format!("{}{path}", self.base);
         // Catalogs compress ~10x; the runtime serves pre-compressed bodies.
         let mut req = self
@@ -252,6 +367,9 @@ impl Client {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
+        if let Some(tag) = if_none_match {
+            req = req.header("if-none-match", tag);
+        }
         // Our own request ID, so a call that outlives `--timeout` can still be named (the
         // runtime keeps a safe inbound ID, answers and audits under it).
         let rid = request_id();
@@ -264,15 +382,18 @@ impl Client {
             .get("content-encoding")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
         let status = resp.status();
-        let request_id = resp
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let request_id = header("x-request-id");
+        let etag = header("etag");
         let bytes = resp
             .bytes()
             .map_err(|e| self.transport_error(&e, &method, path, &rid))?;
-        let bytes = if gzipped {
+        let bytes = if gzipped && !bytes.is_empty() {
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
                 .map_err(|e| {
@@ -286,13 +407,14 @@ impl Client {
         } else {
             bytes
         };
-        if !status.is_success() {
+        let not_modified = status == reqwest::StatusCode::NOT_MODIFIED && if_none_match.is_some();
+        if !status.is_success() && !not_modified {
             return Err(runtime_error(status.as_u16(), &bytes, request_id));
         }
-        serde_json::from_slice(&bytes).map_err(|e| {
-            CliError::new(exit::PROTOCOL, format!("the runtime at {} sent a response this CLI does not understand", self.base))
-                .cause(format!("{method} {path}: {e}"))
-                .hint("the runtime may speak a different contract version; compare `open-cli runtime info`")
+        Ok(Answer {
+            not_modified,
+            etag,
+            bytes,
         })
     }
 

@@ -5,6 +5,7 @@
 //! [`error::exit`].
 
 pub mod args;
+pub mod cache;
 pub mod client;
 pub mod commands;
 pub mod error;
@@ -27,6 +28,7 @@ pub fn run() -> ExitCode {
             commands::dynamic::run(&cli.global, std::env::args_os().collect(), words)
         }
         Command::Mcp(args) => mcp(&cli, args),
+        Command::Search { words, service } => search(&cli, words, service.as_deref()),
         _ => dispatch(&cli).map(Reply::data),
     };
     let printed = reply.and_then(|r| output::print(&r.stdout).map(|()| r));
@@ -52,6 +54,13 @@ fn mcp(cli: &Cli, args: &args::McpArgs) -> Result<Reply, CliError> {
     commands::mcp::run(&client, config.as_ref(), args, output::resolve(g.format))
 }
 
+fn search(cli: &Cli, words: &[String], service: Option<&str>) -> Result<Reply, CliError> {
+    let g = &cli.global;
+    let config = resolve::client_config(g.config.as_deref())?;
+    let (client, view) = commands::connect(g, config.as_ref())?;
+    commands::explain::search(&client, &view, words, service, output::resolve(g.format))
+}
+
 fn dispatch(cli: &Cli) -> Result<String, CliError> {
     let g = &cli.global;
     let config = resolve::client_config(g.config.as_deref())?;
@@ -71,13 +80,17 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
             let (client, view) = remote()?;
             commands::tool::schema(&client, &view, reference, format)
         }
+        Command::Explain { reference } => {
+            let (client, view) = remote()?;
+            commands::explain::explain(&client, &view, reference, format)
+        }
         Command::Auth(AuthCommand::Status) => {
             let (client, _) = remote()?;
             commands::auth::status(&client, format)
         }
-        Command::Mcp(_) | Command::External(_) => Err(CliError::new(
+        Command::Mcp(_) | Command::Search { .. } | Command::External(_) => Err(CliError::new(
             error::exit::PROTOCOL,
-            "`mcp` and tool commands are dispatched by `run`",
+            "`mcp`, `search` and tool commands are dispatched by `run`",
         )),
     }
 }

@@ -69,7 +69,10 @@ pub fn isolate(cmd: &mut Command) {
         "OPEN_CLI_MANAGED_CONFIG",
         empty.path().join("no-managed.cli.json"),
     )
-    .env("XDG_CONFIG_HOME", empty.path());
+    .env("XDG_CONFIG_HOME", empty.path())
+    // The CLI's catalog cache stays out of the home directory; entries are keyed by runtime
+    // URL and revalidated against tags unique to a runtime process, so tests share it safely.
+    .env("OPEN_CLI_CACHE_DIR", empty.path().join("cache"));
 }
 
 /// A child process whose output goes to files, killed on drop; logs are printed if the

@@ -1,4 +1,6 @@
-use open_cli_product_tests::{Fixture, TestApi, cli, run, start_demo_runtime, text};
+use open_cli_product_tests::{
+    Fixture, Runtime, TestApi, cli, demo_config, run, start_demo_runtime, text,
+};
 use serde_json::{Value, json};
 
 #[test]
@@ -341,4 +343,243 @@ fn unknown_service_or_group_filters_are_usage_errors() {
     // A known group is still listed.
     let out = list(&["--group", "items", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// `explain` gives the contract's report of one tool (approval as the runtime's policy says);
+/// `search` ranks the view's tools by the words and says so on stderr when nothing matches.
+#[test]
+fn explain_and_search_find_and_describe_tools() {
+    let api = TestApi::start();
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let cfg = fx.write_json(
+        ".cli.json",
+        &demo_config(json!({"policy": {"approvalRequired": ["demo:deleteItem"]}})),
+    );
+    let rt = Runtime::start(&cfg);
+    let run = |args: &[&str]| {
+        let mut all = vec!["--runtime", rt.url.as_str()];
+        all.extend_from_slice(args);
+        cli(&all, &[])
+    };
+    let out = run(&[
+        "explain",
+        "demo",
+        "items",
+        "delete-item",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "toolId",
+        "summary",
+        "method",
+        "path",
+        "service",
+        "group",
+        "command",
+        "description",
+        "pathParams",
+        "parameters",
+        "requestBody",
+        "guidance",
+        "servers",
+        "safety",
+        "auth",
+        "authAlternatives",
+        "approvalRequired",
+        "approvalStatus",
+        "runtime",
+        "runtimeAvailable",
+    ] {
+        assert!(r.get(key).is_some(), "{key} missing: {r}");
+    }
+    assert_eq!(r["toolId"], "demo:deleteItem");
+    assert_eq!(r["method"], "DELETE");
+    assert_eq!(r["approvalRequired"], true);
+    assert_eq!(r["approvalStatus"], "required");
+    assert_eq!(r["pathParams"][0]["name"], "item-id", "{r}");
+    assert!(
+        r["commandLine"]
+            .as_str()
+            .unwrap()
+            .starts_with("open-cli demo items delete-item <item-id>"),
+        "{r}"
+    );
+    // By ID, in text.
+    let out = run(&["explain", "demo:listItems", "--format", "pretty"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("GET /items") && t.contains("not required"),
+        "{t}"
+    );
+    // A tool outside the view: said so, no look-alikes.
+    let out = run(&["--agent-profile", "reader", "explain", "demo:createItem"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not in the `reader` view"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Search: ranked, every word counts.
+    let out = run(&["search", "item", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let hits: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["toolId"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"demo:getItem") && ids.contains(&"demo:deleteItem"),
+        "{hits}"
+    );
+    let scores: Vec<u64> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["score"].as_u64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{hits}");
+    let out = run(&["search", "delete", "item", "--format", "json"]);
+    let hits: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(hits[0]["toolId"], "demo:deleteItem", "{hits}");
+    // No match: exit 0, a message on stderr, an empty list on stdout.
+    let out = run(&["search", "zebra-unicorn", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no tool of the"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout).trim(), "[]");
+    // An unknown service is a usage error.
+    let out = run(&["search", "item", "--service", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+/// The warm catalog: the runtime tags each view per token (`ETag`) and answers 304 to a
+/// current `If-None-Match`; the CLI keeps the last view and revalidates it, uses its copy on a
+/// 304, takes the new one after a rebuild, and `--offline` reads the copy without asking.
+#[test]
+fn the_catalog_is_revalidated_with_etags_and_served_offline() {
+    let api = TestApi::start();
+    let (fx, mut rt) = start_demo_runtime(&api);
+    let url = format!("{}/v1/catalog/effective", rt.url);
+    let first = open_cli_product_tests::http().get(&url).send().unwrap();
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with("W/\""), "{etag}");
+    assert_eq!(first.headers()["cache-control"], "private, no-cache");
+    let again = open_cli_product_tests::http()
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert!(again.bytes().unwrap().is_empty());
+    // Another view has another tag.
+    let other = open_cli_product_tests::http()
+        .get(format!("{url}?agentProfile=reader"))
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(other.status(), 200);
+
+    // The CLI: the first run caches, the second revalidates (304) and uses its copy.
+    let cache = fx.path().join("cli-cache");
+    let env = [("OPEN_CLI_CACHE_DIR", cache.to_str().unwrap())];
+    let rt_url = rt.url.clone();
+    let list = |extra: &[&str]| {
+        let mut args = vec![
+            "--runtime",
+            rt_url.as_str(),
+            "catalog",
+            "list",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        cli(&args, &env)
+    };
+    let out = list(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let files: Vec<_> = std::fs::read_dir(cache.join("catalogs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Mark the copy: a 304 must make the CLI print the copy, not a fresh download.
+    let mut entry: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    let marked =
+        entry["body"]
+            .as_str()
+            .unwrap()
+            .replacen("List items", "List items (cached copy)", 1);
+    assert_ne!(
+        marked,
+        entry["body"].as_str().unwrap(),
+        "the demo catalog changed"
+    );
+    entry["body"] = json!(marked);
+    std::fs::write(&files[0], entry.to_string()).unwrap();
+    let out = list(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("(cached copy)"),
+        "the copy was not used"
+    );
+    open_cli_product_tests::process::wait_for(
+        "the runtime's 304 line",
+        std::time::Duration::from_secs(10),
+        || {
+            rt.proc
+                .logs()
+                .lines()
+                .any(|l| l.contains("path=/v1/catalog/effective status=304"))
+                .then_some(())
+        },
+    )
+    .unwrap();
+    // Offline: the copy, with its age on stderr.
+    let out = list(&["--offline"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("(cached copy)"));
+    assert!(
+        text(&out.stderr).contains("offline"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A rebuild makes a new view: the CLI takes it (the mark is gone).
+    rt.sighup_and_wait();
+    let out = list(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("(cached copy)"));
+    // Offline with the runtime gone still works; offline without a copy is a usage error.
+    rt.stop();
+    let out = list(&["--offline"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let empty = fx.path().join("empty-cache");
+    let out = cli(
+        &["--runtime", rt_url.as_str(), "--offline", "catalog", "list"],
+        &[("OPEN_CLI_CACHE_DIR", empty.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no cached catalog"),
+        "{}",
+        text(&out.stderr)
+    );
 }

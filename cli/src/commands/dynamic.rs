@@ -32,7 +32,7 @@ use crate::{output, resolve};
 /// First words the static command line owns; a service with such an alias is unreachable
 /// here and left out.
 pub const BUILT_IN: &[&str] = &[
-    "runtime", "catalog", "tool", "config", "auth", "mcp", "help",
+    "runtime", "catalog", "tool", "explain", "search", "config", "auth", "mcp", "help",
 ];
 
 #[derive(Debug)]
@@ -254,6 +254,11 @@ pub fn prescan(g: &mut GlobalArgs, words: &[String]) {
         let w = &words[i];
         if w == "--" {
             break;
+        }
+        if w == "--offline" {
+            g.offline = true;
+            i += 1;
+            continue;
         }
         let (name, inline) = match w.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod config;
 pub mod dynamic;
 pub mod exec;
+pub mod explain;
 pub mod flags;
 pub mod leaf;
 pub mod mcp;
@@ -47,6 +48,7 @@ pub(crate) fn connect_with(
         target.request_config_path,
         &tls,
     )?
+    .offline(g.offline)
     .with_auth(if send_token {
         token::source(config)?
     } else {

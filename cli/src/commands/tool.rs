@@ -1,6 +1,7 @@
 //! `open-cli tool schema <tool-id | service [group] command>`.
 
 use open_cli_config::ntc::{Parameter, Tool};
+use open_cli_config::wire::EffectiveCatalog;
 
 use crate::args::Format;
 use crate::client::{Client, ViewSelector};
@@ -16,8 +17,21 @@ pub fn schema(
 ) -> Result<String, CliError> {
     let effective = client.effective(view)?;
     let aliases = aliases(&effective);
-    let tools = &effective.view.tools;
-    let tool = find(tools, &aliases, reference).map_err(|e| {
+    let tool = resolve(&effective, reference)?;
+    if let Some(text) = output::machine(format, tool)? {
+        return Ok(text);
+    }
+    Ok(describe(tool, alias_of(&aliases, &tool.service_id)))
+}
+
+/// The tool of the view a reference names (see [`find`]); a tool of the catalog that the
+/// view leaves out is named as such, without look-alikes.
+pub(crate) fn resolve<'a>(
+    effective: &'a EffectiveCatalog,
+    reference: &[String],
+) -> Result<&'a Tool, CliError> {
+    let aliases = aliases(effective);
+    find(&effective.view.tools, &aliases, reference).map_err(|e| {
         let in_catalog = reference.len() == 1 && effective.catalog.tool(&reference[0]).is_some();
         if in_catalog {
             CliError::usage(format!(
@@ -28,11 +42,7 @@ pub fn schema(
         } else {
             e
         }
-    })?;
-    if let Some(text) = output::machine(format, tool)? {
-        return Ok(text);
-    }
-    Ok(describe(tool, alias_of(&aliases, &tool.service_id)))
+    })
 }
 
 /// Resolve a reference: a tool ID (contains `:`), or `service [group] command` words where

@@ -39,6 +39,8 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// The client accepts `Content-Encoding: gzip`.
     pub accept_gzip: bool,
+    /// `If-None-Match`, for the routes that answer with an entity tag.
+    pub if_none_match: Option<&'a [u8]>,
     /// The `Authorization` header's value, as received (see `auth::Authenticator::remembered`).
     pub authorization: Option<&'a [u8]>,
     /// When the request arrived (its wall-clock time comes from [`crate::clock`]).
@@ -535,6 +537,18 @@ fn catalog_effective(
     state.check_binding(q.get("config"))?;
     let snapshot = state.snapshot();
     let view = snapshot.select_view(q.get("agentProfile"), q.get("mode"))?;
+    let etag = effective_etag(snapshot.id(), view, caller);
+    let revalidate = [
+        ("etag", etag.clone()),
+        ("vary", "accept-encoding, authorization".into()),
+        // Cacheable by the caller only, and only after asking (a rebuild may change it).
+        ("cache-control", "private, no-cache".into()),
+    ];
+    if req.if_none_match.is_some_and(|v| etag_matches(v, &etag)) {
+        let mut reply = Reply::raw(304, Bytes::new());
+        reply.headers.extend(revalidate);
+        return Ok(reply);
+    }
     let filtered;
     let body = match &caller.principal {
         Some(p) => {
@@ -563,8 +577,47 @@ fn catalog_effective(
     } else {
         Reply::raw(200, body.identity.clone())
     };
-    reply.headers.push(("vary", "accept-encoding".into()));
+    reply.headers.extend(revalidate);
     Ok(reply)
+}
+
+/// The entity tag of an effective view: what makes its body, without rendering it — the
+/// process (a random value drawn once, so a restart or another replica never repeats a tag),
+/// the snapshot, the view and, for an authenticated caller, the scopes that filter it. Weak:
+/// the gzip and identity forms are the same view.
+fn effective_etag(snapshot: u64, view: &str, caller: &Caller) -> String {
+    use sha2::Digest as _;
+    static PROCESS: std::sync::LazyLock<u64> =
+        std::sync::LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let mut h = sha2::Sha256::new();
+    h.update(view.as_bytes());
+    if let Some(p) = &caller.principal {
+        let mut scopes: Vec<&str> = p.scopes.iter().map(String::as_str).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        for s in scopes {
+            h.update([0]);
+            h.update(s.as_bytes());
+        }
+    } else {
+        h.update([1]);
+    }
+    let digest = h.finalize();
+    format!(
+        "W/\"{:016x}-{snapshot:x}-{}\"",
+        *PROCESS,
+        hex::encode(&digest[..8])
+    )
+}
+
+/// `If-None-Match` (RFC 9110 §13.1.2): `*`, or a list of tags compared weakly.
+fn etag_matches(header: &[u8], etag: &str) -> bool {
+    let Ok(text) = std::str::from_utf8(header) else {
+        return false;
+    };
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    let want = opaque(etag);
+    text.trim() == "*" || text.split(',').any(|t| opaque(t) == want)
 }
 
 /// The scope a token needs for `GET|POST /v1/refresh` when runtime auth is on.

@@ -227,6 +227,7 @@ pub async fn serve(state: &Arc<RuntimeState>, session: &mut Session, ctx: &mut C
         received: ctx.started,
         client_cert: cert.as_ref(),
         accept_gzip: false,
+        if_none_match: None,
     };
     let caller = match api::authenticate(state, &req).await {
         Ok(c) => c,

@@ -508,6 +508,10 @@ impl Gateway {
                     .get("accept-encoding")
                     .and_then(|v| v.to_str().ok()),
             ),
+            if_none_match: header
+                .headers
+                .get(http::header::IF_NONE_MATCH)
+                .map(|v| v.as_bytes()),
         };
         let reply = api::handle(&self.state, &req, &ctx.request_id).await;
         respond(session, ctx, reply).await?;
@@ -534,6 +538,7 @@ impl Gateway {
             authorization: fields.authorization.map(|v| v.as_bytes()),
             received: ctx.started,
             accept_gzip: false,
+            if_none_match: None,
             client_cert: cert.as_ref(),
         };
         let caller = match api::authenticate(&self.state, &req).await {
@@ -815,8 +820,11 @@ fn access_line(
 /// Write a complete local response.
 async fn respond(session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<()> {
     let mut resp = ResponseHeader::build(reply.status, Some(4 + reply.headers.len()))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", reply.body.len().to_string())?;
+    if reply.status != 304 {
+        // A 304 has no content, and its headers describe the content it stands for.
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", reply.body.len().to_string())?;
+    }
     resp.insert_header("cache-control", "no-store")?;
     resp.insert_header("x-request-id", ctx.request_id.header().clone())?;
     for (name, value) in reply.headers {
