@@ -23,7 +23,9 @@
 #
 # Usage: bench/mcp.sh [seconds-per-run (default 10)] [connections (default 50)]
 # Env:   ROUNDS=N (default 3, interleaved, median shown), THREADS=N (runtime threads, default
-#        nproc), CARGO_TARGET_DIR respected.
+#        nproc), CARGO_TARGET_DIR respected. PERF=<variant> (e, m, y, …): instead of the
+#        figures, profile the runtime under that variant with perf and print its top symbols
+#        (PERF_TOP=N lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -118,9 +120,11 @@ cat > "$work/big.cli.json" <<JSON
  "services": {"big": {"source": "big", "alias": "big"}},
  "runtime": {"server": {"auth": {"validationProfile": "oidc_jwks", "issuer": "$issuer", "audience": "urn:open-cli:runtime"}}}}
 JSON
+declare -A rt_pid=()
 start_runtime() { # name config -> url in $rt_url
   "$rt_bin" --config "$2" --addr 127.0.0.1:0 --state-dir "$work/state-$1" --instance-id "$1" --threads "$threads" > /dev/null 2> "$work/runtime-$1.log" &
   pids+=($!)
+  rt_pid[$1]=$!
   local rj="$work/state-$1/instances/$1/runtime.json"
   for _ in $(seq 600); do [ -f "$rj" ] && break; sleep 0.05; done
   [ -f "$rj" ] || { cat "$work/runtime-$1.log" >&2; echo "FAIL: runtime $1 did not start" >&2; exit 1; }
@@ -192,6 +196,25 @@ rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
 p50() { awk '$1=="50%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$1"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+if [ -n "${PERF:-}" ]; then
+  # Where the runtime's time goes under one variant: perf (call graphs) on the runtime
+  # serving it, the top symbols printed; no figures.
+  pid=${rt_pid[main]}
+  [ "$PERF" = l ] && pid=${rt_pid[big]}
+  run "$PERF" "$conns" 1 /dev/null
+  # shellcheck disable=SC2086 # PERF_RECORD is a list of perf options
+  perf record -q ${PERF_RECORD:--F 1999 -g} -p "$pid" -o "$work/perf.data" -- sleep "$secs" 2>/dev/null &
+  perf_pid=$!
+  run "$PERF" "$conns" "$secs" "$work/perf-wrk.txt"
+  wait "$perf_pid" || true
+  echo "($PERF) $(rps "$work/perf-wrk.txt") req/s under perf; top symbols (self time):"
+  perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -"${PERF_TOP:-60}"
+  # PERF_SYMBOL=<name>: who calls it (with PERF_RECORD="--call-graph dwarf -F 499").
+  if [ -n "${PERF_SYMBOL:-}" ]; then
+    perf report -i "$work/perf.data" --no-children --stdio -S "$PERF_SYMBOL" -G 2>/dev/null | grep -v '^$' | head -"${PERF_TOP:-60}"
+  fi
+  exit 0
+fi
 echo "wrk -t1 -c$conns -d${secs}s --latency, $rounds interleaved rounds (median); runtime: $threads threads; $(nproc) shared cores"
 for v in e m x y; do run "$v" "$conns" 1 /dev/null; done
 declare -A r=()

@@ -478,3 +478,106 @@ fn an_sdk_client_discovers_the_provider_and_gets_its_own_token() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// A plain stateless `tools/call` is answered by the runtime itself (the fast path of
+/// `gateway::mcp`), everything else by the SDK: both must give the same answer, for a result,
+/// a tool error and a JSON-RPC error, and the SDK's checks must still apply (a mismatched
+/// `Mcp-Name` is refused, not called).
+#[test]
+fn the_direct_answer_to_a_stateless_call_is_the_sdks() {
+    let s = setup(json!({"policy": {"deny": ["demo:deleteItem"]}}));
+    let token = s.issuer.token("erin", "bundle:demo");
+    let url = mcp_url(&s.rt);
+    let call = |name: &str, args: Value, extra_meta: Value, headers: &[(&str, &str)]| {
+        let mut meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}});
+        meta.as_object_mut()
+            .unwrap()
+            .extend(extra_meta.as_object().unwrap().clone());
+        let mut req = http()
+            .post(&url)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", name);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req
+            .body(
+                json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": name, "arguments": args, "_meta": meta}})
+                .to_string(),
+            )
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        let text = resp.text().unwrap();
+        // The SDK answers a call with a progress token as a stream when a notification
+        // comes first; these calls are quick, so its first message is the answer.
+        let body = if ct.starts_with("text/event-stream") {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .find(|d| d.contains("\"id\":7"))
+                .unwrap_or_else(|| panic!("no answer in the stream: {text}"))
+                .to_string()
+        } else {
+            text
+        };
+        (status, serde_json::from_str::<Value>(&body).unwrap())
+    };
+    let via_sdk = json!({"progressToken": "p1"});
+    let origin = [("origin", "http://127.0.0.1:9")];
+    for (name, args) in [
+        ("demo__authBearer", json!({})),             // a result
+        ("demo__getItem", json!({})),                // arguments that do not fit: a tool error
+        ("demo__deleteItem", json!({"item-id": 1})), // denied: a JSON-RPC error
+        ("demo__nope", json!({})),                   // unknown: -32602
+    ] {
+        let direct = call(name, args.clone(), json!({}), &[]);
+        let sdk = call(name, args.clone(), via_sdk.clone(), &[]);
+        let sdk_origin = call(name, args, json!({}), &origin);
+        assert_eq!(direct.0, sdk.0, "{name}");
+        assert_eq!(direct, sdk_origin, "{name}");
+        let strip = |mut v: Value| {
+            // The request ID of the call differs (it is the runtime's, per request).
+            if let Some(m) = v.pointer_mut("/result/_meta") {
+                m.as_object_mut().unwrap().remove("io.open-cli/requestId");
+            }
+            v
+        };
+        assert_eq!(strip(direct.1.clone()), strip(sdk.1), "{name}");
+        assert_eq!(direct.1["id"], 7, "{name}: {}", direct.1);
+    }
+    // The SDK's header check still stands in front of the call.
+    let mismatched = {
+        let resp = http()
+            .post(&url)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "demo__other")
+            .body(
+                json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                "params": {"name": "demo__authBearer", "arguments": {},
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {}}}})
+                .to_string(),
+            )
+            .send()
+            .unwrap();
+        resp.status().as_u16()
+    };
+    assert_eq!(mismatched, 400);
+    let sent = s.api.requests_for("/auth/bearer").len();
+    assert_eq!(
+        sent, 3,
+        "the three authBearer calls, not the mismatched one"
+    );
+}

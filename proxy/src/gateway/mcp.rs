@@ -33,6 +33,10 @@ use http_body_util::BodyExt as _;
 use pingora::Result;
 use pingora::http::ResponseHeader;
 use pingora::prelude::Session;
+use rmcp::model::{
+    CallToolRequestParams, JsonRpcError, JsonRpcResponse, JsonRpcVersion2_0, RequestId,
+    ServerJsonRpcMessage, ServerResult,
+};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
@@ -56,6 +60,8 @@ const MAX_SESSIONS: usize = 10_000;
 /// The process-wide MCP endpoint.
 pub struct Endpoint {
     service: StreamableHttpService<Server, LocalSessionManager>,
+    /// The `Host` names served (empty: any), as the SDK's check has them.
+    allowed_hosts: Vec<String>,
     /// Session ID → the subject that opened it.
     owners: parking_lot::Mutex<HashMap<String, String>>,
 }
@@ -98,7 +104,7 @@ impl Endpoint {
             // still be the runtime's own.
             (Vec::new(), vec![state.url.clone()])
         };
-        config.allowed_hosts = hosts;
+        config.allowed_hosts = hosts.clone();
         // A plain JSON answer when the call's first message is its result (no progress asked
         // for): an SSE stream per call costs a third of `/mcp`'s throughput (bench/mcp.sh).
         // The SDK falls back to SSE by itself when a notification comes first.
@@ -113,6 +119,7 @@ impl Endpoint {
         );
         Self {
             service,
+            allowed_hosts: hosts,
             owners: parking_lot::Mutex::new(HashMap::new()),
         }
     }
@@ -299,6 +306,23 @@ pub async fn serve(state: &Arc<RuntimeState>, session: &mut Session, ctx: &mut C
         };
         return respond(session, ctx, reply).await;
     }
+    if let Some((id, params)) = direct_call(endpoint, header, &body) {
+        let message = match crate::mcp::call_tool(state, &call, params, None).await {
+            Ok(result) => ServerJsonRpcMessage::Response(JsonRpcResponse {
+                jsonrpc: JsonRpcVersion2_0,
+                id,
+                result: ServerResult::from(result),
+            }),
+            Err(e) => ServerJsonRpcMessage::Error(JsonRpcError::new(Some(id), e)),
+        };
+        let body = serde_json::to_vec(&message).unwrap_or_default();
+        let reply = Reply {
+            status: 200,
+            body: Bytes::from(body),
+            headers: Vec::new(),
+        };
+        return respond(session, ctx, reply).await;
+    }
     let is_initialize = session_id.is_none();
     let mut request = http::Request::builder()
         .method(header.method.clone())
@@ -355,6 +379,90 @@ pub async fn serve(state: &Arc<RuntimeState>, session: &mut Session, ctx: &mut C
         }
     }
     session.write_response_body(None, true).await
+}
+
+/// A stateless `tools/call` the runtime answers itself: its ID and parameters.
+///
+/// rmcp serves every request, but a stateless (`2026-07-28`) request costs it a service
+/// instance, a spawned task, channels and cancellation tokens per call — two thirds of
+/// `/mcp`'s throughput against the same call on `/v1/tools/execute` (`bench/mcp.sh`). The
+/// commonest call of all, a plain `tools/call` with everything in order, is therefore
+/// answered here with the same handler function ([`crate::mcp::call_tool`]) and the SDK's
+/// own message types, so the answer is the one rmcp would give. Anything else — another
+/// method, a session, progress asked for, an `Origin` header, a `Host` the SDK would refuse,
+/// headers that do not match the body, `Mcp-Param-*` headers, incomplete `_meta`, a body the
+/// SDK's parser does not take as a `tools/call` — goes to rmcp, which answers or refuses it
+/// as the protocol says.
+fn direct_call(
+    endpoint: &Endpoint,
+    header: &pingora::http::RequestHeader,
+    body: &[u8],
+) -> Option<(RequestId, CallToolRequestParams)> {
+    use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, ProtocolVersion};
+    let h = &header.headers;
+    let one = |name: &str| {
+        let mut all = h.get_all(name).iter();
+        let v = all.next()?;
+        all.next().is_none().then_some(v.as_bytes())
+    };
+    let stateless = header.method == http::Method::POST
+        && one("mcp-protocol-version") == Some(ProtocolVersion::V_2026_07_28.as_str().as_bytes())
+        && one("mcp-method") == Some(b"tools/call".as_slice())
+        && !h.contains_key("mcp-session-id")
+        && !h.contains_key(http::header::ORIGIN)
+        && !h.keys().any(|k| k.as_str().starts_with("mcp-param-"))
+        && one("content-type").is_some_and(|v| v.starts_with(b"application/json"))
+        && one("accept").is_some_and(|v| {
+            let v = String::from_utf8_lossy(v);
+            v.contains("application/json") && v.contains("text/event-stream")
+        })
+        && host_allowed(&endpoint.allowed_hosts, header);
+    if !stateless {
+        return None;
+    }
+    let name = one("mcp-name")?;
+    let JsonRpcMessage::Request(request) =
+        serde_json::from_slice::<ClientJsonRpcMessage>(body).ok()?
+    else {
+        return None;
+    };
+    let ClientRequest::CallToolRequest(call) = request.request else {
+        return None;
+    };
+    let params = call.params;
+    let meta = params.meta.as_ref()?;
+    let complete = name == params.name.as_bytes()
+        && meta.protocol_version().as_ref() == Some(&ProtocolVersion::V_2026_07_28)
+        && meta
+            .missing_required_keys(&ProtocolVersion::V_2026_07_28)
+            .is_empty()
+        && meta.get_progress_token().is_none();
+    complete.then_some((request.id, params))
+}
+
+/// Whether the SDK's DNS-rebinding check would let this `Host` through (a name of the list,
+/// any port; every host when the list is empty).
+fn host_allowed(allowed: &[String], header: &pingora::http::RequestHeader) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let authority = match header.headers.get(http::header::HOST) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| http::uri::Authority::try_from(s).ok()),
+        None => header.uri.authority().cloned(),
+    };
+    let Some(authority) = authority else {
+        return false;
+    };
+    let host = authority
+        .host()
+        .trim_matches(['[', ']'])
+        .to_ascii_lowercase();
+    allowed
+        .iter()
+        .any(|a| a.trim_matches(['[', ']']).eq_ignore_ascii_case(&host))
 }
 
 /// The view and naming a `/mcp` URL's query asks for.

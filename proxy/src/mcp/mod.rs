@@ -27,7 +27,8 @@
 //!   codes for an unknown tool (-32602) and internal errors. An out-of-scope call never
 //!   reaches here: the gateway answers it 403 `insufficient_scope` ([`scope_gate`]).
 //! - Progress: a call with a `progressToken` gets a `notifications/progress` every second
-//!   until the answer is there (the upstream's own progress is not relayed).
+//!   until the answer is there (an MCP server's own progress is not relayed: see
+//!   [`call_tool`]).
 
 pub mod tools;
 
@@ -37,7 +38,7 @@ use std::time::Duration;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
     ErrorCode, ErrorData, Implementation, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ServerCapabilities, ServerConfig,
+    ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
@@ -177,73 +178,92 @@ impl ServerHandler for Server {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let call = call_of(&context)?;
-        let snapshot = self.state.snapshot();
-        let faces = McpCatalog::of(&snapshot, call.naming);
-        let Some(i) = faces.index_of(&request.name) else {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "unknown tool `{}`; tools/list shows the tools this token may call",
-                    crate::auth::shown(&request.name)
-                ),
-                Some(json!({"code": "tool_not_found"})),
-            ));
-        };
-        let tool = &snapshot.catalog.tools[i];
-        let approval = request
+        let progress = context
             .meta
-            .as_ref()
-            .and_then(|m| m.get(APPROVAL_META))
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
-        let req = match tools::execute_request(tool, request.arguments, approval, call.view()) {
-            Ok(r) => r,
-            Err(bad) => {
-                // The policy speaks first: a refused tool is refused whatever its arguments.
-                if let Some(r) = snapshot.exec.tool_index(&tool.id) {
-                    let intent = intent_of(&call, approval);
-                    if let Err(e) = crate::execute::govern(&snapshot, &call.caller, r, &intent) {
-                        audit_refusal(&self.state, &snapshot, &call, r, &intent, &e).await;
-                        return Err(rpc_error(&e));
-                    }
+            .get_progress_token()
+            .map(|token| (token, context.peer.clone()));
+        call_tool(&self.state, &call, request, progress).await
+    }
+}
+
+/// `tools/call` of `call`'s caller: what rmcp's handler runs, and the gateway's direct answer
+/// to a plain stateless call (`crate::gateway::mcp`, no progress asked for). With `progress`
+/// (the caller's token and its peer), progress notifications go to the caller while it runs.
+pub async fn call_tool(
+    state: &Arc<RuntimeState>,
+    call: &Call,
+    request: CallToolRequestParams,
+    progress: Option<(ProgressToken, rmcp::Peer<RoleServer>)>,
+) -> Result<CallToolResponse, ErrorData> {
+    let snapshot = state.snapshot();
+    let faces = McpCatalog::of(&snapshot, call.naming);
+    let Some(i) = faces.index_of(&request.name) else {
+        return Err(ErrorData::invalid_params(
+            format!(
+                "unknown tool `{}`; tools/list shows the tools this token may call",
+                crate::auth::shown(&request.name)
+            ),
+            Some(json!({"code": "tool_not_found"})),
+        ));
+    };
+    let tool = &snapshot.catalog.tools[i];
+    let approval = request
+        .meta
+        .as_ref()
+        .and_then(|m| m.get(APPROVAL_META))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let req = match tools::execute_request(tool, request.arguments, approval, call.view()) {
+        Ok(r) => r,
+        Err(bad) => {
+            // The policy speaks first: a refused tool is refused whatever its arguments.
+            if let Some(r) = snapshot.exec.tool_index(&tool.id) {
+                let intent = intent_of(call, approval);
+                if let Err(e) = crate::execute::govern(&snapshot, &call.caller, r, &intent) {
+                    audit_refusal(state, &snapshot, call, r, &intent, &e).await;
+                    return Err(rpc_error(&e));
                 }
-                return Ok(CallToolResult::error(vec![Content::text(bad.0)]).into());
             }
-        };
-        let run = crate::execute::handler::execute(
-            &self.state,
-            &req,
-            &call.caller,
-            &call.request_id,
-            crate::audit::Channel::Mcp,
-        );
-        let outcome = match context.meta.get_progress_token() {
-            None => run.await,
-            Some(token) => {
-                let mut run = std::pin::pin!(run);
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                tick.tick().await;
-                let mut n = 0.0;
-                loop {
-                    tokio::select! {
-                        out = &mut run => break out,
-                        _ = tick.tick() => {
-                            n += 1.0;
-                            let p = ProgressNotificationParam::new(token.clone(), n)
-                                .with_message(format!("waiting for the upstream ({n} s)"));
-                            let _ = context.peer.notify_progress(p).await;
-                        }
-                    }
-                }
-            }
-        };
-        match outcome {
-            Ok(env) => Ok(tools::result(tool, env).into()),
-            // A request that does not fit the tool: the model can correct it.
-            Err(e @ (Error::Invalid(_) | Error::TooLarge(_))) => {
-                Ok(CallToolResult::error(vec![Content::text(e.to_string())]).into())
-            }
-            Err(e) => Err(rpc_error(&e)),
+            return Ok(CallToolResult::error(vec![Content::text(bad.0)]).into());
         }
+    };
+    let run = crate::execute::handler::execute(
+        &state,
+        &req,
+        &call.caller,
+        &call.request_id,
+        crate::audit::Channel::Mcp,
+    );
+    let outcome = match progress {
+        None => run.await,
+        // A heartbeat every second while the upstream works (an MCP server's own progress is
+        // not relayed: rmcp's client replaces a call's progress token with its own and routes
+        // what comes back to no one we can name per call).
+        Some((token, peer)) => {
+            let mut run = std::pin::pin!(run);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            let mut n = 0.0;
+            loop {
+                tokio::select! {
+                    out = &mut run => break out,
+                    _ = tick.tick() => {
+                        n += 1.0;
+                        let p = ProgressNotificationParam::new(token.clone(), n)
+                            .with_message(format!("waiting for the upstream ({n} s)"));
+                        let _ = peer.notify_progress(p).await;
+                    }
+                }
+            }
+        }
+    };
+    match outcome {
+        Ok(env) => Ok(tools::result(tool, env).into()),
+        // A request that does not fit the tool: the model can correct it.
+        Err(e @ (Error::Invalid(_) | Error::TooLarge(_))) => {
+            Ok(CallToolResult::error(vec![Content::text(e.to_string())]).into())
+        }
+        Err(e) => Err(rpc_error(&e)),
     }
 }
 
