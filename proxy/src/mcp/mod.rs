@@ -228,7 +228,7 @@ pub async fn call_tool(
         }
     };
     let run = crate::execute::handler::execute(
-        &state,
+        state,
         &req,
         &call.caller,
         &call.request_id,
