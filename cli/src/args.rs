@@ -117,6 +117,9 @@ pub enum Command {
         #[arg(long, value_name = "SERVICE")]
         service: Option<String>,
     },
+    /// Where this client stands: the runtime (reached or not), the config, sources, token
+    /// posture, approval and config scope files.
+    Status,
     /// Print the runtime's MCP endpoint and ready-to-paste agent host configuration.
     Mcp(McpArgs),
     /// A tool command: `<service> [<group>] <command> …`, resolved against the runtime's
@@ -175,6 +178,9 @@ pub enum RuntimeCommand {
 pub enum CatalogCommand {
     /// List the tools of the selected view.
     List(CatalogListArgs),
+    /// Rebuild the runtime's catalog now (every source revalidated) and show how each source
+    /// was obtained.
+    Refresh,
 }
 
 #[derive(Debug, Args)]

@@ -180,6 +180,15 @@ impl Client {
         v.is_object().then_some(v)
     }
 
+    /// `POST /v1/refresh`: rebuild the catalog now, revalidating every source.
+    pub fn refresh(&self) -> Result<open_cli_config::wire::RefreshReport, CliError> {
+        let mut q: Vec<(&str, &str)> = Vec::new();
+        if let Some(c) = &self.request_config_path {
+            q.push(("config", c));
+        }
+        self.send(Method::POST, "/v1/refresh", &q, None)
+    }
+
     pub fn info(&self) -> Result<RuntimeInfo, CliError> {
         self.get("/v1/runtime/info", &[])
     }

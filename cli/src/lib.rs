@@ -80,6 +80,14 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
             let (client, view) = remote()?;
             commands::tool::schema(&client, &view, reference, format)
         }
+        Command::Catalog(CatalogCommand::Refresh) => {
+            let (client, _) = remote()?;
+            commands::catalog::refresh(&client, format)
+        }
+        Command::Status => {
+            let (client, view) = remote()?;
+            commands::status::status(&client, &view, config.as_ref(), format)
+        }
         Command::Explain { reference } => {
             let (client, view) = remote()?;
             commands::explain::explain(&client, &view, reference, format)

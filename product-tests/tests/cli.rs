@@ -583,3 +583,105 @@ fn the_catalog_is_revalidated_with_etags_and_served_offline() {
         text(&out.stderr)
     );
 }
+
+/// `status` reports the contract's shape, with the runtime reached or not; `catalog refresh`
+/// rebuilds and shows each source's outcome.
+#[test]
+fn status_and_catalog_refresh() {
+    let api = TestApi::start();
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let cfg = fx.write_json(
+        ".cli.json",
+        &demo_config(json!({"policy": {"approvalRequired": ["demo:deleteItem"]}})),
+    );
+    let mut rt = Runtime::start(&cfg);
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let status = |url: &str| {
+        let out = cli(
+            &[
+                "--runtime",
+                url,
+                "--config",
+                &cfg_s,
+                "status",
+                "--format",
+                "json",
+            ],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let s = status(&rt.url);
+    for key in [
+        "runtime",
+        "config",
+        "sources",
+        "auth",
+        "approval",
+        "scopePaths",
+    ] {
+        assert!(s.get(key).is_some(), "{key}: {s}");
+    }
+    assert_eq!(s["runtime"]["available"], true, "{s}");
+    assert_eq!(s["runtime"]["mode"], "remote");
+    assert!(
+        s["config"]["activePath"]
+            .as_str()
+            .unwrap()
+            .ends_with(".cli.json")
+    );
+    assert_eq!(s["sources"]["totalActive"], 1, "{s}");
+    assert_eq!(s["sources"]["byType"]["openapi"], 1, "{s}");
+    assert_eq!(s["auth"]["mode"], "none");
+    assert_eq!(s["auth"]["required"], false);
+    assert_eq!(s["approval"]["hasApprovalGatedTools"], true, "{s}");
+    assert_eq!(s["approval"]["status"], "required_for_some");
+    assert!(
+        s["scopePaths"]["project"]
+            .as_str()
+            .unwrap()
+            .ends_with(".cli.json")
+    );
+
+    let out = cli(
+        &[
+            "--runtime",
+            &rt.url,
+            "catalog",
+            "refresh",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["sources"][0]["id"], "demo", "{r}");
+    assert!(r["refreshedAt"].is_string(), "{r}");
+    let out = cli(
+        &[
+            "--runtime",
+            &rt.url,
+            "catalog",
+            "refresh",
+            "--format",
+            "table",
+        ],
+        &[],
+    );
+    assert!(
+        text(&out.stdout).contains("SOURCE"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // The runtime gone: status still answers, and says so.
+    let url = rt.url.clone();
+    rt.stop();
+    let s = status(&url);
+    assert_eq!(s["runtime"]["available"], false, "{s}");
+    assert!(s["runtime"]["error"].is_string(), "{s}");
+    assert_eq!(s["approval"]["status"], "unknown");
+}

@@ -1,4 +1,4 @@
-//! `open-cli catalog list`.
+//! `open-cli catalog list` and `open-cli catalog refresh`.
 
 use open_cli_config::ntc::Tool;
 use open_cli_config::wire::EffectiveCatalog;
@@ -144,4 +144,48 @@ fn keep(t: &Tool, args: &CatalogListArgs, aliases: &[(String, String)]) -> bool 
         Some(SafetyFilter::Idempotent) => t.safety.idempotent,
     };
     service_ok && group_ok && safety_ok
+}
+
+/// `catalog refresh`: `POST /v1/refresh`; while it runs, a note on a terminal's stderr; after,
+/// each source's outcome (`cacheOutcome`, status, stale).
+pub fn refresh(client: &Client, format: Format) -> Result<String, CliError> {
+    use std::io::IsTerminal as _;
+    if std::io::stderr().is_terminal() {
+        eprint!("refreshing the catalog of {} …", client.base());
+    }
+    let report = client.refresh();
+    if std::io::stderr().is_terminal() {
+        eprintln!(" {}", if report.is_ok() { "done" } else { "failed" });
+    }
+    let report = report?;
+    if let Some(text) = output::machine(format, &report)? {
+        return Ok(text);
+    }
+    let rows: Vec<Vec<String>> = report
+        .sources
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                s.cache_outcome.clone().unwrap_or_else(|| "-".into()),
+                s.status_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if s.stale {
+                    "stale".into()
+                } else {
+                    String::new()
+                },
+                output::truncate(&s.uri, 60),
+            ]
+        })
+        .collect();
+    let mut text = output::table(&["SOURCE", "OUTCOME", "STATUS", "STALE", "URI"], &rows);
+    if let Some(c) = &report.catalog {
+        text.push_str(&format!(
+            "\n{} tools in {} services, built {}\n",
+            c.tools, c.services, c.generated_at
+        ));
+    }
+    Ok(text)
 }

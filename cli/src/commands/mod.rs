@@ -10,6 +10,7 @@ pub mod flags;
 pub mod leaf;
 pub mod mcp;
 pub mod runtime;
+pub mod status;
 pub mod tool;
 
 use std::time::Duration;

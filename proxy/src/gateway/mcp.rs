@@ -398,7 +398,17 @@ fn direct_call(
     header: &pingora::http::RequestHeader,
     body: &[u8],
 ) -> Option<(RequestId, CallToolRequestParams)> {
-    use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, ProtocolVersion};
+    direct_call_with(&endpoint.allowed_hosts, header, body)
+}
+
+fn direct_call_with(
+    allowed_hosts: &[String],
+    header: &pingora::http::RequestHeader,
+    body: &[u8],
+) -> Option<(RequestId, CallToolRequestParams)> {
+    use rmcp::model::{
+        ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, ProtocolVersion, RequestMetaObject,
+    };
     let h = &header.headers;
     let one = |name: &str| {
         let mut all = h.get_all(name).iter();
@@ -416,7 +426,7 @@ fn direct_call(
             let v = String::from_utf8_lossy(v);
             v.contains("application/json") && v.contains("text/event-stream")
         })
-        && host_allowed(&endpoint.allowed_hosts, header);
+        && host_allowed(allowed_hosts, header);
     if !stateless {
         return None;
     }
@@ -429,7 +439,12 @@ fn direct_call(
     let ClientRequest::CallToolRequest(call) = request.request else {
         return None;
     };
-    let params = call.params;
+    // rmcp's parser keeps `_meta` in the request's extensions; its handler hands it over in
+    // the parameters, as is done here.
+    let mut params = call.params;
+    if params.meta.is_none() {
+        params.meta = call.extensions.get::<RequestMetaObject>().cloned();
+    }
     let meta = params.meta.as_ref()?;
     let complete = name == params.name.as_bytes()
         && meta.protocol_version().as_ref() == Some(&ProtocolVersion::V_2026_07_28)
@@ -530,6 +545,63 @@ mod tests {
             None
         );
         assert_eq!(tool_call_of(b"not json"), None);
+    }
+
+    fn stateless_call(
+        extra: &[(&str, &str)],
+        meta: &str,
+    ) -> (pingora::http::RequestHeader, Vec<u8>) {
+        let mut h = pingora::http::RequestHeader::build("POST", b"/mcp", None).unwrap();
+        for (k, v) in [
+            ("host", "127.0.0.1:8080"),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "bench__hello"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        {
+            h.append_header(k.to_string(), v).unwrap();
+        }
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"bench__hello","arguments":{{}},"_meta":{{{meta}}}}}}}"#
+        );
+        (h, body.into_bytes())
+    }
+
+    #[test]
+    fn only_a_plain_stateless_call_is_answered_directly() {
+        let hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
+        let ok = r#""io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}"#;
+        let direct = |extra: &[(&str, &str)], meta: &str| {
+            let (h, b) = stateless_call(extra, meta);
+            direct_call_with(&hosts, &h, &b).map(|(id, p)| (id, p.name.to_string()))
+        };
+        assert_eq!(
+            direct(&[], ok),
+            Some((RequestId::Number(1), "bench__hello".into()))
+        );
+        // Everything else goes to the SDK.
+        assert!(direct(&[("origin", "http://127.0.0.1:1")], ok).is_none());
+        assert!(direct(&[("mcp-session-id", "s")], ok).is_none());
+        assert!(direct(&[("mcp-param-x", "1")], ok).is_none());
+        assert!(direct(&[("mcp-method", "tools/list")], ok).is_none());
+        assert!(
+            direct(
+                &[],
+                r#""io.modelcontextprotocol/protocolVersion":"2026-07-28""#
+            )
+            .is_none()
+        );
+        assert!(direct(&[], &format!(r#"{ok},"progressToken":"p""#)).is_none());
+        let (mut h, b) = stateless_call(&[], ok);
+        h.insert_header("host", "evil.example").unwrap();
+        assert!(direct_call_with(&hosts, &h, &b).is_none());
+        let (mut h, b) = stateless_call(&[], ok);
+        h.insert_header("mcp-name", "other").unwrap();
+        assert!(direct_call_with(&hosts, &h, &b).is_none());
     }
 
     #[test]
