@@ -120,6 +120,14 @@ pub enum Command {
     /// Where this client stands: the runtime (reached or not), the config, sources, token
     /// posture, approval and config scope files.
     Status,
+    /// Print the script that makes a shell complete `open-cli` commands, including the tool
+    /// commands of the runtime's catalog (bash: `source <(open-cli completions bash)`; zsh:
+    /// `source <(open-cli completions zsh)`; fish: `open-cli completions fish | source`).
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        #[arg(value_name = "SHELL")]
+        shell: String,
+    },
     /// Print the runtime's MCP endpoint and ready-to-paste agent host configuration.
     Mcp(McpArgs),
     /// A tool command: `<service> [<group>] <command> …`, resolved against the runtime's

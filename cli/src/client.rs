@@ -48,6 +48,8 @@ pub struct Client {
     timeout: Duration,
     /// `--offline`: the catalog from the local cache, no request.
     offline: bool,
+    /// Say on stderr how old an offline catalog is (not while completing a command line).
+    note_offline: bool,
 }
 
 /// A success answer of the runtime.
@@ -105,12 +107,19 @@ impl Client {
             token: std::cell::RefCell::new(None),
             timeout,
             offline: false,
+            note_offline: true,
         })
     }
 
     /// Take the catalog from the local cache without asking the runtime (`--offline`).
     pub fn offline(mut self, offline: bool) -> Self {
         self.offline = offline;
+        self
+    }
+
+    /// Nothing on stderr about where the catalog came from (shell completion).
+    pub fn quiet(mut self) -> Self {
+        self.note_offline = false;
         self
     }
 
@@ -221,11 +230,13 @@ impl Client {
                 ))
                 .hint("run the command once without --offline to cache it")
             })?;
-            eprintln!(
-                "open-cli: offline; the catalog of {} as of {} ago",
-                self.base,
-                crate::cache::human(entry.age())
-            );
+            if self.note_offline {
+                eprintln!(
+                    "open-cli: offline; the catalog of {} as of {} ago",
+                    self.base,
+                    crate::cache::human(entry.age())
+                );
+            }
             return self.parse(&Method::GET, PATH, entry.body.as_bytes());
         }
         let attempt = |token: Option<&str>| {

@@ -22,6 +22,7 @@ use commands::exec::Reply;
 use error::CliError;
 
 pub fn run() -> ExitCode {
+    commands::completions::complete_from_env();
     let cli = Cli::parse();
     let reply = match &cli.command {
         Command::External(words) => {
@@ -84,6 +85,7 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
             let (client, _) = remote()?;
             commands::catalog::refresh(&client, format)
         }
+        Command::Completions { shell } => commands::completions::registration(shell),
         Command::Status => {
             let (client, view) = remote()?;
             commands::status::status(&client, &view, config.as_ref(), format)

@@ -685,3 +685,59 @@ fn status_and_catalog_refresh() {
     assert!(s["runtime"]["error"].is_string(), "{s}");
     assert_eq!(s["approval"]["status"], "unknown");
 }
+
+/// Shell completion: the script `open-cli completions bash` prints loads in bash and, through
+/// bash's own completion hook, completes built-in commands and the catalog's tool commands
+/// (service, group, command, flag, enum value) from the cached catalog.
+#[test]
+fn bash_completes_built_in_and_tool_commands() {
+    let api = TestApi::start();
+    let (fx, rt) = start_demo_runtime(&api);
+    let cache = fx.path().join("completion-cache");
+    let env = [
+        ("OPEN_CLI_RUNTIME_URL", rt.url.as_str()),
+        ("OPEN_CLI_CACHE_DIR", cache.to_str().unwrap()),
+    ];
+    let script = cli(&["completions", "bash"], &env);
+    assert_eq!(script.status.code(), Some(0), "{}", text(&script.stderr));
+    let script_path = fx.write("complete.bash", &text(&script.stdout));
+    // COMP_WORDS as bash splits the line; the function bash would call on <TAB>.
+    let complete = |words: &[&str]| -> Vec<String> {
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let program = format!(
+            "source '{}'\nCOMP_WORDS=({})\nCOMP_CWORD={}\nCOMP_TYPE=9\n_clap_complete_open_cli open-cli '{}' '{}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+            script_path.display(),
+            quoted.join(" "),
+            words.len() - 1,
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        let mut cmd = std::process::Command::new("bash");
+        open_cli_product_tests::isolate(&mut cmd);
+        let out = cmd
+            .arg("--norc")
+            .arg("-c")
+            .arg(program)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let first = complete(&["open-cli", "ca"]);
+    assert!(first.iter().any(|c| c == "catalog"), "{first:?}");
+    let services = complete(&["open-cli", "de"]);
+    assert!(services.iter().any(|c| c == "demo"), "{services:?}");
+    // The catalog was cached by that completion; the rest come from the cache.
+    assert!(cache.join("catalogs").exists());
+    let groups = complete(&["open-cli", "demo", "it"]);
+    assert_eq!(groups, ["items"], "{groups:?}");
+    let commands = complete(&["open-cli", "demo", "items", "delete"]);
+    assert!(commands.iter().any(|c| c == "delete-item"), "{commands:?}");
+    let flags = complete(&["open-cli", "demo", "items", "list-items", "--li"]);
+    assert!(flags.iter().any(|c| c == "--limit"), "{flags:?}");
+}

@@ -32,7 +32,17 @@ use crate::{output, resolve};
 /// First words the static command line owns; a service with such an alias is unreachable
 /// here and left out.
 pub const BUILT_IN: &[&str] = &[
-    "runtime", "catalog", "tool", "explain", "search", "status", "config", "auth", "mcp", "help",
+    "runtime",
+    "catalog",
+    "tool",
+    "explain",
+    "search",
+    "status",
+    "config",
+    "auth",
+    "mcp",
+    "completions",
+    "help",
 ];
 
 #[derive(Debug)]

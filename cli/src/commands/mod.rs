@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod completions;
 pub mod config;
 pub mod dynamic;
 pub mod exec;
