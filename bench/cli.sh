@@ -36,9 +36,11 @@ cli_bin="$target_dir/release/open-cli"
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+# Local documents must sit under the config's directory (docs/security.md).
+cp "$spec" "$work/github.json"
 cat > "$work/github.cli.json" <<JSON
 {"cli": "1.0.0", "mode": {"default": "discover"},
- "sources": {"github": {"type": "openapi", "uri": "$spec"}},
+ "sources": {"github": {"type": "openapi", "uri": "github.json"}},
  "services": {"github": {"source": "github"}}}
 JSON
 "$rt_bin" --config "$work/github.cli.json" --addr 127.0.0.1:0 --state-dir "$work/state" --instance-id bench > /dev/null 2> "$work/runtime.log" &

@@ -11,7 +11,7 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -19,23 +19,22 @@ use sha2::{Digest as _, Sha256};
 /// Files not read for this long are removed when another is written.
 const KEEP: Duration = Duration::from_secs(14 * 24 * 3600);
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// One cached view: a first line of JSON (`etag`, `identity`), then the body as the runtime
+/// sent it (decoded). The file's modification time is when the runtime last confirmed it.
+#[derive(Debug)]
 pub struct Entry {
     pub etag: String,
-    /// Unix seconds of the answer (200 or 304) that last confirmed it.
-    pub checked_at: u64,
     /// A hash of the token it was fetched with (`""` without a token).
     pub identity: String,
-    /// The effective catalog, as the runtime sent it (decoded).
-    pub body: String,
+    pub body: Vec<u8>,
+    /// How long ago the runtime last confirmed it (the file's modification time).
+    pub age: Duration,
 }
 
-impl Entry {
-    /// How long ago the runtime last confirmed this copy.
-    pub fn age(&self) -> Duration {
-        Duration::from_secs(now().saturating_sub(self.checked_at))
-    }
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    etag: String,
+    identity: String,
 }
 
 pub fn dir() -> Option<PathBuf> {
@@ -73,19 +72,40 @@ pub fn identity(token: Option<&str>) -> String {
 }
 
 pub fn load(path: &PathBuf) -> Option<Entry> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    let bytes = std::fs::read(path).ok()?;
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default();
+    let split = bytes.iter().position(|b| *b == b'\n')?;
+    let header: Header = serde_json::from_slice(&bytes[..split]).ok()?;
+    let mut body = bytes;
+    body.drain(..=split);
+    Some(Entry {
+        etag: header.etag,
+        identity: header.identity,
+        body,
+        age,
+    })
 }
 
-/// Write `entry` (atomically: a temporary file renamed over the old one). Failing to cache is
-/// not an error of the command: the catalog was fetched.
-pub fn store(path: &PathBuf, entry: &Entry) {
+/// Write a view (atomically: a temporary file renamed over the old one; a cache needs no
+/// fsync). Failing to cache is not an error of the command: the catalog was fetched.
+pub fn store(path: &PathBuf, etag: &str, identity: &str, body: &[u8]) {
     let Some(parent) = path.parent() else { return };
     let _ = create_private_dir(parent);
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let written = (|| -> std::io::Result<()> {
         let mut f = private_file(&tmp)?;
-        f.write_all(&serde_json::to_vec(entry)?)?;
-        f.sync_all()?;
+        let header = serde_json::to_vec(&Header {
+            etag: etag.to_string(),
+            identity: identity.to_string(),
+        })?;
+        f.write_all(&header)?;
+        f.write_all(b"\n")?;
+        f.write_all(body)?;
+        drop(f);
         std::fs::rename(&tmp, path)
     })();
     if written.is_err() {
@@ -94,11 +114,11 @@ pub fn store(path: &PathBuf, entry: &Entry) {
     prune(parent);
 }
 
-/// Mark `entry` as confirmed now (a 304).
-pub fn touch(path: &PathBuf, mut entry: Entry) -> Entry {
-    entry.checked_at = now();
-    store(path, &entry);
-    entry
+/// The runtime confirmed the cached view (a 304): now is its new age zero.
+pub fn touch(path: &PathBuf) {
+    if let Ok(f) = std::fs::OpenOptions::new().append(true).open(path) {
+        let _ = f.set_modified(SystemTime::now());
+    }
 }
 
 fn prune(dir: &std::path::Path) {
@@ -116,13 +136,6 @@ fn prune(dir: &std::path::Path) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-}
-
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
 }
 
 #[cfg(unix)]

@@ -202,8 +202,26 @@ impl Client {
         self.get("/v1/runtime/info", &[])
     }
 
+    /// The view's tools (the compact form: `catalog.tools` is empty, see
+    /// [`EffectiveCatalog::catalog_has_tool`]), from the revalidated cache.
     pub fn effective(&self, view: &ViewSelector) -> Result<EffectiveCatalog, CliError> {
+        self.effective_as(view, true)
+    }
+
+    /// The runtime's whole `{catalog, view}` document.
+    pub fn effective_full(&self, view: &ViewSelector) -> Result<EffectiveCatalog, CliError> {
+        self.effective_as(view, false)
+    }
+
+    fn effective_as(
+        &self,
+        view: &ViewSelector,
+        compact: bool,
+    ) -> Result<EffectiveCatalog, CliError> {
         let mut q: Vec<(&str, &str)> = Vec::new();
+        if compact {
+            q.push(("compact", "true"));
+        }
         if let Some(c) = &self.request_config_path {
             q.push(("config", c));
         }
@@ -234,10 +252,10 @@ impl Client {
                 eprintln!(
                     "open-cli: offline; the catalog of {} as of {} ago",
                     self.base,
-                    crate::cache::human(entry.age())
+                    crate::cache::human(entry.age)
                 );
             }
-            return self.parse(&Method::GET, PATH, entry.body.as_bytes());
+            return self.parse(&Method::GET, PATH, &entry.body);
         }
         let attempt = |token: Option<&str>| {
             let identity = crate::cache::identity(token);
@@ -262,22 +280,12 @@ impl Client {
         if answer.not_modified
             && let (Some(file), Some(entry)) = (&file, cached)
         {
-            let entry = crate::cache::touch(file, entry);
-            return self.parse(&Method::GET, PATH, entry.body.as_bytes());
+            crate::cache::touch(file);
+            return self.parse(&Method::GET, PATH, &entry.body);
         }
         let catalog = self.parse(&Method::GET, PATH, &answer.bytes)?;
-        if let (Some(file), Some(etag), Ok(body)) =
-            (&file, answer.etag, std::str::from_utf8(&answer.bytes))
-        {
-            crate::cache::store(
-                file,
-                &crate::cache::Entry {
-                    etag,
-                    checked_at: crate::cache::now(),
-                    identity,
-                    body: body.to_string(),
-                },
-            );
+        if let (Some(file), Some(etag)) = (&file, answer.etag) {
+            crate::cache::store(file, &etag, &identity, &answer.bytes);
         }
         Ok(catalog)
     }

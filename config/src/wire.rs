@@ -229,6 +229,29 @@ pub struct ErrorDetail {
 pub struct EffectiveCatalog {
     pub catalog: Catalog,
     pub view: EffectiveView,
+    /// Our extension, `?compact=true`: the body carries each tool once, in `view.tools`;
+    /// `catalog.tools` and `catalog.effectiveViews` are empty and this names the catalog's
+    /// tool IDs (so a client can still tell "not in this view" from "no such tool").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compact: Option<Compact>,
+}
+
+/// See [`EffectiveCatalog::compact`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Compact {
+    pub tool_ids: Vec<String>,
+}
+
+impl EffectiveCatalog {
+    /// Whether the catalog (any view) has a tool with this ID.
+    pub fn catalog_has_tool(&self, id: &str) -> bool {
+        self.catalog.tool(id).is_some()
+            || self
+                .compact
+                .as_ref()
+                .is_some_and(|c| c.tool_ids.iter().any(|t| t == id))
+    }
 }
 
 /// `GET /v1/runtime/info`.

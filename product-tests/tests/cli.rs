@@ -492,6 +492,49 @@ fn the_catalog_is_revalidated_with_etags_and_served_offline() {
         .unwrap();
     assert_eq!(other.status(), 200);
 
+    // The compact form: each tool once, the catalog's IDs beside it; its own tag.
+    let compact: Value = open_cli_product_tests::http()
+        .get(format!("{url}?compact=true"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let full: Value = open_cli_product_tests::http()
+        .get(&url)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(compact["view"], full["view"]);
+    assert_eq!(compact["catalog"]["tools"], json!([]));
+    assert_eq!(compact["catalog"]["effectiveViews"], json!([]));
+    assert_eq!(compact["catalog"]["services"], full["catalog"]["services"]);
+    let ids: Vec<&Value> = full["catalog"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["id"])
+        .collect();
+    assert_eq!(
+        compact["compact"]["toolIds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        ids
+    );
+    let resp = open_cli_product_tests::http()
+        .get(format!("{url}?compact=true"))
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the compact form has its own tag");
+    let resp = open_cli_product_tests::http()
+        .get(format!("{url}?compact=yes"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
     // The CLI: the first run caches, the second revalidates (304) and uses its copy.
     let cache = fx.path().join("cli-cache");
     let env = [("OPEN_CLI_CACHE_DIR", cache.to_str().unwrap())];
@@ -521,20 +564,18 @@ fn the_catalog_is_revalidated_with_etags_and_served_offline() {
         let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    // Mark the copy: a 304 must make the CLI print the copy, not a fresh download.
-    let mut entry: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
-    let marked =
-        entry["body"]
-            .as_str()
-            .unwrap()
-            .replacen("List items", "List items (cached copy)", 1);
-    assert_ne!(
-        marked,
-        entry["body"].as_str().unwrap(),
-        "the demo catalog changed"
+    // Mark the copy: a 304 must make the CLI print the copy, not a fresh download. The file
+    // is a JSON header line (`etag`, `identity`), then the body as the runtime sent it.
+    let file = std::fs::read_to_string(&files[0]).unwrap();
+    let (header, body) = file.split_once('\n').unwrap();
+    let header: Value = serde_json::from_str(header).unwrap();
+    assert!(
+        header["etag"].as_str().unwrap().starts_with("W/"),
+        "{header}"
     );
-    entry["body"] = json!(marked);
-    std::fs::write(&files[0], entry.to_string()).unwrap();
+    let marked = body.replacen("List items", "List items (cached copy)", 1);
+    assert_ne!(marked, body, "the demo catalog changed");
+    std::fs::write(&files[0], format!("{header}\n{marked}")).unwrap();
     let out = list(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(

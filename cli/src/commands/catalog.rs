@@ -14,7 +14,8 @@ pub fn list(
     args: &CatalogListArgs,
     format: Format,
 ) -> Result<String, CliError> {
-    let mut effective = client.effective(view)?;
+    // The runtime's own document (every tool in `catalog` too), not the compact form.
+    let mut effective = client.effective_full(view)?;
     let aliases = aliases(&effective);
     check_filters(&effective, args, &aliases)?;
     effective.view.tools.retain(|t| keep(t, args, &aliases));

@@ -32,7 +32,7 @@ pub(crate) fn resolve<'a>(
 ) -> Result<&'a Tool, CliError> {
     let aliases = aliases(effective);
     find(&effective.view.tools, &aliases, reference).map_err(|e| {
-        let in_catalog = reference.len() == 1 && effective.catalog.tool(&reference[0]).is_some();
+        let in_catalog = reference.len() == 1 && effective.catalog_has_tool(&reference[0]);
         if in_catalog {
             CliError::usage(format!(
                 "tool `{}` is not in the `{}` view",

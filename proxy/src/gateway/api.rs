@@ -537,7 +537,18 @@ fn catalog_effective(
     state.check_binding(q.get("config"))?;
     let snapshot = state.snapshot();
     let view = snapshot.select_view(q.get("agentProfile"), q.get("mode"))?;
-    let etag = effective_etag(snapshot.id(), view, caller);
+    let compact = match q.get("compact") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                400,
+                codes::INVALID_REQUEST,
+                format!("`compact` must be `true` or `false`, found `{other}`"),
+            ));
+        }
+    };
+    let etag = effective_etag(snapshot.id(), view, compact, caller);
     let revalidate = [
         ("etag", etag.clone()),
         ("vary", "accept-encoding, authorization".into()),
@@ -550,16 +561,32 @@ fn catalog_effective(
         return Ok(reply);
     }
     let filtered;
+    let render_error = |e: std::io::Error| {
+        ApiError::new(
+            500,
+            codes::INTERNAL,
+            format!("cannot render the catalog: {e}"),
+        )
+    };
     let body = match &caller.principal {
         Some(p) => {
             let envelope = snapshot.envelope(&p.scopes);
-            filtered = snapshot.effective_for(&envelope, view).map_err(|e| {
-                ApiError::new(
-                    500,
-                    codes::INTERNAL,
-                    format!("cannot render the catalog: {e}"),
-                )
-            })?;
+            filtered = snapshot
+                .effective_for(&envelope, view, compact)
+                .map_err(render_error)?;
+            &filtered
+        }
+        None if compact => {
+            filtered = snapshot
+                .effective_compact(view)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        500,
+                        codes::INTERNAL,
+                        format!("view `{view}` has no rendered body"),
+                    )
+                })?
+                .map_err(render_error)?;
             &filtered
         }
         None => snapshot.effective_body(view).ok_or_else(|| {
@@ -585,12 +612,13 @@ fn catalog_effective(
 /// process (a random value drawn once, so a restart or another replica never repeats a tag),
 /// the snapshot, the view and, for an authenticated caller, the scopes that filter it. Weak:
 /// the gzip and identity forms are the same view.
-fn effective_etag(snapshot: u64, view: &str, caller: &Caller) -> String {
+fn effective_etag(snapshot: u64, view: &str, compact: bool, caller: &Caller) -> String {
     use sha2::Digest as _;
     static PROCESS: std::sync::LazyLock<u64> =
         std::sync::LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let mut h = sha2::Sha256::new();
     h.update(view.as_bytes());
+    h.update([u8::from(compact)]);
     if let Some(p) = &caller.principal {
         let mut scopes: Vec<&str> = p.scopes.iter().map(String::as_str).collect();
         scopes.sort_unstable();

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use open_cli_config::model::ModeKind;
-use open_cli_config::ntc::Catalog;
+use open_cli_config::ntc::{Catalog, EffectiveView};
 use open_cli_config::wire::CatalogSummary;
 
 use crate::auth::Caller;
@@ -81,6 +81,27 @@ impl Rendered {
     }
 }
 
+/// The compact effective body of `view` in `catalog`: each tool once (in the view), the
+/// catalog's tool IDs beside it.
+fn compact_body(catalog: &Catalog, view: EffectiveView) -> open_cli_config::wire::EffectiveCatalog {
+    open_cli_config::wire::EffectiveCatalog {
+        catalog: Catalog {
+            catalog_version: catalog.catalog_version.clone(),
+            generated_at: catalog.generated_at.clone(),
+            source_fingerprint: catalog.source_fingerprint.clone(),
+            sources: catalog.sources.clone(),
+            services: catalog.services.clone(),
+            tools: Vec::new(),
+            workflows: catalog.workflows.clone(),
+            effective_views: Vec::new(),
+        },
+        view,
+        compact: Some(open_cli_config::wire::Compact {
+            tool_ids: catalog.tools.iter().map(|t| t.id.clone()).collect(),
+        }),
+    }
+}
+
 /// Most per-caller renderings kept (distinct scope envelopes × views); the cache is cleared
 /// when full.
 const MAX_FILTERED: usize = 256;
@@ -96,6 +117,8 @@ pub struct Snapshot {
     envelopes: std::sync::Mutex<std::collections::HashMap<Vec<String>, std::sync::Arc<Scoped>>>,
     /// `GET /v1/catalog/effective` body per view name: `{"catalog":…,"view":…}`.
     effective: BTreeMap<String, Rendered>,
+    /// The compact form of each (`?compact=true`), rendered on first use.
+    compact: BTreeMap<String, std::sync::OnceLock<Rendered>>,
     mode_default: ModeKind,
     default_profile: Option<String>,
     pub summary: CatalogSummary,
@@ -199,9 +222,19 @@ impl Snapshot {
 
     /// The `{catalog, view}` body as an authorization envelope sees it, rendered once per
     /// envelope and view (the envelope is shared by every caller with the same scopes).
-    pub fn effective_for(&self, envelope: &Scoped, view: &str) -> std::io::Result<Rendered> {
+    pub fn effective_for(
+        &self,
+        envelope: &Scoped,
+        view: &str,
+        compact: bool,
+    ) -> std::io::Result<Rendered> {
+        let key = if compact {
+            format!("{view}\0compact")
+        } else {
+            view.to_string()
+        };
         let mut cache = envelope.rendered.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = cache.get(view) {
+        if let Some(r) = cache.get(&key) {
             return Ok(r.clone());
         }
         let catalog = envelope.filter(&self.catalog);
@@ -215,13 +248,36 @@ impl Snapshot {
                 mode: "discover".into(),
                 tools: Vec::new(),
             });
-        let body = serde_json::to_vec(&open_cli_config::wire::EffectiveCatalog {
-            catalog,
-            view: view_doc,
-        })?;
+        let body = if compact {
+            serde_json::to_vec(&compact_body(&catalog, view_doc))?
+        } else {
+            serde_json::to_vec(&open_cli_config::wire::EffectiveCatalog {
+                catalog,
+                view: view_doc,
+                compact: None,
+            })?
+        };
         let rendered = Rendered::new(body)?;
-        cache.insert(view.to_string(), rendered.clone());
+        cache.insert(key, rendered.clone());
         Ok(rendered)
+    }
+
+    /// The compact `{catalog, view, compact}` body of a view for every caller (no envelope),
+    /// rendered on first use.
+    pub fn effective_compact(&self, view: &str) -> Option<std::io::Result<Rendered>> {
+        let doc = self
+            .catalog
+            .effective_views
+            .iter()
+            .find(|v| v.name == view)?;
+        let cell = self.compact.get(view)?;
+        if let Some(r) = cell.get() {
+            return Some(Ok(r.clone()));
+        }
+        let rendered = serde_json::to_vec(&compact_body(&self.catalog, doc.clone()))
+            .map_err(std::io::Error::other)
+            .and_then(Rendered::new);
+        Some(rendered.map(|r| cell.get_or_init(|| r).clone()))
     }
 
     pub fn new(
@@ -258,6 +314,10 @@ impl Snapshot {
             catalog,
             deny: Vec::new(),
             envelopes: std::sync::Mutex::new(std::collections::HashMap::new()),
+            compact: effective
+                .keys()
+                .map(|k| (k.clone(), std::sync::OnceLock::new()))
+                .collect(),
             effective,
             mode_default,
             default_profile,
