@@ -89,5 +89,5 @@ fn catalog_commands(words: &[String]) -> Option<clap::Command> {
             client.effective(&view).ok()?
         }
     };
-    Some(dynamic::Tree::build(&effective).command())
+    Some(dynamic::Tree::build(&effective).command_along(Some(words)))
 }

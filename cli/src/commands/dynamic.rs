@@ -146,6 +146,31 @@ impl<'a> Tree<'a> {
 
     /// The clap command of the whole tree, with the global flags.
     pub fn command(&self) -> Command {
+        self.command_along(None)
+    }
+
+    /// [`Tree::command`], with full commands (arguments, flags, subcommands) only where one of
+    /// `words` names them — the services, groups and commands a command line can reach — and
+    /// the rest as their names, aliases and one-line help: enough for help, suggestions and
+    /// completion of names, and a fraction of the cost for a catalog of a thousand tools
+    /// (building every command's flags was most of a warm `--help`: `bench/cli.sh`).
+    pub fn command_along(&self, words: Option<&[String]>) -> Command {
+        let on =
+            |names: &[&str]| words.is_none_or(|w| w.iter().any(|x| names.contains(&x.as_str())));
+        let stub = |l: &Leaf<'_>| {
+            let mut c = Command::new(l.name.clone())
+                .visible_aliases(l.aliases.clone())
+                .hide(l.tool.hidden);
+            if let Some(about) = l.tool.summary.as_deref().or(l.tool.description.as_deref()) {
+                c = c.about(output::truncate(about, 80));
+            }
+            c
+        };
+        let leaf = |l: &Leaf<'_>| {
+            let mut names: Vec<&str> = vec![l.name.as_str()];
+            names.extend(l.aliases.iter().map(String::as_str));
+            if on(&names) { leaf_command(l) } else { stub(l) }
+        };
         let mut root = GlobalArgs::augment_args(Command::new("open-cli"))
             .bin_name("open-cli")
             .disable_version_flag(true)
@@ -155,17 +180,22 @@ impl<'a> Tree<'a> {
             .mut_args(|a| a.help_heading("Global options"))
             .mut_arg("approval", |a| a.hide(false));
         for s in &self.services {
-            let mut cmd = Command::new(s.name.clone())
-                .disable_help_subcommand(true)
-                .subcommand_required(true)
-                .arg_required_else_help(true)
-                .subcommand_value_name("COMMAND");
+            let mut cmd = Command::new(s.name.clone());
             if !s.title.is_empty() {
                 cmd = cmd.about(s.title.clone());
             }
             if s.id != s.name && !self.services.iter().any(|o| o.name == s.id) {
                 cmd = cmd.alias(s.id.clone());
             }
+            if !on(&[s.name.as_str(), s.id.as_str()]) {
+                root = root.subcommand(cmd);
+                continue;
+            }
+            cmd = cmd
+                .disable_help_subcommand(true)
+                .subcommand_required(true)
+                .arg_required_else_help(true)
+                .subcommand_value_name("COMMAND");
             for g in &s.groups {
                 let names: Vec<&str> = g
                     .commands
@@ -174,19 +204,22 @@ impl<'a> Tree<'a> {
                     .map(|l| l.name.as_str())
                     .collect();
                 let mut group = Command::new(g.name.clone())
-                    .disable_help_subcommand(true)
-                    .subcommand_required(true)
-                    .arg_required_else_help(true)
-                    .subcommand_value_name("COMMAND")
                     .about(output::truncate(&names.join(", "), 70))
                     .hide(names.is_empty());
-                for l in &g.commands {
-                    group = group.subcommand(leaf_command(l));
+                if on(&[g.name.as_str()]) {
+                    group = group
+                        .disable_help_subcommand(true)
+                        .subcommand_required(true)
+                        .arg_required_else_help(true)
+                        .subcommand_value_name("COMMAND");
+                    for l in &g.commands {
+                        group = group.subcommand(leaf(l));
+                    }
                 }
                 cmd = cmd.subcommand(group);
             }
             for l in &s.commands {
-                cmd = cmd.subcommand(leaf_command(l));
+                cmd = cmd.subcommand(leaf(l));
             }
             root = root.subcommand(cmd);
         }
@@ -323,7 +356,7 @@ pub fn run(global: &GlobalArgs, argv: Vec<OsString>, words: &[String]) -> Result
     if let Some(e) = built_in_typo(&tree, first) {
         return Err(e);
     }
-    let matches = match tree.command().try_get_matches_from(argv) {
+    let matches = match tree.command_along(Some(words)).try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => {
             // Help goes to stdout with exit 0, mistakes to stderr with exit 2.
