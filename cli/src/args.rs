@@ -120,6 +120,9 @@ pub enum Command {
     /// Where this client stands: the runtime (reached or not), the config, sources, token
     /// posture, approval and config scope files.
     Status,
+    /// Start a config from an OpenAPI description (URL or file) or an MCP server: writes
+    /// `.cli.json` (never over an existing one) and says what it found.
+    Init(InitArgs),
     /// Print the script that makes a shell complete `open-cli` commands, including the tool
     /// commands of the runtime's catalog (bash: `source <(open-cli completions bash)`; zsh:
     /// `source <(open-cli completions zsh)`; fish: `open-cli completions fish | source`).
@@ -174,6 +177,105 @@ pub enum ConfigCommand {
     /// Print the merged config (managed, user, project, local scopes; secrets redacted) and
     /// which file set each key.
     Show,
+    /// Add a source (and a service of the same name) to the config file; nothing is written
+    /// unless the result loads.
+    AddSource(AddSourceArgs),
+    /// Remove a source and the services that use it.
+    RemoveSource {
+        name: String,
+        /// Edit the user scope file instead of the project's.
+        #[arg(long)]
+        global: bool,
+    },
+    /// Add a secret (an environment variable, or OAuth 2 client credentials).
+    AddSecret(AddSecretArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddSourceArgs {
+    pub name: String,
+    /// openapi, mcp, apiCatalog or serviceRoot.
+    #[arg(long = "type", default_value = "openapi", value_name = "TYPE")]
+    pub kind: String,
+    /// The description's URL or file (openapi, apiCatalog, serviceRoot).
+    #[arg(long)]
+    pub uri: Option<String>,
+    /// MCP: stdio, streamable-http or sse (default: from --command or --url).
+    #[arg(long)]
+    pub transport: Option<String>,
+    /// MCP stdio: the server's command.
+    #[arg(long)]
+    pub command: Option<String>,
+    /// MCP stdio: its arguments (comma-separated or repeated; may start with `-`).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// MCP streamable-http or sse: the server's URL.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The service's command name.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Edit the user scope file instead of the project's.
+    #[arg(long)]
+    pub global: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddSecretArgs {
+    /// The secret's key (`<service>.<securityScheme>` for a scheme's credential).
+    pub name: String,
+    /// env or oauth2.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: String,
+    /// env: the environment variable that holds the value.
+    #[arg(long)]
+    pub env_value: Option<String>,
+    /// oauth2: the flow (default clientCredentials).
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// oauth2: the token endpoint.
+    #[arg(long)]
+    pub token_url: Option<String>,
+    /// oauth2: the environment variable of the client ID.
+    #[arg(long)]
+    pub client_id_env: Option<String>,
+    /// oauth2: the environment variable of the client secret.
+    #[arg(long)]
+    pub client_secret_env: Option<String>,
+    /// oauth2: scopes (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// Edit the user scope file instead of the project's.
+    #[arg(long)]
+    pub global: bool,
+}
+
+/// `open-cli init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The OpenAPI description: a URL or a file.
+    pub location: Option<String>,
+    /// openapi (default) or mcp.
+    #[arg(long = "type", default_value = "openapi", value_name = "TYPE")]
+    pub kind: String,
+    /// MCP: stdio, streamable-http or sse.
+    #[arg(long)]
+    pub transport: Option<String>,
+    /// MCP stdio: the server's command.
+    #[arg(long)]
+    pub command: Option<String>,
+    /// MCP stdio: its arguments (comma-separated or repeated; may start with `-`).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// MCP streamable-http or sse: the server's URL.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The service name (default: derived from the description's title or location).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Write the user scope file instead of `./.cli.json`.
+    #[arg(long)]
+    pub global: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -62,13 +62,127 @@ fn search(cli: &Cli, words: &[String], service: Option<&str>) -> Result<Reply, C
     commands::explain::search(&client, &view, words, service, output::resolve(g.format))
 }
 
+#[allow(clippy::too_many_arguments)]
+fn new_source(
+    name: String,
+    kind: String,
+    uri: Option<String>,
+    transport: Option<String>,
+    command: Option<String>,
+    args: Vec<String>,
+    url: Option<String>,
+    alias: Option<String>,
+) -> commands::edit::NewSource {
+    commands::edit::NewSource {
+        name,
+        kind,
+        uri,
+        transport,
+        command,
+        args,
+        url,
+        alias,
+    }
+}
+
+/// `init` and the config-editing commands: they write the config, so it need not load
+/// first (init makes it; an edit checks its result with the full loader).
+fn edit(cli: &Cli) -> Result<String, CliError> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Config(ConfigCommand::AddSource(a)) => {
+            let path = commands::edit::target(g.config.as_deref(), a.global);
+            commands::edit::add_source(
+                &path,
+                &new_source(
+                    a.name.clone(),
+                    a.kind.clone(),
+                    a.uri.clone(),
+                    a.transport.clone(),
+                    a.command.clone(),
+                    a.args.clone(),
+                    a.url.clone(),
+                    a.alias.clone(),
+                ),
+            )
+        }
+        Command::Config(ConfigCommand::RemoveSource { name, global }) => {
+            commands::edit::remove_source(
+                &commands::edit::target(g.config.as_deref(), *global),
+                name,
+            )
+        }
+        Command::Config(ConfigCommand::AddSecret(a)) => {
+            let path = commands::edit::target(g.config.as_deref(), a.global);
+            commands::edit::add_secret(
+                &path,
+                &commands::edit::NewSecret {
+                    name: a.name.clone(),
+                    kind: a.kind.clone(),
+                    env_value: a.env_value.clone(),
+                    mode: a.mode.clone(),
+                    token_url: a.token_url.clone(),
+                    client_id_env: a.client_id_env.clone(),
+                    client_secret_env: a.client_secret_env.clone(),
+                    scopes: a.scopes.clone(),
+                },
+            )
+        }
+        Command::Init(a) => {
+            let path = commands::edit::target(g.config.as_deref(), a.global);
+            let mcp = (a.kind == "mcp").then(|| {
+                new_source(
+                    a.name.clone().unwrap_or_default(),
+                    "mcp".into(),
+                    None,
+                    a.transport.clone(),
+                    a.command.clone(),
+                    a.args.clone(),
+                    a.url.clone(),
+                    None,
+                )
+            });
+            if a.kind != "mcp" && a.kind != "openapi" {
+                return Err(CliError::usage(format!(
+                    "--type must be openapi or mcp, found `{}`",
+                    a.kind
+                )));
+            }
+            commands::edit::init(&path, a.location.as_deref(), a.name.as_deref(), mcp)
+        }
+        _ => Err(CliError::new(
+            error::exit::PROTOCOL,
+            "only init and config edits are dispatched by `edit`",
+        )),
+    }
+}
+
 fn dispatch(cli: &Cli) -> Result<String, CliError> {
     let g = &cli.global;
+    // Writing the config must not need it to load first (init makes it; an edit checks the
+    // result itself).
+    if matches!(
+        &cli.command,
+        Command::Init(_)
+            | Command::Config(
+                ConfigCommand::AddSource(_)
+                    | ConfigCommand::RemoveSource { .. }
+                    | ConfigCommand::AddSecret(_)
+            )
+    ) {
+        return edit(cli);
+    }
     let config = resolve::client_config(g.config.as_deref())?;
     let format = output::resolve(g.format);
     let remote = || commands::connect(g, config.as_ref());
     match &cli.command {
         Command::Config(ConfigCommand::Show) => commands::config::show(config.as_ref(), format),
+        Command::Init(_)
+        | Command::Config(
+            ConfigCommand::AddSource(_)
+            | ConfigCommand::RemoveSource { .. }
+            | ConfigCommand::AddSecret(_),
+        ) => edit(cli),
         Command::Runtime(RuntimeCommand::Info) => {
             let (client, _) = remote()?;
             commands::runtime::info(&client, format)

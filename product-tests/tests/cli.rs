@@ -782,3 +782,144 @@ fn bash_completes_built_in_and_tool_commands() {
     let flags = complete(&["open-cli", "demo", "items", "list-items", "--li"]);
     assert!(flags.iter().any(|c| c == "--limit"), "{flags:?}");
 }
+
+/// `init` writes a config from the demo API's description (fetched over HTTP) and says what
+/// it found, refuses to overwrite; `config add-source`, `add-secret` and `remove-source` edit
+/// the file in place (key order and formatting kept), and an edit that would make the config
+/// invalid is refused with the file left byte-identical.
+#[test]
+fn init_and_config_edits_keep_the_file_valid() {
+    let api = TestApi::start();
+    let fx = Fixture::new();
+    let cfg = fx.path().join(".cli.json");
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let oc = |args: &[&str]| {
+        let mut all = vec!["--config", cfg_s.as_str()];
+        all.extend_from_slice(args);
+        cli(&all, &[])
+    };
+    let spec_url = format!("{}/openapi.yaml", api.url);
+    let out = oc(&["init", &spec_url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("operations in"), "{said}");
+    assert!(said.contains("config add-secret"), "{said}");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    let name = written["services"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(written["sources"][&name]["uri"], spec_url.as_str());
+    // It loads, and a runtime serves it.
+    let rt = Runtime::start(&cfg);
+    assert!(!rt.catalog()["view"]["tools"].as_array().unwrap().is_empty());
+    drop(rt);
+    // Never over an existing file.
+    let before = std::fs::read(&cfg).unwrap();
+    let out = oc(&["init", &spec_url]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&cfg).unwrap(), before);
+
+    // Edits keep what was there as it was.
+    let hand = "{\n  \"mode\": {\"default\": \"discover\"},\n  \"cli\": \"1.0.0\",\n  \"sources\": {\n    \"demo\": {\"type\": \"openapi\", \"uri\": \"URI\"}\n  },\n  \"services\": {\"demo\": {\"source\": \"demo\"}}\n}\n"
+        .replace("URI", &spec_url);
+    std::fs::write(&cfg, &hand).unwrap();
+    let out = oc(&[
+        "config",
+        "add-source",
+        "tools",
+        "--type",
+        "mcp",
+        "--url",
+        "http://127.0.0.1:9/mcp",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let edited = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        edited.starts_with("{\n  \"mode\": {\"default\": \"discover\"},\n  \"cli\": \"1.0.0\",\n  \"sources\": {\n    \"demo\": {\"type\": \"openapi\", \"uri\": \""),
+        "{edited}"
+    );
+    let v: Value = serde_json::from_str(&edited).unwrap();
+    assert_eq!(
+        v["sources"]["tools"]["transport"]["type"],
+        "streamable-http"
+    );
+    assert_eq!(v["services"]["tools"]["source"], "tools");
+    let out = oc(&[
+        "config",
+        "add-secret",
+        "demo.bearerAuth",
+        "--type",
+        "env",
+        "--env-value",
+        "DEMO_TOKEN",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(
+        v["secrets"]["demo.bearerAuth"],
+        json!({"type": "env", "value": "DEMO_TOKEN"})
+    );
+    let out = oc(&["config", "remove-source", "tools"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    assert!(
+        v["sources"].get("tools").is_none() && v["services"].get("tools").is_none(),
+        "{v}"
+    );
+
+    // Invalid edits change nothing, byte for byte, and say why.
+    let before = std::fs::read(&cfg).unwrap();
+    for args in [
+        vec![
+            "config",
+            "add-source",
+            "bad",
+            "--type",
+            "openapi",
+            "--uri",
+            "ftp://x/y",
+        ],
+        vec!["config", "add-source", "demo", "--uri", "other.yaml"],
+        vec!["config", "remove-source", "nope"],
+        vec![
+            "config",
+            "add-secret",
+            "s",
+            "--type",
+            "oauth2",
+            "--mode",
+            "implicit",
+        ],
+    ] {
+        let out = oc(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read(&cfg).unwrap(),
+            before,
+            "{args:?} changed the file"
+        );
+    }
+    let out = oc(&[
+        "config",
+        "add-secret",
+        "s",
+        "--type",
+        "oauth2",
+        "--mode",
+        "implicit",
+    ]);
+    assert!(
+        text(&out.stderr).contains("not written"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod completions;
 pub mod config;
 pub mod dynamic;
+pub mod edit;
 pub mod exec;
 pub mod explain;
 pub mod flags;
