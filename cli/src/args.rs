@@ -200,6 +200,19 @@ pub struct AddSourceArgs {
     /// The description's URL or file (openapi, apiCatalog, serviceRoot).
     #[arg(long)]
     pub uri: Option<String>,
+    #[command(flatten)]
+    pub mcp: McpSourceArgs,
+    /// The service's command name.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Edit the user scope file instead of the project's.
+    #[arg(long)]
+    pub global: bool,
+}
+
+/// Where an MCP source's server is (`init --type mcp`, `config add-source --type mcp`).
+#[derive(Debug, Clone, Args)]
+pub struct McpSourceArgs {
     /// MCP: stdio, streamable-http or sse (default: from --command or --url).
     #[arg(long)]
     pub transport: Option<String>,
@@ -212,12 +225,6 @@ pub struct AddSourceArgs {
     /// MCP streamable-http or sse: the server's URL.
     #[arg(long)]
     pub url: Option<String>,
-    /// The service's command name.
-    #[arg(long)]
-    pub alias: Option<String>,
-    /// Edit the user scope file instead of the project's.
-    #[arg(long)]
-    pub global: bool,
 }
 
 #[derive(Debug, Args)]
@@ -258,18 +265,8 @@ pub struct InitArgs {
     /// openapi (default) or mcp.
     #[arg(long = "type", default_value = "openapi", value_name = "TYPE")]
     pub kind: String,
-    /// MCP: stdio, streamable-http or sse.
-    #[arg(long)]
-    pub transport: Option<String>,
-    /// MCP stdio: the server's command.
-    #[arg(long)]
-    pub command: Option<String>,
-    /// MCP stdio: its arguments (comma-separated or repeated; may start with `-`).
-    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
-    pub args: Vec<String>,
-    /// MCP streamable-http or sse: the server's URL.
-    #[arg(long)]
-    pub url: Option<String>,
+    #[command(flatten)]
+    pub mcp: McpSourceArgs,
     /// The service name (default: derived from the description's title or location).
     #[arg(long)]
     pub name: Option<String>,

@@ -266,17 +266,7 @@ impl Client {
             self.exchange(Method::GET, PATH, q, None, token, tag)
                 .map(|a| (a, identity))
         };
-        let token = self.bearer(false)?;
-        let (answer, identity) = match attempt(token.as_deref()) {
-            Err(e)
-                if e.code.as_deref() == Some(codes::AUTHN_FAILED)
-                    && matches!(self.auth, Some(crate::token::Source::Client(_))) =>
-            {
-                let token = self.bearer(true)?;
-                attempt(token.as_deref())?
-            }
-            other => other?,
-        };
+        let (answer, identity) = self.with_token(attempt)?;
         if answer.not_modified
             && let (Some(file), Some(entry)) = (&file, cached)
         {
@@ -322,15 +312,23 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Result<T, CliError> {
+        self.with_token(|token| self.send_as(method.clone(), path, query, body, token))
+    }
+
+    /// `attempt` with this client's runtime token; once more with a fresh one when a
+    /// client-credentials token is refused (`authn_failed`: nothing was run).
+    fn with_token<T>(
+        &self,
+        attempt: impl Fn(Option<&str>) -> Result<T, CliError>,
+    ) -> Result<T, CliError> {
         let token = self.bearer(false)?;
-        match self.send_as(method.clone(), path, query, body, token.as_deref()) {
-            // A client-credentials token the runtime no longer accepts: fetch one, retry once.
+        match attempt(token.as_deref()) {
             Err(e)
                 if e.code.as_deref() == Some(codes::AUTHN_FAILED)
                     && matches!(self.auth, Some(crate::token::Source::Client(_))) =>
             {
                 let token = self.bearer(true)?;
-                self.send_as(method, path, query, body, token.as_deref())
+                attempt(token.as_deref())
             }
             other => other,
         }

@@ -62,25 +62,21 @@ fn search(cli: &Cli, words: &[String], service: Option<&str>) -> Result<Reply, C
     commands::explain::search(&client, &view, words, service, output::resolve(g.format))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn new_source(
     name: String,
     kind: String,
     uri: Option<String>,
-    transport: Option<String>,
-    command: Option<String>,
-    args: Vec<String>,
-    url: Option<String>,
+    mcp: &args::McpSourceArgs,
     alias: Option<String>,
 ) -> commands::edit::NewSource {
     commands::edit::NewSource {
         name,
         kind,
         uri,
-        transport,
-        command,
-        args,
-        url,
+        transport: mcp.transport.clone(),
+        command: mcp.command.clone(),
+        args: mcp.args.clone(),
+        url: mcp.url.clone(),
         alias,
     }
 }
@@ -98,10 +94,7 @@ fn edit(cli: &Cli) -> Result<String, CliError> {
                     a.name.clone(),
                     a.kind.clone(),
                     a.uri.clone(),
-                    a.transport.clone(),
-                    a.command.clone(),
-                    a.args.clone(),
-                    a.url.clone(),
+                    &a.mcp,
                     a.alias.clone(),
                 ),
             )
@@ -135,10 +128,7 @@ fn edit(cli: &Cli) -> Result<String, CliError> {
                     a.name.clone().unwrap_or_default(),
                     "mcp".into(),
                     None,
-                    a.transport.clone(),
-                    a.command.clone(),
-                    a.args.clone(),
-                    a.url.clone(),
+                    &a.mcp,
                     None,
                 )
             });

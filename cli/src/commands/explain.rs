@@ -127,24 +127,7 @@ fn text_report(tool: &Tool, alias: &str, r: &Value) -> String {
         r["auth"].as_str().unwrap_or_default().replace('_', " "),
     ));
     let s = tool.safety;
-    let mut safety = Vec::new();
-    for (on, name) in [
-        (s.read_only, "read-only"),
-        (s.destructive, "destructive"),
-        (s.idempotent, "idempotent"),
-    ] {
-        if on {
-            safety.push(name);
-        }
-    }
-    rows.push((
-        "safety",
-        if safety.is_empty() {
-            "-".into()
-        } else {
-            safety.join(", ")
-        },
-    ));
+    rows.push(("safety", crate::commands::tool::safety_words(&s, false)));
     rows.push((
         "approval",
         if s.requires_approval {

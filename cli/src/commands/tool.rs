@@ -152,30 +152,29 @@ fn describe(t: &Tool, alias: &str) -> String {
             auth.join(" | ")
         },
     ));
-    let s = t.safety;
-    let mut safety = Vec::new();
-    for (on, name) in [
-        (s.read_only, "read-only"),
-        (s.destructive, "destructive"),
-        (s.idempotent, "idempotent"),
-        (s.requires_approval, "requires-approval"),
-    ] {
-        if on {
-            safety.push(name);
-        }
-    }
-    rows.push((
-        "safety",
-        if safety.is_empty() {
-            "-".into()
-        } else {
-            safety.join(", ")
-        },
-    ));
+    rows.push(("safety", safety_words(&t.safety, true)));
     if !t.servers.is_empty() {
         rows.push(("servers", t.servers.join(", ")));
     }
     output::pairs(&rows)
+}
+
+/// A tool's safety as words (`read-only, idempotent`), `-` for none; approval included or not.
+pub(crate) fn safety_words(s: &open_cli_config::ntc::Safety, approval: bool) -> String {
+    let words: Vec<&str> = [
+        (s.read_only, "read-only"),
+        (s.destructive, "destructive"),
+        (s.idempotent, "idempotent"),
+        (approval && s.requires_approval, "requires-approval"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if words.is_empty() {
+        "-".into()
+    } else {
+        words.join(", ")
+    }
 }
 
 fn param(p: &Parameter) -> String {
