@@ -68,6 +68,10 @@ pub struct GlobalArgs {
         requires = "client_cert"
     )]
     pub client_key: Option<PathBuf>,
+    /// Print each request to the runtime on stderr: method, URL, status, time taken and
+    /// request ID.
+    #[arg(short = 'v', long, global = true)]
+    pub verbose: bool,
     /// Use the locally cached catalog without asking the runtime (commands that only read
     /// the catalog: help, `catalog list`, `explain`, `search`, `--dry-run`); says how old it is.
     #[arg(long, global = true)]

@@ -50,6 +50,8 @@ pub struct Client {
     offline: bool,
     /// Say on stderr how old an offline catalog is (not while completing a command line).
     note_offline: bool,
+    /// `-v`: each request on stderr.
+    verbose: bool,
 }
 
 /// A success answer of the runtime.
@@ -108,12 +110,19 @@ impl Client {
             timeout,
             offline: false,
             note_offline: true,
+            verbose: false,
         })
     }
 
     /// Take the catalog from the local cache without asking the runtime (`--offline`).
     pub fn offline(mut self, offline: bool) -> Self {
         self.offline = offline;
+        self
+    }
+
+    /// Print each request on stderr (`-v`).
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
         self
     }
 
@@ -400,9 +409,23 @@ impl Client {
         // runtime keeps a safe inbound ID, answers and audits under it).
         let rid = request_id();
         req = req.header("x-request-id", &rid);
-        let resp = req
-            .send()
-            .map_err(|e| self.transport_error(&e, &method, path, &rid))?;
+        let started = std::time::Instant::now();
+        let resp = req.send().map_err(|e| {
+            if self.verbose {
+                eprintln!(
+                    "open-cli: {method} {url} failed after {:.1} ms (request {rid})",
+                    ms(started)
+                );
+            }
+            self.transport_error(&e, &method, path, &rid)
+        })?;
+        if self.verbose {
+            eprintln!(
+                "open-cli: {method} {url} -> {} in {:.1} ms (request {rid})",
+                resp.status().as_u16(),
+                ms(started)
+            );
+        }
         let gzipped = resp
             .headers()
             .get("content-encoding")
@@ -494,6 +517,10 @@ impl Client {
             err.hint("is it running? Start one with `open-cli-toolbox --config <file>`, or point --runtime / OPEN_CLI_RUNTIME_URL at the right address")
         }
     }
+}
+
+fn ms(since: std::time::Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
 }
 
 /// A request ID of this CLI's own (`cli-` and 16 hex digits): unique enough per process and

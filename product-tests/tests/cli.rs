@@ -458,6 +458,16 @@ fn explain_and_search_find_and_describe_tools() {
         text(&out.stderr)
     );
     assert_eq!(text(&out.stdout).trim(), "[]");
+    // -v: each request on stderr, with its status, time and request ID.
+    let out = run(&["search", "item", "-v", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("open-cli: GET ")
+            && err.contains("/v1/catalog/effective -> ")
+            && err.contains("(request cli-"),
+        "{err}"
+    );
     // An unknown service is a usage error.
     let out = run(&["search", "item", "--service", "nope"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));

@@ -303,6 +303,11 @@ pub fn prescan(g: &mut GlobalArgs, words: &[String]) {
             i += 1;
             continue;
         }
+        if w == "-v" || w == "--verbose" {
+            g.verbose = true;
+            i += 1;
+            continue;
+        }
         let (name, inline) = match w.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
             _ => (w.as_str(), None),

@@ -52,6 +52,7 @@ pub(crate) fn connect_with(
         &tls,
     )?
     .offline(g.offline)
+    .verbose(g.verbose)
     .with_auth(if send_token {
         token::source(config)?
     } else {
