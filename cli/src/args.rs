@@ -68,6 +68,10 @@ pub struct GlobalArgs {
         requires = "client_cert"
     )]
     pub client_key: Option<PathBuf>,
+    /// Filter the JSON output with a jq program (jaq, built in); one compact JSON value per
+    /// line. Implies `--format json` unless a format is given.
+    #[arg(long, global = true, value_name = "EXPR")]
+    pub jq: Option<String>,
     /// Print each request to the runtime on stderr: method, URL, status, time taken and
     /// request ID.
     #[arg(short = 'v', long, global = true)]

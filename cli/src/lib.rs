@@ -9,6 +9,7 @@ pub mod cache;
 pub mod client;
 pub mod commands;
 pub mod error;
+pub mod jq;
 pub mod output;
 pub mod resolve;
 pub mod token;
@@ -32,6 +33,15 @@ pub fn run() -> ExitCode {
         Command::Search { words, service } => search(&cli, words, service.as_deref()),
         _ => dispatch(&cli).map(Reply::data),
     };
+    // `--jq` over what the command prints (JSON: see `output::resolve`).
+    let reply = reply.and_then(|mut r| {
+        if let Some(program) = output::jq_program()
+            && !r.stdout.trim().is_empty()
+        {
+            r.stdout = jq::filter(&program, &r.stdout)?;
+        }
+        Ok(r)
+    });
     let printed = reply.and_then(|r| output::print(&r.stdout).map(|()| r));
     match printed {
         Ok(r) => {

@@ -10,6 +10,10 @@ use crate::error::{CliError, exit};
 
 /// `--format`, else `table` on a terminal and `json` when piped.
 pub fn resolve(format: Option<Format>) -> Format {
+    // `--jq` filters JSON: it is what the command prints unless told otherwise.
+    if format.is_none() && jq_program().is_some() {
+        return Format::Json;
+    }
     format.unwrap_or_else(|| {
         if std::io::stdout().is_terminal() {
             Format::Table
@@ -89,6 +93,24 @@ pub fn print(text: &str) -> Result<(), CliError> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CliError::new(exit::PROTOCOL, "cannot write to stdout").cause(e.to_string())),
     }
+}
+
+/// The `--jq` program of this command line, wherever it stands (tool commands take global
+/// flags after their words too), up to a `--`.
+pub fn jq_program() -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--" {
+            return None;
+        }
+        if a == "--jq" {
+            return args.next();
+        }
+        if let Some(p) = a.strip_prefix("--jq=") {
+            return Some(p.to_string());
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -771,3 +771,38 @@ fn a_call_past_the_timeout_names_its_request_id() {
     assert_eq!(rows[0]["toolId"], "demo:slowResponse", "{}", rows[0]);
     assert_eq!(rows[0]["statusCode"], 200, "{}", rows[0]);
 }
+
+/// `--jq` filters JSON output in process, for built-in and tool commands alike, wherever it
+/// stands on the command line; a bad program is a usage error.
+#[test]
+fn jq_filters_the_output() {
+    let api = TestApi::start();
+    let (_fx, rt) = start_demo_runtime(&api);
+    for name in ["lamp", "desk"] {
+        json_out(&oc(
+            &rt,
+            &[
+                "demo",
+                "items",
+                "create-item",
+                "--body",
+                &format!(r#"{{"name":"{name}"}}"#),
+                "--format",
+                "json",
+            ],
+        ));
+    }
+    let out = oc(&rt, &["demo", "items", "list-items", "--jq", ".[].name"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "\"lamp\"\n\"desk\"\n");
+    let out = oc(
+        &rt,
+        &["--jq", "[.view.tools[].id] | length", "catalog", "list"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let n: usize = text(&out.stdout).trim().parse().unwrap();
+    assert!(n > 10, "{n}");
+    let out = oc(&rt, &["catalog", "list", "--jq", ".view.tools["]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--jq"), "{}", text(&out.stderr));
+}
