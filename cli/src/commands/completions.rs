@@ -1,7 +1,7 @@
 //! Shell completions.
 //!
 //! `open-cli completions <shell>` prints a registration script; the shell then calls
-//! `open-cli` back on every <TAB> (`COMPLETE=<shell> open-cli -- <words…>`, clap_complete's
+//! `open-cli` back on every Tab (`COMPLETE=<shell> open-cli -- <words…>`, clap_complete's
 //! dynamic engine), which completes the built-in commands and flags **and** the tool commands
 //! of the runtime's catalog — services, groups, commands, flags, enum values — from the
 //! local catalog cache (`crate::cache`), so a warm completion sends no request. Without a
