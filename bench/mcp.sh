@@ -208,10 +208,10 @@ if [ -n "${PERF:-}" ]; then
   run "$PERF" "$conns" "$secs" "$work/perf-wrk.txt"
   wait "$perf_pid" || true
   echo "($PERF) $(rps "$work/perf-wrk.txt") req/s under perf; top symbols (self time):"
-  perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -"${PERF_TOP:-60}"
+  perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -"${PERF_TOP:-60}" || true
   # PERF_SYMBOL=<name>: who calls it (with PERF_RECORD="--call-graph dwarf -F 499").
   if [ -n "${PERF_SYMBOL:-}" ]; then
-    perf report -i "$work/perf.data" --no-children --stdio -S "$PERF_SYMBOL" -G 2>/dev/null | grep -v '^$' | head -"${PERF_TOP:-60}"
+    perf report -i "$work/perf.data" --no-children --stdio -S "$PERF_SYMBOL" -G 2>/dev/null | grep -v '^$' | head -"${PERF_TOP:-60}" || true
   fi
   exit 0
 fi

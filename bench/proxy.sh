@@ -61,6 +61,9 @@
 #        WRK_THREADS=N     wrk threads (default 1)
 #        HALF_CONNS=N      connections of the half-load latency pass (default 16)
 #        ROUNDS=N          interleaved rounds of the full-speed runs (default 3; median reported)
+#        PERF=<variants>   instead of the figures, profile each named variant's proxy with perf
+#                          under load and print its top symbols (PERF_TOP=N lines), e.g.
+#                          PERF=df with BASELINE_BIN to compare two builds
 #        CARGO_TARGET_DIR  respected (binaries are taken from there)
 #        BASELINE_BIN=P    also run (f): the pass-through of the open-cli-toolbox binary at P
 #                          (e.g. a release build of an earlier commit; see the README)
@@ -341,6 +344,23 @@ wrk_run() { # variant duration out (a round's out also gets the proxy's CPU tick
   wrk "${args[@]}" "${url[$v]}" > "$3"
   [ "$3" = /dev/null ] || echo $(($(cpu_ticks "$v") - t0)) > "$3.cpu"
 }
+if [ -n "${PERF:-}" ]; then
+  # Where a variant's proxy spends its CPU: perf on its process while wrk loads it, the top
+  # symbols (self time) of each variant named in PERF (e.g. PERF=df: this build and the
+  # baseline's); no figures.
+  for v in $(echo "$PERF" | grep -o .); do
+    want "$v" || continue
+    sane "$v" || continue
+    wrk_run "$v" 1s /dev/null
+    perf record -q -F 1999 -p "${proc[$v]}" -o "$work/perf-$v.data" -- sleep "$secs" 2>/dev/null &
+    perf_pid=$!
+    wrk_run "$v" "${secs}s" "$work/perf-wrk-$v.txt"
+    wait "$perf_pid" || true
+    echo "($v) $(awk '/Requests\/sec/ {print $2}' "$work/perf-wrk-$v.txt") req/s under perf; top symbols:"
+    perf report -i "$work/perf-$v.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -"${PERF_TOP:-40}" || true
+  done
+  exit 0
+fi
 echo "wrk -t$wrk_threads -c$conns -d${secs}s --latency, $rounds interleaved rounds (median shown); proxies: $threads threads/workers; upstream: nginx, 1 worker; all on $(nproc) shared cores, unpinned"
 load=$(cut -d' ' -f1 /proc/loadavg)
 if awk "BEGIN{exit !($load >= 0.5)}"; then
