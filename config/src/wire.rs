@@ -230,8 +230,9 @@ pub struct EffectiveCatalog {
     pub catalog: Catalog,
     pub view: EffectiveView,
     /// Our extension, `?compact=true`: the body carries each tool once, in `view.tools`;
-    /// `catalog.tools` and `catalog.effectiveViews` are empty and this names the catalog's
-    /// tool IDs (so a client can still tell "not in this view" from "no such tool").
+    /// `catalog.tools` is empty, `catalog.effectiveViews` names the views without their tools,
+    /// and this names the catalog's tool IDs (so a client can still tell "not in this view"
+    /// from "no such tool").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compact: Option<Compact>,
 }

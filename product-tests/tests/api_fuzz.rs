@@ -46,11 +46,36 @@ fn schemathesis(rt: &Runtime, token: Option<&str>) {
     assert!(text.contains("Tested: 11"), "{text}");
 }
 
+/// The demo runtime with every static credential it may inject, so a generated execute call
+/// reaches the upstream instead of stopping at a missing secret (a 502 by design, which the
+/// server-error check cannot tell from a fault); the one tool whose credential needs an
+/// OAuth provider of its own is denied (403).
+fn fuzz_runtime(api: &TestApi, server: serde_json::Value) -> (Fixture, Runtime) {
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let mut extra = json!({
+        "secrets": {
+            "demo.apiKeyHeader": {"type": "literal", "value": "header-key"},
+            "demo.apiKeyQuery": {"type": "literal", "value": "query-key"},
+            "demo.apiKeyCookie": {"type": "literal", "value": "cookie-key"},
+            "demo.basicAuth": {"type": "literal", "value": "ann:s3cret"},
+            "demo.bearerAuth": {"type": "literal", "value": "bearer-token"}
+        },
+        "policy": {"deny": ["demo:authOAuth2"]}
+    });
+    if server.as_object().is_some_and(|o| !o.is_empty()) {
+        extra["runtime"] = json!({"mode": "remote", "server": server});
+    }
+    let config = fx.write_json(".cli.json", &demo_config(extra));
+    let rt = Runtime::start(&config);
+    (fx, rt)
+}
+
 #[test]
 fn schemathesis_finds_nothing_with_a_token_without_one_and_with_auth_off() {
     let api = TestApi::start();
     let issuer = KeyedIssuer::start();
-    let (_fx, rt) = start_demo_runtime_with(&api, json!({"auth": issuer.auth()}));
+    let (_fx, rt) = fuzz_runtime(&api, json!({"auth": issuer.auth()}));
     let token = issuer.token(
         "fuzzer",
         "bundle:demo audit:read runtime:refresh metrics:read",
@@ -58,6 +83,6 @@ fn schemathesis_finds_nothing_with_a_token_without_one_and_with_auth_off() {
     schemathesis(&rt, Some(&token));
     schemathesis(&rt, None);
 
-    let (_open, rt) = start_demo_runtime(&api);
+    let (_open, rt) = fuzz_runtime(&api, json!({}));
     schemathesis(&rt, None);
 }

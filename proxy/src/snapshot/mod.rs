@@ -82,7 +82,8 @@ impl Rendered {
 }
 
 /// The compact effective body of `view` in `catalog`: each tool once (in the view), the
-/// catalog's tool IDs beside it.
+/// catalog's tool IDs beside it; `catalog.tools` empty and `catalog.effectiveViews` naming the
+/// views without their tools.
 fn compact_body(catalog: &Catalog, view: EffectiveView) -> open_cli_config::wire::EffectiveCatalog {
     open_cli_config::wire::EffectiveCatalog {
         catalog: Catalog {
@@ -93,7 +94,17 @@ fn compact_body(catalog: &Catalog, view: EffectiveView) -> open_cli_config::wire
             services: catalog.services.clone(),
             tools: Vec::new(),
             workflows: catalog.workflows.clone(),
-            effective_views: Vec::new(),
+            // The views by name and mode (the NTC requires at least one), their tools only in
+            // `view`.
+            effective_views: catalog
+                .effective_views
+                .iter()
+                .map(|v| EffectiveView {
+                    name: v.name.clone(),
+                    mode: v.mode.clone(),
+                    tools: Vec::new(),
+                })
+                .collect(),
         },
         view,
         compact: Some(open_cli_config::wire::Compact {
