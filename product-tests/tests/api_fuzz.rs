@@ -1,7 +1,7 @@
 //! API fuzzing (issue 18, item 6): schemathesis, every check it has, generated from the
 //! runtime's own `/v1/openapi.json`, against a runtime with auth on (with a valid token and
 //! with none) and one with auth off: no server error, no answer the description does not
-//! allow. `product-tests/schemathesis/schemathesis.toml` holds the one check setting that is
+//! allow. `product-tests/schemathesis/schemathesis.toml` holds the check settings that are
 //! not the default (and why). `API_FUZZ_EXAMPLES` (default 60) sets the examples per
 //! operation; `API_FUZZ_SEED` a seed (default fixed, so CI runs are repeatable; any failure
 //! prints its own seed and a `curl` to reproduce it).
