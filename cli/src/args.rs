@@ -178,6 +178,9 @@ pub enum McpHost {
 pub enum AuthCommand {
     /// Whether the runtime requires a token, where this client gets one, and who it is.
     Status,
+    /// Forget the runtime token this client cached for this runtime's config (an
+    /// `oauthClient` token); the next command fetches a new one. Nothing else is touched.
+    Logout,
 }
 
 #[derive(Debug, Subcommand)]

@@ -208,6 +208,16 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
             let (client, view) = remote()?;
             commands::explain::explain(&client, &view, reference, format)
         }
+        Command::Auth(AuthCommand::Logout) => {
+            // The token source is read from the config; no request, no token fetched.
+            match token::source(config.as_ref())? {
+                Some(token::Source::Client(c)) => c.forget(),
+                Some(token::Source::Provided { from, .. }) => Ok(format!(
+                    "nothing cached: the token comes from {from}, which this client does not manage\n"
+                )),
+                None => Ok("nothing cached: this client sends no runtime token\n".into()),
+            }
+        }
         Command::Auth(AuthCommand::Status) => {
             let (client, _) = remote()?;
             commands::auth::status(&client, format)

@@ -155,6 +155,24 @@ fn state_dir() -> PathBuf {
 }
 
 impl ClientCredentials {
+    /// `auth logout`: remove this source's cached token (its file is this token URL, client,
+    /// scopes and audience's alone).
+    pub fn forget(&self) -> Result<String, CliError> {
+        match std::fs::remove_file(&self.cache) {
+            Ok(()) => Ok(format!(
+                "forgot the cached token of client `{}` at {}\n",
+                self.client_id, self.token_url
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok("nothing cached for this client and token URL\n".into())
+            }
+            Err(e) => Err(
+                CliError::usage(format!("cannot remove {}", self.cache.display()))
+                    .cause(e.to_string()),
+            ),
+        }
+    }
+
     /// A cached, still-valid token.
     pub fn cached(&self) -> Option<(String, u64)> {
         let c: Cached = serde_json::from_slice(&std::fs::read(&self.cache).ok()?).ok()?;

@@ -692,6 +692,31 @@ fn the_cli_gets_caches_and_renews_client_credentials_tokens() {
         r#"{"accessToken":"garbage","expiresAt":99999999999}"#
     );
 
+    // `auth logout` forgets this client's cached token (only it), once; the next command
+    // fetches a new one.
+    let out = open_cli_product_tests::cli(&["--config", &cfg, "auth", "logout"], &env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        open_cli_product_tests::text(&out.stderr)
+    );
+    assert!(open_cli_product_tests::text(&out.stdout).contains("forgot the cached token"));
+    assert!(!tokens[0].exists());
+    let out = open_cli_product_tests::cli(&["--config", &cfg, "auth", "logout"], &env);
+    assert!(open_cli_product_tests::text(&out.stdout).contains("nothing cached"));
+    let out = open_cli_product_tests::cli(
+        &["--config", &cfg, "catalog", "list", "--format", "json"],
+        &env,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        open_cli_product_tests::text(&out.stderr)
+    );
+    assert!(tokens[0].exists());
+
     // Wrong client secret: a clear error from the token endpoint.
     let bad = client_config(
         &client,
