@@ -1,5 +1,5 @@
 use open_cli_product_tests::{
-    Fixture, Runtime, TestApi, cli, demo_config, run, start_demo_runtime, text,
+    Fixture, Runtime, TestApi, cli, cli_at, demo_config, run, start_demo_runtime, text,
 };
 use serde_json::{Value, json};
 
@@ -320,11 +320,7 @@ fn the_cli_does_not_link_pingora() {
 fn unknown_service_or_group_filters_are_usage_errors() {
     let api = TestApi::start();
     let (_fx, rt) = start_demo_runtime(&api);
-    let list = |extra: &[&str]| {
-        let mut args = vec!["--runtime", rt.url.as_str(), "catalog", "list"];
-        args.extend_from_slice(extra);
-        cli(&args, &[])
-    };
+    let list = |extra: &[&str]| cli_at(&rt.url, &[&["catalog", "list"], extra].concat(), &[]);
     let out = list(&["--service", "demoo"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -357,11 +353,7 @@ fn explain_and_search_find_and_describe_tools() {
         &demo_config(json!({"policy": {"approvalRequired": ["demo:deleteItem"]}})),
     );
     let rt = Runtime::start(&cfg);
-    let run = |args: &[&str]| {
-        let mut all = vec!["--runtime", rt.url.as_str()];
-        all.extend_from_slice(args);
-        cli(&all, &[])
-    };
+    let run = |args: &[&str]| cli_at(&rt.url, args, &[]);
     let out = run(&[
         "explain",
         "demo",
@@ -552,16 +544,11 @@ fn the_catalog_is_revalidated_with_etags_and_served_offline() {
     let env = [("OPEN_CLI_CACHE_DIR", cache.to_str().unwrap())];
     let rt_url = rt.url.clone();
     let list = |extra: &[&str]| {
-        let mut args = vec![
-            "--runtime",
-            rt_url.as_str(),
-            "catalog",
-            "list",
-            "--format",
-            "json",
-        ];
-        args.extend_from_slice(extra);
-        cli(&args, &env)
+        cli_at(
+            &rt_url,
+            &[&["catalog", "list", "--format", "json"], extra].concat(),
+            &env,
+        )
     };
     let out = list(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

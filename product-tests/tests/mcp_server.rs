@@ -291,42 +291,37 @@ fn out_of_scope_denied_and_unapproved_calls_are_refused() {
 
     // A denied tool and an unapproved one: refused with the runtime's code, nothing sent.
     let before = s.api.requests().len();
-    let r = ts(&url, Some(&token), &["call", "demo__deleteItem", "{}"]);
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("policy.deny"),
-        "{r}"
-    );
-    assert_eq!(
-        s.api.requests().len(),
-        before,
-        "a refused call reached the upstream"
-    );
-    audit_rows(&s.rt, 1, |v| {
-        v["channel"] == "mcp"
-            && v["toolId"] == "demo:deleteItem"
-            && v["reasonCode"] == "policy_deny"
-    });
-    let r = ts(&url, Some(&token), &["call", "demo__updateItem", "{}"]);
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("requires approval"),
-        "{r}"
-    );
-    assert_eq!(
-        s.api.requests().len(),
-        before,
-        "an unapproved call reached the upstream"
-    );
-    audit_rows(&s.rt, 1, |v| {
-        v["channel"] == "mcp"
-            && v["toolId"] == "demo:updateItem"
-            && v["reasonCode"] == "approval_required"
-    });
+    for (name, id, says, reason) in [
+        (
+            "demo__deleteItem",
+            "demo:deleteItem",
+            "policy.deny",
+            "policy_deny",
+        ),
+        (
+            "demo__updateItem",
+            "demo:updateItem",
+            "requires approval",
+            "approval_required",
+        ),
+    ] {
+        let r = ts(&url, Some(&token), &["call", name, "{}"]);
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(says),
+            "{r}"
+        );
+        assert_eq!(
+            s.api.requests().len(),
+            before,
+            "a refused call of {name} reached the upstream"
+        );
+        audit_rows(&s.rt, 1, |v| {
+            v["channel"] == "mcp" && v["toolId"] == id && v["reasonCode"] == reason
+        });
+    }
 }
 
 #[test]

@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 
 /// `open-cli --runtime <url> <args…>`.
 fn oc(rt: &Runtime, args: &[&str]) -> Output {
-    let mut all = vec!["--runtime", rt.url.as_str()];
-    all.extend_from_slice(args);
-    cli(&all, &[])
+    open_cli_product_tests::cli_at(&rt.url, args, &[])
 }
 
 /// `open-cli` with `input` on stdin.

@@ -286,8 +286,18 @@ pub async fn serve(state: &Arc<RuntimeState>, session: &mut Session, ctx: &mut C
             return respond(session, ctx, reply).await;
         }
     }
-    if header.method == http::Method::POST
-        && let Some((id, name)) = tool_call_of(&body)
+    // A plain stateless call is answered here (parsed once, by the SDK's parser); any other
+    // `tools/call` is read only for the scope gate.
+    let direct = direct_call(endpoint, header, &body);
+    let gated = match &direct {
+        Some((id, params)) => Some((
+            serde_json::to_value(id).unwrap_or_default(),
+            params.name.to_string(),
+        )),
+        None if header.method == http::Method::POST => tool_call_of(&body),
+        None => None,
+    };
+    if let Some((id, name)) = gated
         && let Err(out) = crate::mcp::scope_gate(state, &call, &name).await
     {
         let challenge = format!(
@@ -306,7 +316,7 @@ pub async fn serve(state: &Arc<RuntimeState>, session: &mut Session, ctx: &mut C
         };
         return respond(session, ctx, reply).await;
     }
-    if let Some((id, params)) = direct_call(endpoint, header, &body) {
+    if let Some((id, params)) = direct {
         let message = match crate::mcp::call_tool(state, &call, params, None).await {
             Ok(result) => ServerJsonRpcMessage::Response(JsonRpcResponse {
                 jsonrpc: JsonRpcVersion2_0,
