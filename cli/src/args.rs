@@ -176,10 +176,26 @@ pub enum McpHost {
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
+    /// Log in as a person (browser login: authorization code with PKCE, or the device grant);
+    /// the token is kept for this runtime and refreshed when it expires.
+    Login {
+        /// Log in on another device: print a code and an address instead of using a browser
+        /// here (RFC 8628).
+        #[arg(long)]
+        device: bool,
+        /// Only print the login address; do not start a browser.
+        #[arg(long)]
+        no_browser: bool,
+        /// Ask for these scopes too, beyond `runtime.remote.oauth.scopes` (e.g. `bundle:github`;
+        /// comma-separated or repeated).
+        #[arg(long = "scope", value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
     /// Whether the runtime requires a token, where this client gets one, and who it is.
     Status,
-    /// Forget the runtime token this client cached for this runtime's config (an
-    /// `oauthClient` token); the next command fetches a new one. Nothing else is touched.
+    /// Forget the runtime token this client keeps for this runtime (a login, or an
+    /// `oauthClient` token); the next command logs in or fetches again. Nothing else is
+    /// touched.
     Logout,
 }
 

@@ -169,7 +169,35 @@ impl Client {
                 *self.token.borrow_mut() = Some(t.clone());
                 Ok(Some(t))
             }
+            Some(Source::Login(l)) => {
+                if !fresh && let Some(t) = self.token.borrow().clone() {
+                    return Ok(Some(t));
+                }
+                let t = l.bearer(&self.http, &self.base, fresh)?;
+                self.token.borrow_mut().clone_from(&t);
+                Ok(t)
+            }
         }
+    }
+
+    /// The HTTP client (for the identity provider's endpoints during a login).
+    pub fn http(&self) -> &reqwest::blocking::Client {
+        &self.http
+    }
+
+    /// `/v1/runtime/info` without a token.
+    pub fn info_anonymous(&self) -> Result<RuntimeInfo, CliError> {
+        self.get_anonymous("/v1/runtime/info")
+    }
+
+    /// `/v1/runtime/info` with this token: who the runtime takes it for.
+    pub fn info_as(&self, token: &str) -> Result<RuntimeInfo, CliError> {
+        self.get_as("/v1/runtime/info", &[], Some(token))
+    }
+
+    /// `GET path` of the runtime without a token (public documents).
+    pub fn get_anonymous<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        self.get_as(path, &[], None)
     }
 
     pub fn base(&self) -> &str {
@@ -334,7 +362,11 @@ impl Client {
         match attempt(token.as_deref()) {
             Err(e)
                 if e.code.as_deref() == Some(codes::AUTHN_FAILED)
-                    && matches!(self.auth, Some(crate::token::Source::Client(_))) =>
+                    && matches!(
+                        self.auth,
+                        Some(crate::token::Source::Client(_) | crate::token::Source::Login(_))
+                    )
+                    && token.is_some() =>
             {
                 let token = self.bearer(true)?;
                 attempt(token.as_deref())
@@ -566,7 +598,7 @@ fn runtime_error(status: u16, body: &[u8], request_id: Option<String>) -> CliErr
         ),
         codes::UNKNOWN_AGENT_PROFILE => err.exit_usage().hint("list the profiles with `open-cli runtime info` (catalog.views)"),
         codes::INVALID_REQUEST => err.exit_usage(),
-        codes::AUTHN_FAILED => err.hint("your runtime token is missing, expired or not accepted; check `runtime.remote.oauth`"),
+        codes::AUTHN_FAILED => err.hint("your runtime token is missing, expired or not accepted: log in with `open-cli auth login`, or check `runtime.remote.oauth`"),
         // Execute refusals (docs/execution.md).
         codes::APPROVAL_REQUIRED => err.hint("this tool requires approval: re-run with --approval"),
         codes::CREDENTIALS_UNAVAILABLE => err.hint(

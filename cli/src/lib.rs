@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod jq;
+pub mod login;
 pub mod output;
 pub mod resolve;
 pub mod token;
@@ -212,10 +213,41 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
             // The token source is read from the config; no request, no token fetched.
             match token::source(config.as_ref())? {
                 Some(token::Source::Client(c)) => c.forget(),
+                Some(token::Source::Login(l)) => {
+                    let target = resolve::target(
+                        cli.global.runtime.as_deref(),
+                        config.as_ref().map(|l| &l.config),
+                    )?;
+                    l.forget(target.url.trim_end_matches('/'))
+                }
                 Some(token::Source::Provided { from, .. }) => Ok(format!(
                     "nothing cached: the token comes from {from}, which this client does not manage\n"
                 )),
                 None => Ok("nothing cached: this client sends no runtime token\n".into()),
+            }
+        }
+        Command::Auth(AuthCommand::Login {
+            device,
+            no_browser,
+            scopes,
+        }) => {
+            let (client, _) = commands::connect_with(&cli.global, config.as_ref(), false)?;
+            match token::source(config.as_ref())? {
+                Some(token::Source::Login(mut l)) => login::login(
+                    &client,
+                    {
+                        l.scopes.extend(scopes.iter().cloned());
+                        &l
+                    },
+                    login::Options {
+                        device: *device,
+                        no_browser: *no_browser,
+                    },
+                ),
+                _ => Err(CliError::usage(
+                    "this config gets its runtime token elsewhere (runtime.remote.oauth.mode is not browserLogin)",
+                )
+                .hint("set runtime.remote.oauth.mode to \"browserLogin\", or remove runtime.remote.oauth to log in to any runtime")),
             }
         }
         Command::Auth(AuthCommand::Status) => {

@@ -7,6 +7,10 @@
 //!   else from the runtime's advertised audience). The token is cached under the state
 //!   directory (`$XDG_STATE_HOME/open-cli/tokens/`, mode 0600) until 30 s before it expires,
 //!   and fetched again once when the runtime answers `authn_failed`.
+//! - `browserLogin`: the token `open-cli auth login` got for a person ([`crate::login`]),
+//!   refreshed with its refresh token before it expires and once on `authn_failed`. Without
+//!   any `runtime.remote.oauth`, a login made with `auth login` for the runtime is used when
+//!   there is one.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +29,7 @@ const EXPIRY_MARGIN: u64 = 30;
 pub enum Source {
     Provided { token: String, from: String },
     Client(ClientCredentials),
+    Login(crate::login::Login),
 }
 
 #[derive(Debug, Clone)]
@@ -44,7 +49,7 @@ struct Cached {
     expires_at: u64,
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -58,7 +63,7 @@ fn config_error(msg: impl Into<String>) -> CliError {
 /// The token source a client config asks for, if any.
 pub fn source(loaded: Option<&LoadedConfig>) -> Result<Option<Source>, CliError> {
     let Some(loaded) = loaded else {
-        return Ok(None);
+        return Ok(Some(Source::Login(crate::login::Login::implicit())));
     };
     let Some(oauth) = loaded
         .config
@@ -67,15 +72,30 @@ pub fn source(loaded: Option<&LoadedConfig>) -> Result<Option<Source>, CliError>
         .and_then(|r| r.remote.as_ref())
         .and_then(|r| r.oauth.as_ref())
     else {
-        return Ok(None);
+        return Ok(Some(Source::Login(crate::login::Login::implicit())));
     };
     match oauth.mode {
         RemoteOAuthMode::ProvidedToken => provided(oauth, &loaded.base_dir).map(Some),
         RemoteOAuthMode::OAuthClient => client(oauth, loaded).map(Some),
-        RemoteOAuthMode::BrowserLogin => Err(CliError::usage(
-            "`browserLogin` is not supported by this version of open-cli yet",
-        )
-        .hint("use `providedToken` or `oauthClient` in runtime.remote.oauth")),
+        RemoteOAuthMode::BrowserLogin => {
+            Ok(Some(Source::Login(crate::login::Login::configured(oauth))))
+        }
+    }
+}
+
+impl Source {
+    /// In `auth status` terms: `providedToken`, `oauthClient`, `browserLogin` or `none` (no
+    /// login made for `base`), and where the token comes from.
+    pub fn describe(&self, base: &str) -> (&'static str, Option<String>) {
+        match self {
+            Source::Provided { from, .. } => ("providedToken", Some(from.clone())),
+            Source::Client(c) => ("oauthClient", Some(c.token_url.clone())),
+            Source::Login(l) => match l.load(base) {
+                Some(s) => ("browserLogin", Some(s.token_url)),
+                None if l.configured => ("browserLogin", None),
+                None => ("none", None),
+            },
+        }
     }
 }
 
@@ -142,7 +162,7 @@ fn client(oauth: &RemoteOAuth, loaded: &LoadedConfig) -> Result<Source, CliError
     }))
 }
 
-fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     let env = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
@@ -194,72 +214,140 @@ impl ClientCredentials {
             form.push(("audience", a.to_string()));
             form.push(("resource", a.to_string()));
         }
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let failed = |why: String| {
-            CliError::new(
-                exit::REQUEST_FAILED,
-                format!("cannot get a runtime token from {}", self.token_url),
-            )
-            .cause(why)
+        let granted = token_request(
+            http,
+            &self.token_url,
+            &form,
+            Some((&self.client_id, &self.client_secret)),
+        )
+        .map_err(|e| {
+            e.into_error(format!(
+                "cannot get a runtime token from {}",
+                self.token_url
+            ))
             .hint("check runtime.remote.oauth.client (token URL, client ID and secret)")
-        };
-        let resp = http
-            .post(&self.token_url)
-            .basic_auth(&self.client_id, Some(&self.client_secret))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json")
-            .timeout(Duration::from_secs(30))
-            .body(body)
-            .send()
-            .map_err(|e| failed(crate::error::chain(&e).join(": ")))?;
-        let status = resp.status();
-        let v: serde_json::Value = resp
-            .json()
-            .map_err(|e| failed(format!("HTTP {status}: not JSON: {e}")))?;
-        if !status.is_success() {
-            let err = v.get("error").and_then(|e| e.as_str()).unwrap_or("error");
-            let desc = v
-                .get("error_description")
-                .and_then(|e| e.as_str())
-                .unwrap_or_default();
-            return Err(failed(format!("HTTP {status}: {err} {desc}")));
-        }
-        let token = v
-            .get("access_token")
-            .and_then(|t| t.as_str())
-            .ok_or_else(|| failed("the answer has no access_token".into()))?
-            .to_string();
-        let expires_at = now() + v.get("expires_in").and_then(|e| e.as_u64()).unwrap_or(300);
-        self.store(&token, expires_at);
-        Ok(token)
+        })?;
+        let expires_at = now() + granted.expires_in.unwrap_or(300);
+        self.store(&granted.access_token, expires_at);
+        Ok(granted.access_token)
     }
 
     fn store(&self, token: &str, expires_at: u64) {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let Some(dir) = self.cache.parent() else {
-            return;
-        };
-        if std::fs::create_dir_all(dir).is_err() {
-            return;
-        }
-        let tmp = self.cache.with_extension("tmp");
         let body = serde_json::to_vec(&Cached {
             access_token: token.to_string(),
             expires_at,
         })
         .unwrap_or_default();
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(&body));
-        if written.is_ok() {
-            let _ = std::fs::rename(&tmp, &self.cache);
-        }
+        let _ = write_private(&self.cache, &body);
     }
+}
+
+/// Write `body` to `path` atomically, readable by this user only (0600; directory 0700).
+pub(crate) fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(body))?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A token endpoint's success answer (RFC 6749 5.1).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Granted {
+    pub access_token: String,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// Why a token request failed: the endpoint's OAuth error (RFC 6749 5.2), or no usable answer.
+#[derive(Debug)]
+pub(crate) enum TokenError {
+    OAuth {
+        status: u16,
+        error: String,
+        description: String,
+    },
+    Failed(String),
+}
+
+impl TokenError {
+    pub fn into_error(self, message: String) -> CliError {
+        let why = match self {
+            TokenError::OAuth {
+                status,
+                error,
+                description,
+            } => format!("HTTP {status}: {error} {description}")
+                .trim()
+                .to_string(),
+            TokenError::Failed(why) => why,
+        };
+        CliError::new(exit::REQUEST_FAILED, message).cause(why)
+    }
+}
+
+/// POST a form to an OAuth endpoint (token, device authorization), with HTTP basic client
+/// authentication when `basic` is given; the JSON answer of a 2xx, else the OAuth error.
+pub(crate) fn oauth_post<T: serde::de::DeserializeOwned>(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    form: &[(&str, String)],
+    basic: Option<(&str, &str)>,
+) -> Result<T, TokenError> {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .timeout(Duration::from_secs(30))
+        .body(body);
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    let resp = req
+        .send()
+        .map_err(|e| TokenError::Failed(crate::error::chain(&e).join(": ")))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp
+        .json()
+        .map_err(|e| TokenError::Failed(format!("HTTP {status}: not JSON: {e}")))?;
+    if !status.is_success() {
+        let field = |k: &str| v.get(k).and_then(|e| e.as_str()).unwrap_or_default();
+        return Err(TokenError::OAuth {
+            status: status.as_u16(),
+            error: match field("error") {
+                "" => "error".into(),
+                e => e.to_string(),
+            },
+            description: field("error_description").to_string(),
+        });
+    }
+    serde_json::from_value(v)
+        .map_err(|e| TokenError::Failed(format!("HTTP {status}: unexpected answer: {e}")))
+}
+
+/// [`oauth_post`] to a token endpoint.
+pub(crate) fn token_request(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    form: &[(&str, String)],
+    basic: Option<(&str, &str)>,
+) -> Result<Granted, TokenError> {
+    oauth_post(http, url, form, basic)
 }

@@ -655,6 +655,7 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
     let authorization_url = o.nonempty("authorizationURL");
     let token_url = o.nonempty("tokenURL");
     let browser_client_id = o.nonempty("browserClientId");
+    let device_authorization_url = o.nonempty("deviceAuthorizationURL");
     let client_id = optional_secret_ref(&mut o, "clientId");
     let client_secret = optional_secret_ref(&mut o, "clientSecret");
     let leeway_seconds = o.uint("leewaySeconds", 0, 3600).unwrap_or(60);
@@ -700,6 +701,7 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
         ("introspectionURL", &introspection_url),
         ("authorizationURL", &authorization_url),
         ("tokenURL", &token_url),
+        ("deviceAuthorizationURL", &device_authorization_url),
     ] {
         if let Some(u) = url {
             check_http_url(cx, &o.key_path(key), u);
@@ -728,6 +730,7 @@ fn decode_server_auth(mut o: Obj<'_>) -> Option<ServerAuth> {
         authorization_url,
         token_url,
         browser_client_id,
+        device_authorization_url,
         client_id,
         client_secret,
         leeway_seconds,

@@ -645,6 +645,14 @@ pub struct ServerAuth {
     pub token_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub browser_client_id: Option<String>,
+    /// The provider's RFC 8628 device authorization endpoint, for `open-cli auth login
+    /// --device` (advertised in `/v1/auth/browser-config`; without it the CLI asks the
+    /// issuer's metadata).
+    #[serde(
+        rename = "deviceAuthorizationURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub device_authorization_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<SecretRef>,
     #[serde(skip_serializing_if = "Option::is_none")]

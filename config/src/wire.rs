@@ -303,6 +303,30 @@ pub struct BrowserLoginInfo {
     pub config_endpoint: String,
 }
 
+/// `GET /v1/auth/browser-config`: how a person logs in to get a runtime token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrowserConfig {
+    #[serde(rename = "authorizationURL")]
+    pub authorization_url: String,
+    #[serde(rename = "tokenURL")]
+    pub token_url: String,
+    pub client_id: String,
+    pub audience: String,
+    #[serde(default)]
+    pub scope_prefixes: Vec<String>,
+    /// Extension: the configured issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Extension: the RFC 8628 device authorization endpoint.
+    #[serde(
+        default,
+        rename = "deviceAuthorizationURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub device_authorization_url: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationEnvelope {

@@ -20,12 +20,22 @@ const provider = new Provider(ISSUER, {
       response_types: [], redirect_uris: [], token_endpoint_auth_method: 'client_secret_basic',
       scope: SCOPES.join(' ') },
     { client_id: 'runtime', client_secret: 'runtime-secret', grant_types: [], response_types: [], redirect_uris: [] },
+    // `open-cli auth login`: a public native client (PKCE; any loopback port, RFC 8252 7.3),
+    // authorization code, refresh tokens and the device authorization grant (RFC 8628).
+    { client_id: 'cli', token_endpoint_auth_method: 'none', application_type: 'native',
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: ['code'], redirect_uris: ['http://127.0.0.1/callback'],
+      scope: ['openid', 'offline_access', ...SCOPES].join(' ') },
   ],
-  scopes: SCOPES,
+  scopes: ['openid', 'offline_access', ...SCOPES],
   features: {
     introspection: { enabled: true },
     revocation: { enabled: true },
     clientCredentials: { enabled: true },
+    deviceFlow: { enabled: true },
+    // Built-in login and consent pages (any login name, any password): a test drives them with
+    // an HTTP client as the person at the browser would.
+    devInteractions: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: async () => AUDIENCE,
@@ -40,7 +50,7 @@ const provider = new Provider(ISSUER, {
       }),
     },
   },
-  ttl: { ClientCredentials: TTL, AccessToken: TTL },
+  ttl: { ClientCredentials: TTL, AccessToken: TTL, DeviceCode: 600 },
 });
 provider.proxy = true;
 // Counts introspection requests, for the tests that bound how often the runtime asks:

@@ -245,3 +245,124 @@ pub fn jwt_claims(token: &str) -> Value {
         .expect("a JWT payload is base64url");
     serde_json::from_slice(&json).expect("a JWT payload is JSON")
 }
+
+/// The person at the browser: follows the provider's built-in (dev) login and consent pages
+/// with an HTTP client and a cookie jar, as a browser would.
+#[derive(Debug, Default)]
+pub struct Person {
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Person {
+    fn client() -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("http client")
+    }
+
+    fn send(&mut self, req: reqwest::blocking::RequestBuilder) -> reqwest::blocking::Response {
+        let jar: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let resp = req
+            .header("cookie", jar.join("; "))
+            .send()
+            .expect("provider request");
+        for c in resp.headers().get_all("set-cookie") {
+            let c = c.to_str().unwrap_or_default();
+            let pair = c.split(';').next().unwrap_or_default();
+            if let Some((k, v)) = pair.split_once('=') {
+                self.cookies.insert(k.trim().to_string(), v.to_string());
+            }
+        }
+        resp
+    }
+
+    /// Where a redirect points, resolved against the address that answered it.
+    fn location(resp: &reqwest::blocking::Response) -> String {
+        assert!(
+            resp.status().is_redirection(),
+            "expected a redirect, got {}",
+            resp.status()
+        );
+        let to = resp.headers()["location"].to_str().unwrap();
+        resp.url().join(to).unwrap().to_string()
+    }
+
+    fn post(&mut self, url: &str, form: &[(&str, &str)]) -> reqwest::blocking::Response {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let req = Self::client()
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(req)
+    }
+
+    fn get(&mut self, url: &str) -> reqwest::blocking::Response {
+        self.send(Self::client().get(url))
+    }
+
+    /// From an interaction page: log in as `login` (any password), consent; where the
+    /// provider resumes.
+    fn login_and_consent(&mut self, interaction: &str, login: &str) -> String {
+        let form = [("prompt", "login"), ("login", login), ("password", "x")];
+        let resume = Self::location(&self.post(interaction, &form));
+        let consent = Self::location(&self.get(&resume));
+        Self::location(&self.post(&consent, &[("prompt", "consent")]))
+    }
+
+    /// Authorization code flow: open `authorization_url`, log in, consent; the redirect back
+    /// to the client (its `redirect_uri?code=…&state=…`), not followed.
+    pub fn authorize(&mut self, authorization_url: &str, login: &str) -> String {
+        let interaction = Self::location(&self.get(authorization_url));
+        let resume = self.login_and_consent(&interaction, login);
+        Self::location(&self.get(&resume))
+    }
+
+    /// Device flow: open the verification address with `user_code`, confirm, log in, consent.
+    pub fn approve_device(&mut self, verification_uri: &str, user_code: &str, login: &str) {
+        let xsrf = |html: &str| {
+            let at = html.find("name=\"xsrf\" value=\"").expect("xsrf field") + 19;
+            html[at..].split('"').next().unwrap().to_string()
+        };
+        let sep = if verification_uri.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let page = self
+            .get(&format!("{verification_uri}{sep}user_code={user_code}"))
+            .text()
+            .unwrap();
+        let page = self
+            .post(
+                verification_uri,
+                &[("xsrf", &xsrf(&page)), ("user_code", user_code)],
+            )
+            .text()
+            .unwrap();
+        assert!(
+            page.contains("deviceConfirmForm"),
+            "no confirmation page: {page}"
+        );
+        let token = xsrf(&page);
+        let form = [
+            ("xsrf", token.as_str()),
+            ("user_code", user_code),
+            ("confirm", "yes"),
+        ];
+        let interaction = Self::location(&self.post(verification_uri, &form));
+        let done = self.login_and_consent(&interaction, login);
+        let page = self.get(&done).text().unwrap();
+        assert!(
+            page.contains("Sign-in Success"),
+            "device login not confirmed: {page}"
+        );
+    }
+}

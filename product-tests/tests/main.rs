@@ -40,6 +40,9 @@ mod enrich;
 mod execute;
 /// Start-up, readiness, `runtime.json`, signals.
 mod lifecycle;
+/// `open-cli auth login`: browser (PKCE) and device logins against a real OpenID provider,
+/// refresh, renewal on `authn_failed`, logout.
+mod login;
 /// Logs never carry a secret, at any level.
 mod logs;
 /// MCP sources over stdio, streamable HTTP and SSE against a real MCP server.

@@ -16,7 +16,6 @@ use crate::client::Client;
 use crate::commands::exec::Reply;
 use crate::error::CliError;
 use crate::output;
-use crate::token::Source;
 
 /// The variable the snippets name when the client config names none.
 pub const DEFAULT_TOKEN_ENV: &str = "OPEN_CLI_TOKEN";
@@ -203,10 +202,9 @@ fn describe_source(
     client: &Client,
     config: Option<&LoadedConfig>,
 ) -> (&'static str, Option<String>) {
-    match client.auth() {
-        Some(Source::Provided { from, .. }) => return ("providedToken", Some(from.clone())),
-        Some(Source::Client(c)) => return ("oauthClient", Some(c.token_url.clone())),
-        None => {}
+    match client.auth().map(|a| a.describe(client.base())) {
+        Some(("none", _)) | None => {}
+        Some(known) => return known,
     }
     let Some(oauth) = remote_oauth(config) else {
         return ("none", None);

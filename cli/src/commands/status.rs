@@ -13,7 +13,6 @@ use crate::args::Format;
 use crate::client::{Client, ViewSelector};
 use crate::error::CliError;
 use crate::output;
-use crate::token::Source;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -114,11 +113,9 @@ pub fn status(
             by_type,
         },
         auth: Auth {
-            mode: match client.auth() {
-                None => "none",
-                Some(Source::Provided { .. }) => "providedToken",
-                Some(Source::Client(_)) => "oauthClient",
-            },
+            mode: client
+                .auth()
+                .map_or("none", |a| a.describe(client.base()).0),
             required: info.as_ref().ok().map(|i| i.auth.required),
             audience: info.as_ref().ok().and_then(|i| i.auth.audience.clone()),
             scopes,

@@ -779,9 +779,7 @@ fn browser_config(state: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<R
             )
         })?;
     let prefixes: Vec<&str> = SCOPE_PREFIXES.to_vec();
-    Ok(Reply::json(
-        200,
-        &serde_json::json!({
+    let mut body = serde_json::json!({
             "authorizationURL": auth.authorization_url,
             "tokenURL": auth.token_url,
             "clientId": auth.browser_client_id,
@@ -790,8 +788,18 @@ fn browser_config(state: &RuntimeState, _: &Request<'_>, _: &Caller) -> Result<R
             "scopePrefixes": prefixes,
             "tokenValidationProfiles": [auth.validation_profile.to_string()],
             "authorizationEnvelope": {"version": "1.0", "scopePrefixes": prefixes},
-        }),
-    ))
+    });
+    // Extensions for `open-cli auth login --device`: where the device grant starts, and the
+    // issuer whose metadata names it otherwise.
+    for (key, value) in [
+        ("issuer", &auth.issuer),
+        ("deviceAuthorizationURL", &auth.device_authorization_url),
+    ] {
+        if let Some(v) = value {
+            body[key] = v.as_str().into();
+        }
+    }
+    Ok(Reply::json(200, &body))
 }
 
 /// `GET /v1/audit/events` without a paging parameter (only `limit`, `toolId`, `eventType`):
