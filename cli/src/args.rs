@@ -83,6 +83,13 @@ pub struct GlobalArgs {
     /// Approve a tool that requires approval (tool commands).
     #[arg(long, global = true, hide = true)]
     pub approval: bool,
+    /// Use this config's local runtime, starting it if it is not running (as
+    /// `runtime.mode: "local"`).
+    #[arg(long, global = true, conflicts_with = "embedded")]
+    pub local: bool,
+    /// Start a runtime for this command only, and stop it after.
+    #[arg(long, global = true)]
+    pub embedded: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -306,6 +313,16 @@ pub struct InitArgs {
 pub enum RuntimeCommand {
     /// Show what the runtime is, what it can do and what it serves.
     Info,
+    /// Start this config's local runtime (loopback, an ephemeral port), or say where it runs.
+    Start {
+        /// Stop it after this many seconds without a request; 0: never.
+        #[arg(long, value_name = "SECONDS", default_value_t = crate::local::DEFAULT_IDLE.as_secs())]
+        idle_stop_seconds: u64,
+    },
+    /// Stop this config's local runtime (`POST /v1/runtime/stop`; it drains first).
+    Stop,
+    /// Whether this config's local runtime runs: its URL, PID and files.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

@@ -235,6 +235,11 @@ impl Client {
         self.send(Method::POST, "/v1/refresh", &q, None)
     }
 
+    /// `POST /v1/runtime/stop`.
+    pub fn stop(&self) -> Result<serde_json::Value, CliError> {
+        self.send(Method::POST, "/v1/runtime/stop", &[], None)
+    }
+
     pub fn info(&self) -> Result<RuntimeInfo, CliError> {
         self.get("/v1/runtime/info", &[])
     }

@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod jq;
+pub mod local;
 pub mod login;
 pub mod output;
 pub mod resolve;
@@ -44,6 +45,8 @@ pub fn run() -> ExitCode {
         Ok(r)
     });
     let printed = reply.and_then(|r| output::print(&r.stdout).map(|()| r));
+    // An `--embedded` runtime lives for this invocation only.
+    local::finish();
     match printed {
         Ok(r) => {
             if let Some(line) = &r.stderr {
@@ -187,6 +190,15 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
         Command::Runtime(RuntimeCommand::Info) => {
             let (client, _) = remote()?;
             commands::runtime::info(&client, format)
+        }
+        Command::Runtime(RuntimeCommand::Start { idle_stop_seconds }) => {
+            commands::runtime::start(config.as_ref(), *idle_stop_seconds, format)
+        }
+        Command::Runtime(RuntimeCommand::Status) => {
+            commands::runtime::local_status(config.as_ref(), format)
+        }
+        Command::Runtime(RuntimeCommand::Stop) => {
+            commands::runtime::stop(g, config.as_ref(), format)
         }
         Command::Catalog(CatalogCommand::List(args)) => {
             let (client, view) = remote()?;

@@ -138,17 +138,11 @@ fn decode_mode(mut o: Obj<'_>) -> Option<Mode> {
 
 fn decode_runtime(mut o: Obj<'_>) -> Runtime {
     let cx = o.cx();
+    // `local`, `embedded` and `auto` (local unless `runtime.remote.url` is set): the CLI
+    // starts `open-cli-toolbox` for the config itself (cli/src/local.rs).
     let mode = o
         .one_of("mode", RuntimeMode::ALL)
         .and_then(RuntimeMode::parse);
-    if let Some(m) = mode
-        && m != RuntimeMode::Remote
-    {
-        cx.err(
-            o.key_path("mode"),
-            format!("`{m}` is not supported: open-cli-toolbox is a remote runtime; use `remote`"),
-        );
-    }
     if o.has("local") {
         cx.err(
             o.key_path("local"),
@@ -1310,10 +1304,6 @@ mod tests {
     fn every_rule_has_a_precise_message() {
         let base = || json!({"cli": "1", "mode": {"default": "discover"}});
         let cases: Vec<(Value, &str)> = vec![
-            (
-                json!({"runtime": {"mode": "local"}}),
-                "runtime.mode: `local` is not supported: open-cli-toolbox is a remote runtime; use `remote`",
-            ),
             (
                 json!({"runtime": {"local": {}}}),
                 "runtime.local: is no longer supported; configure a remote runtime (`runtime.remote`) instead",

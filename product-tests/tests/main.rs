@@ -40,6 +40,9 @@ mod enrich;
 mod execute;
 /// Start-up, readiness, `runtime.json`, signals.
 mod lifecycle;
+/// Local runtimes the CLI starts itself: start on first use, reuse, stale `runtime.json`,
+/// idle stop, `--embedded`; the lifecycle routes.
+mod local_runtime;
 /// `open-cli auth login`: browser (PKCE) and device logins against a real OpenID provider,
 /// refresh, renewal on `authn_failed`, logout.
 mod login;

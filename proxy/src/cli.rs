@@ -121,4 +121,13 @@ pub struct ServeArgs {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// A local runtime, started by `open-cli` for one user: the listen address must be
+    /// loopback, and `POST /v1/runtime/stop` is allowed (elsewhere it needs the
+    /// `runtime:stop` scope).
+    #[arg(long)]
+    pub local: bool,
+    /// Shut down (as on SIGTERM) after this many seconds without a request while no session
+    /// holds a lease (`POST /v1/runtime/heartbeat`). 1 to 604800.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=604_800))]
+    pub idle_stop_seconds: Option<u64>,
 }

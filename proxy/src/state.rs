@@ -46,6 +46,75 @@ pub struct RuntimeState {
     draining: AtomicBool,
     /// One counter per serving thread (see [`InflightCounter`]).
     inflight: std::sync::Mutex<Vec<Arc<InflightCounter>>>,
+    /// A local runtime's lease on life: stop requests, idle stop, sessions.
+    pub lifecycle: Lifecycle,
+}
+
+/// How a runtime a CLI started for itself ends (`--local`, `--idle-stop-seconds`), and the
+/// sessions that keep it alive (`POST /v1/runtime/heartbeat`, `session-close`).
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    /// Started as a local runtime (`open-cli runtime start`): `POST /v1/runtime/stop` is
+    /// allowed to callers on a loopback-bound listener.
+    pub local: bool,
+    /// Stop after this long without a request.
+    pub idle_stop: Option<std::time::Duration>,
+    stop: tokio::sync::Notify,
+    /// Session ID → when its lease ends.
+    sessions: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// How long a heartbeat keeps its session alive.
+pub const SESSION_LEASE: std::time::Duration = std::time::Duration::from_secs(90);
+/// Most sessions remembered at once (each heartbeat with a new ID adds one).
+const MAX_SESSIONS: usize = 1024;
+
+impl Lifecycle {
+    pub fn new(local: bool, idle_stop: Option<std::time::Duration>) -> Self {
+        Self {
+            local,
+            idle_stop,
+            ..Self::default()
+        }
+    }
+
+    /// Ask the process to shut down (drain, then exit) as on SIGTERM.
+    pub fn request_stop(&self) {
+        self.stop.notify_one();
+    }
+
+    /// Resolves when a stop was requested.
+    pub async fn stop_requested(&self) {
+        self.stop.notified().await;
+    }
+
+    /// Renew `session`'s lease; the sessions alive now, or `None` when too many are.
+    pub fn heartbeat(&self, session: &str) -> Option<usize> {
+        let now = std::time::Instant::now();
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.retain(|_, until| *until > now);
+        if !s.contains_key(session) && s.len() >= MAX_SESSIONS {
+            return None;
+        }
+        s.insert(session.to_string(), now + SESSION_LEASE);
+        Some(s.len())
+    }
+
+    /// End `session`'s lease; the sessions still alive.
+    pub fn close(&self, session: &str) -> usize {
+        let now = std::time::Instant::now();
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.remove(session);
+        s.retain(|_, until| *until > now);
+        s.len()
+    }
+
+    /// Whether some session's lease is still running.
+    pub fn has_sessions(&self) -> bool {
+        let now = std::time::Instant::now();
+        let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.values().any(|until| *until > now)
+    }
 }
 
 impl RuntimeState {
@@ -81,6 +150,7 @@ impl RuntimeState {
             bound,
             draining: AtomicBool::new(false),
             inflight: Default::default(),
+            lifecycle: Lifecycle::default(),
         }
     }
 
@@ -146,7 +216,19 @@ impl RuntimeState {
     /// Requests in flight on every serving thread.
     pub fn inflight(&self) -> usize {
         let counters = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        counters.iter().map(|c| c.0.load(Ordering::SeqCst)).sum()
+        counters
+            .iter()
+            .map(|c| c.inflight.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// Requests started so far on every serving thread (the idle stop's measure of activity).
+    pub fn requests_started(&self) -> u64 {
+        let counters = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        counters
+            .iter()
+            .map(|c| c.started.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// A new counter of in-flight requests, for one serving thread, counted by
@@ -178,7 +260,11 @@ impl RuntimeState {
 /// thread; [`RuntimeState::inflight`] sums them (rare: drain and shutdown).
 #[derive(Debug, Default)]
 #[repr(align(128))]
-pub struct InflightCounter(AtomicUsize);
+pub struct InflightCounter {
+    inflight: AtomicUsize,
+    /// Requests started on this thread (only this thread writes it: no shared line).
+    started: std::sync::atomic::AtomicU64,
+}
 
 /// Counts one request as in flight until it drops.
 #[derive(Debug)]
@@ -186,14 +272,15 @@ pub struct InflightGuard(Arc<InflightCounter>);
 
 impl InflightGuard {
     pub fn new(counter: &Arc<InflightCounter>) -> Self {
-        counter.0.fetch_add(1, Ordering::SeqCst);
+        counter.inflight.fetch_add(1, Ordering::SeqCst);
+        counter.started.fetch_add(1, Ordering::Relaxed);
         Self(Arc::clone(counter))
     }
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

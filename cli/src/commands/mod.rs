@@ -39,7 +39,24 @@ pub(crate) fn connect_with(
     config: Option<&LoadedConfig>,
     send_token: bool,
 ) -> Result<(Client, ViewSelector), CliError> {
-    let target = resolve::target(g.runtime.as_deref(), config.map(|l| &l.config))?;
+    let target = match crate::local::wanted(g.runtime.as_deref(), g.local, g.embedded, config) {
+        None => resolve::target(g.runtime.as_deref(), config.map(|l| &l.config))?,
+        Some(topology) => {
+            let loaded = config.ok_or_else(|| {
+                CliError::usage("a local runtime needs a config file")
+                    .hint("pass --config FILE or run in a directory with .cli.json (or use --runtime URL)")
+            })?;
+            let local = crate::local::LocalRuntime::for_config(loaded)?;
+            let running = match topology {
+                crate::local::Topology::Embedded => local.start_embedded()?,
+                crate::local::Topology::Local => local.ensure(Some(crate::local::DEFAULT_IDLE))?.0,
+            };
+            resolve::Target {
+                url: running.url,
+                request_config_path: None,
+            }
+        }
+    };
     let tls = crate::client::Tls {
         ca_file: g.ca_file.clone(),
         client_cert: g.client_cert.clone(),

@@ -164,6 +164,17 @@ const ROUTES: &[(&str, &[&str], Handler)] = &[
     ("/v1/tools/execute", &["POST"], Handler::Execute),
     ("/v1/workflows/run", &["POST"], Handler::Sync(workflows_run)),
     ("/v1/audit/events", &["GET"], Handler::AuditEvents),
+    (
+        "/v1/runtime/heartbeat",
+        &["POST"],
+        Handler::Sync(runtime_heartbeat),
+    ),
+    ("/v1/runtime/stop", &["POST"], Handler::Sync(runtime_stop)),
+    (
+        "/v1/runtime/session-close",
+        &["POST"],
+        Handler::Sync(runtime_session_close),
+    ),
     ("/metrics", &["GET"], Handler::Sync(metrics)),
     ("/v1/openapi.json", &["GET"], Handler::Sync(openapi)),
 ];
@@ -646,6 +657,93 @@ fn etag_matches(header: &[u8], etag: &str) -> bool {
     let opaque = |t: &str| t.trim().trim_start_matches("W/").to_string();
     let want = opaque(etag);
     text.trim() == "*" || text.split(',').any(|t| opaque(t) == want)
+}
+
+/// The scope that lets a token stop a runtime that is not a loopback-bound local one.
+pub const STOP_SCOPE: &str = "runtime:stop";
+
+/// `{"sessionId": "…"}` of the lifecycle routes: 1 to 128 visible ASCII characters.
+fn session_id(req: &Request<'_>) -> Result<String, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body {
+        session_id: Option<String>,
+    }
+    let bad = |m: &str| ApiError::new(400, codes::INVALID_REQUEST, m.to_string());
+    let body: Body = serde_json::from_slice(req.body)
+        .map_err(|e| bad(&format!("the body must be {{\"sessionId\": \"…\"}}: {e}")))?;
+    let id = body
+        .session_id
+        .ok_or_else(|| bad("sessionId is required"))?;
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad("sessionId must be 1 to 128 visible ASCII characters"));
+    }
+    Ok(id)
+}
+
+/// `POST /v1/runtime/heartbeat`: renew a session's lease (a local runtime with an idle stop
+/// stays up while one is held).
+fn runtime_heartbeat(
+    state: &RuntimeState,
+    req: &Request<'_>,
+    _: &Caller,
+) -> Result<Reply, ApiError> {
+    let id = session_id(req)?;
+    let active = state.lifecycle.heartbeat(&id).ok_or_else(|| {
+        ApiError::new(
+            429,
+            codes::INVALID_REQUEST,
+            "too many sessions hold a lease on this runtime",
+        )
+    })?;
+    Ok(Reply::json(
+        200,
+        &serde_json::json!({"renewed": true, "sessionId": id, "activeSessions": active,
+            "leaseSeconds": crate::state::SESSION_LEASE.as_secs()}),
+    ))
+}
+
+/// `POST /v1/runtime/session-close`: end the calling session's lease. Only that session's:
+/// the runtime keeps no per-session tokens (upstream tokens belong to the configured
+/// credentials, shared by every caller), so nothing else is dropped.
+fn runtime_session_close(
+    state: &RuntimeState,
+    req: &Request<'_>,
+    _: &Caller,
+) -> Result<Reply, ApiError> {
+    let id = session_id(req)?;
+    let active = state.lifecycle.close(&id);
+    Ok(Reply::json(
+        200,
+        &serde_json::json!({"closed": true, "sessionId": id, "activeSessions": active}),
+    ))
+}
+
+/// `POST /v1/runtime/stop`: drain and exit as on SIGTERM. Allowed on a local runtime
+/// (`--local`, loopback-bound), else only to a token with [`STOP_SCOPE`].
+fn runtime_stop(state: &RuntimeState, _: &Request<'_>, caller: &Caller) -> Result<Reply, ApiError> {
+    let scoped = caller
+        .principal
+        .as_ref()
+        .is_some_and(|p| p.scopes.iter().any(|s| s == STOP_SCOPE));
+    if !state.lifecycle.local && !scoped {
+        return Err(ApiError::new(
+            403,
+            codes::AUTHZ_DENIED,
+            format!(
+                "only a local runtime (started with --local) can be stopped over HTTP, or a token with scope `{STOP_SCOPE}`; stop this one with SIGTERM"
+            ),
+        ));
+    }
+    tracing::info!(
+        principal = caller
+            .principal
+            .as_ref()
+            .map_or("-", |p| p.subject.as_str()),
+        "POST /v1/runtime/stop: shutting down"
+    );
+    state.lifecycle.request_stop();
+    Ok(Reply::json(200, &serde_json::json!({"stopped": true})))
 }
 
 /// The scope a token needs for `GET|POST /v1/refresh` when runtime auth is on.

@@ -141,6 +141,11 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     let addr = listeners[0]
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
+    if args.local && !addr.ip().is_loopback() {
+        return Err(format!(
+            "--local: the listen address {addr} is not loopback; a local runtime listens on 127.0.0.1 or ::1 only"
+        ));
+    }
     if !addr.ip().is_loopback() && tls.is_none() && loaded.config.server_auth().is_none() {
         tracing::warn!(addr = %addr, "listening on a non-loopback address without TLS and without runtime auth: anyone who can reach it can call every tool (set runtime.server.tls and runtime.server.auth)");
     }
@@ -158,7 +163,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
                 instance.audit_path.display()
             )
         })?;
-    let state = Arc::new(RuntimeState::new(
+    let mut state = RuntimeState::new(
         snapshot,
         loaded,
         fetcher,
@@ -166,7 +171,10 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         format!("{scheme}://{addr}"),
         audit,
         credentials,
-    ));
+    );
+    state.lifecycle =
+        crate::state::Lifecycle::new(args.local, args.idle_stop_seconds.map(Duration::from_secs));
+    let state = Arc::new(state);
     if let Some(target) = crate::export::Target::resolve(
         state.audit.settings().export.as_ref(),
         |k| std::env::var(k).ok(),
@@ -445,10 +453,13 @@ async fn run(
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     let mut usr1 =
         signal(SignalKind::user_defined1()).map_err(|e| format!("cannot watch SIGUSR1: {e}"))?;
+    let mut idle = IdleWatch::new(&state);
     let which = loop {
         tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
+            _ = state.lifecycle.stop_requested() => break "POST /v1/runtime/stop",
+            _ = idle.expired(&state) => break "idle stop",
             _ = usr1.recv() => {
                 tracing::info!(file = %state.audit.path().display(), "SIGUSR1: reopening the audit log");
                 state.audit.reopen();
@@ -501,6 +512,44 @@ async fn run(
         tracing::error!(error = %e, "cannot flush the audit log at exit");
     }
     Ok(())
+}
+
+/// `--idle-stop-seconds`: the time since the last request, measured once a second (requests
+/// started on every thread, requests in flight, sessions' leases).
+struct IdleWatch {
+    seen: u64,
+    since: Instant,
+}
+
+impl IdleWatch {
+    fn new(state: &RuntimeState) -> Self {
+        Self {
+            seen: state.requests_started(),
+            since: Instant::now(),
+        }
+    }
+
+    /// Resolves when the runtime has been idle for `--idle-stop-seconds`; never without it.
+    async fn expired(&mut self, state: &RuntimeState) {
+        let Some(limit) = state.lifecycle.idle_stop else {
+            return std::future::pending().await;
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let started = state.requests_started();
+            if started != self.seen || state.inflight() > 0 || state.lifecycle.has_sessions() {
+                self.seen = started;
+                self.since = Instant::now();
+            } else if self.since.elapsed() >= limit {
+                tracing::info!(
+                    idle_s = limit.as_secs(),
+                    "no request for --idle-stop-seconds"
+                );
+                return;
+            }
+        }
+    }
 }
 
 /// One thread per listening socket ([`crate::server::listen`]), each with a current-thread runtime
