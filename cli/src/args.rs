@@ -123,6 +123,9 @@ pub enum Command {
         #[arg(required = true, num_args = 1..=3, value_name = "REF")]
         reference: Vec<String>,
     },
+    /// Workflows of the catalog.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
     /// Find tools of the view by words in their ID, command, summary, description and
     /// guidance, best match first.
     Search {
@@ -179,6 +182,16 @@ pub enum McpHost {
     ClaudeCode,
     /// Every host above.
     All,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Check that a workflow may run for you: every step's tool exists, is within your
+    /// token's scopes and passes policy (nothing is executed; `--approval` counts as given).
+    Run {
+        #[arg(value_name = "WORKFLOW_ID")]
+        workflow_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

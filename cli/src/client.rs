@@ -235,6 +235,30 @@ impl Client {
         self.send(Method::POST, "/v1/refresh", &q, None)
     }
 
+    /// `POST /v1/workflows/run`: the workflow's steps, if it may run.
+    pub fn run_workflow(
+        &self,
+        workflow_id: &str,
+        view: &ViewSelector,
+        approval: bool,
+    ) -> Result<serde_json::Value, CliError> {
+        let mut req = serde_json::json!({"workflowId": workflow_id});
+        for (k, v) in [
+            ("configPath", self.request_config_path.as_deref()),
+            ("mode", view.mode.as_deref()),
+            ("agentProfile", view.agent_profile.as_deref()),
+        ] {
+            if let Some(v) = v {
+                req[k] = v.into();
+            }
+        }
+        if approval {
+            req["approval"] = true.into();
+        }
+        let body = serde_json::to_vec(&req).unwrap_or_default();
+        self.send(Method::POST, "/v1/workflows/run", &[], Some(&body))
+    }
+
     /// `POST /v1/runtime/stop`.
     pub fn stop(&self) -> Result<serde_json::Value, CliError> {
         self.send(Method::POST, "/v1/runtime/stop", &[], None)

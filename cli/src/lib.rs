@@ -20,7 +20,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{AuthCommand, CatalogCommand, Cli, Command, ConfigCommand, RuntimeCommand, ToolCommand};
+use args::{
+    AuthCommand, CatalogCommand, Cli, Command, ConfigCommand, RuntimeCommand, ToolCommand,
+    WorkflowCommand,
+};
 use commands::exec::Reply;
 use error::CliError;
 
@@ -216,6 +219,29 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
         Command::Status => {
             let (client, view) = remote()?;
             commands::status::status(&client, &view, config.as_ref(), format)
+        }
+        Command::Workflow(WorkflowCommand::Run { workflow_id }) => {
+            let (client, view) = remote()?;
+            let run = client
+                .run_workflow(workflow_id, &view, g.approval)
+                .map_err(|e| match e.code.as_deref() {
+                    Some(open_cli_config::wire::codes::NOT_FOUND) => e.hint(
+                        "list the workflows with `open-cli catalog list --format json` (catalog.workflows)",
+                    ),
+                    _ => e,
+                })?;
+            if let Some(text) = output::machine(format, &run)? {
+                return Ok(text);
+            }
+            let steps: Vec<&str> = run["steps"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+                .unwrap_or_default();
+            Ok(format!(
+                "workflow `{workflow_id}` may run: {} step(s): {}\n(checked only; nothing was executed)\n",
+                steps.len(),
+                steps.join(" → ")
+            ))
         }
         Command::Explain { reference } => {
             let (client, view) = remote()?;

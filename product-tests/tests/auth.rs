@@ -407,12 +407,18 @@ fn out_of_scope_use_is_refused_with_403_before_anything_runs() {
         ok.json::<Value>().unwrap(),
         json!({"workflowId": "browse", "steps": ["list", "read"]})
     );
+    // A step's tool is decided as execute decides it: `deleteItem` is denied by policy.deny
+    // (reported as that, before the scope check, as execute does).
     let denied = run("purge", Some(&token));
+    open_cli_product_tests::expect_error(denied, 403, "policy_deny", "step `drop`");
+    // Out of the token's scopes: authz_denied with the RFC 6750 hint.
+    let narrow = oidc.token("tool:demo:getItem", None);
+    let denied = run("browse", Some(&narrow));
     assert_eq!(
         denied.headers()["www-authenticate"],
         "Bearer realm=\"open-cli\", error=\"insufficient_scope\""
     );
-    open_cli_product_tests::expect_error(denied, 403, "authz_denied", "step `drop`");
+    open_cli_product_tests::expect_error(denied, 403, "authz_denied", "step `list`");
     // The workflow with a hidden step is not even listed to this caller.
     let cat: Value = get(&rt, "/v1/catalog/effective", Some(&token))
         .json()

@@ -922,3 +922,62 @@ fn init_and_config_edits_keep_the_file_valid() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn workflow_run_checks_a_workflow_without_running_it() {
+    let api = TestApi::start();
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    fx.write(
+        "flows.yaml",
+        "workflows:\n  - workflowId: browse\n    steps:\n      - {stepId: list, operationId: listItems}\n      - {stepId: read, operationId: getItem}\n  - workflowId: purge\n    steps:\n      - {stepId: list, operationId: listItems}\n      - {stepId: drop, operationId: deleteItem}\n",
+    );
+    let mut cfg = demo_config(json!({"policy": {"approvalRequired": ["demo:deleteItem"]}}));
+    cfg["services"]["demo"]["workflows"] = json!(["flows.yaml"]);
+    let rt = Runtime::start(&fx.write_json(".cli.json", &cfg));
+    let out = cli_at(
+        &rt.url,
+        &["workflow", "run", "browse", "--format", "json"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        json!({"workflowId": "browse", "steps": ["list", "read"]})
+    );
+    let out = cli_at(
+        &rt.url,
+        &["workflow", "run", "browse", "--format", "table"],
+        &[],
+    );
+    assert!(text(&out.stdout).contains("nothing was executed"));
+    // A step that needs approval: refused with the runtime's code, and accepted with it.
+    let out = cli_at(&rt.url, &["workflow", "run", "purge"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("approval_required"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli_at(
+        &rt.url,
+        &["--approval", "workflow", "run", "purge", "--format", "json"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = cli_at(&rt.url, &["workflow", "run", "ghost"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("catalog.workflows"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Nothing ran: no upstream call was made.
+    let calls: Vec<Value> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/items")))
+        .collect();
+    assert!(calls.is_empty(), "{calls:?}");
+}

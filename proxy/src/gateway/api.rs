@@ -304,7 +304,6 @@ fn workflows_run(
             format!("invalid workflow run request: {e}"),
         )
     })?;
-    let _ = (&body.mode, &body.agent_profile, &body.approval);
     state.check_binding(body.config_path.as_deref())?;
     let snapshot = state.snapshot();
     let wf = snapshot
@@ -330,21 +329,24 @@ fn workflows_run(
                 ),
             ));
         }
-        let in_scope = snapshot
-            .exec
-            .tool_index(&step.tool_id)
-            .is_some_and(|i| snapshot.in_scope(caller, i));
-        if !in_scope {
-            let refusal = crate::policy::Refusal::OutOfScope;
-            return Err(ApiError::new(
-                403,
-                refusal.code(),
-                format!(
-                    "workflow step `{}`: {}",
-                    step.step_id,
-                    refusal.message(&step.tool_id, "")
-                ),
-            ));
+        // Each step as execute would decide it (the same policy function): deny lists,
+        // scopes, the chosen view, approval.
+        let intent = crate::execute::Intent {
+            mode: body.mode.as_deref(),
+            agent_profile: body.agent_profile.as_deref(),
+            approval: body.approval.unwrap_or(false),
+        };
+        let decided = match snapshot.exec.tool_index(&step.tool_id) {
+            Some(i) => crate::execute::govern(&snapshot, caller, i, &intent),
+            None => Err(crate::execute::Error::Refused {
+                refusal: crate::policy::Refusal::OutOfScope,
+                message: crate::policy::Refusal::OutOfScope.message(&step.tool_id, ""),
+            }),
+        };
+        if let Err(e) = decided {
+            let mut err = ApiError::from(e);
+            err.message = format!("workflow step `{}`: {}", step.step_id, err.message);
+            return Err(err);
         }
     }
     Ok(Reply::json(
