@@ -78,7 +78,7 @@ pub struct Session {
 }
 
 impl Session {
-    /// Still good for at least [`EXPIRY_MARGIN`].
+    /// Still good for at least 30 s.
     pub fn usable(&self) -> bool {
         self.expires_at > token::now() + EXPIRY_MARGIN
     }

@@ -140,7 +140,7 @@ fn help_lists_services_groups_commands_and_typed_flags() {
 #[test]
 fn dry_run_prints_the_request_and_sends_nothing() {
     let api = TestApi::start();
-    let (_fx, rt) = start_demo_runtime(&api);
+    let (fx, rt) = start_demo_runtime(&api);
 
     let out = oc(
         &rt,
@@ -188,6 +188,42 @@ fn dry_run_prints_the_request_and_sends_nothing() {
     let v = json_out(&out);
     assert_eq!(v["url"], format!("{}/items?limit=5&tag=a+b%26c", api.url));
     assert_eq!(v["headers"], json!({"X-Trace-Id": "t-1"}));
+
+    // Any value from a file (`@path`, the final newline dropped; typed as usual), `@@` for a
+    // literal `@`.
+    let file = fx.write("limit.txt", "7\n");
+    let at_file = format!("@{}", file.display());
+    let out = oc(
+        &rt,
+        &[
+            "demo",
+            "items",
+            "list-items",
+            "--limit",
+            &at_file,
+            "--x-trace-id",
+            "@@t",
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+    );
+    let v = json_out(&out);
+    assert_eq!(v["url"], format!("{}/items?limit=7", api.url));
+    assert_eq!(v["headers"], json!({"X-Trace-Id": "@t"}));
+    let bad = fx.write("bad.txt", "seven");
+    let out = oc(
+        &rt,
+        &[
+            "demo",
+            "items",
+            "list-items",
+            "--limit",
+            &format!("@{}", bad.display()),
+            "--dry-run",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 
     // Upstream auth is reported (the demo's path parameters are integers; the encoding of
     // path arguments is covered by the CLI's unit tests).

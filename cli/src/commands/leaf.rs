@@ -157,7 +157,8 @@ pub fn command(tool: &Tool, name: &str) -> Command {
             .help(help)
             .value_parser(parser(f.ty.clone()));
         if f.ty.array {
-            arg = arg.action(ArgAction::Append);
+            // Repeated (`--tag a --tag b`) or comma-separated (`--tag a,b`).
+            arg = arg.action(ArgAction::Append).value_delimiter(',');
         }
         cmd = cmd.arg(arg);
     }
@@ -422,9 +423,29 @@ fn valid_long(name: &str) -> bool {
 
 fn parser(ty: FlagType) -> clap::builder::ValueParser {
     clap::builder::ValueParser::new(move |s: &str| -> Result<String, String> {
-        ty.check(s)?;
-        Ok(s.to_string())
+        let s = expand_value(s)?;
+        ty.check(&s)?;
+        Ok(s)
     })
+}
+
+/// Any flag or argument value may come from a file: `@path` is the file's text (one final
+/// newline dropped), `@@text` is the literal `@text`.
+pub fn expand_value(s: &str) -> Result<String, String> {
+    if let Some(literal) = s.strip_prefix("@@") {
+        return Ok(format!("@{literal}"));
+    }
+    let Some(path) = s.strip_prefix('@') else {
+        return Ok(s.to_string());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!("cannot read `{path}` (a value starting with @ is read from that file; write @@ for a literal @): {e}")
+    })?;
+    let text = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    Ok(text.to_string())
 }
 
 fn join_notes(text: &str, notes: &[String]) -> String {
