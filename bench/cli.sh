@@ -12,7 +12,9 @@
 # runs) and peak RSS (GNU time), one run after another.
 # Targets: warm p50 < 50 ms and < 30 MiB; cold p50 within 3x warm.
 # restish (for `--help` on the same description) is reported only if a `restish` binary is
-# on PATH: it is a Go program, and this machine has no Go toolchain to build it.
+# on PATH: it is a Go module, and its dependencies come from the Go module proxy, which is
+# not among the registries this machine reaches (crates.io, PyPI, Debian, npm); Debian's Go
+# toolchain alone cannot build it.
 # A MISS is reported, never fatal.
 #
 # Usage: bench/cli.sh [runs per figure (default 15)]
@@ -104,7 +106,7 @@ restish = shutil.which("restish")
 if restish:
     print(f"restish on PATH ({restish}): not configured for this description here; compare by hand")
 else:
-    print("restish: not measured (a Go program; no Go toolchain on this machine to build it)")
+    print("restish: not measured (its Go module dependencies come from proxy.golang.org, which this machine cannot reach)")
 print("targets: warm p50 < 50 ms, warm peak RSS < 30 MiB, cold p50 <= 3x warm:",
       "ok" if not misses else "MISS: " + "; ".join(misses))
 PY

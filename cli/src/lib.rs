@@ -289,8 +289,8 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
             }
         }
         Command::Auth(AuthCommand::Status) => {
-            let (client, _) = remote()?;
-            commands::auth::status(&client, format)
+            let (client, view) = remote()?;
+            commands::auth::status(&client, &view, config.as_ref(), format)
         }
         Command::Mcp(_) | Command::Search { .. } | Command::External(_) => Err(CliError::new(
             error::exit::PROTOCOL,

@@ -37,8 +37,48 @@ pub fn machine<T: Serialize>(format: Format, value: &T) -> Result<Option<String>
         .map_err(|e| CliError::new(exit::PROTOCOL, "cannot encode the output").cause(e))
 }
 
-/// Aligned columns; the last column is not padded.
+/// The width tables are fitted to: `COLUMNS` when set, else the terminal's when stdout is
+/// one; `None` (no limit) when piped.
+pub fn width() -> Option<usize> {
+    if let Some(n) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return Some(n);
+    }
+    let stdout = std::io::stdout();
+    if !stdout.is_terminal() {
+        return None;
+    }
+    terminal_size::terminal_size_of(&stdout).map(|(w, _)| usize::from(w.0))
+}
+
+/// Aligned columns; the last column is not padded, and is cut (`…`) so each line fits
+/// [`width`].
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    fit(table_unfitted(headers, rows), width())
+}
+
+/// Cut each line of `text` to `width` characters (the last one an ellipsis).
+fn fit(text: String, width: Option<usize>) -> String {
+    let Some(width) = width.filter(|w| *w > 1) else {
+        return text;
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.chars().count() > width {
+            out.extend(line.chars().take(width - 1));
+            out.push('…');
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn table_unfitted(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -118,8 +158,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tables_fit_the_width() {
+        let t = table_unfitted(
+            &["ID", "SUMMARY"],
+            &[vec!["1".into(), "a long summary that will not fit".into()]],
+        );
+        assert_eq!(fit(t.clone(), Some(16)), "ID  SUMMARY\n1   a long summ…\n");
+        assert_eq!(fit(t.clone(), None), t);
+    }
+
+    #[test]
     fn tables_align_columns() {
-        let t = table(
+        let t = table_unfitted(
             &["A", "LONGER"],
             &[
                 vec!["xxx".into(), "1".into()],

@@ -981,3 +981,173 @@ fn workflow_run_checks_a_workflow_without_running_it() {
         .collect();
     assert!(calls.is_empty(), "{calls:?}");
 }
+
+/// zsh: the script `open-cli completions zsh` prints registers with zsh's completion system
+/// (`compinit`, `compdef`) and its completer, run by zsh as on <TAB>, completes built-in and
+/// tool commands (zsh's `_describe` is replaced by one that prints what it was given).
+#[test]
+fn zsh_completes_built_in_and_tool_commands() {
+    let api = TestApi::start();
+    let (fx, rt) = start_demo_runtime(&api);
+    let cache = fx.path().join("completion-cache");
+    let env = [
+        ("OPEN_CLI_RUNTIME_URL", rt.url.as_str()),
+        ("OPEN_CLI_CACHE_DIR", cache.to_str().unwrap()),
+    ];
+    let script = cli(&["completions", "zsh"], &env);
+    assert_eq!(script.status.code(), Some(0), "{}", text(&script.stderr));
+    let script_path = fx.write("_open-cli", &text(&script.stdout));
+    let complete = |words: &[&str]| -> Vec<String> {
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let program = format!(
+            "autoload -U compinit && compinit -u -D\nsource '{}'\n[[ $_comps[open-cli] == _clap_dynamic_completer_open_cli ]] || {{ print -u2 'not registered'; exit 3 }}\n_describe() {{ [[ $1 == -V ]] && shift; shift; print -l -- \"${{(@P)1}}\" }}\nwords=({})\nCURRENT={}\n_clap_dynamic_completer_open_cli\n",
+            script_path.display(),
+            quoted.join(" "),
+            words.len(),
+        );
+        let mut cmd = std::process::Command::new("zsh");
+        open_cli_product_tests::isolate(&mut cmd);
+        let out = cmd
+            .arg("-f")
+            .arg("-c")
+            .arg(program)
+            .env("ZDOTDIR", fx.path())
+            .envs(env.iter().copied())
+            .output()
+            .expect("zsh (scripts/deps installs it)");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        // zsh's `value:description` pairs.
+        text(&out.stdout)
+            .lines()
+            .map(|l| l.split(':').next().unwrap_or_default().trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let first = complete(&["open-cli", "ca"]);
+    assert!(first.iter().any(|c| c == "catalog"), "{first:?}");
+    let services = complete(&["open-cli", "de"]);
+    assert!(services.iter().any(|c| c == "demo"), "{services:?}");
+    let commands = complete(&["open-cli", "demo", "items", "delete"]);
+    assert!(commands.iter().any(|c| c == "delete-item"), "{commands:?}");
+}
+
+/// GitHub-style commands repeat their group (`repos repos-get`); the command also answers
+/// without the repeat (`repos get`), the catalog keeps the contract's name, and a near miss
+/// is a usage error that suggests the command.
+#[test]
+fn a_command_that_repeats_its_group_answers_without_the_repeat() {
+    let api = TestApi::start();
+    let fx = Fixture::new();
+    fx.write(
+        "gh.yaml",
+        &format!(
+            "openapi: 3.0.3\ninfo: {{title: gh, version: '1'}}\nservers: [{{url: '{}'}}]\npaths:\n  /repos/{{owner}}/{{repo}}:\n    get:\n      operationId: repos/get\n      tags: [repos]\n      parameters:\n        - {{name: owner, in: path, required: true, schema: {{type: string}}}}\n        - {{name: repo, in: path, required: true, schema: {{type: string}}}}\n      responses: {{'200': {{description: ok}}}}\n",
+            api.url
+        ),
+    );
+    let cfg = json!({"cli": "1.0.0", "mode": {"default": "discover"},
+        "sources": {"gh": {"type": "openapi", "uri": "gh.yaml"}},
+        "services": {"gh": {"source": "gh", "alias": "gh"}}});
+    let rt = Runtime::start(&fx.write_json(".cli.json", &cfg));
+    let dry = |words: &[&str]| {
+        let mut args = words.to_vec();
+        args.extend(["--dry-run", "--format", "json"]);
+        cli_at(&rt.url, &args, &[])
+    };
+    for words in [
+        ["gh", "repos", "repos-get", "octo", "hello"],
+        ["gh", "repos", "get", "octo", "hello"],
+    ] {
+        let out = dry(&words);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{words:?}: {}",
+            text(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["toolId"], "gh:repos/get");
+        assert_eq!(v["url"], format!("{}/repos/octo/hello", api.url));
+    }
+    let out = cli_at(&rt.url, &["catalog", "list", "--format", "json"], &[]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["view"]["tools"][0]["command"], "repos-get");
+    let out = dry(&["gh", "repos", "gett", "octo", "hello"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("similar subcommand exists: 'get'"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// What `scripts/quickstart` prints is what the README says it prints.
+#[test]
+fn the_readme_lists_what_quickstart_prints() {
+    let root = open_cli_product_tests::repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let script = std::fs::read_to_string(root.join("scripts/quickstart")).unwrap();
+    let block = |text: &str, start: &str, end: &str| -> Vec<String> {
+        let from = text.find(start).unwrap_or_else(|| panic!("no `{start}`")) + start.len();
+        let to = from
+            + text[from..]
+                .find(end)
+                .unwrap_or_else(|| panic!("no `{end}`"));
+        text[from..to]
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty() && !l.starts_with("export PATH"))
+            .map(str::to_string)
+            .collect()
+    };
+    let listed = block(&readme, "and prints:\n\n```sh\n", "```");
+    let printed = block(
+        &script,
+        "Try, in another terminal:\n",
+        "\nThese are debug builds",
+    );
+    assert!(listed.len() > 5, "{listed:?}");
+    assert_eq!(listed, printed);
+}
+
+/// `init` on GitHub's REST description (1,223 operations; the file `scripts/deps` fetches):
+/// the name derived from it, the counts printed, a config the runtime serves with every
+/// operation as a tool.
+#[test]
+fn init_starts_from_the_github_description() {
+    let spec = open_cli_product_tests::repo_root().join("product-tests/specs/api.github.com.json");
+    assert!(
+        spec.exists(),
+        "{} is missing: run scripts/deps",
+        spec.display()
+    );
+    let fx = Fixture::new();
+    let cfg = fx.path().join(".cli.json");
+    let out = cli(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "init",
+            spec.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("1223 operations in"), "{said}");
+    // Outside the config's directory: its directory is trusted explicitly, and said so.
+    assert!(said.contains("allowedDirectories"), "{said}");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(
+        written["runtime"]["server"]["documents"]["allowedDirectories"][0],
+        spec.parent().unwrap().to_str().unwrap()
+    );
+    let services: Vec<&String> = written["services"].as_object().unwrap().keys().collect();
+    assert_eq!(services.len(), 1, "{written}");
+    assert!(services[0].contains("github"), "{written}");
+    let rt = Runtime::start(&cfg);
+    assert_eq!(
+        rt.catalog()["view"]["tools"].as_array().unwrap().len(),
+        1223
+    );
+}

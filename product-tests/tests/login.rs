@@ -176,6 +176,41 @@ fn browser_login_with_pkce_then_refresh_renewal_and_logout() {
     assert_eq!(st["principal"], "alice", "{st}");
     assert_eq!(st["tokenSource"], "browserLogin");
     assert_eq!(st["login"]["refreshable"], true);
+    // The contract's posture report.
+    assert_eq!(st["posture"], "runtimeSession");
+    assert_eq!(st["runtime"]["posture"], "authenticated");
+    assert_eq!(st["runtime"]["available"], true);
+    assert_eq!(st["config"]["posture"], "loaded");
+    assert_eq!(st["services"][0]["name"], "demo", "{st}");
+    assert!(
+        st["services"][0]["authType"]
+            .as_str()
+            .unwrap()
+            .contains("apiKey"),
+        "{st}"
+    );
+    assert!(
+        st["services"][0]["configured"].is_null(),
+        "no secrets in this config: {st}"
+    );
+    // No runtime to talk to: the config alone.
+    let out = cli(
+        &[
+            "--config",
+            &cfg,
+            "--runtime",
+            "http://127.0.0.1:1",
+            "auth",
+            "status",
+            "--format",
+            "json",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["posture"], "configOnly", "{st}");
+    assert_eq!(st["runtime"]["posture"], "unreachable");
 
     // A token about to expire is refreshed before the request (the refresh token rotates).
     let mut s = session.clone();

@@ -1,18 +1,31 @@
 //! `open-cli auth status`.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use open_cli_config::LoadedConfig;
+use open_cli_config::wire::EffectiveCatalog;
 use serde::Serialize;
 
 use crate::args::Format;
-use crate::client::Client;
+use crate::client::{Client, ViewSelector};
 use crate::error::CliError;
 use crate::output;
 use crate::token::Source;
 
+/// The contract's posture report (`posture`, `runtime`, `config`, `services`) and this
+/// client's token: where it comes from, the login, who the runtime takes it for.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Status {
-    runtime: String,
-    auth_required: bool,
+    /// `runtimeSession` (the runtime answers and accepts this client), `configOnly` (no
+    /// session with the runtime, but a config) or `unknown`.
+    posture: &'static str,
+    runtime: RuntimePosture,
+    config: ConfigPosture,
+    /// Per service of the view: the upstream auth its tools need, and whether the local
+    /// config defines a secret for it (`null`: not known here, the runtime holds the secrets).
+    services: Vec<ServiceAuth>,
+    auth_required: Option<bool>,
     token_validation_profiles: Vec<String>,
     audience: Option<String>,
     /// `none`, `providedToken`, `oauthClient` or `browserLogin`.
@@ -27,6 +40,36 @@ struct Status {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
+struct RuntimePosture {
+    available: bool,
+    url: String,
+    mode: Option<String>,
+    version: Option<String>,
+    /// `authenticated`, `anonymous` (no token needed), `refused` or `unreachable`.
+    posture: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigPosture {
+    active_path: Option<String>,
+    /// `loaded` or `absent`.
+    posture: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceAuth {
+    name: String,
+    /// The security schemes its tools use (`apiKey`, `http/bearer`, …), or `none`.
+    auth_type: String,
+    configured: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct LoginState {
     principal: Option<String>,
     /// Seconds since the epoch.
@@ -36,8 +79,15 @@ struct LoginState {
     token_url: String,
 }
 
-pub fn status(client: &Client, format: Format) -> Result<String, CliError> {
-    let info = client.info()?;
+pub fn status(
+    client: &Client,
+    view: &ViewSelector,
+    config: Option<&LoadedConfig>,
+    format: Format,
+) -> Result<String, CliError> {
+    // Whether the runtime answers at all (no token needed), then what it makes of ours.
+    let public = client.info_anonymous();
+    let with_token = public.as_ref().ok().map(|_| client.info());
     let session = match client.auth() {
         Some(Source::Login(l)) => l.load(client.base()),
         _ => None,
@@ -51,27 +101,71 @@ pub fn status(client: &Client, format: Format) -> Result<String, CliError> {
         refreshable: s.refresh_token.is_some(),
         token_url: s.token_url,
     });
+    let ok = public.as_ref().ok();
+    let accepted = with_token.as_ref().and_then(|r| r.as_ref().ok());
+    let principal = accepted.and_then(|i| i.auth.principal.clone());
+    let runtime_posture = match (&public, accepted) {
+        (Err(e), _) if e.exit == crate::error::exit::UNREACHABLE => "unreachable",
+        (Err(_), _) => "refused",
+        (Ok(_), Some(_)) if principal.is_some() => "authenticated",
+        (Ok(i), Some(_)) if !i.auth.required => "anonymous",
+        (Ok(_), _) => "refused",
+    };
+    let error = match (&public, &with_token) {
+        (Err(e), _) | (Ok(_), Some(Err(e))) => Some(e.message.clone()),
+        _ => None,
+    };
+    let services = accepted
+        .and_then(|_| client.effective(view).ok())
+        .map(|e| services(&e, config))
+        .unwrap_or_default();
+    let session_ok = matches!(runtime_posture, "authenticated" | "anonymous");
     let s = Status {
-        runtime: client.base().to_string(),
-        auth_required: info.auth.required,
-        token_validation_profiles: info.auth.token_validation_profiles.clone(),
-        audience: info.auth.audience.clone(),
+        posture: if session_ok {
+            "runtimeSession"
+        } else if config.is_some() {
+            "configOnly"
+        } else {
+            "unknown"
+        },
+        runtime: RuntimePosture {
+            available: ok.is_some(),
+            url: client.base().to_string(),
+            mode: ok.map(|i| i.runtime_mode.clone()),
+            version: ok.and_then(|i| i.version.clone()),
+            posture: runtime_posture,
+            error,
+        },
+        config: ConfigPosture {
+            active_path: config.map(|l| l.path.display().to_string()),
+            posture: if config.is_some() { "loaded" } else { "absent" },
+        },
+        services,
+        auth_required: ok.map(|i| i.auth.required),
+        token_validation_profiles: ok
+            .map(|i| i.auth.token_validation_profiles.clone())
+            .unwrap_or_default(),
+        audience: ok.and_then(|i| i.auth.audience.clone()),
         token_source,
         token_from,
         login,
-        principal: info.auth.principal.clone(),
+        principal,
     };
     if let Some(text) = output::machine(format, &s)? {
         return Ok(text);
     }
     let mut rows = vec![
-        ("runtime", s.runtime.clone()),
+        ("posture", s.posture.to_string()),
+        (
+            "runtime",
+            format!("{} ({})", s.runtime.url, s.runtime.posture),
+        ),
         (
             "auth",
-            if s.auth_required {
-                format!("required ({})", s.token_validation_profiles.join(", "))
-            } else {
-                "not required".into()
+            match s.auth_required {
+                Some(true) => format!("required ({})", s.token_validation_profiles.join(", ")),
+                Some(false) => "not required".into(),
+                None => "unknown".into(),
             },
         ),
         ("audience", s.audience.clone().unwrap_or_else(|| "-".into())),
@@ -99,5 +193,62 @@ pub fn status(client: &Client, format: Format) -> Result<String, CliError> {
             ),
         ));
     }
+    for svc in &s.services {
+        rows.push((
+            "service",
+            format!(
+                "{}: {}{}",
+                svc.name,
+                svc.auth_type,
+                match svc.configured {
+                    Some(true) => ", secret configured",
+                    Some(false) => ", no secret in this config",
+                    None => "",
+                }
+            ),
+        ));
+    }
     Ok(output::pairs(&rows))
+}
+
+/// Each service of the view: the schemes its tools need; whether the local config defines a
+/// secret for each (`secrets.<service>.<scheme>` or `secrets.<scheme>`, the runtime's rule),
+/// known only when the config has secrets at all.
+fn services(e: &EffectiveCatalog, config: Option<&LoadedConfig>) -> Vec<ServiceAuth> {
+    let mut by_service: BTreeMap<&str, BTreeSet<(String, String)>> = BTreeMap::new();
+    for t in &e.view.tools {
+        let entry = by_service.entry(t.service_id.as_str()).or_default();
+        for a in &t.auth {
+            let kind = match &a.scheme {
+                Some(scheme) if a.kind == "http" => format!("http/{scheme}"),
+                _ => a.kind.clone(),
+            };
+            entry.insert((kind, a.name.clone()));
+        }
+    }
+    let secrets = config.map(|l| &l.config.secrets).filter(|s| !s.is_empty());
+    by_service
+        .into_iter()
+        .map(|(name, reqs)| {
+            let kinds: BTreeSet<&str> = reqs.iter().map(|(k, _)| k.as_str()).collect();
+            ServiceAuth {
+                name: name.to_string(),
+                auth_type: if kinds.is_empty() {
+                    "none".into()
+                } else {
+                    kinds.into_iter().collect::<Vec<_>>().join(", ")
+                },
+                configured: if reqs.is_empty() {
+                    Some(true)
+                } else {
+                    secrets.map(|secrets| {
+                        reqs.iter().any(|(_, scheme)| {
+                            secrets.contains_key(&format!("{name}.{scheme}"))
+                                || secrets.contains_key(scheme)
+                        })
+                    })
+                },
+            }
+        })
+        .collect()
 }

@@ -336,6 +336,10 @@ pub fn init(
         ))
         .hint("add to it with `open-cli config add-source`"));
     }
+    // A local description outside the config's directory: its directory is named in
+    // `runtime.server.documents.allowedDirectories` (the runtime reads local files only under
+    // the config's directory and those).
+    let mut trusted_dir: Option<String> = None;
     let (source, report) = match mcp {
         Some(mut m) => {
             if m.name.is_empty() {
@@ -352,7 +356,8 @@ pub fn init(
                     "init needs an OpenAPI URL or file (or --type mcp with --command or --url)",
                 )
             })?;
-            let (doc, uri) = fetch_description(location, path)?;
+            let (doc, uri, outside) = fetch_description(location, path)?;
+            trusted_dir = outside;
             let title = doc
                 .pointer("/info/title")
                 .and_then(Value::as_str)
@@ -372,9 +377,16 @@ pub fn init(
             )
         }
     };
-    let config = json!({"cli": "1.0.0", "mode": {"default": "discover"},
+    let mut config = json!({"cli": "1.0.0", "mode": {"default": "discover"},
         "sources": {&source.name: source.source()?},
         "services": {&source.name: {"source": source.name}}});
+    let mut report = report;
+    if let Some(dir) = &trusted_dir {
+        config["runtime"] = json!({"server": {"documents": {"allowedDirectories": [dir]}}});
+        report.push_str(&format!(
+            "the description is outside the config's directory: {dir} is added to runtime.server.documents.allowedDirectories\n"
+        ));
+    }
     let text = format!(
         "{}\n",
         serde_json::to_string_pretty(&config).unwrap_or_default()
@@ -388,9 +400,13 @@ pub fn init(
 }
 
 /// Read or fetch (15 s) an OpenAPI description; the `uri` the config should name: the URL,
-/// or the file relative to the config's directory when it is inside it.
-fn fetch_description(location: &str, config: &Path) -> Result<(Value, String), CliError> {
-    let (text, uri) = if location.starts_with("http://") || location.starts_with("https://") {
+/// or the file relative to the config's directory when it is inside it (else its absolute
+/// path, and its directory as the third value).
+fn fetch_description(
+    location: &str,
+    config: &Path,
+) -> Result<(Value, String, Option<String>), CliError> {
+    let fetched = if location.starts_with("http://") || location.starts_with("https://") {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(15))
@@ -407,7 +423,7 @@ fn fetch_description(location: &str, config: &Path) -> Result<(Value, String), C
         let text = resp
             .text()
             .map_err(|e| CliError::usage(format!("cannot read {location}")).cause(e.to_string()))?;
-        (text, location.to_string())
+        (text, location.to_string(), None)
     } else {
         let file = Path::new(location);
         let text = std::fs::read_to_string(file)
@@ -417,12 +433,16 @@ fn fetch_description(location: &str, config: &Path) -> Result<(Value, String), C
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let uri = abs(file)
-            .strip_prefix(abs(dir))
-            .map(|r| r.display().to_string())
-            .unwrap_or_else(|_| abs(file).display().to_string());
-        (text, uri)
+        match abs(file).strip_prefix(abs(dir)) {
+            Ok(r) => (text, r.display().to_string(), None),
+            Err(_) => {
+                let file = abs(file);
+                let parent = file.parent().map(|p| p.display().to_string());
+                (text, file.display().to_string(), parent)
+            }
+        }
     };
+    let (text, uri, outside) = fetched;
     let doc: Value = serde_yaml_ng::from_str(&text).map_err(|e| {
         CliError::usage(format!("{location} is neither JSON nor YAML")).cause(e.to_string())
     })?;
@@ -436,7 +456,7 @@ fn fetch_description(location: &str, config: &Path) -> Result<(Value, String), C
         ))
         .hint("for an MCP server: `open-cli init --type mcp --command … | --url …`"));
     }
-    Ok((doc, uri))
+    Ok((doc, uri, outside))
 }
 
 /// A service name: the title's (or the location's last segment's) lowercase letters and

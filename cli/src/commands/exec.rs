@@ -10,9 +10,11 @@
 //!   the upstream's status, body or text whenever the upstream answered; an upstream status
 //!   ≥ 400 is printed like any answer and then reported on stderr with exit code
 //!   [`exit::UPSTREAM_STATUS`]. Runtime refusals are errors (exit 1, with hints).
-//! - `json` prints the upstream's JSON body as is (pretty) or its text raw; `yaml` prints the
-//!   envelope `{statusCode, body|text, contentType}`; `pretty` a status line and the body;
-//!   `table` an array of objects as columns, anything else as pretty JSON.
+//! - `json` prints the upstream's JSON body as is (pretty) or its text raw; `yaml` the same
+//!   body as YAML (the same shape as `json`); `pretty` a status line and the body; `table` an
+//!   array of objects as columns, anything else as pretty JSON. The status is on stderr when it
+//!   is an error, and an empty answer is named there too (`HTTP 204, no content`), so an
+//!   empty stdout is never a mystery.
 
 use std::collections::BTreeMap;
 
@@ -226,7 +228,16 @@ pub fn execute(client: &Client, req: &ExecuteRequest, format: Format) -> Result<
             exit: exit::UPSTREAM_STATUS,
         });
     }
-    Ok(Reply::data(stdout))
+    let empty = resp.body.is_none() && resp.text.as_deref().is_none_or(str::is_empty);
+    Ok(Reply {
+        stderr: empty.then(|| {
+            format!(
+                "open-cli: `{}` succeeded: the upstream answered HTTP {} with no content",
+                req.tool_id, resp.status_code
+            )
+        }),
+        ..Reply::data(stdout)
+    })
 }
 
 /// The answer in `format`.
@@ -237,7 +248,11 @@ pub fn render(resp: &ExecuteResponse, format: Format) -> Result<String, CliError
             (None, Some(text)) => text.clone(),
             (None, None) => String::new(),
         }),
-        Format::Yaml => Ok(output::machine(Format::Yaml, resp)?.unwrap_or_default()),
+        Format::Yaml => Ok(match (&resp.body, &resp.text) {
+            (Some(body), _) => output::machine(Format::Yaml, body)?.unwrap_or_default(),
+            (None, Some(text)) => text.clone(),
+            (None, None) => String::new(),
+        }),
         Format::Pretty => {
             let mut out = format!("HTTP {}", resp.status_code);
             if let Some(ct) = &resp.content_type {
@@ -429,8 +444,10 @@ mod tests {
                 .unwrap()
                 .starts_with("HTTP 200 (application/json)\n[")
         );
+        // YAML has the shape of JSON: the body, not an envelope.
         let y = render(&items, Format::Yaml).unwrap();
-        assert!(y.contains("statusCode: 200"), "{y}");
+        let from_yaml: Value = serde_yaml_ng::from_str(&y).unwrap();
+        assert_eq!(from_yaml, items.body.clone().unwrap(), "{y}");
         let text = ExecuteResponse {
             status_code: 200,
             body: None,

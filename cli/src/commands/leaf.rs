@@ -474,7 +474,93 @@ fn after_help(tool: &Tool) -> String {
     if tool.safety.destructive {
         lines.push("Destructive".to_string());
     }
+    if let Some(body) = body_help(tool) {
+        lines.push(String::new());
+        lines.push(body);
+    }
     lines.join("\n")
+}
+
+/// The request body's fields for `--help`: for the first JSON (or only) media type with an
+/// object schema, one line per property with its type, whether it is required, its default
+/// and limits, and the first line of its description.
+fn body_help(tool: &Tool) -> Option<String> {
+    let body = tool.request_body.as_ref()?;
+    let media = body
+        .content_types
+        .iter()
+        .find(|m| is_json(&m.media_type))
+        .or_else(|| body.content_types.first())?;
+    let schema = media.schema.as_ref()?;
+    let props = schema.get("properties").and_then(Value::as_object)?;
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for (name, p) in props {
+        let ty = match (p.get("type"), p.get("items").and_then(|i| i.get("type"))) {
+            (Some(Value::String(t)), Some(Value::String(i))) if t == "array" => {
+                format!("array of {i}")
+            }
+            (Some(Value::String(t)), _) => t.clone(),
+            (Some(Value::Array(ts)), _) => ts
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("|"),
+            _ => "any".to_string(),
+        };
+        let mut notes = vec![ty];
+        if required.contains(&name.as_str()) {
+            notes.push("required".into());
+        }
+        if let Some(d) = flags::default_text(p) {
+            notes.push(format!("default {d}"));
+        }
+        for (key, word) in [
+            ("minLength", "min length"),
+            ("maxLength", "max length"),
+            ("minimum", "min"),
+            ("maximum", "max"),
+            ("minItems", "min items"),
+            ("maxItems", "max items"),
+            ("pattern", "pattern"),
+        ] {
+            if let Some(v) = p.get(key) {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                notes.push(format!("{word} {v}"));
+            }
+        }
+        if let Some(values) = p.get("enum").and_then(Value::as_array) {
+            let values: Vec<String> = values
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect();
+            notes.push(format!("one of {}", values.join(", ")));
+        }
+        let description = p
+            .get("description")
+            .and_then(Value::as_str)
+            .map(first_line)
+            .unwrap_or_default();
+        let mut line = format!("[{}]", notes.join("; "));
+        if !description.is_empty() {
+            line = format!("{description} {line}");
+        }
+        rows.push((name.clone(), line));
+    }
+    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let mut out = format!(
+        "Request body ({}{}), --body JSON with:",
+        media.media_type,
+        if body.required { ", required" } else { "" }
+    );
+    for (name, line) in rows {
+        out.push_str(&format!("\n  {name:width$}  {line}"));
+    }
+    Some(out)
 }
 
 #[cfg(test)]
