@@ -30,6 +30,9 @@ mod cred_shadow;
 /// Connection deadlines and limits: request head and body deadlines, idle keep-alive, max
 /// connections.
 mod deadlines;
+/// Deployment artefacts: the hardened systemd unit (`systemd-analyze verify` and `security`,
+/// and its command line run for real).
+mod deploy;
 /// Service roots (RFC 8631) and API catalogs (RFC 9727).
 mod discovery;
 /// Document fetching as a trust boundary: origins, local directories, redirects, special files.
@@ -65,6 +68,9 @@ mod openapi;
 mod prism;
 /// Rate limits per principal, tool and service; per-service concurrency; the Redis store.
 mod rate_limits;
+/// Three replicas behind a real HAProxy (`deploy/haproxy/haproxy.cfg`): a SIGKILL and a rolling
+/// restart under load lose no request; audit lines name their replica.
+mod replicas;
 /// Config scopes: managed, user, project, local; merge rules and attribution.
 mod scopes;
 /// Remote descriptions, external `$ref`s, the HTTP document cache, refresh and SIGHUP.

@@ -574,6 +574,9 @@ pub struct Audit {
     path: PathBuf,
     settings: AuditSettings,
     reopen: file::Reopen,
+    /// `,"instanceId":"<id>"`, added to every line ([`Audit::for_instance`]): which runtime
+    /// wrote it, when several replicas' logs are read together.
+    instance: Option<Box<[u8]>>,
 }
 
 thread_local! {
@@ -610,7 +613,17 @@ impl Audit {
             path: path.to_path_buf(),
             settings: settings.clone(),
             reopen,
+            instance: None,
         })
+    }
+
+    /// Every line names this runtime instance (`instanceId`, an extension of the contract's
+    /// audit event), so the logs of replicas can be merged and each line attributed.
+    pub fn for_instance(mut self, id: &str) -> Self {
+        let mut fragment = b",\"instanceId\":".to_vec();
+        json_str(&mut fragment, id);
+        self.instance = Some(fragment.into_boxed_slice());
+        self
     }
 
     /// Reopen the file after the current batch (SIGUSR1: an operator's `logrotate` moved it).
@@ -670,6 +683,11 @@ impl Audit {
         LINE.with_borrow_mut(|line| {
             line.clear();
             event.write_json(line);
+            if let Some(fragment) = &self.instance {
+                line.pop(); // the object's closing brace
+                line.extend_from_slice(fragment);
+                line.push(b'}');
+            }
             line.push(b'\n');
             self.spool.append(line)
         })

@@ -162,7 +162,8 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
                 "cannot open the audit log {}: {e}",
                 instance.audit_path.display()
             )
-        })?;
+        })?
+        .for_instance(&instance.id);
     let mut state = RuntimeState::new(
         snapshot,
         loaded,
