@@ -22,6 +22,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod load;
 pub mod mcp;
 pub mod oidc;
 pub mod otlp;
@@ -34,6 +35,7 @@ pub mod testapi;
 
 pub use audit::*;
 pub use cli::*;
+pub use load::*;
 pub use mcp::*;
 pub use oidc::*;
 pub use otlp::*;

@@ -83,5 +83,8 @@ mod tls;
 mod tool_commands;
 /// OpenTelemetry traces to a real OTLP receiver; W3C trace context in and out.
 mod traces;
+/// A binary upgrade (SIGUSR2, sockets handed to the new process) under load: no refused
+/// connection.
+mod upgrade;
 /// Issue 15 items 4–6: one path rule on both channels, identity headers, framing, pipelining.
 mod wire;

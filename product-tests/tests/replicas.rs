@@ -2,12 +2,10 @@ use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use open_cli_product_tests::{
-    Fixture, Proc, TestApi, bin, demo_config, free_port, isolate, repo_root, wait_for,
+    Fixture, SteadyLoad, Proc, TestApi, bin, demo_config, free_port, isolate, repo_root, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -83,83 +81,6 @@ fn wait_status(lb: &mut Proc, socket: &Path, server: &str, want: &str) {
     .unwrap_or_else(|e| panic!("{e}\n{}", lb.logs()));
 }
 
-/// Steady load: `threads` clients, each sending GET pass-through calls through HAProxy one
-/// after another on a keep-alive connection, counting answers and failures.
-struct Load {
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    errors: Arc<std::sync::Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    workers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(url: String, threads: usize) -> Self {
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..threads)
-            .map(|_| {
-                let (ok, failed, errors, stop, url) = (
-                    Arc::clone(&ok),
-                    Arc::clone(&failed),
-                    Arc::clone(&errors),
-                    Arc::clone(&stop),
-                    url.clone(),
-                );
-                std::thread::spawn(move || {
-                    let client = open_cli_product_tests::http();
-                    while !stop.load(Ordering::Relaxed) {
-                        match client.get(&url).send() {
-                            Ok(r) if r.status() == 200 => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            other => {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                                let why = match other {
-                                    Ok(r) => format!("HTTP {}", r.status()),
-                                    Err(e) => e.to_string(),
-                                };
-                                errors.lock().unwrap().push(why);
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Self {
-            ok,
-            failed,
-            errors,
-            stop,
-            workers,
-        }
-    }
-
-    /// Wait until `n` more calls were answered (the load keeps running meanwhile).
-    fn run_for(&self, n: u64) {
-        let target = self.ok.load(Ordering::Relaxed) + n;
-        wait_for(&format!("{n} more answered calls"), DEADLINE, || {
-            (self.ok.load(Ordering::Relaxed) >= target).then_some(())
-        })
-        .unwrap_or_else(|e| panic!("{e}; failed so far: {:?}", self.errors.lock().unwrap()));
-    }
-
-    fn finish(self) -> (u64, u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for w in self.workers {
-            w.join().unwrap();
-        }
-        let errors = self.errors.lock().unwrap().clone();
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-            errors,
-        )
-    }
-}
-
 /// Three runtimes behind HAProxy (`deploy/haproxy/haproxy.cfg`, as shipped) under steady GET
 /// load: one killed with SIGKILL and started again, then all three restarted one by one with
 /// SIGTERM (each drains, HAProxy's `/readyz` check takes it out, a new one takes its place).
@@ -206,7 +127,7 @@ fn replicas_behind_haproxy_lose_no_request_to_a_kill_or_a_rolling_restart() {
         wait_status(&mut lb, &socket, &r.id, "UP");
     }
 
-    let load = Load::start(format!("http://127.0.0.1:{listen}/proxy/demo/items"), 4);
+    let load = SteadyLoad::start(format!("http://127.0.0.1:{listen}/proxy/demo/items"), 4);
     load.run_for(300);
 
     // kill -9 one replica: HAProxy retries its calls elsewhere and marks it down.

@@ -105,7 +105,16 @@ impl Instance {
         std::fs::rename(&tmp, &self.runtime_json)
     }
 
+    /// Remove `runtime.json` if it is still this process's (after a binary upgrade it names
+    /// the successor, which keeps it).
     pub fn remove_runtime_json(&self) {
+        let pid = std::fs::read(&self.runtime_json)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["pid"].as_u64());
+        if pid.is_some_and(|p| p != u64::from(std::process::id())) {
+            return;
+        }
         if let Err(e) = std::fs::remove_file(&self.runtime_json)
             && e.kind() != std::io::ErrorKind::NotFound
         {

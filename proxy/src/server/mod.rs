@@ -31,6 +31,7 @@ use pingora::server::configuration::ServerConf;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub mod listen;
+pub mod upgrade;
 
 use crate::catalog;
 use crate::cli::{ServeArgs, ValidateFormat};
@@ -96,6 +97,7 @@ async fn timer_heartbeat(
 /// Load, build, bind, serve until a signal, drain, clean up.
 pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     let started = Instant::now();
+    upgrade::remember_exe();
     use_tokio_timers();
     let loaded = load_file(config).map_err(|e| e.to_string())?;
     let mut instance = Instance::resolve(
@@ -137,7 +139,14 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("cannot render the catalog: {e}"))?;
     let limits = limits(args, &loaded.config.server().limits);
     let tls = listener_tls(args, &loaded)?;
-    let listeners = crate::server::listen::bind(&args.addr, threads)?;
+    // Sockets handed over by a predecessor (SIGUSR2) or systemd, else our own.
+    let listeners = match upgrade::inherited()? {
+        Some(l) => {
+            tracing::info!(sockets = l.len(), "serving on inherited listening sockets");
+            l
+        }
+        None => crate::server::listen::bind(&args.addr, threads)?,
+    };
     let addr = listeners[0]
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
@@ -421,6 +430,8 @@ async fn run(
     // `shutdown`: stop accepting (Pingora's own signal); `stop`: end the serving threads.
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Valid while the workers own the sockets: handed to a successor on SIGUSR2.
+    let fds = upgrade::fds(&listeners);
     let workers = start_workers(
         &state,
         listeners,
@@ -448,12 +459,16 @@ async fn run(
         )
     })?;
     tracing::info!(url = %state.url, runtime_json = %state.instance.runtime_json.display(), "open-cli runtime listening");
+    // A successor of a binary upgrade: now serving, so the predecessor may go.
+    upgrade::take_over();
     // An MCP source's `notifications/tools/list_changed` rebuilds the catalog.
     crate::refresh::follow_mcp_tool_changes(Arc::clone(&state));
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     let mut usr1 =
         signal(SignalKind::user_defined1()).map_err(|e| format!("cannot watch SIGUSR1: {e}"))?;
+    let mut usr2 =
+        signal(SignalKind::user_defined2()).map_err(|e| format!("cannot watch SIGUSR2: {e}"))?;
     let mut idle = IdleWatch::new(&state);
     let which = loop {
         tokio::select! {
@@ -461,6 +476,12 @@ async fn run(
             _ = int.recv() => break "SIGINT",
             _ = state.lifecycle.stop_requested() => break "POST /v1/runtime/stop",
             _ = idle.expired(&state) => break "idle stop",
+            _ = usr2.recv() => {
+                match upgrade::spawn_successor(&fds) {
+                    Ok(pid) => tracing::info!(successor = pid, "SIGUSR2: started the new binary on the listening sockets; it takes over when it serves"),
+                    Err(e) => tracing::error!(error = %e, "SIGUSR2: cannot start the new binary; this one keeps serving"),
+                }
+            }
             _ = usr1.recv() => {
                 tracing::info!(file = %state.audit.path().display(), "SIGUSR1: reopening the audit log");
                 state.audit.reopen();
