@@ -119,7 +119,13 @@ fn the_systemd_units_command_lines_run() {
         .unwrap_or_else(|e| panic!("{e}\n{}", rt.logs()));
     };
     ready(&rt);
-    assert!(state.join("instances/host-1/runtime.json").exists());
+    wait_for("runtime.json", Duration::from_secs(30), || {
+        state
+            .join("instances/host-1/runtime.json")
+            .exists()
+            .then_some(())
+    })
+    .unwrap();
     // ExecReload: SIGHUP rebuilds the catalog; it keeps serving.
     rt.signal(libc::SIGHUP);
     wait_for("the SIGHUP rebuild", Duration::from_secs(30), || {
@@ -379,4 +385,148 @@ fn kubernetes_manifests_validate_and_their_runtime_runs_as_declared() {
         let status = rt.wait_exit(Duration::from_secs(grace)).unwrap();
         assert!(status.success(), "{}", rt.logs());
     }
+}
+
+/// `deploy/container/build.sh` assembles the image with buildah from this build (no base image
+/// to pull): non-root user, the Containerfile's entrypoint, command, port, volumes and health
+/// check; and the image runs (`buildah run`, chroot isolation): its command serves, `/readyz`
+/// answers on the declared port, and the health check command passes.
+#[test]
+fn the_container_image_is_assembled_and_runs() {
+    let fx = Fixture::new();
+    let store = fx.path().join("containers");
+    let buildah_args = format!(
+        "--storage-driver vfs --root {0}/root --runroot {0}/run",
+        store.display()
+    );
+    let buildah = |args: &[&str]| {
+        let mut cmd = Command::new("buildah");
+        cmd.args(buildah_args.split_whitespace()).args(args);
+        cmd
+    };
+    let out = Command::new(repo_root().join("deploy/container/build.sh"))
+        .arg("localhost/open-cli-toolbox:test")
+        .env("BIN_DIR", bin("open-cli-toolbox").parent().unwrap())
+        .env("BUILDAH_ARGS", &buildah_args)
+        .output()
+        .expect("deploy/container/build.sh (scripts/deps installs buildah)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = buildah(&[
+        "inspect",
+        "--type",
+        "image",
+        "localhost/open-cli-toolbox:test",
+    ])
+    .output()
+    .unwrap();
+    let image: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let config = &image["Docker"]["config"];
+    assert_eq!(config["User"], "65532:65532");
+    assert_eq!(config["Entrypoint"], json!(["/open-cli-toolbox"]));
+    assert!(
+        config["ExposedPorts"]["8765/tcp"].is_object()
+            || config["ExposedPorts"]["8765"].is_object(),
+        "{config}"
+    );
+    assert!(
+        config["Volumes"]["/var/lib/open-cli"].is_object(),
+        "{config}"
+    );
+    assert!(config["Volumes"]["/etc/open-cli"].is_object(), "{config}");
+    let health: Vec<String> = config["Healthcheck"]["Test"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(health[0], "CMD", "{health:?}");
+    // The Containerfile says the same.
+    let containerfile =
+        std::fs::read_to_string(repo_root().join("deploy/container/Containerfile")).unwrap();
+    assert!(containerfile.contains("USER 65532:65532"));
+    assert!(containerfile.contains("EXPOSE 8765"));
+    assert!(
+        containerfile.contains(&health[1..].join("\", \"")),
+        "{health:?}"
+    );
+
+    // Run it: the image's own command, on a free port, with a config and a state volume.
+    let api = TestApi::start();
+    let etc = fx.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("demo.openapi.yaml"), api.spec_yaml()).unwrap();
+    std::fs::write(etc.join(".cli.json"), demo_config(json!({})).to_string()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for d in [fx.path(), &etc] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let ctr = text(
+        &buildah(&["from", "localhost/open-cli-toolbox:test"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let port = open_cli_product_tests::free_port();
+    let cmd_args: Vec<String> = config["Cmd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            a.as_str()
+                .unwrap()
+                .replace("0.0.0.0:8765", &format!("127.0.0.1:{port}"))
+        })
+        .collect();
+    // The config as a volume; the state in the image's own /var/lib/open-cli (owned by the
+    // user). (One volume: buildah's chroot isolation loses the first of two bind mounts.)
+    let mut run = buildah(&["run", "--isolation", "chroot"]);
+    run.arg("-v")
+        .arg(format!("{}:/etc/open-cli:ro", etc.display()))
+        .arg(&ctr)
+        .arg("--")
+        .arg("/open-cli-toolbox")
+        .args(&cmd_args);
+    let mut rt = Proc::spawn("buildah run", run);
+    wait_for("the container to serve", Duration::from_secs(60), || {
+        open_cli_product_tests::http()
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .ok()
+            .filter(|r| r.status() == 200)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rt.logs()));
+    let probe: Vec<String> = health[1..]
+        .iter()
+        .map(|a| a.replace(":8765/", &format!(":{port}/")))
+        .collect();
+    let out = buildah(&["run", "--isolation", "chroot", &ctr, "--"])
+        .args(&probe)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "health check: {}", text(&out.stderr));
+    // Stop the runtime (found by its unique address among the host's processes: chroot
+    // isolation shares the PID space) and so the container.
+    let needle = format!("127.0.0.1:{port}");
+    let pid: i32 = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.starts_with("/open-cli-toolbox\0") && c.contains(&needle)
+            })
+        })
+        .unwrap_or_else(|| panic!("no runtime process\n{}", rt.logs()));
+    // SAFETY: kill(2) on the runtime this test started in the container; no memory is shared.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    rt.wait_exit(Duration::from_secs(30)).unwrap();
+    let _ = buildah(&["rm", &ctr]).output();
 }

@@ -3,7 +3,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use open_cli_product_tests::{
-    Fixture, SteadyLoad, Proc, TestApi, bin, demo_config, free_port, isolate, wait_for,
+    Fixture, Proc, SteadyLoad, TestApi, bin, demo_config, free_port, isolate, wait_for,
 };
 use serde_json::{Value, json};
 

@@ -24,6 +24,13 @@ pub struct Opt {
 pub enum Command {
     /// Check a config file and build its catalog; print every problem and exit 1 if any.
     Validate(ValidateArgs),
+    /// Exit 0 if a running runtime answers `GET <url>` with 200 within 2 s, else 1: a
+    /// container health check for images without curl.
+    Probe {
+        /// `http://` URL on this host.
+        #[arg(long, default_value = "http://127.0.0.1:8765/healthz")]
+        url: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -115,6 +115,7 @@ pub fn run() -> ExitCode {
         Some(Command::Validate(v)) => {
             server::validate(&v.config, v.format).map(|ok| println!("{ok}"))
         }
+        Some(Command::Probe { url }) => server::probe(url),
         None => match &opt.serve.config {
             Some(config) => server::serve(&opt.serve, config),
             None => {

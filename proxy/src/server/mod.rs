@@ -209,6 +209,37 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
     result
 }
 
+/// `open-cli-toolbox probe --url URL`: `GET` it with a plain HTTP/1.1 exchange (2 s); `Ok` on
+/// 200. For container health checks (the image has no curl).
+pub fn probe(url: &str) -> Result<(), String> {
+    use std::io::{Read as _, Write as _};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs are probed"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
+        .map_err(|e| format!("{url}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{url}: no address"))?;
+    let timeout = Duration::from_secs(2);
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{url}: {e}"))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("{url}: {e}"))?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).map_err(|e| format!("{url}: {e}"))?;
+    if head.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!("{url}: {}", String::from_utf8_lossy(&head)))
+    }
+}
+
 /// The start-up and `validate` catalog build, within the build deadline
 /// (`runtime.server.refresh.timeoutSeconds`, see [`refresh::build_timeout`]). It runs on its
 /// own thread, like a rebuild, so the deadline holds even for a build blocked in a system
