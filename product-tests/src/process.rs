@@ -250,6 +250,15 @@ pub fn spawn_on_free_port<T>(
     Err(last)
 }
 
+/// Wait until `GET url` answers 200 (a runtime's `/readyz`, a probe), at most `deadline`;
+/// on time-out, panic with `proc`'s logs.
+pub fn wait_200(url: &str, deadline: Duration, proc: &Proc) {
+    wait_for(&format!("{url} to answer 200"), deadline, || {
+        http().get(url).send().ok().filter(|r| r.status() == 200)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
+}
+
 /// A shared blocking HTTP client for tests.
 pub fn http() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -726,21 +726,67 @@ fn status_and_catalog_refresh() {
     assert_eq!(s["approval"]["status"], "unknown");
 }
 
+/// A demo runtime, a catalog cache of its own, and the completion script `open-cli
+/// completions <shell>` prints, in a file.
+struct Completion {
+    _api: TestApi,
+    fx: Fixture,
+    rt: Runtime,
+    cache: std::path::PathBuf,
+    script: std::path::PathBuf,
+}
+
+impl Completion {
+    fn new(shell: &str) -> Self {
+        let api = TestApi::start();
+        let (fx, rt) = start_demo_runtime(&api);
+        let cache = fx.path().join("completion-cache");
+        let mut c = Self {
+            _api: api,
+            script: fx.path().join(format!("complete.{shell}")),
+            fx,
+            rt,
+            cache,
+        };
+        let script = cli(&["completions", shell], &c.env());
+        assert_eq!(script.status.code(), Some(0), "{}", text(&script.stderr));
+        c.script =
+            c.fx.write(&format!("complete.{shell}"), &text(&script.stdout));
+        c
+    }
+
+    /// Run the shell with `args` (its script, with the completion function called as on
+    /// <TAB>) and this environment; its stdout.
+    fn run(&self, args: &[&str]) -> String {
+        let shell = self.script.extension().unwrap().to_str().unwrap();
+        let mut cmd = std::process::Command::new(shell);
+        open_cli_product_tests::isolate(&mut cmd);
+        let out = cmd
+            .args(args)
+            .env("ZDOTDIR", self.fx.path())
+            .envs(self.env())
+            .output()
+            .unwrap_or_else(|e| panic!("{shell} (scripts/deps installs it): {e}"));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// The runtime and the cache, as the shell's environment passes them to `open-cli`.
+    fn env(&self) -> [(&str, &str); 2] {
+        [
+            ("OPEN_CLI_RUNTIME_URL", self.rt.url.as_str()),
+            ("OPEN_CLI_CACHE_DIR", self.cache.to_str().unwrap()),
+        ]
+    }
+}
+
 /// Shell completion: the script `open-cli completions bash` prints loads in bash and, through
 /// bash's own completion hook, completes built-in commands and the catalog's tool commands
 /// (service, group, command, flag, enum value) from the cached catalog.
 #[test]
 fn bash_completes_built_in_and_tool_commands() {
-    let api = TestApi::start();
-    let (fx, rt) = start_demo_runtime(&api);
-    let cache = fx.path().join("completion-cache");
-    let env = [
-        ("OPEN_CLI_RUNTIME_URL", rt.url.as_str()),
-        ("OPEN_CLI_CACHE_DIR", cache.to_str().unwrap()),
-    ];
-    let script = cli(&["completions", "bash"], &env);
-    assert_eq!(script.status.code(), Some(0), "{}", text(&script.stderr));
-    let script_path = fx.write("complete.bash", &text(&script.stdout));
+    let c = Completion::new("bash");
+    let (script_path, cache) = (&c.script, &c.cache);
     // COMP_WORDS as bash splits the line; the function bash would call on <TAB>.
     let complete = |words: &[&str]| -> Vec<String> {
         let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
@@ -752,17 +798,7 @@ fn bash_completes_built_in_and_tool_commands() {
             words[words.len() - 1],
             words[words.len() - 2],
         );
-        let mut cmd = std::process::Command::new("bash");
-        open_cli_product_tests::isolate(&mut cmd);
-        let out = cmd
-            .arg("--norc")
-            .arg("-c")
-            .arg(program)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout)
+        c.run(&["--norc", "-c", &program])
             .lines()
             .map(|l| l.trim().to_string())
             .filter(|l| !l.is_empty())
@@ -987,16 +1023,8 @@ fn workflow_run_checks_a_workflow_without_running_it() {
 /// tool commands (zsh's `_describe` is replaced by one that prints what it was given).
 #[test]
 fn zsh_completes_built_in_and_tool_commands() {
-    let api = TestApi::start();
-    let (fx, rt) = start_demo_runtime(&api);
-    let cache = fx.path().join("completion-cache");
-    let env = [
-        ("OPEN_CLI_RUNTIME_URL", rt.url.as_str()),
-        ("OPEN_CLI_CACHE_DIR", cache.to_str().unwrap()),
-    ];
-    let script = cli(&["completions", "zsh"], &env);
-    assert_eq!(script.status.code(), Some(0), "{}", text(&script.stderr));
-    let script_path = fx.write("_open-cli", &text(&script.stdout));
+    let c = Completion::new("zsh");
+    let script_path = &c.script;
     let complete = |words: &[&str]| -> Vec<String> {
         let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
         let program = format!(
@@ -1005,19 +1033,8 @@ fn zsh_completes_built_in_and_tool_commands() {
             quoted.join(" "),
             words.len(),
         );
-        let mut cmd = std::process::Command::new("zsh");
-        open_cli_product_tests::isolate(&mut cmd);
-        let out = cmd
-            .arg("-f")
-            .arg("-c")
-            .arg(program)
-            .env("ZDOTDIR", fx.path())
-            .envs(env.iter().copied())
-            .output()
-            .expect("zsh (scripts/deps installs it)");
-        assert!(out.status.success(), "{}", text(&out.stderr));
         // zsh's `value:description` pairs.
-        text(&out.stdout)
+        c.run(&["-f", "-c", &program])
             .lines()
             .map(|l| l.split(':').next().unwrap_or_default().trim().to_string())
             .filter(|l| !l.is_empty())

@@ -3,7 +3,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use open_cli_product_tests::{
-    Fixture, Oidc, Proc, TestApi, bin, demo_config, isolate, repo_root, text, wait_for,
+    Fixture, Oidc, Proc, TestApi, bin, demo_config, isolate, repo_root, text, wait_200, wait_for,
 };
 use serde::Deserialize as _;
 use serde_json::{Value, json};
@@ -108,16 +108,8 @@ fn the_systemd_units_command_lines_run() {
     isolate(&mut cmd);
     cmd.args(&start[1..]);
     let mut rt = Proc::spawn("open-cli-toolbox", cmd);
-    let ready = |rt: &Proc| {
-        wait_for("ready", Duration::from_secs(30), || {
-            open_cli_product_tests::http()
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .ok()
-                .filter(|r| r.status() == 200)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", rt.logs()));
-    };
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let ready = |rt: &Proc| wait_200(&readyz, Duration::from_secs(30), rt);
     ready(&rt);
     wait_for("runtime.json", Duration::from_secs(30), || {
         state
@@ -313,14 +305,7 @@ fn kubernetes_manifests_validate_and_their_runtime_runs_as_declared() {
         for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
             assert_eq!(c[probe]["httpGet"]["port"], "http");
             let path = c[probe]["httpGet"]["path"].as_str().unwrap();
-            wait_for(&format!("{probe} {path}"), Duration::from_secs(30), || {
-                open_cli_product_tests::http()
-                    .get(format!("{base}{path}"))
-                    .send()
-                    .ok()
-                    .filter(|r| r.status() == 200)
-            })
-            .unwrap_or_else(|e| panic!("{e}\n{}", rt.logs()));
+            wait_200(&format!("{base}{path}"), Duration::from_secs(30), &rt);
         }
         // Auth is on, with the configured audience; the catalog serves the described API.
         let config: Value = serde_json::from_str(
@@ -494,14 +479,11 @@ fn the_container_image_is_assembled_and_runs() {
         .arg("/open-cli-toolbox")
         .args(&cmd_args);
     let mut rt = Proc::spawn("buildah run", run);
-    wait_for("the container to serve", Duration::from_secs(60), || {
-        open_cli_product_tests::http()
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .ok()
-            .filter(|r| r.status() == 200)
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", rt.logs()));
+    wait_200(
+        &format!("http://127.0.0.1:{port}/readyz"),
+        Duration::from_secs(60),
+        &rt,
+    );
     let probe: Vec<String> = health[1..]
         .iter()
         .map(|a| a.replace(":8765/", &format!(":{port}/")))

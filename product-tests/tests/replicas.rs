@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use open_cli_product_tests::{
-    Fixture, Proc, SteadyLoad, TestApi, bin, demo_config, free_port, isolate, repo_root, wait_for,
+    Fixture, Proc, SteadyLoad, TestApi, bin, demo_config, free_port, isolate, repo_root, wait_200,
+    wait_for,
 };
 use serde_json::{Value, json};
 
@@ -31,15 +32,11 @@ impl Replica {
             .arg("--state-dir")
             .arg(&self.state);
         let proc = Proc::spawn(&self.id, cmd);
-        let url = format!("http://127.0.0.1:{}/readyz", self.port);
-        wait_for(&format!("{} ready", self.id), DEADLINE, || {
-            open_cli_product_tests::http()
-                .get(&url)
-                .send()
-                .ok()
-                .filter(|r| r.status() == 200)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
+        wait_200(
+            &format!("http://127.0.0.1:{}/readyz", self.port),
+            DEADLINE,
+            &proc,
+        );
         self.proc = Some(proc);
     }
 

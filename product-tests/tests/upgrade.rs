@@ -3,7 +3,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use open_cli_product_tests::{
-    Fixture, Proc, SteadyLoad, TestApi, bin, demo_config, free_port, isolate, wait_for,
+    Fixture, Proc, SteadyLoad, TestApi, bin, demo_config, free_port, isolate, wait_200, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -45,14 +45,7 @@ fn a_binary_upgrade_under_load_refuses_no_connection() {
         .arg(&state);
     let mut old = Proc::spawn("open-cli-toolbox (old)", cmd);
     let runtime_json = state.join("instances/up/runtime.json");
-    wait_for("the runtime to serve", DEADLINE, || {
-        open_cli_product_tests::http()
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .ok()
-            .filter(|r| r.status() == 200)
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", old.logs()));
+    wait_200(&format!("http://127.0.0.1:{port}/readyz"), DEADLINE, &old);
     // runtime.json is written once the sockets serve.
     wait_for("runtime.json", DEADLINE, || {
         pid_in(&runtime_json).filter(|p| *p == u64::from(old.pid()))

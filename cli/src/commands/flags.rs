@@ -15,6 +15,8 @@ pub enum Scalar {
     Number,
     Boolean,
     String,
+    /// `type: object`: the value is a JSON object (`--filter '{"state":"open"}'`).
+    Json,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +46,7 @@ impl FlagType {
             Some("integer") => Scalar::Integer,
             Some("number") => Scalar::Number,
             Some("boolean") => Scalar::Boolean,
+            Some("object") => Scalar::Json,
             _ => Scalar::String,
         };
         let choices = schema
@@ -73,6 +76,7 @@ impl FlagType {
             Scalar::Number => "NUMBER",
             Scalar::Boolean => "BOOLEAN",
             Scalar::String => "STRING",
+            Scalar::Json => "JSON",
         }
     }
 
@@ -90,6 +94,8 @@ impl FlagType {
                 (value != "true" && value != "false").then_some("expected `true` or `false`")
             }
             Scalar::String => None,
+            Scalar::Json => (!serde_json::from_str::<Value>(value).is_ok_and(|v| v.is_object()))
+                .then_some("expected a JSON object, e.g. '{\"key\": \"value\"}'"),
         };
         if let Some(m) = mismatch {
             return Err(m.to_string());
@@ -136,6 +142,10 @@ impl FlagType {
                     })?,
             }),
             Scalar::Boolean => value.parse::<bool>().ok().map(Value::Bool),
+            Scalar::Json => Some(
+                serde_json::from_str::<Value>(value)
+                    .map_err(|e| format!("`{value}` is not JSON: {e}"))?,
+            ),
             Scalar::String => None,
         };
         Ok(typed.unwrap_or_else(|| Value::String(value.to_string())))
@@ -172,11 +182,12 @@ fn enum_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Whether a schema describes a scalar that can be a flag (MCP input properties).
+/// Whether a schema describes a value that can be one flag (MCP input properties): a scalar,
+/// or an object given as JSON.
 pub fn is_scalar(schema: &Value) -> bool {
     matches!(
         schema_type(schema),
-        Some("string" | "integer" | "number" | "boolean")
+        Some("string" | "integer" | "number" | "boolean" | "object")
     )
 }
 
@@ -198,6 +209,24 @@ mod tests {
 
     fn t(schema: Value) -> FlagType {
         FlagType::from_schema(Some(&schema))
+    }
+
+    #[test]
+    fn objects_are_json_flags() {
+        let o = t(json!({"type": "object"}));
+        assert_eq!(o.scalar, Scalar::Json);
+        assert_eq!(o.value_name(), "JSON");
+        assert!(o.check(r#"{"state": "open"}"#).is_ok());
+        assert!(o.check("[1]").unwrap_err().contains("JSON object"));
+        assert!(o.check("state=open").is_err());
+        assert_eq!(
+            o.to_json(r#"{"n": 2}"#).unwrap(),
+            json!({"n": 2}),
+            "sent as the object, not as text"
+        );
+        assert!(is_scalar(&json!({"type": "object"})));
+        let arr = t(json!({"type": "array", "items": {"type": "object"}}));
+        assert!(arr.array && arr.scalar == Scalar::Json);
     }
 
     #[test]
@@ -287,7 +316,7 @@ mod tests {
     #[test]
     fn scalars_and_defaults() {
         assert!(is_scalar(&json!({"type": "string"})));
-        assert!(!is_scalar(&json!({"type": "object"})));
+        assert!(is_scalar(&json!({"type": "object"})));
         assert!(!is_scalar(&json!({"type": "array"})));
         assert_eq!(default_text(&json!({"default": 3})).as_deref(), Some("3"));
     }

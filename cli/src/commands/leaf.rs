@@ -768,13 +768,17 @@ pub(crate) mod tests {
         let inv = invocation(&t, &m, &mut std::io::empty()).unwrap();
         let body: Value = serde_json::from_slice(inv.body.as_deref().unwrap()).unwrap();
         assert_eq!(body, json!({"path": "/a", "head": 3, "encoding": "utf8"}));
-        // Clashing (mode, body) and non-scalar (options) properties have no flag.
+        // Clashing properties (mode, body) have no flag; an object one takes JSON.
         let help = command(&t, "x").render_long_help().to_string();
         assert!(
             help.contains("--head <INTEGER>") && help.contains("[default: 10]"),
             "{help}"
         );
-        assert!(!help.contains("--options"), "{help}");
+        assert!(help.contains("--options <JSON>"), "{help}");
+        let m = parse(&t, &["--path", "/a", "--options", r#"{"x": [1]}"#]).unwrap();
+        let inv = invocation(&t, &m, &mut std::io::empty()).unwrap();
+        let body: Value = serde_json::from_slice(inv.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["options"], json!({"x": [1]}));
         for (args, needle) in [
             (vec!["--head", "3"], "--path <STRING>"),
             (vec!["--path", "/a", "--head", "x"], "expected an integer"),
