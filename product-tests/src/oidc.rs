@@ -217,12 +217,20 @@ impl KeyedIssuer {
 
     /// An RS256 access token for `sub` with `scope`, valid for an hour.
     pub fn token(&self, sub: &str, scope: &str) -> String {
+        self.token_with(sub, scope, serde_json::json!({}))
+    }
+
+    /// [`KeyedIssuer::token`] with more claims (e.g. a delegation's `act`).
+    pub fn token_with(&self, sub: &str, scope: &str, extra: Value) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_secs();
-        let claims = serde_json::json!({"iss": self.oidc.issuer, "aud": AUDIENCE, "sub": sub,
+        let mut claims = serde_json::json!({"iss": self.oidc.issuer, "aud": AUDIENCE, "sub": sub,
             "scope": scope, "iat": now, "exp": now + 3600});
+        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         h.kid = Some("k1".into());
         h.typ = Some("at+jwt".into());

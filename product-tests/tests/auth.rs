@@ -761,3 +761,62 @@ fn several_providers_may_be_trusted_and_the_tokens_iss_picks_one() {
         "which is not a trusted issuer",
     );
 }
+
+/// A delegated token (RFC 8693 `act`, with `delegated_by` and `delegation_id`) is validated
+/// like any other, and every audit line of its calls carries the lineage, on both channels.
+#[test]
+fn delegated_tokens_are_audited_with_their_lineage() {
+    let api = TestApi::start();
+    let issuer = open_cli_product_tests::KeyedIssuer::start();
+    let fx = Fixture::new();
+    fx.write("demo.openapi.yaml", &api.spec_yaml());
+    let cfg = open_cli_product_tests::demo_config(
+        json!({"runtime": {"server": {"auth": issuer.auth()}}}),
+    );
+    let mut rt = Runtime::start(&fx.write_json(".cli.json", &cfg));
+    let child = issuer.token_with(
+        "alice",
+        "bundle:demo",
+        json!({"act": {"sub": "sub-agent-7"}, "delegated_by": "alice", "delegation_id": "d-42"}),
+    );
+    let r = http()
+        .post(format!("{}/v1/tools/execute", rt.url))
+        .bearer_auth(&child)
+        .body(json!({"toolId": "demo:listItems"}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http()
+        .get(format!("{}/proxy/demo/items", rt.url))
+        .bearer_auth(&child)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A token without delegation claims has no lineage.
+    let plain = issuer.token("bob", "bundle:demo");
+    let r = http()
+        .get(format!("{}/proxy/demo/items", rt.url))
+        .bearer_auth(&plain)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    rt.stop();
+    let log = std::fs::read_to_string(rt.state_dir.join("instances/test/audit.log")).unwrap();
+    let calls: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["eventType"] == "tool_execution")
+        .collect();
+    assert_eq!(calls.len(), 3, "{log}");
+    for c in &calls {
+        if c["principal"] == "alice" {
+            assert_eq!(
+                c["lineage"],
+                json!({"actor": {"sub": "sub-agent-7"}, "delegatedBy": "alice", "delegationId": "d-42"}),
+                "{c}"
+            );
+        } else {
+            assert!(c.get("lineage").is_none(), "{c}");
+        }
+    }
+}

@@ -205,6 +205,10 @@ pub struct Event<'a> {
     /// (`location,link`; see `crate::credentials::shadow`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials_redacted: Option<Cow<'a, str>>,
+    /// The delegation a token carries (`{actor, delegatedBy, delegationId}`, the contract's
+    /// audit `lineage`), from its `act`, `delegated_by` and `delegation_id` claims.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<&'a serde_json::Value>,
 }
 
 impl Event<'_> {
@@ -292,6 +296,11 @@ impl Event<'_> {
             b",\"credentialsRedacted\":",
             self.credentials_redacted.as_deref(),
         );
+        if let Some(l) = self.lineage {
+            out.extend_from_slice(b",\"lineage\":");
+            // Claims from a verified token: serde_json escapes them.
+            let _ = serde_json::to_writer(&mut *out, l);
+        }
         out.push(b'}');
     }
 }
@@ -864,7 +873,10 @@ mod tests {
 
     #[test]
     fn hand_written_json_equals_the_serde_derive() {
+        let lineage =
+            serde_json::json!({"actor": {"sub": "sub-agent \"1\""}, "delegationId": "d-1"});
         let mut full = Event::new(EventType::ToolExecution, "svc:t\"q\\b\u{1}é");
+        full.lineage = Some(&lineage);
         full.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
         full.principal = Some("sub\n".into());
         full.client_cert = Some("CN=agent \"7\", O=Acme".into());

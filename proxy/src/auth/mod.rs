@@ -37,7 +37,8 @@ pub struct Principal {
     /// `sub`, else `client_id`.
     pub subject: String,
     pub scopes: Vec<String>,
-    /// Delegation lineage claims kept for audit (`act`, `delegated_by`, `delegation_id`).
+    /// Delegation lineage for audit: the `act`, `delegated_by` and `delegation_id` claims as
+    /// `actor`, `delegatedBy`, `delegationId`.
     pub lineage: Option<Value>,
 }
 
@@ -650,10 +651,16 @@ pub fn principal(claims: &Value, scope_claim: Option<&str>) -> Result<Principal,
     }
     scopes.sort();
     scopes.dedup();
-    let lineage: serde_json::Map<String, Value> = ["act", "delegated_by", "delegation_id"]
-        .iter()
-        .filter_map(|k| claims.get(*k).map(|v| (k.to_string(), v.clone())))
-        .collect();
+    // The contract's audit names: `actor` (the `act` claim, RFC 8693 4.1), `delegatedBy`,
+    // `delegationId`.
+    let lineage: serde_json::Map<String, Value> = [
+        ("act", "actor"),
+        ("delegated_by", "delegatedBy"),
+        ("delegation_id", "delegationId"),
+    ]
+    .iter()
+    .filter_map(|(claim, key)| claims.get(*claim).map(|v| (key.to_string(), v.clone())))
+    .collect();
     Ok(Principal {
         subject,
         scopes,
@@ -717,7 +724,7 @@ mod tests {
             (p.subject.as_str(), p.scopes.as_slice()),
             ("alice", &["bundle:z".to_string()][..])
         );
-        assert_eq!(p.lineage, Some(json!({"act": {"sub": "bot"}})));
+        assert_eq!(p.lineage, Some(json!({"actor": {"sub": "bot"}})));
         assert!(principal(&json!({"scope": "x"}), None).is_err());
     }
 

@@ -189,6 +189,7 @@ pub fn tool_event<'a>(
     });
     e.trace_id = crate::trace::current_trace_id().map(Into::into);
     e.client_cert = caller.client_cert.as_deref().map(Into::into);
+    e.lineage = caller.principal.as_ref().and_then(|p| p.lineage.as_ref());
     e
 }
 
