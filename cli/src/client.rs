@@ -44,6 +44,8 @@ pub struct Client {
     /// Where the runtime token comes from (`runtime.remote.oauth`).
     auth: Option<crate::token::Source>,
     token: std::cell::RefCell<Option<String>>,
+    /// A login source's session was read (`token` holds its token, or `None`).
+    login_read: std::cell::Cell<bool>,
     /// `--timeout`, named when it runs out.
     timeout: Duration,
     /// `--offline`: the catalog from the local cache, no request.
@@ -107,6 +109,7 @@ impl Client {
             request_config_path,
             auth: None,
             token: std::cell::RefCell::new(None),
+            login_read: std::cell::Cell::new(false),
             timeout,
             offline: false,
             note_offline: true,
@@ -170,11 +173,14 @@ impl Client {
                 Ok(Some(t))
             }
             Some(Source::Login(l)) => {
-                if !fresh && let Some(t) = self.token.borrow().clone() {
-                    return Ok(Some(t));
+                // The session file is read once per invocation, also when there is none
+                // (no `runtime.remote.oauth`, not logged in: every request is anonymous).
+                if !fresh && self.login_read.get() {
+                    return Ok(self.token.borrow().clone());
                 }
                 let t = l.bearer(&self.http, &self.base, fresh)?;
                 self.token.borrow_mut().clone_from(&t);
+                self.login_read.set(true);
                 Ok(t)
             }
         }

@@ -478,6 +478,7 @@ fn the_container_image_is_assembled_and_runs() {
         .arg("--")
         .arg("/open-cli-toolbox")
         .args(&cmd_args);
+    let guard = ContainerRuntime(port);
     let mut rt = Proc::spawn("buildah run", run);
     wait_200(
         &format!("http://127.0.0.1:{port}/readyz"),
@@ -493,22 +494,44 @@ fn the_container_image_is_assembled_and_runs() {
         .output()
         .unwrap();
     assert!(out.status.success(), "health check: {}", text(&out.stderr));
-    // Stop the runtime (found by its unique address among the host's processes: chroot
-    // isolation shares the PID space) and so the container.
-    let needle = format!("127.0.0.1:{port}");
-    let pid: i32 = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let c = String::from_utf8_lossy(&c);
-                c.starts_with("/open-cli-toolbox\0") && c.contains(&needle)
-            })
-        })
+    // Stop the runtime and so the container (the guard does it too if the test fails first).
+    let pid = guard
+        .pid()
         .unwrap_or_else(|| panic!("no runtime process\n{}", rt.logs()));
     // SAFETY: kill(2) on the runtime this test started in the container; no memory is shared.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     rt.wait_exit(Duration::from_secs(30)).unwrap();
     let _ = buildah(&["rm", &ctr]).output();
+}
+
+/// The runtime a container runs on `port`, found by its unique address among the host's
+/// processes (chroot isolation shares the PID space). Dropping the guard stops it: killing
+/// `buildah run` alone would leave it running when a test fails early.
+struct ContainerRuntime(u16);
+
+impl ContainerRuntime {
+    fn pid(&self) -> Option<i32> {
+        let needle = format!("127.0.0.1:{}", self.0);
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.starts_with("/open-cli-toolbox\0") && c.contains(&needle)
+                })
+            })
+    }
+}
+
+impl Drop for ContainerRuntime {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on the runtime this test started; no memory is shared.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
 }
