@@ -213,6 +213,27 @@ pub enum AuthCommand {
     },
     /// Whether the runtime requires a token, where this client gets one, and who it is.
     Status,
+    /// Get a short-lived child token for a sub-agent: this client's runtime token is exchanged
+    /// at the broker (RFC 8693) for a subset of its scopes. The child's calls are audited with
+    /// the lineage (actor, delegatedBy, delegationId). A sub-agent uses it as
+    /// `OPEN_CLI_TOKEN`.
+    Delegate {
+        /// The scopes to delegate: a subset of this token's (comma-separated or repeated).
+        #[arg(long = "scope", value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// The child's lifetime: `300`, `90s`, `5m`, `1h`. The broker may shorten it; it never
+        /// outlives the token it comes from.
+        #[arg(long, default_value = "5m", value_parser = parse_ttl)]
+        ttl: u64,
+        /// The sub-agent, recorded as the child token's actor (`act.sub`); default
+        /// `$OPEN_CLI_AGENT_SESSION_ID`, else `$COPILOT_SESSION_ID`, else the broker's choice.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Print `export OPEN_CLI_TOKEN='…'` for a shell:
+        /// `eval "$(open-cli auth delegate --scope … --export)"`.
+        #[arg(long)]
+        export: bool,
+    },
     /// Forget the runtime token this client keeps for this runtime (a login, or an
     /// `oauthClient` token); the next command logs in or fetches again. Nothing else is
     /// touched.
@@ -376,4 +397,24 @@ pub enum ToolCommand {
         #[arg(required = true, num_args = 1..=3, value_name = "REF")]
         reference: Vec<String>,
     },
+}
+
+/// A lifetime: seconds, or a number with `s`, `m` or `h`.
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let (n, unit) = match s.trim().char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s.trim()[..i], c),
+        _ => (s.trim(), 's'),
+    };
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        other => return Err(format!("unknown unit `{other}`; use s, m or h (e.g. 5m)")),
+    };
+    match n.parse::<u64>() {
+        Ok(v) if v > 0 => v
+            .checked_mul(factor)
+            .ok_or_else(|| format!("`{s}` is too long")),
+        _ => Err(format!("`{s}` is not a lifetime like 300, 90s, 5m or 1h")),
+    }
 }

@@ -288,6 +288,25 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
                 .hint("set runtime.remote.oauth.mode to \"browserLogin\", or remove runtime.remote.oauth to log in to any runtime")),
             }
         }
+        Command::Auth(AuthCommand::Delegate {
+            scopes,
+            ttl,
+            actor,
+            export,
+        }) => {
+            let (client, _) = commands::connect_with(&cli.global, config.as_ref(), true)?;
+            commands::auth::delegate(
+                &client,
+                config.as_ref(),
+                &commands::auth::DelegateArgs {
+                    scopes,
+                    ttl: *ttl,
+                    actor: actor.as_deref(),
+                    export: *export,
+                },
+                format,
+            )
+        }
         Command::Auth(AuthCommand::Status) => {
             let (client, view) = remote()?;
             commands::auth::status(&client, &view, config.as_ref(), format)

@@ -255,7 +255,7 @@ pub fn login(client: &Client, login: &Login, opts: Options) -> Result<String, Cl
 }
 
 /// The runtime's browser-login settings.
-fn discover(client: &Client) -> Result<BrowserConfig, CliError> {
+pub(crate) fn discover(client: &Client) -> Result<BrowserConfig, CliError> {
     let info = client.info_anonymous()?;
     if !info.auth.browser_login.configured {
         return Err(CliError::usage(format!(

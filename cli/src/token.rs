@@ -11,6 +11,8 @@
 //!   refreshed with its refresh token before it expires and once on `authn_failed`. Without
 //!   any `runtime.remote.oauth`, a login made with `auth login` for the runtime is used when
 //!   there is one.
+//! - `OPEN_CLI_TOKEN`, when set and not empty, is the token, whatever the config says: a
+//!   sub-agent is handed its delegated token that way (`open-cli auth delegate --export`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +23,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{CliError, exit};
+
+/// The environment variable that, when set, is the runtime token (over any config).
+pub const TOKEN_ENV: &str = "OPEN_CLI_TOKEN";
 
 /// Reuse a cached token until this long before it expires.
 const EXPIRY_MARGIN: u64 = 30;
@@ -62,6 +67,16 @@ fn config_error(msg: impl Into<String>) -> CliError {
 
 /// The token source a client config asks for, if any.
 pub fn source(loaded: Option<&LoadedConfig>) -> Result<Option<Source>, CliError> {
+    // A token handed to this process (a sub-agent's delegated token, `auth delegate`) wins.
+    if let Some(token) = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Ok(Some(Source::Provided {
+            token: token.trim().to_string(),
+            from: format!("env:{TOKEN_ENV}"),
+        }));
+    }
     let Some(loaded) = loaded else {
         return Ok(Some(Source::Login(crate::login::Login::implicit())));
     };

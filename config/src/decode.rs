@@ -586,11 +586,16 @@ fn decode_remote_oauth(mut o: Obj<'_>) -> Option<RemoteOAuth> {
     let delegation = o.object("delegation").map(|mut d| {
         let enabled = d.bool("enabled").unwrap_or(false);
         let token_exchange_url = d.nonempty("tokenExchangeURL");
+        if let Some(u) = &token_exchange_url {
+            check_http_url(cx, &d.key_path("tokenExchangeURL"), u);
+        }
+        let client_id = d.nonempty("clientId");
         let scopes = d.strings("scopes");
         d.finish();
         Delegation {
             enabled,
             token_exchange_url,
+            client_id,
             scopes,
         }
     });
@@ -1027,17 +1032,81 @@ fn decode_policy(mut o: Obj<'_>) -> Policy {
 }
 
 fn decode_secret(mut o: Obj<'_>) -> Option<Secret> {
-    let is_oauth = o.value("type").and_then(Value::as_str) == Some("oauth2");
-    if is_oauth {
-        o.value("type");
-        let settings = decode_oauth_fields(&mut o);
-        o.finish();
-        return Some(Secret::OAuth2(Box::new(OAuth2Secret {
-            kind: "oauth2",
-            settings: settings?,
-        })));
+    let cx = o.cx();
+    match o.value("type").and_then(Value::as_str) {
+        Some("oauth2") => {
+            o.value("type");
+            let settings = decode_oauth_fields(&mut o);
+            if let Some(s) = &settings
+                && s.mode == OAuthMode::TokenExchange
+            {
+                // The broker must know which upstream the token is for, and who asks.
+                if s.audience.is_none() {
+                    cx.missing(
+                        o.key_path("audience"),
+                        "is required for `tokenExchange` (the upstream's audience at the broker)",
+                    );
+                }
+                if s.client_id.is_none() {
+                    cx.missing(
+                        o.key_path("clientId"),
+                        "is required for `tokenExchange` (the runtime's client at the broker)",
+                    );
+                }
+                if s.token_storage == Some(TokenStorage::Instance) {
+                    cx.err(
+                        o.key_path("tokenStorage"),
+                        "must be `memory` for `tokenExchange`: tokens issued for callers are never written to disk",
+                    );
+                }
+            }
+            o.finish();
+            Some(Secret::OAuth2(Box::new(OAuth2Secret {
+                kind: "oauth2",
+                settings: settings?,
+            })))
+        }
+        Some("byPrincipal") => {
+            o.value("type");
+            let path = o.key_path("principals");
+            let mut principals = BTreeMap::new();
+            for (name, v, at) in o.entries("principals") {
+                if name.is_empty() {
+                    cx.err(&at, "a principal name must not be empty");
+                }
+                let r = match v {
+                    Value::Object(_) => Obj::new(cx, v, &at).and_then(decode_secret_ref),
+                    other => {
+                        cx.err(
+                            &at,
+                            format!(
+                                "must be a secret reference object like {{\"type\": \"env\", \"value\": \"NAME\"}}, found {}",
+                                kind(other)
+                            ),
+                        );
+                        None
+                    }
+                };
+                if let Some(r) = r {
+                    principals.insert(name, r);
+                }
+            }
+            if !o.has("principals") {
+                cx.missing(
+                    &path,
+                    "is required: `{ \"<principal>\": <secret reference> }`",
+                );
+            }
+            let default = optional_secret_ref(&mut o, "default");
+            o.finish();
+            Some(Secret::ByPrincipal(Box::new(ByPrincipalSecret {
+                kind: "byPrincipal",
+                principals,
+                default,
+            })))
+        }
+        _ => decode_secret_ref(o).map(Secret::Ref),
     }
-    decode_secret_ref(o).map(Secret::Ref)
 }
 
 /// A secret reference object (`{ type, value?, command? }`).
@@ -1047,10 +1116,10 @@ fn decode_secret_ref(mut o: Obj<'_>) -> Option<SecretRef> {
         cx.missing(o.key_path("type"), "is required");
     }
     let kind = match o.string("type") {
-        Some(t) if t == "oauth2" => {
+        Some(t) if t == "oauth2" || t == "byPrincipal" => {
             cx.err(
                 o.key_path("type"),
-                "`oauth2` is only allowed for top-level `secrets` entries",
+                format!("`{t}` is only allowed for top-level `secrets` entries"),
             );
             None
         }
@@ -1435,6 +1504,26 @@ mod tests {
             (
                 json!({"secrets": {"s": {"type": "oauth2", "mode": "implicit"}}}),
                 "secrets.s.mode: the OAuth `implicit` flow is not supported (it is deprecated by OAuth 2.1); use `clientCredentials` or `authorizationCode`",
+            ),
+            (
+                json!({"secrets": {"s": {"type": "oauth2", "mode": "tokenExchange", "tokenURL": "http://b/token", "clientId": {"type": "literal", "value": "runtime"}}}}),
+                "secrets.s.audience: is required for `tokenExchange` (the upstream's audience at the broker)",
+            ),
+            (
+                json!({"secrets": {"s": {"type": "oauth2", "mode": "tokenExchange", "audience": "urn:a", "clientId": {"type": "literal", "value": "runtime"}, "tokenStorage": "instance"}}}),
+                "secrets.s.tokenStorage: must be `memory` for `tokenExchange`: tokens issued for callers are never written to disk",
+            ),
+            (
+                json!({"secrets": {"s": {"type": "byPrincipal", "principals": {"alice": {"type": "env"}}}}}),
+                "secrets.s.principals.alice.value: is required for `env` secrets",
+            ),
+            (
+                json!({"secrets": {"s": {"type": "byPrincipal", "principals": {"alice": "KEY"}}}}),
+                "secrets.s.principals.alice: must be a secret reference object like {\"type\": \"env\", \"value\": \"NAME\"}, found a string",
+            ),
+            (
+                json!({"secrets": {"s": {"type": "byPrincipal"}}}),
+                "secrets.s.principals: is required: `{ \"<principal>\": <secret reference> }`",
             ),
             (
                 json!({"secrets": {"s": {"type": "exec"}}}),

@@ -65,7 +65,9 @@ str_enum!(
 );
 str_enum!(
     /// OAuth modes of `oauth2` secrets and MCP transport `oauth`.
-    OAuthMode { AuthorizationCode => "authorizationCode", ClientCredentials => "clientCredentials", OpenIdConnect => "openIdConnect" }
+    /// `tokenExchange` (an extension, `oauth2` secrets only): the upstream token is obtained per
+    /// caller by exchanging the caller's runtime token (RFC 8693).
+    OAuthMode { AuthorizationCode => "authorizationCode", ClientCredentials => "clientCredentials", OpenIdConnect => "openIdConnect", TokenExchange => "tokenExchange" }
 );
 str_enum!(
     /// Where OAuth tokens are cached.
@@ -254,6 +256,10 @@ pub struct Delegation {
     pub enabled: bool,
     #[serde(rename = "tokenExchangeURL", skip_serializing_if = "Option::is_none")]
     pub token_exchange_url: Option<String>,
+    /// The client ID to present at the token-exchange endpoint (an extension); unset: the
+    /// runtime's browser-login client.
+    #[serde(rename = "clientId", skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
 }
@@ -811,6 +817,20 @@ pub struct Policy {
 pub enum Secret {
     Ref(SecretRef),
     OAuth2(Box<OAuth2Secret>),
+    /// `type: byPrincipal` (an extension): each caller's own value.
+    ByPrincipal(Box<ByPrincipalSecret>),
+}
+
+/// `secrets.<key>` with `type: byPrincipal`: one reference per principal (the runtime token's
+/// `sub`, else `client_id`), so one runtime serves many callers with their own upstream keys.
+/// A caller with no entry gets `default` when it is set, else the call is refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct ByPrincipalSecret {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub principals: BTreeMap<String, SecretRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<SecretRef>,
 }
 
 /// Where a secret value comes from. `Debug` and `Serialize` never show a literal value.

@@ -48,6 +48,9 @@ pub fn resolve_key(config: &Config, key: &str) -> Result<String, String> {
             resolve(r, config.policy.allow_exec_secrets).map_err(|e| format!("secret `{key}`: {e}"))
         }
         Some(Secret::OAuth2(_)) => Err(format!("secret `{key}` is an oauth2 client, not a value")),
+        Some(Secret::ByPrincipal(_)) => Err(format!(
+            "secret `{key}` holds one value per principal; only the runtime resolves it, for the caller"
+        )),
         None => Err(format!("secret `{key}` is not defined in `secrets`")),
     }
 }

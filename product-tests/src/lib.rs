@@ -12,6 +12,8 @@
 //!   answers.
 //! - [`testapi`]: the demo upstream ([`TestApi`]).
 //! - [`oidc`]: an OpenID provider ([`Oidc`]), a bearer-token gate ([`BearerGate`]), keys.
+//! - [`broker`]: the deployment example's delegation broker ([`Broker`]) and demo upstream
+//!   ([`DemoApi`]).
 //! - [`mcp`]: a real MCP server ([`McpEverything`]).
 //! - [`prism`]: a mock upstream generated from a document ([`Prism`]).
 //! - [`mod@cli`]: the `open-cli` client ([`cli()`]).
@@ -21,6 +23,7 @@
 //!   the crash tests kill the runtime under ([`Load`]).
 
 pub mod audit;
+pub mod broker;
 pub mod cli;
 pub mod load;
 pub mod mcp;
@@ -34,6 +37,7 @@ pub mod runtime;
 pub mod testapi;
 
 pub use audit::*;
+pub use broker::{Broker, DemoApi};
 pub use cli::*;
 pub use load::*;
 pub use mcp::*;

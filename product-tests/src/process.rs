@@ -72,7 +72,11 @@ pub fn isolate(cmd: &mut Command) {
     .env("XDG_CONFIG_HOME", empty.path())
     // The CLI's catalog cache stays out of the home directory; entries are keyed by runtime
     // URL and revalidated against tags unique to a runtime process, so tests share it safely.
-    .env("OPEN_CLI_CACHE_DIR", empty.path().join("cache"));
+    .env("OPEN_CLI_CACHE_DIR", empty.path().join("cache"))
+    // A token or agent session of the environment the tests run in is not the test's.
+    .env_remove("OPEN_CLI_TOKEN")
+    .env_remove("OPEN_CLI_AGENT_SESSION_ID")
+    .env_remove("COPILOT_SESSION_ID");
 }
 
 /// A child process whose output goes to files, killed on drop; logs are printed if the

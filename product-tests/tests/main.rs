@@ -30,6 +30,9 @@ mod cred_shadow;
 /// Connection deadlines and limits: request head and body deadlines, idle keep-alive, max
 /// connections.
 mod deadlines;
+/// Delegated sub-agent tokens (the example broker's RFC 8693 exchange: subset only, lineage
+/// audited, expiry) and per-caller upstream identity (`tokenExchange`, `byPrincipal`).
+mod delegation;
 /// Deployment artefacts: the hardened systemd unit (`systemd-analyze verify` and `security`,
 /// and its command line run for real).
 mod deploy;

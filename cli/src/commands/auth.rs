@@ -252,3 +252,172 @@ fn services(e: &EffectiveCatalog, config: Option<&LoadedConfig>) -> Vec<ServiceA
         })
         .collect()
 }
+
+/// What `auth delegate` asks for.
+#[derive(Debug)]
+pub struct DelegateArgs<'a> {
+    pub scopes: &'a [String],
+    pub ttl: u64,
+    pub actor: Option<&'a str>,
+    pub export: bool,
+}
+
+/// The child token a broker issued (RFC 8693 §2.2.1, plus the broker's `delegation_id`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Delegated {
+    access_token: String,
+    issued_token_type: Option<String>,
+    expires_in: Option<u64>,
+    /// Seconds since the epoch.
+    expires_at: Option<u64>,
+    scope: Option<String>,
+    delegation_id: Option<String>,
+    token_exchange_url: String,
+}
+
+/// `open-cli auth delegate`: exchange this client's runtime token at the broker (RFC 8693)
+/// for a child token with a subset of its scopes, for the runtime's audience.
+///
+/// The exchange endpoint is `runtime.remote.oauth.delegation.tokenExchangeURL`, else the
+/// token URL of the runtime's browser login; the client is `delegation.clientId`, else the
+/// browser login's public client, or this config's `oauthClient` credentials (HTTP basic).
+pub fn delegate(
+    client: &Client,
+    config: Option<&LoadedConfig>,
+    args: &DelegateArgs<'_>,
+    format: Format,
+) -> Result<String, CliError> {
+    let parent = client.token()?.ok_or_else(|| {
+        CliError::usage("there is no runtime token to delegate from")
+            .hint("log in with `open-cli auth login`, or set runtime.remote.oauth")
+    })?;
+    let oauth = config
+        .and_then(|l| l.config.runtime.as_ref())
+        .and_then(|r| r.remote.as_ref())
+        .and_then(|r| r.oauth.as_ref());
+    let delegation = oauth.and_then(|o| o.delegation.as_ref());
+    let confidential = match client.auth() {
+        Some(Source::Client(c)) => Some(c),
+        _ => None,
+    };
+    // The browser-login metadata, when something is left to learn from it.
+    let needs_metadata = delegation
+        .and_then(|d| d.token_exchange_url.as_ref())
+        .is_none()
+        || (confidential.is_none() && delegation.and_then(|d| d.client_id.as_ref()).is_none())
+        || oauth.and_then(|o| o.audience.as_ref()).is_none();
+    let bc = needs_metadata
+        .then(|| crate::login::discover(client))
+        .transpose()
+        .ok()
+        .flatten();
+    let url = delegation
+        .and_then(|d| d.token_exchange_url.clone())
+        .or_else(|| bc.as_ref().map(|b| b.token_url.clone()))
+        .or_else(|| confidential.map(|c| c.token_url.clone()))
+        .ok_or_else(|| {
+            CliError::usage("no token-exchange endpoint is known for this runtime")
+                .hint("set runtime.remote.oauth.delegation.tokenExchangeURL to the broker's token endpoint")
+        })?;
+    let audience = oauth
+        .and_then(|o| o.audience.clone())
+        .or_else(|| bc.as_ref().map(|b| b.audience.clone()))
+        .or_else(|| client.info_anonymous().ok().and_then(|i| i.auth.audience))
+        .ok_or_else(|| {
+            CliError::usage("the runtime's audience is not known")
+                .hint("set runtime.remote.oauth.audience")
+        })?;
+    let actor = args
+        .actor
+        .map(str::to_string)
+        .or_else(|| std::env::var("OPEN_CLI_AGENT_SESSION_ID").ok())
+        .or_else(|| std::env::var("COPILOT_SESSION_ID").ok())
+        .filter(|a| !a.trim().is_empty());
+    const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+    let mut form: Vec<(&str, String)> = vec![
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+        ),
+        ("subject_token", parent),
+        ("subject_token_type", ACCESS_TOKEN.into()),
+        ("requested_token_type", ACCESS_TOKEN.into()),
+        ("audience", audience),
+        ("scope", args.scopes.join(" ")),
+        ("expires_in", args.ttl.to_string()),
+    ];
+    if let Some(a) = actor {
+        form.push(("actor_id", a));
+    }
+    let basic = match (confidential, delegation.and_then(|d| d.client_id.clone())) {
+        (_, Some(id)) => {
+            form.push(("client_id", id));
+            None
+        }
+        (Some(c), None) => Some((c.client_id.as_str(), c.client_secret.as_str())),
+        (None, None) => {
+            let id = bc.as_ref().map(|b| b.client_id.clone()).ok_or_else(|| {
+                CliError::usage("no client is known to ask the broker with")
+                    .hint("set runtime.remote.oauth.delegation.clientId")
+            })?;
+            form.push(("client_id", id));
+            None
+        }
+    };
+    let answer: serde_json::Value = crate::token::oauth_post(client.http(), &url, &form, basic)
+        .map_err(|e| {
+            e.into_error(format!(
+                "the broker at {url} did not delegate scopes `{}`",
+                args.scopes.join(" ")
+            ))
+        })?;
+    let text = |k: &str| answer.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let access_token = text("access_token").ok_or_else(|| {
+        CliError::new(
+            crate::error::exit::PROTOCOL,
+            format!("the broker at {url} answered without an access_token"),
+        )
+    })?;
+    let expires_in = answer.get("expires_in").and_then(|v| v.as_u64());
+    let d = Delegated {
+        access_token,
+        issued_token_type: text("issued_token_type"),
+        expires_in,
+        expires_at: expires_in.map(|s| crate::token::now() + s),
+        scope: text("scope"),
+        delegation_id: text("delegation_id"),
+        token_exchange_url: url,
+    };
+    if args.export {
+        // A JWT or an opaque token: printable ASCII without quotes; refused otherwise.
+        if !d
+            .access_token
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'\'')
+        {
+            return Err(CliError::new(
+                crate::error::exit::PROTOCOL,
+                "the broker's token cannot be written as a shell word",
+            ));
+        }
+        return Ok(format!("export OPEN_CLI_TOKEN='{}'\n", d.access_token));
+    }
+    if let Some(text) = output::machine(format, &d)? {
+        return Ok(text);
+    }
+    let mut rows = vec![
+        ("scope", d.scope.clone().unwrap_or_else(|| "-".into())),
+        (
+            "expires",
+            d.expires_in.map_or("-".into(), |s| {
+                crate::cache::human(std::time::Duration::from_secs(s))
+            }),
+        ),
+    ];
+    if let Some(id) = &d.delegation_id {
+        rows.push(("delegation", id.clone()));
+    }
+    rows.push(("token", d.access_token.clone()));
+    Ok(output::pairs(&rows))
+}

@@ -18,7 +18,7 @@ use crate::error::CliError;
 use crate::output;
 
 /// The variable the snippets name when the client config names none.
-pub const DEFAULT_TOKEN_ENV: &str = "OPEN_CLI_TOKEN";
+pub const DEFAULT_TOKEN_ENV: &str = crate::token::TOKEN_ENV;
 const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 /// What the snippets send as `Authorization`.

@@ -178,7 +178,8 @@ impl Introspector {
         }
         let (answer, keep) = match self.call(token).await {
             Ok(claims) => match self.check(&claims) {
-                Ok(p) => {
+                Ok(mut p) => {
+                    Arc::make_mut(&mut p).token = Some(token.to_string().into());
                     let exp_left = super::numeric_date(&claims, "exp")
                         .ok()
                         .flatten()

@@ -40,6 +40,20 @@ pub struct Principal {
     /// Delegation lineage for audit: the `act`, `delegated_by` and `delegation_id` claims as
     /// `actor`, `delegatedBy`, `delegationId`.
     pub lineage: Option<Value>,
+    /// The runtime token itself, for one use only: a `tokenExchange` secret exchanges it at
+    /// the broker for the caller's upstream token (`crate::credentials`). It is never sent
+    /// to an upstream and never logged (its `Debug` is redacted).
+    pub token: Option<open_cli_config::secrets::SecretValue>,
+}
+
+impl Principal {
+    /// This caller, as upstream credentials are resolved for it.
+    pub fn on_behalf(&self) -> crate::credentials::OnBehalf<'_> {
+        crate::credentials::OnBehalf {
+            subject: &self.subject,
+            token: self.token.as_ref(),
+        }
+    }
 }
 
 /// Why a request is not authenticated. The text goes into `error_description`.
@@ -514,7 +528,9 @@ impl Authenticator {
             )
         })?;
         let exp = check_times(&data.claims, crate::fetch::cache::now_secs(), leeway)?;
-        Ok((principal(&data.claims, scope_claim)?, exp))
+        let mut p = principal(&data.claims, scope_claim)?;
+        p.token = Some(token.to_string().into());
+        Ok((p, exp))
     }
 }
 
@@ -665,6 +681,7 @@ pub fn principal(claims: &Value, scope_claim: Option<&str>) -> Result<Principal,
         subject,
         scopes,
         lineage: (!lineage.is_empty()).then_some(Value::Object(lineage)),
+        token: None,
     })
 }
 
@@ -744,6 +761,7 @@ mod tests {
                 subject: "alice".into(),
                 scopes: vec![],
                 lineage: None,
+                token: None,
             }),
             exp: 1_000,
             provider: 0,

@@ -89,7 +89,7 @@ pub async fn transport(
         .collect();
     for (header, key) in &t.header_secrets {
         let value = secrets
-            .value(config, key)
+            .value(config, key, None)
             .await
             .map_err(|e| format!("transport.headerSecrets.{header}: {e}"))?;
         headers.push((header.clone(), SecretValue::new(&*value)));

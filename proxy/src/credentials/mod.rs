@@ -80,6 +80,15 @@ impl Applied {
     }
 }
 
+/// The caller a call's credentials are resolved for (from the authenticated principal): its
+/// subject picks a `byPrincipal` secret's entry, its runtime token is what a `tokenExchange`
+/// client exchanges at the broker. Its `Debug` never shows the token.
+#[derive(Debug, Clone, Copy)]
+pub struct OnBehalf<'a> {
+    pub subject: &'a str,
+    pub token: Option<&'a open_cli_config::secrets::SecretValue>,
+}
+
 /// Why a tool's credentials could not be resolved (one reason per alternative).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unresolved {
@@ -121,26 +130,40 @@ impl Credentials {
         config: &Config,
         tool: &Tool,
         slot: &std::sync::OnceLock<std::sync::Arc<Applied>>,
+        caller: Option<OnBehalf<'_>>,
     ) -> Result<std::sync::Arc<Applied>, Unresolved> {
         if let Some(a) = slot.get() {
             return Ok(std::sync::Arc::clone(a));
         }
         // Boxed: token and secret fetches hold large futures, kept out of the request's own.
-        let applied = std::sync::Arc::new(Box::pin(self.resolve(config, tool)).await?);
+        let applied = std::sync::Arc::new(Box::pin(self.resolve(config, tool, caller)).await?);
         if applied.fixed {
             let _ = slot.set(std::sync::Arc::clone(&applied));
         }
         Ok(applied)
     }
 
-    pub async fn resolve(&self, config: &Config, tool: &Tool) -> Result<Applied, Unresolved> {
-        let mut applied = self.resolve_values(config, tool).await?;
+    /// The credentials of one call of `tool` by `caller` (the authenticated principal; `None`
+    /// without runtime auth): `byPrincipal` secrets and `tokenExchange` clients resolve per
+    /// caller, everything else is the same for every caller.
+    pub async fn resolve(
+        &self,
+        config: &Config,
+        tool: &Tool,
+        caller: Option<OnBehalf<'_>>,
+    ) -> Result<Applied, Unresolved> {
+        let mut applied = self.resolve_values(config, tool, caller).await?;
         applied.wire = wire(&applied).map_err(|e| Unresolved { reasons: vec![e] })?;
         applied.shadow = shadow(&applied);
         Ok(applied)
     }
 
-    async fn resolve_values(&self, config: &Config, tool: &Tool) -> Result<Applied, Unresolved> {
+    async fn resolve_values(
+        &self,
+        config: &Config,
+        tool: &Tool,
+        caller: Option<OnBehalf<'_>>,
+    ) -> Result<Applied, Unresolved> {
         let single;
         let alternatives: Vec<&[AuthRequirement]> = if !tool.auth_alternatives.is_empty() {
             let mut alts: Vec<&[AuthRequirement]> = tool
@@ -174,7 +197,7 @@ impl Credentials {
                 .map(|r| r.name.as_str())
                 .collect::<Vec<_>>()
                 .join("+");
-            match self.alternative(config, tool, alt).await {
+            match self.alternative(config, tool, alt, caller).await {
                 Ok(mut applied) => {
                     applied.scheme = Some(label);
                     return Ok(applied);
@@ -190,7 +213,9 @@ impl Credentials {
         config: &Config,
         tool: &Tool,
         requirements: &[AuthRequirement],
+        caller: Option<OnBehalf<'_>>,
     ) -> Result<Applied, String> {
+        let who = caller.map(|p| p.subject);
         let mut out = Applied {
             fixed: true,
             ..Applied::default()
@@ -203,7 +228,7 @@ impl Credentials {
             );
             match req.kind.as_str() {
                 "apiKey" => {
-                    let value = self.secrets.value(config, &key).await?.to_string();
+                    let value = self.secrets.value(config, &key, who).await?.to_string();
                     out.secrets.push(value.clone());
                     let name = req
                         .param_name
@@ -222,7 +247,7 @@ impl Credentials {
                     }
                 }
                 "http" => {
-                    let value = self.secrets.value(config, &key).await?;
+                    let value = self.secrets.value(config, &key, who).await?;
                     match req
                         .scheme
                         .as_deref()
@@ -253,7 +278,7 @@ impl Credentials {
                     }
                 }
                 "oauth2" | "openIdConnect" => {
-                    let issued = self.oauth(config, &key, req).await?;
+                    let issued = self.oauth(config, &key, req, caller).await?;
                     out.secrets.push(issued.token.expose().to_string());
                     out.set_header("authorization", format!("Bearer {}", issued.token.expose()))?;
                     out.oauth.push(issued);
@@ -269,6 +294,7 @@ impl Credentials {
         config: &Config,
         key: &str,
         req: &AuthRequirement,
+        caller: Option<OnBehalf<'_>>,
     ) -> Result<Issued, String> {
         let Some(Secret::OAuth2(secret)) = config.secrets.get(key) else {
             return Err(format!(
@@ -300,6 +326,22 @@ impl Credentials {
         request.discovery = request
             .discovery
             .or_else(|| req.open_id_connect_url.clone());
+        if s.mode == OAuthMode::TokenExchange {
+            // The caller's upstream identity: its runtime token is exchanged at the broker
+            // (RFC 8693); the upstream token is cached for this principal, in memory only.
+            let Some((p, subject)) = caller.and_then(|p| p.token.map(|t| (p, t))) else {
+                return Err(format!(
+                    "secret `{key}` exchanges the caller's runtime token for an upstream token, and this call has no authenticated caller"
+                ));
+            };
+            request.exchange = Some(oauth::Exchange {
+                subject: subject.clone(),
+                principal: p.subject.to_string(),
+            });
+            request.storage = TokenStorage::Memory;
+            // The secret's scopes only: the broker decides what an upstream token may carry.
+            return self.tokens.token(&request).await;
+        }
         for sc in &req.scopes {
             if !request.scopes.contains(sc) {
                 request.scopes.push(sc.clone());
@@ -347,6 +389,7 @@ impl Credentials {
                 .client_auth_method
                 .unwrap_or(ClientAuthMethod::ClientSecretBasic),
             storage: settings.token_storage.unwrap_or(TokenStorage::Instance),
+            exchange: None,
         })
     }
 
@@ -375,7 +418,24 @@ impl Credentials {
                     continue;
                 }
                 let check = match config.secrets.get(&key) {
-                    Some(Secret::Ref(_)) => self.secrets.value(config, &key).await.map(|_| ()),
+                    Some(Secret::Ref(_)) => {
+                        self.secrets.value(config, &key, None).await.map(|_| ())
+                    }
+                    Some(Secret::ByPrincipal(b)) => {
+                        let allow = config.policy.allow_exec_secrets;
+                        let mut r = Ok(());
+                        for (who, part) in b
+                            .principals
+                            .iter()
+                            .map(|(w, p)| (w.as_str(), p))
+                            .chain(b.default.as_ref().map(|d| ("(default)", d)))
+                        {
+                            if let Err(e) = self.secrets.resolve(part, allow).await {
+                                r = Err(format!("secret `{key}` (principal `{who}`): {e}"));
+                            }
+                        }
+                        r
+                    }
                     Some(Secret::OAuth2(o)) => {
                         let allow = config.policy.allow_exec_secrets;
                         let mut r = Ok(());
@@ -646,14 +706,22 @@ pub(crate) mod tests {
         let creds = Credentials::new(http_client(), None);
         let config = config(json!({"a": literal("va"), "b": literal("vb")}));
         let a = creds
-            .resolve(&config, &tool("svc", &[vec![key("a")], vec![key("b")]]))
+            .resolve(
+                &config,
+                &tool("svc", &[vec![key("a")], vec![key("b")]]),
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(a.scheme.as_deref(), Some("a"));
         assert_eq!(headers(&a), [("x-a", "va")]);
         // Declaration order decides, not the names.
         let b = creds
-            .resolve(&config, &tool("svc", &[vec![key("b")], vec![key("a")]]))
+            .resolve(
+                &config,
+                &tool("svc", &[vec![key("b")], vec![key("a")]]),
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(b.scheme.as_deref(), Some("b"));
@@ -663,6 +731,7 @@ pub(crate) mod tests {
             .resolve(
                 &config,
                 &tool("svc", &[vec![key("a"), key("b")], vec![key("b")]]),
+                None,
             )
             .await
             .unwrap();
@@ -686,6 +755,7 @@ pub(crate) mod tests {
             .resolve(
                 &config,
                 &tool("svc", &[vec![key("a"), key("missing")], vec![key("b")]]),
+                None,
             )
             .await
             .unwrap();
@@ -697,6 +767,7 @@ pub(crate) mod tests {
             .resolve(
                 &config,
                 &tool("svc", &[vec![key("unreadable"), key("a")], vec![key("b")]]),
+                None,
             )
             .await
             .unwrap();
@@ -710,7 +781,7 @@ pub(crate) mod tests {
         let config = config(json!({"a": literal("va")}));
         // Declared first, tried last: configured credentials are sent.
         let a = creds
-            .resolve(&config, &tool("svc", &[vec![], vec![key("a")]]))
+            .resolve(&config, &tool("svc", &[vec![], vec![key("a")]]), None)
             .await
             .unwrap();
         assert_eq!(a.scheme.as_deref(), Some("a"));
@@ -719,13 +790,14 @@ pub(crate) mod tests {
             .resolve(
                 &config,
                 &tool("svc", &[vec![], vec![key("missing")], vec![key("a")]]),
+                None,
             )
             .await
             .unwrap();
         assert_eq!(a.scheme.as_deref(), Some("a"));
         // Nothing else resolves: the declared anonymous alternative is used, with nothing added.
         let anon = creds
-            .resolve(&config, &tool("svc", &[vec![], vec![key("missing")]]))
+            .resolve(&config, &tool("svc", &[vec![], vec![key("missing")]]), None)
             .await
             .unwrap();
         assert_eq!(anon.scheme.as_deref(), Some("anonymous"));
@@ -738,7 +810,7 @@ pub(crate) mod tests {
         let creds = Credentials::new(http_client(), None);
         let config = config(json!({"a": literal("va")}));
         let t = tool("svc", &[vec![key("a"), key("m1")], vec![key("m2")]]);
-        let e = creds.resolve(&config, &t).await.unwrap_err();
+        let e = creds.resolve(&config, &t, None).await.unwrap_err();
         assert_eq!(
             e.reasons,
             [
@@ -756,20 +828,23 @@ pub(crate) mod tests {
         );
         // Without a declared anonymous alternative there is no falling back to no credentials.
         let e = creds
-            .resolve(&config, &tool("svc", &[vec![key("m1")]]))
+            .resolve(&config, &tool("svc", &[vec![key("m1")]]), None)
             .await
             .unwrap_err();
         assert_eq!(e.reasons.len(), 1, "{e:?}");
         // The single-set form (`auth`, no alternatives) is required the same way.
         let mut single = tool("svc", &[]);
         single.auth = vec![serde_json::from_value(key("m1")).unwrap()];
-        let e = creds.resolve(&config, &single).await.unwrap_err();
+        let e = creds.resolve(&config, &single, None).await.unwrap_err();
         assert_eq!(
             e.reasons,
             ["m1: missing secret: define `secrets.svc.m1` or `secrets.m1`"]
         );
         // A tool that declares no security gets nothing, and no scheme.
-        let none = creds.resolve(&config, &tool("svc", &[])).await.unwrap();
+        let none = creds
+            .resolve(&config, &tool("svc", &[]), None)
+            .await
+            .unwrap();
         assert_eq!(none.scheme, None);
         assert!(none.headers.is_empty());
     }
@@ -779,16 +854,16 @@ pub(crate) mod tests {
         let creds = Credentials::new(http_client(), None);
         let both = config(json!({"svc.a": literal("specific"), "a": literal("plain")}));
         let t = tool("svc", &[vec![key("a")]]);
-        let a = creds.resolve(&both, &t).await.unwrap();
+        let a = creds.resolve(&both, &t, None).await.unwrap();
         assert_eq!(headers(&a), [("x-a", "specific")]);
         // Another service falls back to the plain key.
         let a = creds
-            .resolve(&both, &tool("other", &[vec![key("a")]]))
+            .resolve(&both, &tool("other", &[vec![key("a")]]), None)
             .await
             .unwrap();
         assert_eq!(headers(&a), [("x-a", "plain")]);
         let plain = config(json!({"a": literal("plain")}));
-        let a = creds.resolve(&plain, &t).await.unwrap();
+        let a = creds.resolve(&plain, &t, None).await.unwrap();
         assert_eq!(headers(&a), [("x-a", "plain")]);
         assert_eq!(secret_key(&both, "svc", "a").unwrap(), "svc.a");
         assert_eq!(secret_key(&plain, "svc", "a").unwrap(), "a");
@@ -802,13 +877,13 @@ pub(crate) mod tests {
         let slot = std::sync::OnceLock::new();
         let literal_config = config(json!({"a": literal("va")}));
         let first = creds
-            .resolve_cached(&literal_config, &t, &slot)
+            .resolve_cached(&literal_config, &t, &slot, None)
             .await
             .unwrap();
         assert!(first.fixed);
         assert!(slot.get().is_some_and(|s| Arc::ptr_eq(s, &first)));
         let again = creds
-            .resolve_cached(&config(json!({"a": literal("changed")})), &t, &slot)
+            .resolve_cached(&config(json!({"a": literal("changed")})), &t, &slot, None)
             .await
             .unwrap();
         assert!(Arc::ptr_eq(&first, &again));
@@ -819,19 +894,22 @@ pub(crate) mod tests {
         let file_config =
             config(json!({"a": {"type": "file", "value": file.display().to_string()}}));
         let slot = std::sync::OnceLock::new();
-        let a = creds.resolve_cached(&file_config, &t, &slot).await.unwrap();
+        let a = creds
+            .resolve_cached(&file_config, &t, &slot, None)
+            .await
+            .unwrap();
         assert_eq!(headers(&a), [("x-a", "from-file")]);
         assert!(!a.fixed && slot.get().is_none());
         // A failure is never remembered: once the secret exists, the same slot resolves.
         let slot = std::sync::OnceLock::new();
         let e = creds
-            .resolve_cached(&config(json!({})), &t, &slot)
+            .resolve_cached(&config(json!({})), &t, &slot, None)
             .await
             .unwrap_err();
         assert_eq!(e.reasons.len(), 1);
         assert!(slot.get().is_none());
         let a = creds
-            .resolve_cached(&literal_config, &t, &slot)
+            .resolve_cached(&literal_config, &t, &slot, None)
             .await
             .unwrap();
         assert_eq!(headers(&a), [("x-a", "va")]);

@@ -1,5 +1,7 @@
 //! OAuth 2.0 client-credentials tokens for upstream calls (contract §4.5), shared by every
-//! request.
+//! request; and per-caller upstream tokens from an RFC 8693 token exchange ([`Exchange`],
+//! `tokenExchange` secrets: the caller's runtime token is the `subject_token`, the upstream
+//! token is cached under the caller's principal, in memory only, never the caller's token).
 //!
 //! - One slot per token identity (secret key, token URL, client ID, scopes, audience). A slot
 //!   is an async mutex: concurrent requests that need a token wait for the one fetch in
@@ -29,6 +31,12 @@ use sha2::{Digest, Sha256};
 use crate::error::error_chain;
 
 pub const EARLY_RENEW: Duration = Duration::from_secs(30);
+/// RFC 8693 §2.1: the grant type, and the token type of a subject and of what is asked for.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// Past this many token slots (one per client identity, and per caller for exchanges), the
+/// slots of expired tokens not in use are dropped before a new one is added.
+const MAX_SLOTS: usize = 4096;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -46,11 +54,26 @@ pub struct TokenRequest {
     pub audience: Option<String>,
     pub auth_method: ClientAuthMethod,
     pub storage: TokenStorage,
+    /// Set: an RFC 8693 token exchange for one caller instead of client credentials.
+    pub exchange: Option<Exchange>,
+}
+
+/// The caller of a token exchange (`tokenExchange` secrets): its runtime token is the
+/// `subject_token`; its tokens are cached under its principal.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub subject: SecretValue,
+    pub principal: String,
 }
 
 impl TokenRequest {
     fn identity(&self) -> String {
         let mut h = Sha256::new();
+        if let Some(x) = &self.exchange {
+            h.update(b"exchange\0");
+            h.update(x.principal.as_bytes());
+            h.update([0]);
+        }
         for part in [
             self.secret_key.as_str(),
             self.token_url.as_deref().unwrap_or(""),
@@ -110,7 +133,17 @@ impl TokenCache {
     }
 
     fn slot(&self, identity: &str) -> Slot {
-        Arc::clone(self.slots.lock().entry(identity.to_string()).or_default())
+        let mut slots = self.slots.lock();
+        if slots.len() >= MAX_SLOTS && !slots.contains_key(identity) {
+            // Per-caller exchanges add a slot per principal: keep the map bounded. A slot in
+            // use (locked, or held by a request) stays.
+            slots.retain(|_, s| {
+                Arc::strong_count(s) > 1
+                    || s.try_lock()
+                        .map_or(true, |t| t.as_ref().is_some_and(Token::fresh))
+            });
+        }
+        Arc::clone(slots.entry(identity.to_string()).or_default())
     }
 
     /// A valid token for `req`: cached, or fetched once for every concurrent caller.
@@ -228,7 +261,15 @@ impl TokenCache {
 
     async fn fetch(&self, req: &TokenRequest) -> Result<Token, String> {
         let url = self.token_url(req).await?;
-        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        let mut form: Vec<(&str, &str)> = match &req.exchange {
+            None => vec![("grant_type", "client_credentials")],
+            Some(x) => vec![
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", x.subject.expose()),
+                ("subject_token_type", ACCESS_TOKEN_TYPE),
+                ("requested_token_type", ACCESS_TOKEN_TYPE),
+            ],
+        };
         let scope = req.scopes.join(" ");
         if !scope.is_empty() {
             form.push(("scope", &scope));
@@ -338,6 +379,7 @@ mod tests {
             audience: None,
             auth_method: ClientAuthMethod::ClientSecretBasic,
             storage: TokenStorage::Memory,
+            exchange: None,
         }
     }
 
@@ -366,6 +408,54 @@ mod tests {
             (200, body)
         })
         .await
+    }
+
+    /// A token exchange sends the caller's token as the subject (RFC 8693), authenticated as
+    /// the runtime's client; each principal gets and keeps its own upstream token.
+    #[tokio::test]
+    async fn exchanged_tokens_are_per_principal() {
+        let endpoint = Endpoint::start(|n, r| {
+            let subject = r.form("subject_token").unwrap_or_default();
+            let ok = r.form("grant_type").as_deref() == Some(TOKEN_EXCHANGE)
+                && r.form("subject_token_type").as_deref() == Some(ACCESS_TOKEN_TYPE)
+                && r.form("requested_token_type").as_deref() == Some(ACCESS_TOKEN_TYPE)
+                && r.form("audience").as_deref() == Some("urn:up")
+                && r.form("scope").as_deref() == Some("read")
+                && r.header("authorization")
+                    .is_some_and(|a| a.starts_with("Basic "));
+            if !ok {
+                return (400, json!({"error": "invalid_request"}));
+            }
+            (
+                200,
+                json!({"access_token": format!("up-{subject}-{n}"), "expires_in": 600}),
+            )
+        })
+        .await;
+        let cache = TokenCache::new(http_client(), None);
+        let for_caller = |who: &str| TokenRequest {
+            audience: Some("urn:up".into()),
+            exchange: Some(Exchange {
+                subject: SecretValue::new(format!("rt-{who}")),
+                principal: who.into(),
+            }),
+            ..request(&endpoint)
+        };
+        let alice = cache.token(&for_caller("alice")).await.unwrap();
+        let bob = cache.token(&for_caller("bob")).await.unwrap();
+        let again = cache.token(&for_caller("alice")).await.unwrap();
+        assert_eq!(alice.token.expose(), "up-rt-alice-0");
+        assert_eq!(bob.token.expose(), "up-rt-bob-1");
+        assert_eq!(again.token, alice.token, "kept per principal");
+        assert_eq!(endpoint.hits(), 2);
+        // Dropped on an upstream 401: the next call exchanges again.
+        cache.invalidate(&alice).await;
+        let fresh = cache.token(&for_caller("alice")).await.unwrap();
+        assert_eq!(fresh.token.expose(), "up-rt-alice-2");
+        assert_eq!(
+            cache.token(&for_caller("bob")).await.unwrap().token,
+            bob.token
+        );
     }
 
     #[tokio::test]

@@ -43,13 +43,40 @@ struct CacheKey {
 }
 
 impl SecretStore {
-    /// The value of `secrets.<key>` (a plain reference, not an OAuth client).
-    pub async fn value(&self, config: &Config, key: &str) -> Result<Arc<str>, String> {
+    /// The value of `secrets.<key>` (a plain reference, not an OAuth client) for the caller
+    /// `principal` (the token's subject; `None` without runtime auth): a `byPrincipal` secret
+    /// gives the caller's own entry, else its `default`, else an error naming the caller.
+    pub async fn value(
+        &self,
+        config: &Config,
+        key: &str,
+        principal: Option<&str>,
+    ) -> Result<Arc<str>, String> {
+        let allow = config.policy.allow_exec_secrets;
         match config.secrets.get(key) {
             Some(Secret::Ref(r)) => self
-                .resolve(r, config.policy.allow_exec_secrets)
+                .resolve(r, allow)
                 .await
                 .map_err(|e| format!("secret `{key}`: {e}")),
+            Some(Secret::ByPrincipal(b)) => {
+                let Some(who) = principal else {
+                    return Err(format!(
+                        "secret `{key}` holds one value per principal, and this call has no authenticated caller"
+                    ));
+                };
+                let r = b
+                    .principals
+                    .get(who)
+                    .or(b.default.as_ref())
+                    .ok_or_else(|| {
+                        format!(
+                            "secret `{key}` has no entry for principal `{who}` and no `default`"
+                        )
+                    })?;
+                self.resolve(r, allow)
+                    .await
+                    .map_err(|e| format!("secret `{key}` (principal `{who}`): {e}"))
+            }
             Some(Secret::OAuth2(_)) => {
                 Err(format!("secret `{key}` is an oauth2 client, not a value"))
             }
@@ -139,6 +166,52 @@ mod tests {
             value: None,
             command: command.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// A `byPrincipal` secret gives each caller its own value, else `default`, else an
+    /// error naming the caller; never another caller's value.
+    #[tokio::test]
+    async fn by_principal_secrets_are_each_callers_own() {
+        let config = |default: bool| {
+            let mut v = serde_json::json!({"cli": "1", "mode": {"default": "discover"}, "runtime": {},
+                "secrets": {"k": {"type": "byPrincipal", "principals": {
+                    "alice": {"type": "literal", "value": "key-a"},
+                    "bob": {"type": "literal", "value": "key-b"}}}}});
+            if default {
+                v["secrets"]["k"]["default"] =
+                    serde_json::json!({"type": "literal", "value": "key-d"});
+            }
+            open_cli_config::load::parse_str(&v.to_string(), std::path::Path::new("/x/.cli.json"))
+                .unwrap()
+        };
+        let store = SecretStore::default();
+        let (plain, with_default) = (config(false), config(true));
+        assert_eq!(
+            &*store.value(&plain, "k", Some("alice")).await.unwrap(),
+            "key-a"
+        );
+        assert_eq!(
+            &*store.value(&plain, "k", Some("bob")).await.unwrap(),
+            "key-b"
+        );
+        let e = store.value(&plain, "k", Some("carol")).await.unwrap_err();
+        assert_eq!(
+            e,
+            "secret `k` has no entry for principal `carol` and no `default`"
+        );
+        let e = store.value(&plain, "k", None).await.unwrap_err();
+        assert!(e.contains("no authenticated caller"), "{e}");
+        assert_eq!(
+            &*store
+                .value(&with_default, "k", Some("carol"))
+                .await
+                .unwrap(),
+            "key-d"
+        );
+        assert_eq!(
+            &*store.value(&with_default, "k", Some("bob")).await.unwrap(),
+            "key-b"
+        );
     }
 
     #[tokio::test]

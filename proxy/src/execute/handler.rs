@@ -77,7 +77,7 @@ pub async fn execute(
         }
     };
     let started = Instant::now();
-    let result = run(state, &snapshot, tool, info, req, request_id).await;
+    let result = run(state, &snapshot, tool, info, req, caller, request_id).await;
     let latency = started.elapsed();
     match result {
         Ok((resp, mut e)) => {
@@ -240,6 +240,7 @@ async fn run(
     tool: &Tool,
     info: &ToolInfo,
     req: &ExecuteRequest,
+    caller: &Caller,
     request_id: &str,
 ) -> Result<(ExecuteResponse, Event<'static>), Failure> {
     let mut ev = Event::default();
@@ -293,9 +294,13 @@ async fn run(
         "".into(),
     ));
     let config = &snapshot.config;
+    let on_behalf = caller
+        .principal
+        .as_deref()
+        .map(crate::auth::Principal::on_behalf);
     let creds = state
         .credentials
-        .resolve_cached(config, tool, &info.creds)
+        .resolve_cached(config, tool, &info.creds, on_behalf)
         .instrument(crate::span!("credentials", open_cli.service = %tool.service_id))
         .await
         .map_err(|u| (Error::Credentials(u.message(&tool.id)), ev.clone()))?;
@@ -310,7 +315,7 @@ async fn run(
         }
         state
             .credentials
-            .resolve(config, tool)
+            .resolve(config, tool, on_behalf)
             .await
             .map(std::sync::Arc::new)
             .map_err(|u| u.message(&tool.id))

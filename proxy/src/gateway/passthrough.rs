@@ -362,7 +362,15 @@ pub async fn admit(
         None => {
             let owned = match state
                 .credentials
-                .resolve_cached(&snapshot.config, tool, &info.creds)
+                .resolve_cached(
+                    &snapshot.config,
+                    tool,
+                    &info.creds,
+                    caller
+                        .principal
+                        .as_deref()
+                        .map(crate::auth::Principal::on_behalf),
+                )
                 .instrument(crate::span!("credentials", open_cli.service = %tool.service_id))
                 .await
             {

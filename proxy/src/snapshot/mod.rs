@@ -492,6 +492,7 @@ mod tests {
                 subject: "s".into(),
                 scopes: scopes.iter().map(|s| s.to_string()).collect(),
                 lineage: None,
+                token: None,
             })),
             client_cert: None,
         };
