@@ -44,6 +44,9 @@ mod doc_trust;
 mod enrich;
 /// Tool execution and the pass-through: credentials, policy, retries, limits, audit.
 mod execute;
+/// The three hosting models of `deploy/examples/` (loopback, shared remote with auth, brokered
+/// enterprise), each brought up and down by its own script and used with the CLI.
+mod hosting;
 /// Start-up, readiness, `runtime.json`, signals.
 mod lifecycle;
 /// Local runtimes the CLI starts itself: start on first use, reuse, stale `runtime.json`,
