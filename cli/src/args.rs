@@ -218,8 +218,9 @@ pub enum AuthCommand {
     /// the lineage (actor, delegatedBy, delegationId). A sub-agent uses it as
     /// `OPEN_CLI_TOKEN`.
     Delegate {
-        /// The scopes to delegate: a subset of this token's (comma-separated or repeated).
-        #[arg(long = "scope", value_delimiter = ',', required = true)]
+        /// The scopes to delegate: a subset of this token's (comma-separated or repeated);
+        /// default `runtime.remote.oauth.delegation.scopes`.
+        #[arg(long = "scope", value_delimiter = ',')]
         scopes: Vec<String>,
         /// The child's lifetime: `300`, `90s`, `5m`, `1h`. The broker may shorten it; it never
         /// outlives the token it comes from.

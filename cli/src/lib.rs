@@ -269,6 +269,13 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
             no_browser,
             scopes,
         }) => {
+            if std::env::var(token::TOKEN_ENV).is_ok_and(|t| !t.trim().is_empty()) {
+                return Err(CliError::usage(format!(
+                    "{} is set: every command sends that token, so a login would not be used",
+                    token::TOKEN_ENV
+                ))
+                .hint(format!("unset {} to log in", token::TOKEN_ENV)));
+            }
             let (client, _) = commands::connect_with(&cli.global, config.as_ref(), false)?;
             match token::source(config.as_ref())? {
                 Some(token::Source::Login(mut l)) => login::login(

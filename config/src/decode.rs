@@ -1053,6 +1053,14 @@ fn decode_secret(mut o: Obj<'_>) -> Option<Secret> {
                         "is required for `tokenExchange` (the runtime's client at the broker)",
                     );
                 }
+                // Callers' tokens go to this address: it comes from the config alone, never
+                // from an API description.
+                if s.token_url.is_none() && s.issuer.is_none() {
+                    cx.missing(
+                        o.key_path("tokenURL"),
+                        "is required for `tokenExchange` (or `issuer`): the broker's token endpoint is never taken from the API description",
+                    );
+                }
                 if s.token_storage == Some(TokenStorage::Instance) {
                     cx.err(
                         o.key_path("tokenStorage"),
@@ -1510,8 +1518,12 @@ mod tests {
                 "secrets.s.audience: is required for `tokenExchange` (the upstream's audience at the broker)",
             ),
             (
-                json!({"secrets": {"s": {"type": "oauth2", "mode": "tokenExchange", "audience": "urn:a", "clientId": {"type": "literal", "value": "runtime"}, "tokenStorage": "instance"}}}),
+                json!({"secrets": {"s": {"type": "oauth2", "mode": "tokenExchange", "tokenURL": "http://b/token", "audience": "urn:a", "clientId": {"type": "literal", "value": "runtime"}, "tokenStorage": "instance"}}}),
                 "secrets.s.tokenStorage: must be `memory` for `tokenExchange`: tokens issued for callers are never written to disk",
+            ),
+            (
+                json!({"secrets": {"s": {"type": "oauth2", "mode": "tokenExchange", "audience": "urn:a", "clientId": {"type": "literal", "value": "runtime"}}}}),
+                "secrets.s.tokenURL: is required for `tokenExchange` (or `issuer`): the broker's token endpoint is never taken from the API description",
             ),
             (
                 json!({"secrets": {"s": {"type": "byPrincipal", "principals": {"alice": {"type": "env"}}}}}),

@@ -109,6 +109,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether an upstream credential is obtained by exchanging the caller's runtime token
+    /// (an `oauth2` secret with `mode: tokenExchange`): only then does the runtime keep a
+    /// verified caller's token beside its principal.
+    pub fn exchanges_caller_tokens(&self) -> bool {
+        self.secrets
+            .values()
+            .any(|s| matches!(s, Secret::OAuth2(o) if o.settings.mode == OAuthMode::TokenExchange))
+    }
+
     /// `runtime.server.auth`, when runtime authentication is configured.
     pub fn server_auth(&self) -> Option<&ServerAuth> {
         self.runtime.as_ref()?.server.as_ref()?.auth.as_ref()

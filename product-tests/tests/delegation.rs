@@ -113,8 +113,8 @@ fn delegated(out: &std::process::Output) -> Value {
 }
 
 /// A child token with a subset of its parent's scopes is accepted and each of its calls is
-/// audited with the lineage; an escalation is refused by the broker; the child's token never
-/// reaches the upstream, which sees an exchanged token for its caller.
+/// audited with the lineage; an escalation (a scope not held, or dropping the `tool:` scopes
+/// that narrow the parent) is refused by the broker.
 #[test]
 fn a_child_token_gets_a_subset_and_is_audited_with_its_lineage() {
     let s = setup();
@@ -215,8 +215,9 @@ fn an_expired_child_is_refused() {
 }
 
 /// A child keeps exactly its own scopes: after its parent's scopes shrink (the person lost a
-/// tool), a child issued before still reaches only what it was given, never the parent's
-/// new scopes; and the shrunk parent can no longer delegate what it lost.
+/// tool: the provider now issues their tokens without it), a child issued before still
+/// reaches only what it was given, never the parent's new scopes; and the shrunk parent can
+/// no longer delegate what it lost.
 #[test]
 fn a_child_keeps_only_its_own_scopes_after_the_parent_shrinks() {
     let s = setup();
@@ -286,6 +287,21 @@ fn each_caller_reaches_the_upstream_as_itself() {
         .collect();
     assert_eq!(granted.len(), 2, "one exchange per principal: {granted:?}");
     assert!(granted.iter().all(|e| e["client"] == "runtime"));
+
+    // alice's sub-agent: its own upstream token (never its parent's), with the chain of actors.
+    let child = delegated(&delegate(&s.rt, &alice, &["--scope", "bundle:demo"]));
+    let child = child["accessToken"].as_str().unwrap();
+    let (status, c1) = execute(&s.rt, child, WHOAMI);
+    assert_eq!(status, 200, "{c1}");
+    let c1 = &c1["body"];
+    assert_eq!(c1["sub"], "alice");
+    assert_eq!(
+        c1["act"],
+        json!({"sub": "runtime", "act": {"sub": "sub-agent-1"}})
+    );
+    assert_ne!(c1["jti"], a1["jti"], "the child's own upstream token");
+    let (_, a3) = execute(&s.rt, &alice, WHOAMI);
+    assert_eq!(a3["body"]["jti"], a1["jti"], "the parent keeps its own");
 
     // byPrincipal: each caller's own key; carol has none.
     let (_, k) = execute(&s.rt, &bob, KEYED);

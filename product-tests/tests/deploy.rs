@@ -130,6 +130,55 @@ fn the_systemd_units_command_lines_run() {
     assert!(status.success(), "{}", rt.logs());
 }
 
+/// `deploy/kubernetes/render.py ARGS…`.
+fn render(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new("python3")
+        .arg(repo_root().join("deploy/kubernetes/render.py"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The overlay scheme refuses what would otherwise be silently ignored: a value that marks no
+/// line (a typo), a block given as a plain value, a missing file; `--list` names every value.
+#[test]
+fn kubernetes_overlays_refuse_unknown_values() {
+    let fx = Fixture::new();
+    let base = repo_root().join("deploy/kubernetes/sidecar.yaml");
+    let listed = render(&["--list".as_ref(), base.as_os_str()]);
+    assert!(listed.status.success());
+    let names: Vec<String> = text(&listed.stdout)
+        .lines()
+        .map(|l| l.split('=').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["apiImage", "config", "image", "replicas", "upstreamApiKey"]
+    );
+    for (values, message) in [
+        (
+            "imagee=x\n",
+            "values.env:1: `imagee` is not a value of sidecar.yaml (its values: apiImage, config, image, replicas, upstreamApiKey)",
+        ),
+        (
+            "config={}\n",
+            "values.env:1: `config` is a block; give a file: config=@FILE",
+        ),
+        ("config=@missing.json\n", "missing.json: no such file"),
+        (
+            "replicas=3\nreplicas=4\n",
+            "values.env:2: `replicas` is set twice",
+        ),
+    ] {
+        fx.write("values.env", values);
+        let out = render(&[base.as_os_str(), fx.path().as_os_str()]);
+        assert_eq!(out.status.code(), Some(2), "{values}");
+        let err = text(&out.stderr);
+        assert!(err.contains(message), "{values}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
 /// The objects of a multi-document YAML file.
 fn objects(file: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(file).unwrap();
@@ -165,7 +214,19 @@ fn project(dir: &Path, data: &serde_json::Map<String, Value>, rewrite: &dyn Fn(&
 #[test]
 fn kubernetes_manifests_validate_and_their_runtime_runs_as_declared() {
     let dir = repo_root().join("deploy/kubernetes");
-    let files = [dir.join("sidecar.yaml"), dir.join("shared.yaml")];
+    // The shipped manifests, and the sidecar rendered with the example overlay.
+    let rendered = Fixture::new();
+    let staging = rendered.path().join("orders-staging/sidecar.yaml");
+    std::fs::create_dir_all(staging.parent().unwrap()).unwrap();
+    let overlay = dir.join("overlays/orders-staging");
+    let out = render(&[dir.join("sidecar.yaml").as_os_str(), overlay.as_os_str()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::write(&staging, &out.stdout).unwrap();
+    let files = [
+        dir.join("sidecar.yaml"),
+        dir.join("shared.yaml"),
+        staging.clone(),
+    ];
     let validate = repo_root().join("product-tests/kubernetes/venv/bin/kubernetes-validate");
     assert!(
         validate.exists(),
@@ -181,9 +242,34 @@ fn kubernetes_manifests_validate_and_their_runtime_runs_as_declared() {
     assert!(!report.contains("ERROR"), "{report}");
     assert_eq!(
         report.matches("passed for resource").count(),
-        11,
+        15,
         "{report}"
     );
+    // The overlay changed its values, and only them.
+    let (base, staged) = (objects(&dir.join("sidecar.yaml")), objects(&staging));
+    let spec = |objs: &[Value]| kind(objs, "Deployment")["spec"].clone();
+    assert_eq!(spec(&staged)["replicas"], 3);
+    assert_eq!(
+        spec(&staged)["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/orders-api:1.4.2"
+    );
+    let config = |objs: &[Value]| -> Value {
+        serde_json::from_str(
+            kind(objs, "ConfigMap")["data"][".cli.json"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let overlay_config: Value =
+        serde_json::from_str(&std::fs::read_to_string(overlay.join("cli.json")).unwrap()).unwrap();
+    assert_eq!(config(&staged), overlay_config);
+    let mut unchanged = spec(&base);
+    unchanged["replicas"] = json!(3);
+    unchanged["template"]["spec"]["containers"][0]["image"] =
+        json!("registry.example.com/orders-api:1.4.2");
+    assert_eq!(spec(&staged), unchanged);
+    assert_eq!(kind(&staged, "Service"), kind(&base, "Service"));
 
     let api = TestApi::start();
     let oidc = Oidc::start("bundle:orders bundle:inventory metrics:read", &[]);

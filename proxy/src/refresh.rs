@@ -228,6 +228,7 @@ async fn attempt(state: &RuntimeState, trigger: Trigger) -> Result<Built, String
                 loaded.config.server_auth(),
                 &state.credentials.secrets,
                 loaded.config.policy.allow_exec_secrets,
+                loaded.config.exchanges_caller_tokens(),
             )
             .await?,
         ),

@@ -280,8 +280,10 @@ struct Delegated {
 /// for a child token with a subset of its scopes, for the runtime's audience.
 ///
 /// The exchange endpoint is `runtime.remote.oauth.delegation.tokenExchangeURL`, else the
-/// token URL of the runtime's browser login; the client is `delegation.clientId`, else the
-/// browser login's public client, or this config's `oauthClient` credentials (HTTP basic).
+/// token URL of the runtime's browser login, else the `oauthClient`'s token URL; the client is
+/// `delegation.clientId`, else this config's `oauthClient` credentials (HTTP basic) when the
+/// endpoint is that client's own token endpoint, else the browser login's public client.
+/// The scopes are `--scope`, else `delegation.scopes`.
 pub fn delegate(
     client: &Client,
     config: Option<&LoadedConfig>,
@@ -297,6 +299,14 @@ pub fn delegate(
         .and_then(|r| r.remote.as_ref())
         .and_then(|r| r.oauth.as_ref());
     let delegation = oauth.and_then(|o| o.delegation.as_ref());
+    let scopes = match (args.scopes, delegation.map(|d| d.scopes.as_slice())) {
+        (s, _) if !s.is_empty() => s,
+        (_, Some(s)) if !s.is_empty() => s,
+        _ => {
+            return Err(CliError::usage("no scopes to delegate")
+                .hint("pass --scope S,… (a subset of this token's scopes), or set runtime.remote.oauth.delegation.scopes"));
+        }
+    };
     let confidential = match client.auth() {
         Some(Source::Client(c)) => Some(c),
         _ => None,
@@ -305,7 +315,7 @@ pub fn delegate(
     let needs_metadata = delegation
         .and_then(|d| d.token_exchange_url.as_ref())
         .is_none()
-        || (confidential.is_none() && delegation.and_then(|d| d.client_id.as_ref()).is_none())
+        || delegation.and_then(|d| d.client_id.as_ref()).is_none()
         || oauth.and_then(|o| o.audience.as_ref()).is_none();
     let bc = needs_metadata
         .then(|| crate::login::discover(client))
@@ -344,13 +354,15 @@ pub fn delegate(
         ("subject_token_type", ACCESS_TOKEN.into()),
         ("requested_token_type", ACCESS_TOKEN.into()),
         ("audience", audience),
-        ("scope", args.scopes.join(" ")),
+        ("scope", scopes.join(" ")),
         ("expires_in", args.ttl.to_string()),
     ];
     if let Some(a) = actor {
         form.push(("actor_id", a));
     }
-    let basic = match (confidential, delegation.and_then(|d| d.client_id.clone())) {
+    // A confidential client's secret goes to its own token endpoint only.
+    let own = confidential.filter(|c| c.token_url == url);
+    let basic = match (own, delegation.and_then(|d| d.client_id.clone())) {
         (_, Some(id)) => {
             form.push(("client_id", id));
             None
@@ -369,7 +381,7 @@ pub fn delegate(
         .map_err(|e| {
             e.into_error(format!(
                 "the broker at {url} did not delegate scopes `{}`",
-                args.scopes.join(" ")
+                scopes.join(" ")
             ))
         })?;
     let text = |k: &str| answer.get(k).and_then(|v| v.as_str()).map(str::to_string);

@@ -204,7 +204,11 @@ async function tokenExchange(ctx) {
     if (requested.length === 0) {
       throw fail(errors.InvalidRequest, "scope is required: name the subset of the subject token's scopes to delegate");
     }
-    const held = new Set(scopeList(parent.scope));
+    // The scopes the runtime reads from the token: the `scope` string and the `scp` array.
+    const held = new Set([
+      ...scopeList(parent.scope),
+      ...(Array.isArray(parent.scp) ? parent.scp.filter((x) => typeof x === 'string') : []),
+    ]);
     for (const s of requested) {
       if (!held.has(s)) {
         throw fail(errors.InvalidScope, `escalation refused: \`${s}\` is not held by the subject token`);
@@ -303,7 +307,10 @@ async function tokenExchange(ctx) {
       iat: now,
       exp: now + lifetime,
       jti: randomUUID(),
-      act: { sub: client.clientId },
+      // The runtime acts for the caller; a delegated caller's chain of actors stays inside.
+      act: parent.act && typeof parent.act === 'object'
+        ? { sub: client.clientId, act: parent.act }
+        : { sub: client.clientId },
     });
     ctx.body = {
       access_token: accessToken,

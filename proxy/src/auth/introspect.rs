@@ -135,7 +135,8 @@ impl Introspector {
         }
     }
 
-    pub async fn authenticate(&self, token: &str) -> Answer {
+    /// `keep_token`: keep the token beside its principal (`Principal::token`).
+    pub async fn authenticate(&self, token: &str, keep_token: bool) -> Answer {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(answer) = self.cached(&key) {
             crate::metrics::auth_cache("introspection", "hit");
@@ -146,7 +147,10 @@ impl Introspector {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(inflight.entry(key).or_default())
         };
-        let answer = cell.get_or_init(|| self.introspect(token)).await.clone();
+        let answer = cell
+            .get_or_init(|| self.introspect(token, keep_token))
+            .await
+            .clone();
         self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -168,7 +172,7 @@ impl Introspector {
         cache.get(key).is_some_and(|e| e.answer.is_ok())
     }
 
-    async fn introspect(&self, token: &str) -> Answer {
+    async fn introspect(&self, token: &str, keep_token: bool) -> Answer {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if !self.known(&key)
             && let Err(wait) = self.unknown.take()
@@ -179,7 +183,9 @@ impl Introspector {
         let (answer, keep) = match self.call(token).await {
             Ok(claims) => match self.check(&claims) {
                 Ok(mut p) => {
-                    Arc::make_mut(&mut p).token = Some(token.to_string().into());
+                    if keep_token {
+                        Arc::make_mut(&mut p).token = Some(token.to_string().into());
+                    }
                     let exp_left = super::numeric_date(&claims, "exp")
                         .ok()
                         .flatten()
@@ -373,7 +379,7 @@ mod tests {
     ) -> Answer {
         let end = Instant::now() + deadline;
         loop {
-            let answer = i.authenticate(token).await;
+            let answer = i.authenticate(token, false).await;
             if endpoint.hits() >= hits {
                 return answer;
             }
@@ -389,14 +395,14 @@ mod tests {
     async fn an_active_answer_is_reused_within_the_ttl() {
         let endpoint = provider(|_, _| active(3600)).await;
         let i = introspector(&endpoint, Duration::from_secs(60));
-        let p = i.authenticate("tok").await.unwrap();
+        let p = i.authenticate("tok", false).await.unwrap();
         assert_eq!(p.subject, "alice");
         assert_eq!(p.scopes, ["bundle:a", "tool:b:c"]);
-        let again = i.authenticate("tok").await.unwrap();
+        let again = i.authenticate("tok", false).await.unwrap();
         assert!(Arc::ptr_eq(&p, &again));
         assert_eq!(endpoint.hits(), 1);
         // Another token is another question.
-        i.authenticate("other").await.unwrap();
+        i.authenticate("other", false).await.unwrap();
         assert_eq!(endpoint.hits(), 2);
     }
 
@@ -405,7 +411,7 @@ mod tests {
         let endpoint = provider(|_, _| active(3600)).await;
         let i = introspector(&endpoint, Duration::ZERO);
         for n in 1..=3 {
-            i.authenticate("tok").await.unwrap();
+            i.authenticate("tok", false).await.unwrap();
             assert_eq!(endpoint.hits(), n);
         }
     }
@@ -416,7 +422,7 @@ mod tests {
     async fn a_revoked_token_is_refused_once_the_ttl_is_over() {
         let endpoint = provider(|n, _| if n == 0 { active(3600) } else { inactive() }).await;
         let i = introspector(&endpoint, Duration::from_secs(1));
-        i.authenticate("tok").await.unwrap();
+        i.authenticate("tok", false).await.unwrap();
         let e = until_asked(&i, &endpoint, "tok", 2, Duration::from_secs(15))
             .await
             .unwrap_err();
@@ -431,7 +437,7 @@ mod tests {
         // The cache period is an hour, the token's `exp` two seconds away.
         let endpoint = provider(|_, _| active(2)).await;
         let i = introspector(&endpoint, Duration::from_secs(3600));
-        i.authenticate("tok").await.unwrap();
+        i.authenticate("tok", false).await.unwrap();
         let key: [u8; 32] = Sha256::digest(b"tok").into();
         let until = i.cache.lock().unwrap()[&key].until;
         assert!(until <= Instant::now() + Duration::from_secs(2));
@@ -444,9 +450,9 @@ mod tests {
     async fn a_negative_answer_is_kept_only_briefly() {
         let endpoint = provider(|_, _| inactive()).await;
         let i = introspector(&endpoint, Duration::from_secs(3600));
-        i.authenticate("revoked").await.unwrap_err();
+        i.authenticate("revoked", false).await.unwrap_err();
         // Kept: a replayed bad token does not reach the provider again at once.
-        i.authenticate("revoked").await.unwrap_err();
+        i.authenticate("revoked", false).await.unwrap_err();
         assert_eq!(endpoint.hits(), 1);
         let key: [u8; 32] = Sha256::digest(b"revoked").into();
         let until = i.cache.lock().unwrap()[&key].until;
@@ -469,12 +475,12 @@ mod tests {
         })
         .await;
         let i = introspector(&endpoint, Duration::from_secs(60));
-        let e = i.authenticate("tok").await.unwrap_err();
+        let e = i.authenticate("tok", false).await.unwrap_err();
         assert_eq!(
             e,
             AuthError::Invalid("the token could not be checked (introspection refused)".into())
         );
-        i.authenticate("tok").await.unwrap();
+        i.authenticate("tok", false).await.unwrap();
         assert_eq!(endpoint.hits(), 2);
     }
 
@@ -484,13 +490,14 @@ mod tests {
         let endpoint = provider(|_, _| active(3600)).await;
         let i = introspector(&endpoint, Duration::ZERO);
         // Every call is polled (and joins the in-flight call) before the provider can answer.
-        let answers = futures_util::future::join_all((0..8).map(|_| i.authenticate("tok"))).await;
+        let answers =
+            futures_util::future::join_all((0..8).map(|_| i.authenticate("tok", false))).await;
         assert_eq!(endpoint.hits(), 1);
         for a in answers {
             assert_eq!(a.unwrap().subject, "alice");
         }
         // The shared call is over: the next request asks again.
-        i.authenticate("tok").await.unwrap();
+        i.authenticate("tok", false).await.unwrap();
         assert_eq!(endpoint.hits(), 2);
     }
 
@@ -505,8 +512,8 @@ mod tests {
         })
         .await;
         let i = introspector(&endpoint, Duration::from_secs(60));
-        i.authenticate("raw-token-s3cret").await.unwrap();
-        i.authenticate("bad-token-s3cret").await.unwrap_err();
+        i.authenticate("raw-token-s3cret", false).await.unwrap();
+        i.authenticate("bad-token-s3cret", false).await.unwrap_err();
         let keys: Vec<[u8; 32]> = i.cache.lock().unwrap().keys().copied().collect();
         assert_eq!(keys.len(), 2);
         for token in ["raw-token-s3cret", "bad-token-s3cret"] {

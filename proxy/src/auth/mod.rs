@@ -41,9 +41,15 @@ pub struct Principal {
     /// `actor`, `delegatedBy`, `delegationId`.
     pub lineage: Option<Value>,
     /// The runtime token itself, for one use only: a `tokenExchange` secret exchanges it at
-    /// the broker for the caller's upstream token (`crate::credentials`). It is never sent
-    /// to an upstream and never logged (its `Debug` is redacted).
+    /// the broker for the caller's upstream token (`crate::credentials`). Kept only when the
+    /// config has such a secret and the token comes from the primary issuer (a broker
+    /// exchanges tokens of its own issuer); never sent to an upstream, never logged (its
+    /// `Debug` is redacted).
     pub token: Option<open_cli_config::secrets::SecretValue>,
+    /// The issuer of the token when it is one of `additionalIssuers`; `None` for the primary
+    /// issuer (and for introspection). Subjects are an issuer's namespace: a per-caller
+    /// secret names other issuers' callers `<issuer>#<sub>`.
+    pub issuer: Option<Arc<str>>,
 }
 
 impl Principal {
@@ -51,7 +57,9 @@ impl Principal {
     pub fn on_behalf(&self) -> crate::credentials::OnBehalf<'_> {
         crate::credentials::OnBehalf {
             subject: &self.subject,
+            issuer: self.issuer.as_deref(),
             token: self.token.as_ref(),
+            delegated: self.lineage.is_some(),
         }
     }
 }
@@ -142,6 +150,9 @@ pub struct Authenticator {
     id: u64,
     /// `requireClientCert`: a request without a verified client certificate is refused.
     require_client_cert: bool,
+    /// Keep a verified token beside its principal (`Principal::token`): the config exchanges
+    /// caller tokens (`Config::exchanges_caller_tokens`).
+    keep_tokens: bool,
 }
 
 /// Each serving thread's own first-level cache of verified tokens, in front of the shared
@@ -285,6 +296,7 @@ impl Authenticator {
         auth: Option<&ServerAuth>,
         secrets: &Arc<crate::credentials::secrets::SecretStore>,
         allow_exec: bool,
+        keep_tokens: bool,
     ) -> Result<Option<Self>, String> {
         let Some(a) = auth else { return Ok(None) };
         let http = reqwest::Client::builder()
@@ -351,6 +363,7 @@ impl Authenticator {
             verified: std::sync::Mutex::new(std::collections::HashMap::new()),
             id: NEXT_AUTHENTICATOR.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             require_client_cert: a.require_client_cert,
+            keep_tokens,
         }))
     }
 
@@ -433,9 +446,14 @@ impl Authenticator {
                         ))
                     })?;
                 let generation = jwks.generation();
-                let (principal, exp) = self
+                let (mut principal, exp) = self
                     .validate_jwt(token, issuer, *leeway, scope_claim.as_deref(), jwks)
                     .await?;
+                if provider > 0 {
+                    principal.issuer = Some(issuer.as_str().into());
+                } else if self.keep_tokens {
+                    principal.token = Some(token.to_string().into());
+                }
                 let principal = Arc::new(principal);
                 let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
                 if cache.len() >= MAX_VERIFIED {
@@ -456,7 +474,7 @@ impl Authenticator {
                 cache.insert(key, v);
                 Ok(principal)
             }
-            Profile::Introspection(i) => i.authenticate(token).await,
+            Profile::Introspection(i) => i.authenticate(token, self.keep_tokens).await,
         }
     }
 
@@ -528,9 +546,7 @@ impl Authenticator {
             )
         })?;
         let exp = check_times(&data.claims, crate::fetch::cache::now_secs(), leeway)?;
-        let mut p = principal(&data.claims, scope_claim)?;
-        p.token = Some(token.to_string().into());
-        Ok((p, exp))
+        Ok((principal(&data.claims, scope_claim)?, exp))
     }
 }
 
@@ -682,6 +698,7 @@ pub fn principal(claims: &Value, scope_claim: Option<&str>) -> Result<Principal,
         scopes,
         lineage: (!lineage.is_empty()).then_some(Value::Object(lineage)),
         token: None,
+        issuer: None,
     })
 }
 
@@ -762,6 +779,7 @@ mod tests {
                 scopes: vec![],
                 lineage: None,
                 token: None,
+                issuer: None,
             }),
             exp: 1_000,
             provider: 0,

@@ -88,6 +88,14 @@ pub async fn transport(
         .map(|(k, v)| (k.clone(), SecretValue::new(v.as_str())))
         .collect();
     for (header, key) in &t.header_secrets {
+        if matches!(
+            config.secrets.get(key),
+            Some(open_cli_config::model::Secret::ByPrincipal(_))
+        ) {
+            return Err(format!(
+                "transport.headerSecrets.{header}: secret `{key}` holds one value per principal, but an MCP transport's session is shared by every caller; use a plain secret"
+            ));
+        }
         let value = secrets
             .value(config, key, None)
             .await

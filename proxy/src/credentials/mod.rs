@@ -86,7 +86,24 @@ impl Applied {
 #[derive(Debug, Clone, Copy)]
 pub struct OnBehalf<'a> {
     pub subject: &'a str,
+    /// The token's issuer when it is not the runtime's primary issuer.
+    pub issuer: Option<&'a str>,
+    /// The runtime token (kept only when the config exchanges caller tokens).
     pub token: Option<&'a open_cli_config::secrets::SecretValue>,
+    /// The token is a delegated one (it has a lineage).
+    pub delegated: bool,
+}
+
+impl<'a> OnBehalf<'a> {
+    /// The caller's name in per-caller secrets: its subject for tokens of the primary issuer,
+    /// `<issuer>#<subject>` for the others (subjects are an issuer's namespace; an issuer URL
+    /// has no fragment, so the form is unambiguous).
+    pub fn principal(self) -> std::borrow::Cow<'a, str> {
+        match self.issuer {
+            None => self.subject.into(),
+            Some(i) => format!("{i}#{}", self.subject).into(),
+        }
+    }
 }
 
 /// Why a tool's credentials could not be resolved (one reason per alternative).
@@ -183,15 +200,24 @@ impl Credentials {
                 ..Applied::default()
             });
         };
+        // When an alternative tried resolves per caller, what wins depends on the caller (one
+        // caller's missing entry must not fix another alternative for everyone).
+        let mut per_caller = false;
         let mut reasons = Vec::new();
         for alt in alternatives {
             if alt.is_empty() {
                 return Ok(Applied {
                     scheme: Some("anonymous".into()),
-                    fixed: true,
+                    fixed: !per_caller,
                     ..Applied::default()
                 });
             }
+            per_caller |= alt.iter().any(|r| {
+                secret_key(config, &tool.service_id, &r.name)
+                    .ok()
+                    .and_then(|k| config.secrets.get(&k))
+                    .is_some_and(is_per_caller)
+            });
             let label = alt
                 .iter()
                 .map(|r| r.name.as_str())
@@ -200,6 +226,7 @@ impl Credentials {
             match self.alternative(config, tool, alt, caller).await {
                 Ok(mut applied) => {
                     applied.scheme = Some(label);
+                    applied.fixed &= !per_caller;
                     return Ok(applied);
                 }
                 Err(e) => reasons.push(format!("{label}: {e}")),
@@ -215,7 +242,8 @@ impl Credentials {
         requirements: &[AuthRequirement],
         caller: Option<OnBehalf<'_>>,
     ) -> Result<Applied, String> {
-        let who = caller.map(|p| p.subject);
+        let principal = caller.map(|p| p.principal());
+        let who = principal.as_deref();
         let mut out = Applied {
             fixed: true,
             ..Applied::default()
@@ -316,6 +344,9 @@ impl Credentials {
                 &format!("secret `{key}`"),
             )
             .await?;
+        if s.mode == OAuthMode::TokenExchange {
+            return self.exchange(request, key, caller).await;
+        }
         // The operation's scheme fills in what the secret leaves open.
         let flow_url = req
             .oauth_flows
@@ -326,27 +357,53 @@ impl Credentials {
         request.discovery = request
             .discovery
             .or_else(|| req.open_id_connect_url.clone());
-        if s.mode == OAuthMode::TokenExchange {
-            // The caller's upstream identity: its runtime token is exchanged at the broker
-            // (RFC 8693); the upstream token is cached for this principal, in memory only.
-            let Some((p, subject)) = caller.and_then(|p| p.token.map(|t| (p, t))) else {
-                return Err(format!(
-                    "secret `{key}` exchanges the caller's runtime token for an upstream token, and this call has no authenticated caller"
-                ));
-            };
-            request.exchange = Some(oauth::Exchange {
-                subject: subject.clone(),
-                principal: p.subject.to_string(),
-            });
-            request.storage = TokenStorage::Memory;
-            // The secret's scopes only: the broker decides what an upstream token may carry.
-            return self.tokens.token(&request).await;
-        }
         for sc in &req.scopes {
             if !request.scopes.contains(sc) {
                 request.scopes.push(sc.clone());
             }
         }
+        self.tokens.token(&request).await
+    }
+
+    /// The caller's upstream identity (`tokenExchange`): its runtime token is exchanged at the
+    /// broker (RFC 8693) for an upstream token, cached per principal (per token for a
+    /// delegated one, so a child never uses its parent's upstream token or the reverse), in
+    /// memory only. The broker's address comes from the secret alone (`tokenURL` or
+    /// `issuer`), never from the API description: whoever serves the description must not
+    /// receive callers' tokens. Only tokens of the primary issuer are exchanged.
+    async fn exchange(
+        &self,
+        mut request: TokenRequest,
+        key: &str,
+        caller: Option<OnBehalf<'_>>,
+    ) -> Result<Issued, String> {
+        let Some(caller) = caller else {
+            return Err(format!(
+                "secret `{key}` exchanges the caller's runtime token for an upstream token, and this call has no authenticated caller"
+            ));
+        };
+        if let Some(issuer) = caller.issuer {
+            return Err(format!(
+                "secret `{key}` exchanges tokens of the runtime's issuer only; this caller's token comes from `{issuer}`"
+            ));
+        }
+        let Some(subject) = caller.token else {
+            return Err(format!(
+                "secret `{key}`: the caller's runtime token is not at hand for the exchange"
+            ));
+        };
+        let mut principal = caller.principal().into_owned();
+        if caller.delegated {
+            use sha2::Digest;
+            let h = sha2::Sha256::digest(subject.expose().as_bytes());
+            principal = format!("{principal}#delegated:{}", hex::encode(&h[..16]));
+        }
+        request.exchange = Some(oauth::Exchange {
+            subject: subject.clone(),
+            principal,
+        });
+        request.storage = TokenStorage::Memory;
+        // The secret's scopes only: the broker decides what an upstream token may carry.
         self.tokens.token(&request).await
     }
 
@@ -422,8 +479,8 @@ impl Credentials {
                         self.secrets.value(config, &key, None).await.map(|_| ())
                     }
                     Some(Secret::ByPrincipal(b)) => {
+                        // Every entry that cannot be resolved, each reported.
                         let allow = config.policy.allow_exec_secrets;
-                        let mut r = Ok(());
                         for (who, part) in b
                             .principals
                             .iter()
@@ -431,10 +488,10 @@ impl Credentials {
                             .chain(b.default.as_ref().map(|d| ("(default)", d)))
                         {
                             if let Err(e) = self.secrets.resolve(part, allow).await {
-                                r = Err(format!("secret `{key}` (principal `{who}`): {e}"));
+                                problems.push(format!("secret `{key}` (principal `{who}`): {e}"));
                             }
                         }
-                        r
+                        Ok(())
                     }
                     Some(Secret::OAuth2(o)) => {
                         let allow = config.policy.allow_exec_secrets;
@@ -492,6 +549,15 @@ fn shadow(a: &Applied) -> Shadow {
         names.map(|(n, _)| n.as_str()),
         a.secrets.iter().map(String::as_str),
     )
+}
+
+/// Whether `s` resolves per caller (`byPrincipal`, `tokenExchange`).
+fn is_per_caller(s: &Secret) -> bool {
+    match s {
+        Secret::ByPrincipal(_) => true,
+        Secret::OAuth2(o) => o.settings.mode == OAuthMode::TokenExchange,
+        Secret::Ref(_) => false,
+    }
 }
 
 /// `<service>.<scheme>`, then `<scheme>`.
@@ -699,6 +765,56 @@ pub(crate) mod tests {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()
+    }
+
+    /// A per-caller secret is never remembered for everyone: not when it resolves, and not
+    /// when another alternative wins because it did not resolve for one caller.
+    #[tokio::test]
+    async fn per_caller_credentials_are_never_fixed() {
+        let creds = Credentials::new(http_client(), None);
+        let config = config(json!({
+            "a": {"type": "byPrincipal", "principals": {"alice": literal("alice-key")}},
+            "b": literal("shared-key")
+        }));
+        let t = tool("svc", &[vec![key("a")], vec![key("b")], vec![]]);
+        let slot = std::sync::OnceLock::new();
+        let caller = |subject, issuer| OnBehalf {
+            subject,
+            issuer,
+            token: None,
+            delegated: false,
+        };
+        // carol has no entry: the shared key wins, for her only.
+        let carol = creds
+            .resolve_cached(&config, &t, &slot, Some(caller("carol", None)))
+            .await
+            .unwrap();
+        assert_eq!(headers(&carol), [("x-b", "shared-key")]);
+        assert!(!carol.fixed && slot.get().is_none());
+        let alice = creds
+            .resolve_cached(&config, &t, &slot, Some(caller("alice", None)))
+            .await
+            .unwrap();
+        assert_eq!(headers(&alice), [("x-a", "alice-key")]);
+        assert!(slot.get().is_none());
+        // Another issuer's `alice` is not this alice.
+        let other = creds
+            .resolve_cached(
+                &config,
+                &t,
+                &slot,
+                Some(caller("alice", Some("https://other.example"))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(headers(&other), [("x-b", "shared-key")]);
+        // No caller (auth off): the anonymous alternative, not remembered either.
+        let none = creds
+            .resolve_cached(&config, &t, &slot, None)
+            .await
+            .unwrap();
+        assert_eq!(headers(&none), [("x-b", "shared-key")]);
+        assert!(slot.get().is_none());
     }
 
     #[tokio::test]

@@ -135,13 +135,26 @@ impl TokenCache {
     fn slot(&self, identity: &str) -> Slot {
         let mut slots = self.slots.lock();
         if slots.len() >= MAX_SLOTS && !slots.contains_key(identity) {
-            // Per-caller exchanges add a slot per principal: keep the map bounded. A slot in
-            // use (locked, or held by a request) stays.
+            // Per-caller exchanges add a slot per principal: keep the map bounded. Slots of
+            // expired tokens go first; if that is not enough, any slot not in use (locked, or
+            // held by a request) goes down to half the bound, its token fetched again when
+            // next needed. The scan then happens once per MAX_SLOTS / 2 new identities.
+            let idle = |s: &Slot| Arc::strong_count(s) == 1 && s.try_lock().is_ok();
             slots.retain(|_, s| {
-                Arc::strong_count(s) > 1
+                !idle(s)
                     || s.try_lock()
-                        .map_or(true, |t| t.as_ref().is_some_and(Token::fresh))
+                        .is_ok_and(|t| t.as_ref().is_some_and(Token::fresh))
             });
+            if slots.len() >= MAX_SLOTS {
+                let mut excess = slots.len() - MAX_SLOTS / 2;
+                slots.retain(|_, s| {
+                    if excess > 0 && idle(s) {
+                        excess -= 1;
+                        return false;
+                    }
+                    true
+                });
+            }
         }
         Arc::clone(slots.entry(identity.to_string()).or_default())
     }
@@ -408,6 +421,22 @@ mod tests {
             (200, body)
         })
         .await
+    }
+
+    /// The slot map stays bounded however many identities come: expired and idle slots go.
+    #[test]
+    fn the_slots_stay_bounded() {
+        let cache = TokenCache::new(http_client(), None);
+        let held = cache.slot("in-use");
+        for i in 0..(MAX_SLOTS * 2 + 10) {
+            cache.slot(&format!("caller-{i}"));
+            assert!(cache.slots.lock().len() <= MAX_SLOTS, "at {i}");
+        }
+        assert!(
+            cache.slots.lock().contains_key("in-use"),
+            "a slot in use stays"
+        );
+        drop(held);
     }
 
     /// A token exchange sends the caller's token as the subject (RFC 8693), authenticated as

@@ -164,6 +164,7 @@ pub fn serve(args: &ServeArgs, config: &std::path::Path) -> Result<(), String> {
         loaded.config.server_auth(),
         &credentials.secrets,
         loaded.config.policy.allow_exec_secrets,
+        loaded.config.exchanges_caller_tokens(),
     ))?;
     let audit = crate::audit::Audit::open(&instance.audit_path, &loaded.config.audit_settings())
         .map_err(|e| {

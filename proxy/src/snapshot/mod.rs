@@ -493,6 +493,7 @@ mod tests {
                 scopes: scopes.iter().map(|s| s.to_string()).collect(),
                 lineage: None,
                 token: None,
+                issuer: None,
             })),
             client_cert: None,
         };
