@@ -46,6 +46,11 @@ pub struct Client {
     token: std::cell::RefCell<Option<String>>,
     /// A login source's session was read (`token` holds its token, or `None`).
     login_read: std::cell::Cell<bool>,
+    /// `runtime.remote.oauth` when its `delegation` is enabled: every request sends a child
+    /// of the primary token ([`crate::delegation::automatic`]).
+    delegation: Option<open_cli_config::model::RemoteOAuth>,
+    /// The child sent, and the primary token it was made from.
+    delegated: std::cell::RefCell<Option<(String, String)>>,
     /// `--timeout`, named when it runs out.
     timeout: Duration,
     /// `--offline`: the catalog from the local cache, no request.
@@ -110,6 +115,8 @@ impl Client {
             auth: None,
             token: std::cell::RefCell::new(None),
             login_read: std::cell::Cell::new(false),
+            delegation: None,
+            delegated: std::cell::RefCell::new(None),
             timeout,
             offline: false,
             note_offline: true,
@@ -145,8 +152,43 @@ impl Client {
         self.auth.as_ref()
     }
 
-    /// The token to send; `fresh` ignores any cached client-credentials token.
+    /// Send a child of the primary token instead of it (`runtime.remote.oauth` with
+    /// `delegation.enabled`; otherwise nothing changes).
+    pub fn with_delegation(mut self, oauth: Option<&open_cli_config::model::RemoteOAuth>) -> Self {
+        self.delegation = oauth
+            .filter(|o| o.delegation.as_ref().is_some_and(|d| d.enabled))
+            .cloned();
+        self
+    }
+
+    /// The token to send: the primary token, or its child when delegation is enabled.
+    /// `fresh`: the runtime refused the last one; get new ones.
     fn bearer(&self, fresh: bool) -> Result<Option<String>, CliError> {
+        let primary = self.primary_bearer(fresh)?;
+        let Some(oauth) = &self.delegation else {
+            return Ok(primary);
+        };
+        let Some(parent) = primary else {
+            return Ok(None);
+        };
+        if !fresh
+            && let Some((p, child)) = &*self.delegated.borrow()
+            && *p == parent
+        {
+            return Ok(Some(child.clone()));
+        }
+        let child = crate::delegation::automatic(self, oauth, &parent, fresh)?;
+        *self.delegated.borrow_mut() = Some((parent, child.clone()));
+        Ok(Some(child))
+    }
+
+    /// The primary token (never a delegated child): what `auth delegate` exchanges.
+    pub fn primary_token(&self) -> Result<Option<String>, CliError> {
+        self.primary_bearer(false)
+    }
+
+    /// The primary token to send; `fresh` ignores any cached client-credentials token.
+    fn primary_bearer(&self, fresh: bool) -> Result<Option<String>, CliError> {
         use crate::token::Source;
         match &self.auth {
             None => Ok(None),

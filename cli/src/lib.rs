@@ -8,6 +8,7 @@ pub mod args;
 pub mod cache;
 pub mod client;
 pub mod commands;
+pub mod delegation;
 pub mod error;
 pub mod jq;
 pub mod local;

@@ -13,6 +13,8 @@
 //!   there is one.
 //! - `OPEN_CLI_TOKEN`, when set and not empty, is the token, whatever the config says: a
 //!   sub-agent is handed its delegated token that way (`open-cli auth delegate --export`).
+//! - With `delegation.enabled`, the token found here is the parent of what is sent
+//!   ([`crate::delegation`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -591,6 +591,12 @@ fn decode_remote_oauth(mut o: Obj<'_>) -> Option<RemoteOAuth> {
         }
         let client_id = d.nonempty("clientId");
         let scopes = d.strings("scopes");
+        if enabled && scopes.is_empty() {
+            cx.missing(
+                d.key_path("scopes"),
+                "is required when delegation is enabled: the subset of the token's scopes every command runs with",
+            );
+        }
         d.finish();
         Delegation {
             enabled,
@@ -1392,6 +1398,10 @@ mod tests {
             (
                 json!({"runtime": {"remote": {"oauth": {"mode": "providedToken", "tokenRef": "TOKEN"}}}}),
                 "runtime.remote.oauth.tokenRef: must be `env:NAME` or `file:PATH`, found `TOKEN`",
+            ),
+            (
+                json!({"runtime": {"remote": {"oauth": {"mode": "browserLogin", "delegation": {"enabled": true}}}}}),
+                "runtime.remote.oauth.delegation.scopes: is required when delegation is enabled: the subset of the token's scopes every command runs with",
             ),
             (
                 json!({"runtime": {"remote": {"oauth": {"mode": "oauthClient"}}}}),

@@ -36,6 +36,9 @@ need_node() {
     die "the broker's packages are missing: (cd $broker_dir && npm ci)"
 }
 
+# A random secret (hex), made per run.
+random() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+
 # A free TCP port on 127.0.0.1 (for servers that must know their own URL before they start).
 free_port() {
   node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'

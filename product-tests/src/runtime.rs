@@ -99,6 +99,25 @@ pub fn audit_rows(rt: &Runtime, n: usize, keep: impl Fn(&Value) -> bool) -> Vec<
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The IDs of the tools `token` sees in `rt`'s default view, sorted.
+pub fn visible_tool_ids(rt: &Runtime, token: &str) -> Vec<String> {
+    let v: Value = crate::process::http()
+        .get(format!("{}/v1/catalog/effective", rt.url))
+        .bearer_auth(token)
+        .send()
+        .expect("effective catalog")
+        .json()
+        .expect("effective catalog JSON");
+    let mut ids: Vec<String> = v["view"]["tools"]
+        .as_array()
+        .expect("view.tools")
+        .iter()
+        .map(|t| t["id"].as_str().expect("tool id").to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// A running `open-cli-toolbox`.
 #[derive(Debug)]
 pub struct Runtime {

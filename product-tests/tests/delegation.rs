@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use open_cli_product_tests::{
-    Broker, DemoApi, Fixture, Runtime, audit_rows, cli_at, http, jwt_claims, text, wait_for,
+    Broker, DemoApi, Fixture, Runtime, audit_rows, cli_at, http, jwt_claims, text,
+    visible_tool_ids, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -69,25 +70,6 @@ fn execute(rt: &Runtime, token: &str, tool: &str) -> (u16, Value) {
     )
 }
 
-/// The tool IDs `token` sees.
-fn visible(rt: &Runtime, token: &str) -> Vec<String> {
-    let v: Value = http()
-        .get(format!("{}/v1/catalog/effective", rt.url))
-        .bearer_auth(token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let mut ids: Vec<String> = v["catalog"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
-
 /// `open-cli auth delegate` run by a holder of `parent` (the CLI takes `OPEN_CLI_TOKEN`).
 fn delegate(rt: &Runtime, parent: &str, args: &[&str]) -> std::process::Output {
     let mut all = vec!["auth", "delegate", "--format", "json"];
@@ -123,7 +105,7 @@ fn a_child_token_gets_a_subset_and_is_audited_with_its_lineage() {
         &format!("bundle:demo tool:{WHOAMI} tool:{KEYED}"),
         3600,
     );
-    assert_eq!(visible(&s.rt, &parent), [KEYED, WHOAMI]);
+    assert_eq!(visible_tool_ids(&s.rt, &parent), [KEYED, WHOAMI]);
 
     let child = delegated(&delegate(
         &s.rt,
@@ -145,7 +127,7 @@ fn a_child_token_gets_a_subset_and_is_audited_with_its_lineage() {
     assert_eq!(lifetime, 300, "--ttl 5m");
 
     // The child sees and runs only its subset.
-    assert_eq!(visible(&s.rt, token), [KEYED]);
+    assert_eq!(visible_tool_ids(&s.rt, token), [KEYED]);
     let (status, body) = execute(&s.rt, token, KEYED);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["body"]["owner"], "alice", "alice's own key: {body}");
@@ -235,8 +217,12 @@ fn a_child_keeps_only_its_own_scopes_after_the_parent_shrinks() {
     let after = s
         .broker
         .token("alice", &format!("bundle:demo tool:{WHOAMI}"), 3600);
-    assert_eq!(visible(&s.rt, &after), [WHOAMI]);
-    assert_eq!(visible(&s.rt, token), [KEYED], "the child's scopes only");
+    assert_eq!(visible_tool_ids(&s.rt, &after), [WHOAMI]);
+    assert_eq!(
+        visible_tool_ids(&s.rt, token),
+        [KEYED],
+        "the child's scopes only"
+    );
     assert_eq!(execute(&s.rt, token, WHOAMI).0, 403);
     let out = delegate(
         &s.rt,
@@ -314,4 +300,65 @@ fn each_caller_reaches_the_upstream_as_itself() {
         message.contains("secret `demo.apiKey` has no entry for principal `carol`"),
         "{message}"
     );
+}
+
+/// `runtime.remote.oauth.delegation.enabled`: every command of the agent sends a child of its
+/// token with `delegation.scopes` and its session as the actor, exchanged once and reused by
+/// later commands until it nears expiry.
+#[test]
+fn an_agent_with_delegation_enabled_sends_children() {
+    let s = setup();
+    let parent = s.broker.token(
+        "alice",
+        &format!("bundle:demo tool:{WHOAMI} tool:{KEYED}"),
+        3600,
+    );
+    let fx = Fixture::new();
+    let client = fx.write_json(
+        "client.cli.json",
+        &json!({"cli": "1.0.0", "mode": {"default": "discover"},
+            "runtime": {"mode": "remote", "remote": {"url": s.rt.url, "oauth": {
+                "mode": "providedToken", "tokenRef": "env:AGENT_TOKEN",
+                "delegation": {"enabled": true, "scopes": ["bundle:demo", format!("tool:{KEYED}")]}}}}}),
+    );
+    let state = Fixture::new();
+    let env = [
+        ("AGENT_TOKEN", parent.as_str()),
+        ("OPEN_CLI_AGENT_SESSION_ID", "session-9"),
+        ("OPEN_CLI_STATE_DIR", state.path().to_str().unwrap()),
+    ];
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", client.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = open_cli_product_tests::process::run("open-cli", &all, &env, None);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let listed = run(&["catalog", "list", "--format", "json"]);
+    let ids: Vec<&str> = listed["view"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [KEYED], "the child's scopes, not the parent's");
+    assert_eq!(
+        run(&["demo", "keyed", "keyed-whoami"]),
+        json!({"owner": "alice"})
+    );
+    let rows = audit_rows(&s.rt, 1, |v| v["eventType"] == "tool_execution");
+    assert_eq!(rows[0]["lineage"]["actor"], json!({"sub": "session-9"}));
+    assert_eq!(rows[0]["lineage"]["delegatedBy"], "alice");
+    let granted: Vec<Value> = s
+        .broker
+        .exchanges()
+        .into_iter()
+        .filter(|e| e["outcome"] == "granted" && e["audience"] == open_cli_product_tests::AUDIENCE)
+        .collect();
+    assert_eq!(granted.len(), 1, "one child for both commands: {granted:?}");
 }

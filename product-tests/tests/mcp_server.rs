@@ -108,25 +108,6 @@ fn mcp_url(rt: &Runtime) -> String {
     format!("{}/mcp", rt.url)
 }
 
-/// The tool IDs `/v1/catalog/effective` gives `token`.
-fn effective_ids(rt: &Runtime, token: &str) -> Vec<String> {
-    let v: Value = http()
-        .get(format!("{}/v1/catalog/effective", rt.url))
-        .bearer_auth(token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let mut ids: Vec<String> = v["view"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
-
 fn listed_ids(list: &Value) -> Vec<String> {
     let mut ids: Vec<String> = list["tools"]
         .as_array()
@@ -153,7 +134,7 @@ fn both_sdks_list_the_tokens_tools_and_call_an_openapi_tool_with_the_injected_cr
     // tools/list is /v1/catalog/effective's view for the same token, in both SDKs and in
     // the stateless revision.
     let ts_list = ts(&url, Some(&demo_only), &["list"]);
-    assert_eq!(listed_ids(&ts_list), effective_ids(&s.rt, &demo_only));
+    assert_eq!(listed_ids(&ts_list), visible_tool_ids(&s.rt, &demo_only));
     assert!(names(&ts_list).contains(&"demo__authBearer".to_string()));
     assert!(
         !names(&ts_list)
@@ -164,7 +145,7 @@ fn both_sdks_list_the_tokens_tools_and_call_an_openapi_tool_with_the_injected_cr
         let py_list = py(&url, Some(&everything), mode, &["list"]);
         assert_eq!(
             listed_ids(&py_list),
-            effective_ids(&s.rt, &everything),
+            visible_tool_ids(&s.rt, &everything),
             "{mode}"
         );
         assert!(names(&py_list).contains(&"everything__echo".to_string()));
@@ -463,7 +444,7 @@ fn an_sdk_client_discovers_the_provider_and_gets_its_own_token() {
     );
     // The same tools `/v1/catalog/effective` gives a token of that provider for that scope.
     let token = oidc.token("bundle:demo", Some(&url));
-    assert_eq!(listed, effective_ids(&rt, &token));
+    assert_eq!(listed, visible_tool_ids(&rt, &token));
     // A token for another audience is refused by the same authenticator.
     let other = oidc.token("bundle:demo", None);
     let resp = http()

@@ -262,35 +262,17 @@ pub struct DelegateArgs<'a> {
     pub export: bool,
 }
 
-/// The child token a broker issued (RFC 8693 §2.2.1, plus the broker's `delegation_id`).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Delegated {
-    access_token: String,
-    issued_token_type: Option<String>,
-    expires_in: Option<u64>,
-    /// Seconds since the epoch.
-    expires_at: Option<u64>,
-    scope: Option<String>,
-    delegation_id: Option<String>,
-    token_exchange_url: String,
-}
-
 /// `open-cli auth delegate`: exchange this client's runtime token at the broker (RFC 8693)
-/// for a child token with a subset of its scopes, for the runtime's audience.
-///
-/// The exchange endpoint is `runtime.remote.oauth.delegation.tokenExchangeURL`, else the
-/// token URL of the runtime's browser login, else the `oauthClient`'s token URL; the client is
-/// `delegation.clientId`, else this config's `oauthClient` credentials (HTTP basic) when the
-/// endpoint is that client's own token endpoint, else the browser login's public client.
-/// The scopes are `--scope`, else `delegation.scopes`.
+/// for a child token with a subset of its scopes, for the runtime's audience
+/// ([`crate::delegation`] says where and as whom). The scopes are `--scope`, else
+/// `delegation.scopes`; the actor `--actor`, else the agent session of the environment.
 pub fn delegate(
     client: &Client,
     config: Option<&LoadedConfig>,
     args: &DelegateArgs<'_>,
     format: Format,
 ) -> Result<String, CliError> {
-    let parent = client.token()?.ok_or_else(|| {
+    let parent = client.primary_token()?.ok_or_else(|| {
         CliError::usage("there is no runtime token to delegate from")
             .hint("log in with `open-cli auth login`, or set runtime.remote.oauth")
     })?;
@@ -307,100 +289,19 @@ pub fn delegate(
                 .hint("pass --scope S,… (a subset of this token's scopes), or set runtime.remote.oauth.delegation.scopes"));
         }
     };
-    let confidential = match client.auth() {
-        Some(Source::Client(c)) => Some(c),
-        _ => None,
-    };
-    // The browser-login metadata, when something is left to learn from it.
-    let needs_metadata = delegation
-        .and_then(|d| d.token_exchange_url.as_ref())
-        .is_none()
-        || delegation.and_then(|d| d.client_id.as_ref()).is_none()
-        || oauth.and_then(|o| o.audience.as_ref()).is_none();
-    let bc = needs_metadata
-        .then(|| crate::login::discover(client))
-        .transpose()
-        .ok()
-        .flatten();
-    let url = delegation
-        .and_then(|d| d.token_exchange_url.clone())
-        .or_else(|| bc.as_ref().map(|b| b.token_url.clone()))
-        .or_else(|| confidential.map(|c| c.token_url.clone()))
-        .ok_or_else(|| {
-            CliError::usage("no token-exchange endpoint is known for this runtime")
-                .hint("set runtime.remote.oauth.delegation.tokenExchangeURL to the broker's token endpoint")
-        })?;
-    let audience = oauth
-        .and_then(|o| o.audience.clone())
-        .or_else(|| bc.as_ref().map(|b| b.audience.clone()))
-        .or_else(|| client.info_anonymous().ok().and_then(|i| i.auth.audience))
-        .ok_or_else(|| {
-            CliError::usage("the runtime's audience is not known")
-                .hint("set runtime.remote.oauth.audience")
-        })?;
-    let actor = args
-        .actor
-        .map(str::to_string)
-        .or_else(|| std::env::var("OPEN_CLI_AGENT_SESSION_ID").ok())
-        .or_else(|| std::env::var("COPILOT_SESSION_ID").ok())
-        .filter(|a| !a.trim().is_empty());
-    const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
-    let mut form: Vec<(&str, String)> = vec![
-        (
-            "grant_type",
-            "urn:ietf:params:oauth:grant-type:token-exchange".into(),
-        ),
-        ("subject_token", parent),
-        ("subject_token_type", ACCESS_TOKEN.into()),
-        ("requested_token_type", ACCESS_TOKEN.into()),
-        ("audience", audience),
-        ("scope", scopes.join(" ")),
-        ("expires_in", args.ttl.to_string()),
-    ];
-    if let Some(a) = actor {
-        form.push(("actor_id", a));
-    }
-    // A confidential client's secret goes to its own token endpoint only.
-    let own = confidential.filter(|c| c.token_url == url);
-    let basic = match (own, delegation.and_then(|d| d.client_id.clone())) {
-        (_, Some(id)) => {
-            form.push(("client_id", id));
-            None
-        }
-        (Some(c), None) => Some((c.client_id.as_str(), c.client_secret.as_str())),
-        (None, None) => {
-            let id = bc.as_ref().map(|b| b.client_id.clone()).ok_or_else(|| {
-                CliError::usage("no client is known to ask the broker with")
-                    .hint("set runtime.remote.oauth.delegation.clientId")
-            })?;
-            form.push(("client_id", id));
-            None
-        }
-    };
-    let answer: serde_json::Value = crate::token::oauth_post(client.http(), &url, &form, basic)
-        .map_err(|e| {
-            e.into_error(format!(
-                "the broker at {url} did not delegate scopes `{}`",
-                scopes.join(" ")
-            ))
-        })?;
-    let text = |k: &str| answer.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let access_token = text("access_token").ok_or_else(|| {
-        CliError::new(
-            crate::error::exit::PROTOCOL,
-            format!("the broker at {url} answered without an access_token"),
-        )
-    })?;
-    let expires_in = answer.get("expires_in").and_then(|v| v.as_u64());
-    let d = Delegated {
-        access_token,
-        issued_token_type: text("issued_token_type"),
-        expires_in,
-        expires_at: expires_in.map(|s| crate::token::now() + s),
-        scope: text("scope"),
-        delegation_id: text("delegation_id"),
-        token_exchange_url: url,
-    };
+    let d = crate::delegation::exchange(
+        client,
+        oauth,
+        &parent,
+        &crate::delegation::Request {
+            scopes,
+            ttl: Some(args.ttl),
+            actor: args
+                .actor
+                .map(str::to_string)
+                .or_else(crate::delegation::actor_from_env),
+        },
+    )?;
     if args.export {
         // A JWT or an opaque token: printable ASCII without quotes; refused otherwise.
         if !d

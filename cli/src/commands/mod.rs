@@ -74,7 +74,14 @@ pub(crate) fn connect_with(
         token::source(config)?
     } else {
         None
-    });
+    })
+    .with_delegation(
+        config
+            .filter(|_| send_token)
+            .and_then(|l| l.config.runtime.as_ref())
+            .and_then(|r| r.remote.as_ref())
+            .and_then(|r| r.oauth.as_ref()),
+    );
     let view = ViewSelector {
         mode: g.mode.clone(),
         agent_profile: g.agent_profile.clone(),

@@ -17,8 +17,6 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-random() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
-
 up() {
   need_node
   local key agent_secret runtime_secret issuer api url

@@ -15,7 +15,7 @@ set -euo pipefail
 up() {
   need_node
   local key api url
-  key="demo-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+  key="demo-$(random)"
   api=$(API_KEYS="{\"$key\": \"me\"}" start_demo_api) || return 1
   cat >"$state/.cli.json" <<JSON
 {

@@ -15,8 +15,6 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-random() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
-
 up() {
   need_node
   local key agent_secret issuer api url
