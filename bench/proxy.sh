@@ -22,6 +22,9 @@
 #                    and a per-tool bucket; one token, so every request takes both buckets:
 #                    the contended case)
 #   (k) j, Redis     (j) with the buckets in Redis (`store`), a local redis-server
+#   (l) per caller   (d) with the API key from a `byPrincipal` secret (the token's principal's
+#                    own key): credentials resolved per call for the caller instead of once
+#                    per snapshot
 #   Handshakes: (h) and (i) again with `Connection: close` (one TLS handshake per request),
 #                    reported as new connections per second
 #
@@ -55,7 +58,7 @@
 #
 # Usage: bench/proxy.sh [seconds-per-run (default 10)] [connections (default 50)]
 #        (about 5 x ROUNDS runs of that length, plus the half-load pass)
-# Env:   BENCH_ONLY=abcdeghijk run a subset of the variants, e.g. BENCH_ONLY=abc (default: all
+# Env:   BENCH_ONLY=abcdeghijkl run a subset of the variants, e.g. BENCH_ONLY=abc (default: all
 #                    but f, which needs BASELINE_BIN)
 #        THREADS=N         proxy threads/workers (default: nproc)
 #        WRK_THREADS=N     wrk threads (default 1)
@@ -71,7 +74,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-50}
-only=${BENCH_ONLY:-abcdeghijk}
+only=${BENCH_ONLY:-abcdeghijkl}
 baseline_bin=${BASELINE_BIN:-}
 if [ -n "$baseline_bin" ]; then
   [ -x "$baseline_bin" ] || { echo "error: BASELINE_BIN=$baseline_bin is not an executable" >&2; exit 2; }
@@ -83,7 +86,7 @@ half_conns=${HALF_CONNS:-16}
 rounds=${ROUNDS:-3}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 want() { [[ $only == *"$1"* ]]; }
-[[ $only =~ ^[a-k]+$ ]] || { echo "error: BENCH_ONLY must be letters from abcdefghijk, got '$only'" >&2; exit 2; }
+[[ $only =~ ^[a-l]+$ ]] || { echo "error: BENCH_ONLY must be letters from abcdefghijkl, got '$only'" >&2; exit 2; }
 if [[ $only == *f* ]] && [ -z "$baseline_bin" ]; then echo "error: (f) needs BASELINE_BIN" >&2; exit 2; fi
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "error: ROUNDS must be a positive number, got '$rounds'" >&2; exit 2; }
 
@@ -256,11 +259,15 @@ variant("tls", tls={"certFile": f"{w}/tls.crt", "keyFile": f"{w}/tls.key"})
 limits = {"perPrincipal": {"requestsPerSecond": 10000000}, "tools": {"bench:hello": {"requestsPerSecond": 10000000}}}
 variant("limits", rateLimits=limits)
 variant("redis", rateLimits=dict(limits, store=f"redis://127.0.0.1:{redis_port}/0"))
+c = json.loads(json.dumps(base))
+c["secrets"]["bench.apiKey"] = {"type": "byPrincipal",
+    "principals": {"agent-1": {"type": "literal", "value": "bench-key"}}}
+json.dump(c, open(f"{w}/bench-percaller.cli.json", "w"))
 PY
   token=$(curl -s -u agent-1:agent-1-secret -d grant_type=client_credentials -d scope=bundle:bench "$issuer/token" | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])") \
     || { cat "$work/oidc.log" >&2; echo "FAIL: no token from the OpenID provider" >&2; exit 1; }
   # One runtime per variant, so each peak RSS is its own run's.
-  for v in d e f g i j k; do
+  for v in d e f g i j k l; do
     want $v || continue
     bin=$rt_bin
     [ $v = f ] && bin=$baseline_bin
@@ -269,11 +276,12 @@ PY
     [ $v = i ] && cfg="$work/bench-tls.cli.json"
     [ $v = j ] && cfg="$work/bench-limits.cli.json"
     [ $v = k ] && cfg="$work/bench-redis.cli.json"
+    [ $v = l ] && cfg="$work/bench-percaller.cli.json"
     "$bin" --config "$cfg" --addr 127.0.0.1:0 --state-dir "$work/state-$v" --instance-id "$v" --threads "$threads" > /dev/null 2> "$work/runtime-$v.log" &
     pids+=($!)
     proc[$v]=$!
   done
-  for v in d e f g i j k; do
+  for v in d e f g i j k l; do
     want $v || continue
     rj="$work/state-$v/instances/$v/runtime.json"
     for _ in $(seq 300); do [ -f "$rj" ] && break; kill -0 "${proc[$v]}" 2>/dev/null || break; sleep 0.05; done
@@ -301,7 +309,7 @@ sane() { # variant -> 0 when it may be measured
     a|b|c|h)
       c=$(code "${url[$v]}")
       [ "$c" = 200 ] || { fail "($v) ${url[$v]} answered $c, not 200"; return 1; } ;;
-    d|f|g|i|j|k)
+    d|f|g|i|j|k|l)
       c=$(code -H "${hdr[$v]}" "${url[$v]}")
       if [ "$c" != 200 ]; then
         fail "($v) pass-through not available (status $c): GET ${url[$v]} -> $(head -c 300 "$work/body")"; return 1
@@ -325,7 +333,7 @@ sane() { # variant -> 0 when it may be measured
 }
 
 # ---- full-speed runs ---------------------------------------------------------------------
-label() { case $1 in a) echo "(a) direct";; b) echo "(b) nginx";; c) echo "(c) bare pingora";; d) echo "(d) pass-through";; e) echo "(e) execute";; f) echo "(f) baseline d";; g) echo "(g) d, always";; h) echo "(h) nginx TLS";; i) echo "(i) d over TLS";; j) echo "(j) d, limits";; k) echo "(k) j, Redis";; esac; }
+label() { case $1 in a) echo "(a) direct";; b) echo "(b) nginx";; c) echo "(c) bare pingora";; d) echo "(d) pass-through";; e) echo "(e) execute";; f) echo "(f) baseline d";; g) echo "(g) d, always";; h) echo "(h) nginx TLS";; i) echo "(i) d over TLS";; j) echo "(j) d, limits";; k) echo "(k) j, Redis";; l) echo "(l) d, per caller";; esac; }
 cpu_ticks() { # variant -> user+system clock ticks of the proxy (all threads; nginx: master+workers)
   local v=$1 p sum=0
   case $v in
@@ -368,7 +376,7 @@ if awk "BEGIN{exit !($load >= 0.5)}"; then
 fi
 printf '%-18s %12s %10s %10s   %s\n' variant req/s p50 p99 "proxy peak RSS (VmHWM)"
 measured=()
-for v in a b c d e f g h i j k; do
+for v in a b c d e f g h i j k l; do
   want $v || continue
   sane $v || continue
   wrk_run $v 1s /dev/null # warm-up: connections, upstream pool, key set
@@ -521,7 +529,7 @@ def half_p99(v, corrected=False):
     f = f"{w}/half-p99-{v}"
     if not os.path.exists(f): return None
     return float(open(f).read().split()[1 if corrected else 0])
-r = {v: rps(v) for v in "abcdefghijk"}
+r = {v: rps(v) for v in "abcdefghijkl"}
 def rounds(v):
     f = f"{w}/rounds-{v}"
     return [float(x) for x in open(f).read().split()] if os.path.exists(f) else None
@@ -555,6 +563,8 @@ if r["j"] is not None:
     ratio("j/d", "j", "d", 0.97)
 if r["k"] is not None:
     ratio("k/d", "k", "d", None)
+if r["l"] is not None:
+    ratio("l/d", "l", "d", None)
 if r["g"] is not None:
     ratio("g/d", "g", "d", 0.5)
     f = f"{w}/syncs-g"
