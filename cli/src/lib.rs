@@ -249,7 +249,8 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
             commands::explain::explain(&client, &view, reference, format)
         }
         Command::Auth(AuthCommand::Logout) => {
-            // The token source is read from the config; no request, no token fetched.
+            // The token source is read from the config; no token is fetched (a login's refresh
+            // token is revoked at its provider).
             match token::source(config.as_ref())? {
                 Some(token::Source::Client(c)) => c.forget(),
                 Some(token::Source::Login(l)) => {
@@ -257,7 +258,20 @@ fn dispatch(cli: &Cli) -> Result<String, CliError> {
                         cli.global.runtime.as_deref(),
                         config.as_ref().map(|l| &l.config),
                     )?;
-                    l.forget(target.url.trim_end_matches('/'))
+                    // The provider is asked to revoke the refresh token (with the
+                    // client's TLS settings: `--ca-file`, client certificate).
+                    let g = &cli.global;
+                    let client = client::Client::new(
+                        &target.url,
+                        std::time::Duration::from_secs(g.timeout.max(1)),
+                        None,
+                        &client::Tls {
+                            ca_file: g.ca_file.clone(),
+                            client_cert: g.client_cert.clone(),
+                            client_key: g.client_key.clone(),
+                        },
+                    )?;
+                    l.forget(client.http(), target.url.trim_end_matches('/'))
                 }
                 Some(token::Source::Provided { from, .. }) => Ok(format!(
                     "nothing cached: the token comes from {from}, which this client does not manage\n"

@@ -75,6 +75,14 @@ pub struct Session {
     pub audience: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// The provider's RFC 7009 revocation endpoint (from its metadata at login), where
+    /// `auth logout` revokes the refresh token.
+    #[serde(
+        rename = "revocationURL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub revocation_url: Option<String>,
 }
 
 impl Session {
@@ -125,11 +133,18 @@ impl Login {
         })
     }
 
-    /// `auth logout`: forget this runtime's login (only this file).
-    pub fn forget(&self, base: &str) -> Result<String, CliError> {
+    /// `auth logout`: revoke the login's refresh token at the provider (RFC 7009, when it
+    /// named a revocation endpoint), then forget this runtime's login (only this file). A
+    /// revocation that fails is reported; the login is forgotten all the same.
+    pub fn forget(&self, http: &reqwest::blocking::Client, base: &str) -> Result<String, CliError> {
         let path = self.path(base);
+        let revoked = self.load(base).and_then(|s| revoke(http, &s));
         match std::fs::remove_file(&path) {
-            Ok(()) => Ok(format!("logged out of {base}; forgot {}\n", path.display())),
+            Ok(()) => Ok(format!(
+                "logged out of {base}; forgot {}{}\n",
+                path.display(),
+                revoked.unwrap_or_default()
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Ok(format!("not logged in to {base}; nothing to forget\n"))
             }
@@ -238,6 +253,7 @@ pub fn login(client: &Client, login: &Login, opts: Options) -> Result<String, Cl
         client_id: bc.client_id.clone(),
         audience,
         principal: info.auth.principal.clone(),
+        revocation_url: revocation_endpoint(client, &bc),
     };
     login.store(&session)?;
     Ok(format!(
@@ -252,6 +268,66 @@ pub fn login(client: &Client, login: &Login, opts: Options) -> Result<String, Cl
             " (no refresh token: log in again then)"
         }
     ))
+}
+
+/// The provider's revocation endpoint, from its metadata (`<issuer>/.well-known/...`); `None`
+/// when the runtime names no issuer or the provider has none.
+fn revocation_endpoint(client: &Client, bc: &BrowserConfig) -> Option<String> {
+    let issuer = bc.issuer.as_deref()?;
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let meta: serde_json::Value = client
+        .http()
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .json()
+        .ok()?;
+    meta.get("revocation_endpoint")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Revoke `session`'s refresh token (RFC 7009; a public client names itself); what to add to
+/// the logout's report.
+fn revoke(http: &reqwest::blocking::Client, session: &Session) -> Option<String> {
+    let token = session.refresh_token.as_deref()?;
+    let Some(url) = session.revocation_url.as_deref() else {
+        return Some(
+            "; the provider names no revocation endpoint, so its refresh token stays valid until it expires"
+                .into(),
+        );
+    };
+    let form = [
+        ("token", token.to_string()),
+        ("token_type_hint", "refresh_token".to_string()),
+        ("client_id", session.client_id.clone()),
+    ];
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    let answer = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .timeout(Duration::from_secs(10))
+        .body(body)
+        .send();
+    Some(match answer {
+        Ok(r) if r.status().is_success() => format!("; revoked its refresh token at {url}"),
+        Ok(r) => format!(
+            "; the provider at {url} refused to revoke its refresh token (HTTP {})",
+            r.status().as_u16()
+        ),
+        Err(e) => format!(
+            "; could not revoke its refresh token at {url}: {}",
+            crate::error::chain(&e).join(": ")
+        ),
+    })
 }
 
 /// The runtime's browser-login settings.

@@ -308,6 +308,40 @@ fn device_login_for_a_host_without_a_browser() {
         )),
         17
     );
+
+    // Logout revokes the refresh token at the provider (RFC 7009), then forgets the login.
+    let session = read(&login_file(state.path()));
+    let refresh = session["refreshToken"].as_str().unwrap().to_string();
+    assert_eq!(
+        session["revocationURL"],
+        format!("{}/token/revocation", oidc.issuer)
+    );
+    let refresh_with = |token: &str| {
+        open_cli_product_tests::http()
+            .post(format!("{}/token", oidc.issuer))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs([
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", token),
+                        ("client_id", "cli"),
+                    ])
+                    .finish(),
+            )
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let out = cli(&["--runtime", &rt.url, "auth", "logout"], &env);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("logged out") && said.contains("revoked its refresh token"),
+        "{said}{}",
+        text(&out.stderr)
+    );
+    assert_eq!(refresh_with(&refresh), 400, "the refresh token is dead");
 }
 
 #[test]
