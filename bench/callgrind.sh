@@ -25,16 +25,9 @@ n2=${N2:-6000}
 [ -z "$baseline_bin" ] || [ -x "$baseline_bin" ] || { echo "error: $baseline_bin is not an executable" >&2; exit 2; }
 ((n2 > n1)) || { echo "error: N2 must be larger than N1" >&2; exit 2; }
 
-need=()
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-if ((${#need[@]})); then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  echo "bench/callgrind.sh: installing ${need[*]} (apt)" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+need_tools valgrind nginx
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 [ -d product-tests/oidc/node_modules/oidc-provider ] || scripts/deps
 cargo build --release --locked -p open-cli-proxy -p open-cli-bench-bare-pingora >/dev/null 2>&1 \
@@ -43,8 +36,6 @@ target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 rt_bin="$target_dir/release/open-cli-toolbox"
 bare_bin="$target_dir/release/open-cli-bench-bare-pingora"
 
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
 
 # ---- the upstream and the provider ---------------------------------------------------------
 user_line=""

@@ -28,13 +28,9 @@ profile=${PROFILE:-release}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "error: connections must be a positive number, got '$n'" >&2; exit 2; }
 
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || {
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  echo "bench/idle-connections.sh: installing nginx (apt)" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nginx >/dev/null
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+need_tools nginx
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 if [ "$profile" = release ]; then
   cargo build --release --locked -p open-cli-proxy >/dev/null 2>&1 || cargo build --release --locked -p open-cli-proxy
@@ -43,9 +39,6 @@ rt_bin="$target_dir/$profile/open-cli-toolbox"
 [ -x "$rt_bin" ] || { echo "error: $rt_bin not found (build it first)" >&2; exit 1; }
 # Each connection needs a descriptor in the client and one in the server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
 
 # The client: N keep-alive connections, one request each, held open, then closed; the
 # server's RSS (summed over the given pids and their children) at each step, as one line.

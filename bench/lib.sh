@@ -29,3 +29,20 @@ nginx_http_common() { # dir
   scgi_temp_path $1/scgi;
 EOF
 }
+
+# need_tools CMD[=PACKAGE]…: install (apt) the Debian packages of the commands not on PATH (nor
+# in /usr/sbin); PACKAGE defaults to CMD. Builtins and keywords do not count (`time` is
+# /usr/bin/time).
+need_tools() {
+  local missing=() t cmd
+  for t in "$@"; do
+    cmd=${t%%=*}
+    type -P "$cmd" >/dev/null || [ -x "/usr/sbin/$cmd" ] || missing+=("${t#*=}")
+  done
+  ((${#missing[@]})) || return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  echo "$0: installing ${missing[*]} (apt)" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}

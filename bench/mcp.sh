@@ -35,20 +35,12 @@ threads=${THREADS:-$(nproc)}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 
 scripts/deps
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-if ((${#need[@]})); then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+need_tools wrk nginx
 cargo build --release --locked -p open-cli-proxy >/dev/null 2>&1 || cargo build --release --locked -p open-cli-proxy
 rt_bin="$target_dir/release/open-cli-toolbox"
 
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
 failed=()
 fail() { echo "FAIL: $*" >&2; failed+=("$*"); }
 

@@ -91,16 +91,9 @@ if [[ $only == *f* ]] && [ -z "$baseline_bin" ]; then echo "error: (f) needs BAS
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "error: ROUNDS must be a positive number, got '$rounds'" >&2; exit 2; }
 
 scripts/deps
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-if ((${#need[@]})); then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  echo "bench/proxy.sh: installing ${need[*]} (apt)" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+need_tools wrk nginx
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 oha_version=1.16.0
 oha_bin=$(command -v oha || true)
@@ -122,8 +115,6 @@ fi
 bare_bin="$target_dir/release/open-cli-bench-bare-pingora"
 rt_bin="$target_dir/release/open-cli-toolbox"
 
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
 failed=()
 fail() { echo "FAIL: $*" >&2; failed+=("$*"); }
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
