@@ -28,7 +28,6 @@ n2=${N2:-6000}
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 need_tools valgrind nginx
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 [ -d product-tests/oidc/node_modules/oidc-provider ] || scripts/deps
 cargo build --release --locked -p open-cli-proxy -p open-cli-bench-bare-pingora >/dev/null 2>&1 \
   || cargo build --release --locked -p open-cli-proxy -p open-cli-bench-bare-pingora
@@ -38,29 +37,7 @@ bare_bin="$target_dir/release/open-cli-bench-bare-pingora"
 
 
 # ---- the upstream and the provider ---------------------------------------------------------
-user_line=""
-if [ "$(id -u)" -eq 0 ]; then user_line="user $(id -un) $(id -gn);"; fi
-up_port=$(free_port)
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<EOF
-$user_line
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-$(nginx_http_common "$work/nginx")
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$up_port;
-    default_type application/json;
-    location = /hello { return 200 '{"ok":true}'; }
-  }
-}
-EOF
-"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" -g 'daemon off;' 2>> "$work/nginx/error.log" &
-pids+=($!)
-wait_http "http://127.0.0.1:$up_port/hello" || { cat "$work/nginx/error.log" >&2; echo "FAIL: the upstream did not start" >&2; exit 1; }
+start_hello_upstream
 
 oport=$(free_port)
 issuer="http://127.0.0.1:$oport"

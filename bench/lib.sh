@@ -46,3 +46,27 @@ need_tools() {
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# start_hello_upstream: the benchmarks' upstream, an nginx (one worker) on a free loopback port
+# answering GET /hello with {"ok":true}; sets `up_port` once it answers (exits if it does not).
+start_hello_upstream() {
+  up_port=$(free_port)
+  local d="$work/nginx" user_line=""
+  mkdir -p "$d"
+  if [ "$(id -u)" -eq 0 ]; then user_line="user $(id -un) $(id -gn);"; fi
+  cat > "$d/nginx.conf" <<NGX
+$user_line
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+$(nginx_http_common "$d")
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$up_port; default_type application/json; location = /hello { return 200 '{"ok":true}'; } }
+}
+NGX
+  "$(command -v nginx || echo /usr/sbin/nginx)" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" -g 'daemon off;' &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$up_port/hello" || { cat "$d/error.log" >&2; echo "FAIL: the upstream nginx did not start" >&2; exit 1; }
+}

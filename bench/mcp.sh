@@ -45,27 +45,7 @@ failed=()
 fail() { echo "FAIL: $*" >&2; failed+=("$*"); }
 
 # Upstream: nginx answering GET /hello.
-up_port=$(free_port)
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-daemon off;
-events { worker_connections 4096; }
-http {
-$(nginx_http_common "$work/nginx")
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$up_port;
-    default_type application/json;
-    location = /hello { return 200 '{"ok":true}'; }
-  }
-}
-EOF
-"$(command -v nginx || echo /usr/sbin/nginx)" -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=($!)
-wait_http "http://127.0.0.1:$up_port/hello" || { cat "$work/nginx/error.log" >&2; exit 1; }
+start_hello_upstream
 
 # server-everything over streamable HTTP.
 ev_port=$(free_port)

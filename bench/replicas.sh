@@ -23,32 +23,13 @@ scripts/deps
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 need_tools wrk nginx haproxy
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 haproxy_bin=$(command -v haproxy || echo /usr/sbin/haproxy)
 cargo build --release --locked -p open-cli-proxy >/dev/null 2>&1 || cargo build --release --locked -p open-cli-proxy
 rt_bin="$target_dir/release/open-cli-toolbox"
 
 
 # The upstream.
-up_port=$(free_port)
-mkdir -p "$work/nginx"
-user_line=""
-if [ "$(id -u)" -eq 0 ]; then user_line="user $(id -un) $(id -gn);"; fi
-cat > "$work/nginx/nginx.conf" <<NGX
-$user_line
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-$(nginx_http_common "$work/nginx")
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$up_port; default_type application/json; location = /hello { return 200 '{"ok":true}'; } }
-}
-NGX
-"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" -g 'daemon off;' &
-pids+=($!)
-wait_http "http://127.0.0.1:$up_port/hello" || { echo "FAIL: the upstream did not start" >&2; exit 1; }
+start_hello_upstream
 
 # Three runtimes on one config (no runtime auth: the hop, not token checks, is measured).
 sed "s/UPSTREAM_PORT/$up_port/" bench/proxy.openapi.yaml > "$work/bench.openapi.yaml"

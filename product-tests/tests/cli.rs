@@ -1,5 +1,5 @@
 use open_cli_product_tests::{
-    Fixture, Runtime, TestApi, cli, cli_at, demo_config, run, start_demo_runtime, text,
+    Fixture, Runtime, TestApi, cli, cli_at, demo_config, run, start_demo_runtime, text, usage_error,
 };
 use serde_json::{Value, json};
 
@@ -278,12 +278,8 @@ fn tool_schema_by_id_and_by_command_words() {
         ],
         &[],
     );
-    assert_eq!(hidden.status.code(), Some(2));
-    assert!(
-        text(&hidden.stderr).contains("is not in the `reader` view"),
-        "{}",
-        text(&hidden.stderr)
-    );
+    let err = usage_error(&hidden);
+    assert!(err.contains("is not in the `reader` view"), "{err}");
 }
 
 #[test]
@@ -410,12 +406,8 @@ fn explain_and_search_find_and_describe_tools() {
     );
     // A tool outside the view: said so, no look-alikes.
     let out = run(&["--agent-profile", "reader", "explain", "demo:createItem"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("not in the `reader` view"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = usage_error(&out);
+    assert!(err.contains("not in the `reader` view"), "{err}");
 
     // Search: ranked, every word counts.
     let out = run(&["search", "item", "--format", "json"]);
@@ -616,12 +608,8 @@ fn the_catalog_is_revalidated_with_etags_and_served_offline() {
         &["--runtime", rt_url.as_str(), "--offline", "catalog", "list"],
         &[("OPEN_CLI_CACHE_DIR", empty.to_str().unwrap())],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("no cached catalog"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = usage_error(&out);
+    assert!(err.contains("no cached catalog"), "{err}");
 }
 
 /// `status` reports the contract's shape, with the runtime reached or not; `catalog refresh`
@@ -1090,12 +1078,8 @@ fn a_command_that_repeats_its_group_answers_without_the_repeat() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["view"]["tools"][0]["command"], "repos-get");
     let out = dry(&["gh", "repos", "gett", "octo", "hello"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("similar subcommand exists: 'get'"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = usage_error(&out);
+    assert!(err.contains("similar subcommand exists: 'get'"), "{err}");
 }
 
 /// What `scripts/quickstart` prints is what the README says it prints.

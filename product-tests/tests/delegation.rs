@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use open_cli_product_tests::{
-    Broker, DemoApi, Fixture, Runtime, audit_rows, cli_at, http, jwt_claims, text,
+    Broker, DemoApi, Fixture, Runtime, audit_rows, cli_at, http, json_out, jwt_claims, text,
     visible_tool_ids, wait_for,
 };
 use serde_json::{Value, json};
@@ -84,16 +84,6 @@ fn delegate(rt: &Runtime, parent: &str, args: &[&str]) -> std::process::Output {
     )
 }
 
-fn delegated(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// A child token with a subset of its parent's scopes is accepted and each of its calls is
 /// audited with the lineage; an escalation (a scope not held, or dropping the `tool:` scopes
 /// that narrow the parent) is refused by the broker.
@@ -107,7 +97,7 @@ fn a_child_token_gets_a_subset_and_is_audited_with_its_lineage() {
     );
     assert_eq!(visible_tool_ids(&s.rt, &parent), [KEYED, WHOAMI]);
 
-    let child = delegated(&delegate(
+    let child = json_out(&delegate(
         &s.rt,
         &parent,
         &[
@@ -176,7 +166,7 @@ fn a_child_token_gets_a_subset_and_is_audited_with_its_lineage() {
 fn an_expired_child_is_refused() {
     let s = setup();
     let parent = s.broker.token("alice", "bundle:demo", 3600);
-    let child = delegated(&delegate(
+    let child = json_out(&delegate(
         &s.rt,
         &parent,
         &["--scope", "bundle:demo", "--ttl", "3s"],
@@ -208,7 +198,7 @@ fn a_child_keeps_only_its_own_scopes_after_the_parent_shrinks() {
         &format!("bundle:demo tool:{WHOAMI} tool:{KEYED}"),
         3600,
     );
-    let child = delegated(&delegate(
+    let child = json_out(&delegate(
         &s.rt,
         &before,
         &["--scope", &format!("bundle:demo,tool:{KEYED}")],
@@ -275,7 +265,7 @@ fn each_caller_reaches_the_upstream_as_itself() {
     assert!(granted.iter().all(|e| e["client"] == "runtime"));
 
     // alice's sub-agent: its own upstream token (never its parent's), with the chain of actors.
-    let child = delegated(&delegate(&s.rt, &alice, &["--scope", "bundle:demo"]));
+    let child = json_out(&delegate(&s.rt, &alice, &["--scope", "bundle:demo"]));
     let child = child["accessToken"].as_str().unwrap();
     let (status, c1) = execute(&s.rt, child, WHOAMI);
     assert_eq!(status, 200, "{c1}");
@@ -330,14 +320,7 @@ fn an_agent_with_delegation_enabled_sends_children() {
     let run = |args: &[&str]| {
         let mut all = vec!["--config", client.to_str().unwrap()];
         all.extend_from_slice(args);
-        let out = open_cli_product_tests::process::run("open-cli", &all, &env, None);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        json_out(&open_cli_product_tests::cli(&all, &env))
     };
     let listed = run(&["catalog", "list", "--format", "json"]);
     let ids: Vec<&str> = listed["view"]["tools"]

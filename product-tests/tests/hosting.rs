@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use std::time::Duration;
 
-use open_cli_product_tests::{bin, http, jwt_claims, repo_root, text, wait_for};
+use open_cli_product_tests::{bin, http, json_out, jwt_claims, repo_root, text, wait_for};
 use serde_json::{Value, json};
 
 /// An example brought up by `deploy/examples/<name>/run.sh up <dir>`; brought down (by the
@@ -67,18 +67,11 @@ impl Example {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .chain(extra.iter().copied())
             .collect();
-        open_cli_product_tests::process::run("open-cli", args, &env, None)
+        open_cli_product_tests::cli(args, &env)
     }
 
     fn json(&self, args: &[&str], extra: &[(&str, &str)]) -> Value {
-        let out = self.cli(args, extra);
-        assert!(
-            out.status.success(),
-            "open-cli {args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        json_out(&self.cli(args, extra))
     }
 
     /// The PIDs the script started (its `*.pid` files).

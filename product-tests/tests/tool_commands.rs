@@ -2,8 +2,8 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use open_cli_product_tests::{
-    Fixture, McpEverything, Runtime, TestApi, bin, cli, demo_config, isolate, start_demo_runtime,
-    text,
+    Fixture, McpEverything, Runtime, TestApi, bin, cli, demo_config, isolate, json_out,
+    start_demo_runtime, text, usage_error,
 };
 use serde_json::{Value, json};
 
@@ -31,34 +31,6 @@ fn oc_stdin(rt: &Runtime, args: &[&str], input: &str) -> Output {
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn json_out(out: &Output) -> Value {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
-}
-
-fn usage_error(out: &Output) -> String {
-    let err = text(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "stdout: {}\nstderr: {err}",
-        text(&out.stdout)
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "nothing on stdout: {}",
-        text(&out.stdout)
-    );
-    err
 }
 
 // ---- without the execute endpoint: help, dry-run, validation ----

@@ -163,6 +163,36 @@ function log(entry) {
   process.stdout.write(`${JSON.stringify({ event: 'token_exchange', ...entry })}\n`);
 }
 
+// Issue an exchanged token for `parent`'s subject and answer with it (RFC 8693 §2.2.1): `actor`
+// becomes the outermost `act`, the parent's own `act` nested inside (RFC 8693 §4.1: the current
+// actor outermost, earlier actors within); `claims` are added; `delegation_id`, when among them,
+// is also in the answer. `now` is the time the lifetime was computed at (so the token never
+// outlives its parent by the time spent in between).
+async function issue(ctx, audit, parent, { now, aud, scope, lifetime, actor, claims }) {
+  audit.scope = scope;
+  const act = parent.act && typeof parent.act === 'object' ? { sub: actor, act: parent.act } : { sub: actor };
+  const accessToken = await sign({
+    iss: ISSUER,
+    aud,
+    sub: parent.sub,
+    client_id: ctx.oidc.client.clientId,
+    scope,
+    iat: now,
+    exp: now + lifetime,
+    jti: randomUUID(),
+    act,
+    ...claims,
+  });
+  ctx.body = {
+    access_token: accessToken,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: 'Bearer',
+    expires_in: lifetime,
+    scope,
+    ...(claims.delegation_id ? { delegation_id: claims.delegation_id } : {}),
+  };
+}
+
 async function tokenExchange(ctx) {
   const { params, client } = ctx.oidc;
   const target = params.audience ?? RUNTIME_AUDIENCE;
@@ -247,33 +277,16 @@ async function tokenExchange(ctx) {
     }
 
     const actor = { sub: params.actor_id ?? client.clientId };
-    // RFC 8693 §4.1: the current actor outermost, earlier actors nested inside.
-    const act = parent.act && typeof parent.act === 'object' ? { ...actor, act: parent.act } : actor;
     const delegationId = randomUUID();
-    const scope = requested.join(' ');
-    audit.scope = scope;
     audit.delegationId = delegationId;
-    const accessToken = await sign({
-      iss: ISSUER,
+    await issue(ctx, audit, parent, {
+      now,
       aud: RUNTIME_AUDIENCE,
-      sub: parent.sub,
-      client_id: client.clientId,
-      scope,
-      iat: now,
-      exp: now + lifetime,
-      jti: randomUUID(),
-      act,
-      delegated_by: parent.act?.sub ?? parent.sub,
-      delegation_id: delegationId,
+      scope: requested.join(' '),
+      lifetime,
+      actor: actor.sub,
+      claims: { delegated_by: parent.act?.sub ?? parent.sub, delegation_id: delegationId },
     });
-    ctx.body = {
-      access_token: accessToken,
-      issued_token_type: ACCESS_TOKEN_TYPE,
-      token_type: 'Bearer',
-      expires_in: lifetime,
-      scope,
-      delegation_id: delegationId,
-    };
     return;
   }
 
@@ -296,29 +309,15 @@ async function tokenExchange(ctx) {
     if (lifetime <= 0) {
       throw fail(errors.InvalidGrant, 'subject_token expires too soon to exchange');
     }
-    const scope = granted.join(' ');
-    audit.scope = scope;
-    const accessToken = await sign({
-      iss: ISSUER,
+    // The runtime acts for the caller; a delegated caller's chain of actors stays inside.
+    await issue(ctx, audit, parent, {
+      now,
       aud: target,
-      sub: parent.sub,
-      client_id: client.clientId,
-      scope,
-      iat: now,
-      exp: now + lifetime,
-      jti: randomUUID(),
-      // The runtime acts for the caller; a delegated caller's chain of actors stays inside.
-      act: parent.act && typeof parent.act === 'object'
-        ? { sub: client.clientId, act: parent.act }
-        : { sub: client.clientId },
+      scope: granted.join(' '),
+      lifetime,
+      actor: client.clientId,
+      claims: {},
     });
-    ctx.body = {
-      access_token: accessToken,
-      issued_token_type: ACCESS_TOKEN_TYPE,
-      token_type: 'Bearer',
-      expires_in: lifetime,
-      scope,
-    };
     return;
   }
 
