@@ -27,7 +27,7 @@ pub fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing; build it first with `cargo build -p open-cli-proxy -p open-cli -p open-cli-testapi` (or set OPEN_CLI_BIN_DIR)",
+        "{} is missing; build it first with `cargo build --workspace --all-targets` (scripts/test does; or set OPEN_CLI_BIN_DIR)",
         path.display()
     );
     path
