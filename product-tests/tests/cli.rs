@@ -594,8 +594,38 @@ fn the_catalog_is_revalidated_with_etags_and_served_offline() {
         "{}",
         text(&out.stderr)
     );
-    // A rebuild makes a new view: the CLI takes it (the mark is gone).
+    // The tag is made of what the view holds, not of the process or the build: a rebuild
+    // that changes nothing keeps it (the copy stays current), and a replica started on the
+    // same config answers 304 to it too.
+    let revalidate = |base: &str, tag: &str| {
+        open_cli_product_tests::http()
+            .get(format!("{base}/v1/catalog/effective"))
+            .header("if-none-match", tag)
+            .send()
+            .unwrap()
+            .status()
+    };
     rt.sighup_and_wait();
+    assert_eq!(
+        revalidate(&rt.url, &etag),
+        304,
+        "a rebuild of the same catalog"
+    );
+    let out = list(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("(cached copy)"));
+    let config = fx.path().join(".cli.json");
+    let replica = Runtime::start(&config);
+    assert_eq!(revalidate(&replica.url, &etag), 304, "a replica");
+    drop(replica);
+    // A rebuild that changes the catalog (the curated view loses a tool) makes a new tag:
+    // the CLI takes the new view (the mark is gone).
+    fx.write_json(
+        ".cli.json",
+        &demo_config(json!({"curation": {"toolSets": {"read-only": {"allow": ["demo:list*"]}}}})),
+    );
+    rt.sighup_and_wait();
+    assert_eq!(revalidate(&rt.url, &etag), 200, "a changed catalog");
     let out = list(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(!text(&out.stdout).contains("(cached copy)"));

@@ -561,7 +561,7 @@ fn catalog_effective(
             ));
         }
     };
-    let etag = effective_etag(snapshot.id(), view, compact, caller);
+    let etag = effective_etag(snapshot.content(), view, compact, caller);
     let revalidate = [
         ("etag", etag.clone()),
         ("vary", "accept-encoding, authorization".into()),
@@ -621,17 +621,18 @@ fn catalog_effective(
     Ok(reply)
 }
 
-/// The entity tag of an effective view: what makes its body, without rendering it — the
-/// process (a random value drawn once, so a restart or another replica never repeats a tag),
-/// the snapshot, the view and, for an authenticated caller, the scopes that filter it. Weak:
-/// the gzip and identity forms are the same view.
-fn effective_etag(snapshot: u64, view: &str, compact: bool, caller: &Caller) -> String {
+/// The entity tag of an effective view: what makes its body, without rendering it — what the
+/// snapshot serves ([`crate::snapshot::Snapshot::content`]: the catalog without its build time,
+/// the deny patterns, the runtime's version), the view, the form and, for an authenticated
+/// caller, the scopes that filter it. The same in every replica and across restarts while the
+/// catalog is the same. Weak: the gzip and identity forms are the same view, and two builds of
+/// one catalog differ in `generatedAt`.
+fn effective_etag(content: &[u8; 32], view: &str, compact: bool, caller: &Caller) -> String {
     use sha2::Digest as _;
-    static PROCESS: std::sync::LazyLock<u64> =
-        std::sync::LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let mut h = sha2::Sha256::new();
+    h.update(content);
     h.update(view.as_bytes());
-    h.update([u8::from(compact)]);
+    h.update([0, u8::from(compact)]);
     if let Some(p) = &caller.principal {
         let mut scopes: Vec<&str> = p.scopes.iter().map(String::as_str).collect();
         scopes.sort_unstable();
@@ -644,11 +645,7 @@ fn effective_etag(snapshot: u64, view: &str, compact: bool, caller: &Caller) -> 
         h.update([1]);
     }
     let digest = h.finalize();
-    format!(
-        "W/\"{:016x}-{snapshot:x}-{}\"",
-        *PROCESS,
-        hex::encode(&digest[..8])
-    )
+    format!("W/\"{}\"", hex::encode(&digest[..16]))
 }
 
 /// `If-None-Match` (RFC 9110 §13.1.2): `*`, or a list of tags compared weakly.

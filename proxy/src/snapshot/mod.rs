@@ -113,6 +113,50 @@ fn compact_body(catalog: &Catalog, view: EffectiveView) -> open_cli_config::wire
     }
 }
 
+/// The digest of a catalog as rendered (`catalog_json`), without what only says when and how
+/// this build read its documents: `generatedAt` and each source's provenance time and fetches
+/// (the documents' content is in `sourceFingerprint`, and what was made of them follows). With
+/// the runtime's version. Those volatile fields all come before `services` (the catalog's
+/// fields are rendered in order: version, time, fingerprint, sources, services, tools, …), so
+/// the rendering is hashed from the catalog's own `"services"` key on — the first occurrence of
+/// that key, as no source entry has one — after the head's lasting parts. Were the key ever not
+/// found, the whole rendering is hashed: a tag per build, never a tag shared by different
+/// catalogs.
+fn catalog_digest(catalog: &Catalog, catalog_json: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut field = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    field(env!("CARGO_PKG_VERSION"));
+    field(&catalog.catalog_version);
+    field(&catalog.source_fingerprint);
+    for source in &catalog.sources {
+        field(&source.id);
+        field(&source.kind);
+        field(&source.uri);
+        field(&source.provenance.method);
+    }
+    match memchr::memmem::find(catalog_json, b",\"services\":") {
+        Some(at) => h.update(&catalog_json[at..]),
+        None => h.update(catalog_json),
+    }
+    h.finalize().into()
+}
+
+/// `content` with the deny patterns mixed in (they filter every caller's view).
+fn with_deny<'a>(content: &[u8; 32], deny: impl Iterator<Item = &'a String>) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(content);
+    for pattern in deny {
+        h.update([0]);
+        h.update(pattern.as_bytes());
+    }
+    h.finalize().into()
+}
+
 /// Most per-caller renderings kept (distinct scope envelopes × views); the cache is cleared
 /// when full.
 const MAX_FILTERED: usize = 256;
@@ -121,6 +165,8 @@ const MAX_FILTERED: usize = 256;
 pub struct Snapshot {
     /// Unique per snapshot object, never reused: the key of per-thread caches.
     id: u64,
+    /// What the snapshot serves, as a digest (see the module docs and [`Snapshot::content`]).
+    content: [u8; 32],
     pub catalog: Catalog,
     /// Managed deny and `policy.deny`: subtracted from every authorization envelope.
     pub deny: Vec<crate::policy::glob::Pattern>,
@@ -155,6 +201,10 @@ impl Snapshot {
             .chain(&config.policy.deny)
             .filter_map(|p| crate::policy::glob::Pattern::new(p).ok())
             .collect();
+        s.content = with_deny(
+            &s.content,
+            config.managed_deny.iter().chain(&config.policy.deny),
+        );
         s.exec = crate::snapshot::index::ExecIndex::build(&s.catalog, config);
         s.config = std::sync::Arc::new(config.clone());
         s.pass_through = config.pass_through();
@@ -164,6 +214,12 @@ impl Snapshot {
     /// This snapshot's identity (unique in the process): what caches keyed by snapshot use.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The digest of what this snapshot serves: equal for snapshots that serve the same
+    /// catalog under the same deny patterns, in any process (see the module docs).
+    pub fn content(&self) -> &[u8; 32] {
+        &self.content
     }
 
     /// The authorization envelope of a scope set (computed once per snapshot and scope set).
@@ -297,6 +353,7 @@ impl Snapshot {
         default_profile: Option<String>,
     ) -> std::io::Result<Self> {
         let catalog_json = serde_json::to_vec(&catalog)?;
+        let content = catalog_digest(&catalog, &catalog_json);
         let mut effective = BTreeMap::new();
         for view in &catalog.effective_views {
             let view_json = serde_json::to_vec(view)?;
@@ -322,6 +379,7 @@ impl Snapshot {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Self {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            content,
             catalog,
             deny: Vec::new(),
             envelopes: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -479,6 +537,67 @@ mod tests {
         assert_eq!(unzipped, body.identity);
         assert_eq!(v.view.name, "sandbox");
         assert_eq!(v.catalog.effective_views.len(), 2);
+    }
+
+    #[test]
+    fn the_content_digest_ignores_only_when_and_how_documents_were_read() {
+        use crate::policy::scope::tests::catalog;
+        use open_cli_config::ntc::{Fetch, Provenance, SourceEntry};
+        // A catalog built at `at` from one fetched document, with the document's checksum.
+        let built = |at: &str, fingerprint: &str| {
+            let mut c = catalog();
+            c.generated_at = at.into();
+            c.source_fingerprint = fingerprint.into();
+            c.sources = vec![SourceEntry {
+                id: "demo".into(),
+                kind: "openapi".into(),
+                uri: "https://api.example/openapi.json".into(),
+                provenance: Provenance {
+                    method: "explicit".into(),
+                    at: at.into(),
+                    fetches: vec![Fetch {
+                        url: "https://api.example/openapi.json".into(),
+                        fetched_at: at.into(),
+                        method: "explicit".into(),
+                        request_method: Some("GET".into()),
+                        status_code: Some(304),
+                        cache_outcome: Some(format!("revalidated at {at}")),
+                        etag: Some(format!("\"{at}\"")),
+                        last_modified: None,
+                        cache_control: None,
+                        expires_at: Some(at.into()),
+                        stale: false,
+                    }],
+                },
+            }];
+            c
+        };
+        let snap = |c: Catalog| Snapshot::new(c, ModeKind::Discover, None).unwrap();
+        let a = snap(built("2026-12-06T10:00:00Z", "f1"));
+        let b = snap(built("2026-12-06T11:30:00Z", "f1"));
+        assert_ne!(a.id(), b.id());
+        assert_eq!(a.content(), b.content(), "a rebuild of the same catalog");
+        assert_ne!(
+            snap(built("2026-12-06T10:00:00Z", "f2")).content(),
+            a.content(),
+            "another document"
+        );
+        let mut c = built("2026-12-06T10:00:00Z", "f1");
+        c.sources[0].uri = "https://api.example/v2/openapi.json".into();
+        assert_ne!(snap(c).content(), a.content(), "another source");
+        let mut c = built("2026-12-06T10:00:00Z", "f1");
+        c.tools[0].summary = Some("changed".into());
+        assert_ne!(snap(c).content(), a.content(), "a changed tool");
+        let mut c = built("2026-12-06T10:00:00Z", "f1");
+        c.effective_views.pop();
+        assert_ne!(snap(c).content(), a.content(), "a view less");
+        // Deny patterns filter every caller's view, so they are part of it.
+        let deny = ["t:get".to_string()];
+        assert_ne!(&with_deny(a.content(), deny.iter()), a.content());
+        assert_eq!(
+            with_deny(a.content(), deny.iter()),
+            with_deny(b.content(), deny.iter())
+        );
     }
 
     #[test]
