@@ -146,7 +146,11 @@ impl Budgets {
             if !buckets.is_empty() {
                 let checked = match &rates.store {
                     Store::Local(l) => Ok(l.take(&buckets)),
-                    Store::Redis(r) => r.take(&buckets).await,
+                    // Boxed: the Redis exchange's future is most of this one's size, and
+                    // this one is part of every call's request future, with or without
+                    // rate limits (Pingora copies that future per request; one allocation is
+                    // nothing beside the round trip).
+                    Store::Redis(r) => Box::pin(r.take(&buckets)).await,
                 };
                 match checked {
                     Ok(None) => {}

@@ -318,9 +318,11 @@ impl ProxyHttp for Gateway {
                     .record("http.response.status_code", a.upstream_status);
                 ctx.upstream_span = tracing::Span::none();
             }
+            // The cold paths' futures are boxed (here and below), so this hook's future,
+            // allocated and moved for every proxied answer, stays small.
             if a.upstream_status == 401 {
                 for issued in &a.creds()?.oauth {
-                    self.state.credentials.tokens.invalidate(issued).await;
+                    Box::pin(self.state.credentials.tokens.invalidate(issued)).await;
                 }
             }
             relay_response_header(upstream_response, ctx.request_id.header())?;
@@ -331,7 +333,7 @@ impl ProxyHttp for Gateway {
                 == open_cli_config::model::AuditDurability::Always
             {
                 let e = pass_through_event(session, None, a, &ctx.request_id);
-                let written = crate::execute::record(&self.state, e).await;
+                let written = Box::pin(crate::execute::record(&self.state, e)).await;
                 a.recorded = true;
                 if written.is_err() {
                     a.withheld = true;

@@ -326,7 +326,13 @@ pub async fn admit(
     let permit = match crate::execute::admit(state, &snapshot, &caller, i, &intent).await {
         Ok(p) => p,
         Err(e) => {
-            crate::execute::record(state, crate::execute::denial_event(event(), &e)).await?;
+            // Boxed, as the failures below: the record's future would otherwise be part of
+            // every admitted request's future, which Pingora moves per request.
+            Box::pin(crate::execute::record(
+                state,
+                crate::execute::denial_event(event(), &e),
+            ))
+            .await?;
             return Err(e.into());
         }
     };
@@ -343,11 +349,14 @@ pub async fn admit(
     }
     use crate::execute::Error::{Credentials, Unreachable};
     // Recorded like execute's failures (held for the record with `durability: always`).
-    let fail = |err: crate::execute::Error| async {
-        match crate::execute::record(state, crate::execute::failure_event(event(), &err)).await {
-            Err(unavailable) => ApiError::from(unavailable),
-            Ok(()) => ApiError::from(err),
-        }
+    let fail = |err: crate::execute::Error| {
+        Box::pin(async {
+            match crate::execute::record(state, crate::execute::failure_event(event(), &err)).await
+            {
+                Err(unavailable) => ApiError::from(unavailable),
+                Ok(()) => ApiError::from(err),
+            }
+        })
     };
     let up = match (&info.base, &info.target) {
         (Ok(_), Some(t)) => t,
