@@ -56,3 +56,52 @@ impl McpEverything {
         }
     }
 }
+
+/// `product-tests/mcp-clients/keyed-server.mjs`: a streamable-HTTP MCP server made with the MCP
+/// project's TypeScript SDK that knows its callers by `X-Api-Key` (`keys`: `{"<key>":
+/// "<owner>"}`), binds each session to the owner that started it, and whose one tool,
+/// `whoami`, answers the caller's owner and session. It logs one JSON line per request.
+#[derive(Debug)]
+pub struct KeyedMcp {
+    pub proc: Proc,
+    pub url: String,
+}
+
+impl KeyedMcp {
+    pub fn start(keys: &serde_json::Value) -> Self {
+        let dir = repo_root().join("product-tests/mcp-clients");
+        assert!(
+            dir.join("node_modules/@modelcontextprotocol/sdk").exists(),
+            "the TypeScript MCP SDK is missing: run scripts/deps"
+        );
+        let keys = keys.to_string();
+        let (proc, url) = spawn_on_free_port(
+            "keyed MCP server",
+            Port::Ephemeral,
+            START_DEADLINE,
+            |port| {
+                let mut cmd = Command::new("node");
+                cmd.arg(dir.join("keyed-server.mjs"))
+                    .current_dir(&dir)
+                    .env("PORT", port.to_string())
+                    .env("KEYS", &keys);
+                cmd
+            },
+            |proc, _| {
+                proc.stdout_after("listening on ")
+                    .map(|u| u.trim().to_string())
+            },
+        )
+        .unwrap_or_else(|e| panic!("the keyed MCP server did not start: {e}"));
+        Self { proc, url }
+    }
+
+    /// The requests it received, as `{"method", "owner", "session"}`.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.proc
+            .stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use open_cli_product_tests::{
-    Broker, DemoApi, Fixture, Runtime, audit_rows, cli_at, http, json_out, jwt_claims, text,
-    visible_tool_ids, wait_for,
+    Broker, DemoApi, Fixture, KeyedMcp, Runtime, audit_rows, cli_at, http, json_out, jwt_claims,
+    text, visible_tool_ids, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -289,6 +289,93 @@ fn each_caller_reaches_the_upstream_as_itself() {
     assert!(
         message.contains("secret `demo.apiKey` has no entry for principal `carol`"),
         "{message}"
+    );
+}
+
+/// Per-caller identity at an MCP server: `transport.headerSecrets` naming a `byPrincipal`
+/// secret send each caller's own key, each caller in a session of its own (the server binds a
+/// session to the key that started it and refuses it to another); the catalog build lists the
+/// tools with the `default` entry, which is also what a caller without an entry gets.
+#[test]
+fn each_caller_reaches_an_mcp_server_as_itself() {
+    let broker = Broker::start("bundle:keyed", &json!({}));
+    let mcp =
+        KeyedMcp::start(&json!({"key-alice": "alice", "key-bob": "bob", "key-shared": "shared"}));
+    let fx = Fixture::new();
+    let key = |k: &str| json!({"type": "literal", "value": k});
+    let cfg = json!({
+        "cli": "1.0.0",
+        "mode": {"default": "discover"},
+        "sources": {"keyed": {"type": "mcp", "transport": {"type": "streamable-http",
+            "url": mcp.url, "headerSecrets": {"X-Api-Key": "keyed.apiKey"}}}},
+        "services": {"keyed": {"source": "keyed", "alias": "keyed"}},
+        "secrets": {"keyed.apiKey": {"type": "byPrincipal",
+            "principals": {"alice": key("key-alice"), "bob": key("key-bob")},
+            "default": key("key-shared")}},
+        "runtime": {"mode": "remote", "server": {"auth": broker.auth()}}
+    });
+    let rt = Runtime::start(&fx.write_json(".cli.json", &cfg));
+    let listed: Vec<Value> = mcp.requests();
+    assert!(!listed.is_empty());
+    assert!(
+        listed.iter().all(|r| r["owner"] == "shared"),
+        "the catalog build lists with the default key: {listed:?}"
+    );
+    let whoami = |token: &str| {
+        let r = http()
+            .post(format!("{}/v1/tools/execute", rt.url))
+            .bearer_auth(token)
+            .body(json!({"toolId": "keyed:whoami", "body": "e30="}).to_string())
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().unwrap();
+        assert_eq!(status, 200, "{v}");
+        let text = v["body"]["content"][0]["text"].as_str().unwrap_or_default();
+        serde_json::from_str::<Value>(text).unwrap_or_else(|_| panic!("{v}"))
+    };
+    let alice = broker.token("alice", "bundle:keyed", 3600);
+    let bob = broker.token("bob", "bundle:keyed", 3600);
+    let carol = broker.token("carol", "bundle:keyed", 3600);
+    let a1 = whoami(&alice);
+    assert_eq!(a1["owner"], "alice", "{a1}");
+    let b1 = whoami(&bob);
+    assert_eq!(b1["owner"], "bob", "{b1}");
+    assert_ne!(b1["session"], a1["session"], "a session per caller");
+    // Interleaved again: each caller back in its own session.
+    let a2 = whoami(&alice);
+    assert_eq!(
+        (&a2["owner"], &a2["session"]),
+        (&a1["owner"], &a1["session"])
+    );
+    let b2 = whoami(&bob);
+    assert_eq!(
+        (&b2["owner"], &b2["session"]),
+        (&b1["owner"], &b1["session"])
+    );
+    // No entry for carol: the default key.
+    assert_eq!(whoami(&carol)["owner"], "shared");
+    // The server refused nothing: no session was ever presented with another caller's key.
+    let calls: Vec<Value> = mcp.requests();
+    assert!(calls.iter().all(|r| !r["owner"].is_null()), "{calls:?}");
+    for who in ["alice", "bob"] {
+        let sessions: std::collections::BTreeSet<&str> = calls
+            .iter()
+            .filter(|r| r["owner"] == who)
+            .filter_map(|r| r["session"].as_str())
+            .collect();
+        assert_eq!(sessions.len(), 1, "{who}: {sessions:?}");
+    }
+    // The audit records name each caller.
+    let rows = audit_rows(&rt, 5, |r| r["toolId"] == "keyed:whoami");
+    let principals: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["principal"].as_str())
+        .collect();
+    assert_eq!(
+        principals,
+        ["alice", "bob", "alice", "bob", "carol"],
+        "{rows:?}"
     );
 }
 

@@ -31,8 +31,9 @@ pub async fn authorized_transport(
     source: &Source,
     config: &Config,
     credentials: &Credentials,
+    who: Identity<'_>,
 ) -> Result<(Transport, Option<Issued>), String> {
-    let mut transport = transport(source, config, &credentials.secrets).await?;
+    let mut transport = transport(source, config, &credentials.secrets, who).await?;
     let Some(o) = &source.oauth else {
         return Ok((transport, None));
     };
@@ -74,12 +75,26 @@ pub async fn authorized_transport(
     Ok((transport, Some(issued)))
 }
 
+/// Whose values a `byPrincipal` secret in `transport.headerSecrets` gives (an extension of the
+/// contract, `docs/execution.md`, "Per-caller credentials").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity<'a> {
+    /// A catalog build lists the server's tools as no caller in particular: with the secret's
+    /// `default` entry.
+    Listing,
+    /// A tool call, for the caller named here (`None` without runtime auth): the caller's own
+    /// entry, else `default`. Each set of header values has its own session
+    /// (`upstream::mcp`), so callers never share one.
+    Caller(Option<&'a str>),
+}
+
 /// The transport to reach an MCP source, with `headerSecrets` resolved through the runtime's
-/// one resolver (no OAuth; see [`authorized_transport`]).
+/// one resolver for `who` (no OAuth; see [`authorized_transport`]).
 pub async fn transport(
     source: &Source,
     config: &Config,
     secrets: &crate::credentials::secrets::SecretStore,
+    who: Identity<'_>,
 ) -> Result<Transport, String> {
     let t = source.transport.as_ref().ok_or("`transport` is required")?;
     let mut headers: crate::upstream::mcp::Headers = t
@@ -88,18 +103,24 @@ pub async fn transport(
         .map(|(k, v)| (k.clone(), SecretValue::new(v.as_str())))
         .collect();
     for (header, key) in &t.header_secrets {
-        if matches!(
-            config.secrets.get(key),
-            Some(open_cli_config::model::Secret::ByPrincipal(_))
-        ) {
-            return Err(format!(
-                "transport.headerSecrets.{header}: secret `{key}` holds one value per principal, but an MCP transport's session is shared by every caller; use a plain secret"
-            ));
-        }
-        let value = secrets
-            .value(config, key, None)
-            .await
-            .map_err(|e| format!("transport.headerSecrets.{header}: {e}"))?;
+        let at = |e: String| format!("transport.headerSecrets.{header}: {e}");
+        let value = match (config.secrets.get(key), who) {
+            (Some(open_cli_config::model::Secret::ByPrincipal(b)), Identity::Listing) => {
+                let Some(default) = &b.default else {
+                    return Err(at(format!(
+                        "secret `{key}` holds one value per principal; the catalog build lists the server's tools with its `default` entry, and it has none"
+                    )));
+                };
+                secrets
+                    .resolve(default, config.policy.allow_exec_secrets)
+                    .await
+                    .map_err(|e| at(format!("secret `{key}` (default): {e}")))?
+            }
+            (_, Identity::Caller(principal)) => {
+                secrets.value(config, key, principal).await.map_err(at)?
+            }
+            (_, Identity::Listing) => secrets.value(config, key, None).await.map_err(at)?,
+        };
         headers.push((header.clone(), SecretValue::new(&*value)));
     }
     let url = || t.url.clone().ok_or("`transport.url` is required");
@@ -203,6 +224,74 @@ fn safety_from_annotations(a: Option<&Value>) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A config with MCP source `s` over `kind` (`headerSecrets` are for the HTTP transports;
+    /// the config refuses them on `stdio`), whose `X-Api-Key` is the `byPrincipal` secret `k`
+    /// (alice's entry, and `default` when given).
+    fn per_caller(kind: &str, default: Option<&str>) -> Config {
+        let mut secret = json!({"type": "byPrincipal",
+            "principals": {"alice": {"type": "literal", "value": "key-alice"}}});
+        if let Some(d) = default {
+            secret["default"] = json!({"type": "literal", "value": d});
+        }
+        let transport = json!({"type": kind, "url": "http://127.0.0.1:9/mcp",
+                               "headerSecrets": {"X-Api-Key": "k"}});
+        let doc = json!({
+            "cli": "1.0.0",
+            "mode": {"default": "discover"},
+            "runtime": {"mode": "remote"},
+            "sources": {"s": {"type": "mcp", "transport": transport}},
+            "secrets": {"k": secret},
+        });
+        open_cli_config::load::parse_str(&doc.to_string(), std::path::Path::new("t.cli.json"))
+            .unwrap()
+    }
+
+    fn key_of(t: &Transport) -> Option<String> {
+        match t {
+            Transport::StreamableHttp { headers, .. } | Transport::Sse { headers, .. } => headers
+                .iter()
+                .find(|(k, _)| k == "X-Api-Key")
+                .map(|(_, v)| v.expose().to_string()),
+            Transport::Stdio { .. } => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn per_caller_header_secrets_are_the_callers_and_the_default_lists() {
+        let store = crate::credentials::secrets::SecretStore::default();
+        let resolve = |cfg: Config, who: Identity<'static>| {
+            let store = &store;
+            async move { transport(&cfg.sources["s"], &cfg, store, who).await }
+        };
+        for kind in ["streamable-http", "sse"] {
+            let cfg = || per_caller(kind, Some("key-shared"));
+            let alice = resolve(cfg(), Identity::Caller(Some("alice")))
+                .await
+                .unwrap();
+            assert_eq!(key_of(&alice).as_deref(), Some("key-alice"));
+            let bob = resolve(cfg(), Identity::Caller(Some("bob"))).await.unwrap();
+            assert_eq!(key_of(&bob).as_deref(), Some("key-shared"));
+            let listing = resolve(cfg(), Identity::Listing).await.unwrap();
+            assert_eq!(key_of(&listing).as_deref(), Some("key-shared"));
+            // Without runtime auth a call has no caller: refused, as for HTTP tools.
+            let e = resolve(cfg(), Identity::Caller(None)).await.unwrap_err();
+            assert!(e.contains("no authenticated caller"), "{e}");
+            // Without `default`: no listing, and a caller without an entry is refused.
+            let e = resolve(per_caller(kind, None), Identity::Listing)
+                .await
+                .unwrap_err();
+            assert!(
+                e.contains("transport.headerSecrets.X-Api-Key")
+                    && e.contains("`default` entry, and it has none"),
+                "{e}"
+            );
+            let e = resolve(per_caller(kind, None), Identity::Caller(Some("bob")))
+                .await
+                .unwrap_err();
+            assert!(e.contains("no entry for principal `bob`"), "{e}");
+        }
+    }
 
     #[test]
     fn tools_become_operations_with_backends_and_safety() {

@@ -288,9 +288,10 @@ async fn mcp_source(
     hasher: &mut Sha256,
 ) -> Result<(SourceEntry, ServiceEntry, Vec<Tool>, Vec<Workflow>), Vec<String>> {
     let at = format!("sources.{source_id} (mcp)");
-    let (transport, issued) = mcp::authorized_transport(source_id, source, cfg, credentials)
-        .await
-        .map_err(|e| vec![format!("{at}: {e}")])?;
+    let (transport, issued) =
+        mcp::authorized_transport(source_id, source, cfg, credentials, mcp::Identity::Listing)
+            .await
+            .map_err(|e| vec![format!("{at}: {e}")])?;
     let listed = match crate::upstream::mcp::list_tools(&transport).await {
         // A token the server refuses (revoked, or cached from before a restart): one fresh
         // token, one more try.
@@ -298,9 +299,15 @@ async fn mcp_source(
             if let Some(i) = &issued {
                 credentials.tokens.invalidate(i).await;
             }
-            let (transport, _) = mcp::authorized_transport(source_id, source, cfg, credentials)
-                .await
-                .map_err(|e| vec![format!("{at}: {e}")])?;
+            let (transport, _) = mcp::authorized_transport(
+                source_id,
+                source,
+                cfg,
+                credentials,
+                mcp::Identity::Listing,
+            )
+            .await
+            .map_err(|e| vec![format!("{at}: {e}")])?;
             crate::upstream::mcp::list_tools(&transport).await
         }
         other => other,

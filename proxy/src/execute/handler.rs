@@ -271,7 +271,7 @@ async fn run(
         ));
     }
     if info.mcp {
-        return run_mcp(state, snapshot, tool, req, body, ev).await;
+        return run_mcp(state, snapshot, tool, req, body, caller, ev).await;
     }
     let flags = match_flags(tool, req).map_err(|m| bad(m, &ev))?;
     check_header_flags(tool, &flags, &snapshot.pass_through.forward_headers)
@@ -365,6 +365,7 @@ async fn run_mcp(
     tool: &Tool,
     req: &ExecuteRequest,
     body: Option<Bytes>,
+    caller: &Caller,
     mut ev: Event<'static>,
 ) -> Result<(ExecuteResponse, Event<'static>), Failure> {
     let fail = |e: fn(String) -> Error, m: String, ev: &Event<'static>| (e(m), ev.clone());
@@ -420,12 +421,18 @@ async fn run_mcp(
             &ev,
         )
     })?;
+    // The caller's name for per-caller `headerSecrets` (`byPrincipal`).
+    let principal = caller
+        .principal
+        .as_deref()
+        .map(|p| p.on_behalf().principal());
     let authorize = || {
         crate::catalog::mcp::authorized_transport(
             &backend.source_id,
             source,
             config,
             &state.credentials,
+            crate::catalog::mcp::Identity::Caller(principal.as_deref()),
         )
     };
     let refused = |m: String, ev: &Event<'static>| {

@@ -2,7 +2,9 @@
 //! module doc of [`super`]).
 //!
 //! Sessions are kept by URL and header fields other than `Authorization`; a call that brings
-//! another `Authorization` value (a renewed OAuth token) replaces the session. A call that
+//! another `Authorization` value (a renewed OAuth token) replaces the session. Header fields
+//! per caller (`byPrincipal` `headerSecrets`) thus give each caller a session of its own; at
+//! most [`MAX_SESSIONS`] are kept (idle ones are closed at the bound). A call that
 //! fails drops its session, so the next one starts a new session. rmcp itself re-initialises
 //! a session the server answers 404 for.
 //!
@@ -125,6 +127,23 @@ impl InUse {
     }
 }
 
+/// Most sessions kept. Sources with per-caller header values (`byPrincipal` `headerSecrets`)
+/// have a session per caller, so the count grows with the callers; at the bound, every session
+/// no call is using is closed before another is started (each caller's next call starts its
+/// session again).
+const MAX_SESSIONS: usize = 1024;
+
+/// Close every session no call holds (the map's own reference is the only one).
+fn evict_idle(sessions: &mut HashMap<Key, Slot>) {
+    let before = sessions.len();
+    sessions.retain(|_, slot| Arc::strong_count(slot) > 1);
+    tracing::info!(
+        closed = before - sessions.len(),
+        kept = sessions.len(),
+        "MCP sessions at their bound ({MAX_SESSIONS}): idle ones closed"
+    );
+}
+
 /// The live session for `url` with `headers`, started if there is none.
 async fn session(url: &str, headers: &Headers) -> Result<InUse, Error> {
     static SESSIONS: LazyLock<Mutex<HashMap<Key, Slot>>> = LazyLock::new(Default::default);
@@ -142,13 +161,13 @@ async fn session(url: &str, headers: &Headers) -> Result<InUse, Error> {
                 .push((name.to_ascii_lowercase(), value.expose().to_string()));
         }
     }
-    let slot = Arc::clone(
-        SESSIONS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_default(),
-    );
+    let slot = {
+        let mut sessions = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(&key) {
+            evict_idle(&mut sessions);
+        }
+        Arc::clone(sessions.entry(key).or_default())
+    };
     let mut live = slot.lock().await;
     if let Some(l) = live.as_ref()
         && l.authorization == authorization
@@ -388,7 +407,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn at_the_bound_idle_sessions_are_closed_and_held_ones_kept() {
+        let key = |i: usize| Key {
+            url: "http://127.0.0.1:9/mcp".into(),
+            headers: vec![("x-api-key".into(), format!("key-{i}"))],
+        };
+        let mut sessions: HashMap<Key, Slot> = (0..5).map(|i| (key(i), Slot::default())).collect();
+        let held = Arc::clone(&sessions[&key(3)]);
+        evict_idle(&mut sessions);
+        assert_eq!(sessions.len(), 1);
+        assert!(Arc::ptr_eq(&sessions[&key(3)], &held));
+    }
+
+    #[test]
     fn the_status_of_a_refusal_is_kept() {
+        // The process's TLS provider, as the binary installs it at start (run alone, no other
+        // test has).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         type E = StreamableHttpError<reqwest::Error>;
         let unchallenged = E::UnexpectedServerResponse("HTTP 401 Unauthorized: no".into());
         assert_eq!(status_of(&unchallenged), Some(401));
