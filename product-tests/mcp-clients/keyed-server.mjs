@@ -1,6 +1,7 @@
 // A streamable-HTTP MCP server, made with the MCP project's TypeScript SDK (McpServer and its
-// StreamableHTTPServerTransport), that knows its callers by `X-Api-Key`, for the per-caller
-// identity tests: KEYS='{"<key>": "<owner>", …}' PORT=<port> node keyed-server.mjs
+// StreamableHTTPServerTransport), that knows its callers by their key, in `X-Api-Key` or as
+// `Authorization: Bearer <key>`, for the per-caller identity tests:
+// KEYS='{"<key>": "<owner>", …}' PORT=<port> node keyed-server.mjs
 // - a request without a known key is refused with 401;
 // - a session belongs to the owner whose key started it: the same session with another key is
 //   refused with 403, so a client that shared one session between callers would fail;
@@ -15,13 +16,19 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 const keys = JSON.parse(process.env.KEYS || '{}');
 const sessions = new Map(); // session ID -> {transport, owner}
 
+/** The key a request came with (`X-Api-Key`, else a bearer `Authorization`). */
+function keyOf(headers) {
+  const bearer = /^Bearer (.+)$/.exec(headers?.authorization ?? '');
+  return headers?.['x-api-key'] ?? bearer?.[1];
+}
+
 function server() {
   const s = new McpServer({ name: 'keyed', version: '1.0.0' });
   s.registerTool(
     'whoami',
     { description: 'The owner of the API key this call came with.', inputSchema: {}, annotations: { readOnlyHint: true } },
     async (_args, extra) => {
-      const owner = keys[extra.requestInfo?.headers?.['x-api-key']] ?? null;
+      const owner = keys[keyOf(extra.requestInfo?.headers)] ?? null;
       const answer = { owner, session: extra.sessionId ?? null };
       return { content: [{ type: 'text', text: JSON.stringify(answer) }], structuredContent: answer };
     },
@@ -30,12 +37,12 @@ function server() {
 }
 
 const httpServer = http.createServer(async (req, res) => {
-  const owner = keys[req.headers['x-api-key']];
+  const owner = keys[keyOf(req.headers)];
   const sid = req.headers['mcp-session-id'];
   console.log(JSON.stringify({ method: req.method, owner: owner ?? null, session: sid ?? null }));
   if (!owner) {
     res.writeHead(401, { 'content-type': 'application/json' });
-    res.end('{"error":"unknown or missing X-Api-Key"}');
+    res.end('{"error":"unknown or missing key"}');
     return;
   }
   let entry = sid ? sessions.get(sid) : undefined;

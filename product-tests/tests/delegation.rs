@@ -295,19 +295,26 @@ fn each_caller_reaches_the_upstream_as_itself() {
 /// Per-caller identity at an MCP server: `transport.headerSecrets` naming a `byPrincipal`
 /// secret send each caller's own key, each caller in a session of its own (the server binds a
 /// session to the key that started it and refuses it to another); the catalog build lists the
-/// tools with the `default` entry, which is also what a caller without an entry gets.
+/// tools with the `default` entry, which is also what a caller without an entry gets. Once with
+/// the key in `X-Api-Key`, once as a bearer `Authorization` (which must not make the callers
+/// take turns replacing one session).
 #[test]
 fn each_caller_reaches_an_mcp_server_as_itself() {
+    per_caller_mcp("X-Api-Key", "");
+    per_caller_mcp("Authorization", "Bearer ");
+}
+
+fn per_caller_mcp(header: &str, prefix: &str) {
     let broker = Broker::start("bundle:keyed", &json!({}));
     let mcp =
         KeyedMcp::start(&json!({"key-alice": "alice", "key-bob": "bob", "key-shared": "shared"}));
     let fx = Fixture::new();
-    let key = |k: &str| json!({"type": "literal", "value": k});
+    let key = |k: &str| json!({"type": "literal", "value": format!("{prefix}{k}")});
     let cfg = json!({
         "cli": "1.0.0",
         "mode": {"default": "discover"},
         "sources": {"keyed": {"type": "mcp", "transport": {"type": "streamable-http",
-            "url": mcp.url, "headerSecrets": {"X-Api-Key": "keyed.apiKey"}}}},
+            "url": mcp.url, "headerSecrets": {header: "keyed.apiKey"}}}},
         "services": {"keyed": {"source": "keyed", "alias": "keyed"}},
         "secrets": {"keyed.apiKey": {"type": "byPrincipal",
             "principals": {"alice": key("key-alice"), "bob": key("key-bob")},
@@ -319,7 +326,7 @@ fn each_caller_reaches_an_mcp_server_as_itself() {
     assert!(!listed.is_empty());
     assert!(
         listed.iter().all(|r| r["owner"] == "shared"),
-        "the catalog build lists with the default key: {listed:?}"
+        "{header}: the catalog build lists with the default key: {listed:?}"
     );
     let whoami = |token: &str| {
         let r = http()
@@ -330,7 +337,7 @@ fn each_caller_reaches_an_mcp_server_as_itself() {
             .unwrap();
         let status = r.status().as_u16();
         let v: Value = r.json().unwrap();
-        assert_eq!(status, 200, "{v}");
+        assert_eq!(status, 200, "{header}: {v}");
         let text = v["body"]["content"][0]["text"].as_str().unwrap_or_default();
         serde_json::from_str::<Value>(text).unwrap_or_else(|_| panic!("{v}"))
     };
@@ -338,44 +345,56 @@ fn each_caller_reaches_an_mcp_server_as_itself() {
     let bob = broker.token("bob", "bundle:keyed", 3600);
     let carol = broker.token("carol", "bundle:keyed", 3600);
     let a1 = whoami(&alice);
-    assert_eq!(a1["owner"], "alice", "{a1}");
+    assert_eq!(a1["owner"], "alice", "{header}: {a1}");
     let b1 = whoami(&bob);
-    assert_eq!(b1["owner"], "bob", "{b1}");
-    assert_ne!(b1["session"], a1["session"], "a session per caller");
+    assert_eq!(b1["owner"], "bob", "{header}: {b1}");
+    assert_ne!(
+        b1["session"], a1["session"],
+        "{header}: a session per caller"
+    );
     // Interleaved again: each caller back in its own session.
-    let a2 = whoami(&alice);
-    assert_eq!(
-        (&a2["owner"], &a2["session"]),
-        (&a1["owner"], &a1["session"])
-    );
-    let b2 = whoami(&bob);
-    assert_eq!(
-        (&b2["owner"], &b2["session"]),
-        (&b1["owner"], &b1["session"])
-    );
+    for _ in 0..2 {
+        let a = whoami(&alice);
+        assert_eq!(
+            (&a["owner"], &a["session"]),
+            (&a1["owner"], &a1["session"]),
+            "{header}"
+        );
+        let b = whoami(&bob);
+        assert_eq!(
+            (&b["owner"], &b["session"]),
+            (&b1["owner"], &b1["session"]),
+            "{header}"
+        );
+    }
     // No entry for carol: the default key.
-    assert_eq!(whoami(&carol)["owner"], "shared");
-    // The server refused nothing: no session was ever presented with another caller's key.
+    assert_eq!(whoami(&carol)["owner"], "shared", "{header}");
+    // Every request the server saw came with a known key, and each caller's in one session:
+    // two sessions per caller would mean one was replaced (or shared, which the server
+    // refuses with 403 and `whoami` above would have failed on).
     let calls: Vec<Value> = mcp.requests();
-    assert!(calls.iter().all(|r| !r["owner"].is_null()), "{calls:?}");
+    assert!(
+        calls.iter().all(|r| !r["owner"].is_null()),
+        "{header}: {calls:?}"
+    );
     for who in ["alice", "bob"] {
         let sessions: std::collections::BTreeSet<&str> = calls
             .iter()
             .filter(|r| r["owner"] == who)
             .filter_map(|r| r["session"].as_str())
             .collect();
-        assert_eq!(sessions.len(), 1, "{who}: {sessions:?}");
+        assert_eq!(sessions.len(), 1, "{header}, {who}: {sessions:?}");
     }
     // The audit records name each caller.
-    let rows = audit_rows(&rt, 5, |r| r["toolId"] == "keyed:whoami");
+    let rows = audit_rows(&rt, 7, |r| r["toolId"] == "keyed:whoami");
     let principals: Vec<&str> = rows
         .iter()
         .filter_map(|r| r["principal"].as_str())
         .collect();
     assert_eq!(
         principals,
-        ["alice", "bob", "alice", "bob", "carol"],
-        "{rows:?}"
+        ["alice", "bob", "alice", "bob", "alice", "bob", "carol"],
+        "{header}: {rows:?}"
     );
 }
 

@@ -623,7 +623,7 @@ fn catalog_effective(
 
 /// The entity tag of an effective view: what makes its body, without rendering it — what the
 /// snapshot serves ([`crate::snapshot::Snapshot::content`]: the catalog without its build time,
-/// the deny patterns, the runtime's version), the view, the form and, for an authenticated
+/// the deny patterns, the build's identity), the view, the form and, for an authenticated
 /// caller, the scopes that filter it. The same in every replica and across restarts while the
 /// catalog is the same. Weak: the gzip and identity forms are the same view, and two builds of
 /// one catalog differ in `generatedAt`.

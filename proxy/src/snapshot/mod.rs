@@ -4,6 +4,14 @@
 //! catalog is rebuilt; a request loads the current snapshot once and uses it throughout, so
 //! it never sees half of an old catalog and half of a new one. Response bodies that do not
 //! depend on the caller are serialised here, once, instead of on every request.
+//!
+//! A snapshot also has a digest of what it serves ([`Snapshot::content`]): the rendered
+//! catalog without its build and fetch times, the deny patterns that filter it per caller and
+//! the build's identity (a hash of the runtime's sources, `build.rs`). The catalog's entity
+//! tags are made of it, so every replica of one build on the same config and documents, and
+//! the same runtime after a restart or a rebuild that changed nothing, tags a view alike: a
+//! client's `If-None-Match` is answered 304 by any of them (a per-process tag made round-robin
+//! replicas and restarts send every view again).
 
 use std::collections::BTreeMap;
 
@@ -116,7 +124,8 @@ fn compact_body(catalog: &Catalog, view: EffectiveView) -> open_cli_config::wire
 /// The digest of a catalog as rendered (`catalog_json`), without what only says when and how
 /// this build read its documents: `generatedAt` and each source's provenance time and fetches
 /// (the documents' content is in `sourceFingerprint`, and what was made of them follows). With
-/// the runtime's version. Those volatile fields all come before `services` (the catalog's
+/// the build's identity (`OPEN_CLI_BUILD_ID`, from `build.rs`: another build may render or
+/// filter the same catalog differently). Those volatile fields all come before `services` (the catalog's
 /// fields are rendered in order: version, time, fingerprint, sources, services, tools, …), so
 /// the rendering is hashed from the catalog's own `"services"` key on — the first occurrence of
 /// that key, as no source entry has one — after the head's lasting parts. Were the key ever not
@@ -129,7 +138,7 @@ fn catalog_digest(catalog: &Catalog, catalog_json: &[u8]) -> [u8; 32] {
         h.update((s.len() as u64).to_le_bytes());
         h.update(s.as_bytes());
     };
-    field(env!("CARGO_PKG_VERSION"));
+    field(env!("OPEN_CLI_BUILD_ID"));
     field(&catalog.catalog_version);
     field(&catalog.source_fingerprint);
     for source in &catalog.sources {
@@ -591,13 +600,27 @@ mod tests {
         let mut c = built("2026-12-06T10:00:00Z", "f1");
         c.effective_views.pop();
         assert_ne!(snap(c).content(), a.content(), "a view less");
-        // Deny patterns filter every caller's view, so they are part of it.
-        let deny = ["t:get".to_string()];
-        assert_ne!(&with_deny(a.content(), deny.iter()), a.content());
-        assert_eq!(
-            with_deny(a.content(), deny.iter()),
-            with_deny(b.content(), deny.iter())
-        );
+        // Deny patterns filter every caller's view, so they are part of it: snapshots of
+        // configs that differ only in `policy.deny` differ.
+        let with_policy = |deny: &[&str]| {
+            let doc = serde_json::json!({
+                "cli": "1.0.0",
+                "mode": {"default": "discover"},
+                "runtime": {"mode": "remote"},
+                "policy": {"deny": deny},
+            });
+            let cfg = open_cli_config::load::parse_str(
+                &doc.to_string(),
+                std::path::Path::new("t.cli.json"),
+            )
+            .unwrap();
+            *Snapshot::for_config(built("2026-12-06T10:00:00Z", "f1"), &cfg)
+                .unwrap()
+                .content()
+        };
+        assert_eq!(with_policy(&["t:get"]), with_policy(&["t:get"]));
+        assert_ne!(with_policy(&["t:get"]), with_policy(&[]));
+        assert_ne!(with_policy(&["t:get"]), with_policy(&["t:list"]));
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! `streamable-http` sources: one rmcp session per source, reused by every call (see the
-//! module doc of [`super`]).
+//! `streamable-http` sources: one rmcp session per source and set of header values, reused by
+//! every call that brings the same values (see the module doc of [`super`]).
 //!
-//! Sessions are kept by URL and header fields other than `Authorization`; a call that brings
-//! another `Authorization` value (a renewed OAuth token) replaces the session. Header fields
-//! per caller (`byPrincipal` `headerSecrets`) thus give each caller a session of its own; at
-//! most [`MAX_SESSIONS`] are kept (idle ones are closed at the bound). A call that
-//! fails drops its session, so the next one starts a new session. rmcp itself re-initialises
-//! a session the server answers 404 for.
+//! Sessions are kept by URL and every header field, `Authorization` included: header values
+//! per caller (`byPrincipal` `headerSecrets`, on any field) give each caller a session of its
+//! own, never one started with another caller's values, and a renewed OAuth token starts a
+//! session of its own too. A session no call has used for [`IDLE_SESSION`] is closed when
+//! another session is started, and at most [`MAX_SESSIONS`] are kept (at the bound, every idle
+//! one is closed). A call that fails drops its session, so the next one starts a new session.
+//! rmcp itself re-initialises a session the server answers 404 for.
 //!
 //! rmcp's reqwest client is wrapped ([`Upstream`]) to keep the HTTP status the server answered
 //! with ([`super::Error::status`]; callers retry once with a fresh OAuth token on 401) and, once
@@ -69,7 +70,7 @@ pub(super) fn client() -> Result<reqwest::Client, String> {
     })
 }
 
-/// What sessions are kept by: the URL and the header fields but `Authorization`.
+/// What sessions are kept by: the URL and every header field (names in lower case).
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
     url: String,
@@ -79,7 +80,6 @@ struct Key {
 type Session = RunningService<RoleClient, Handler>;
 
 struct Live {
-    authorization: Option<String>,
     generation: u64,
     session: Session,
     upstream: Upstream,
@@ -133,44 +133,61 @@ impl InUse {
 /// session again).
 const MAX_SESSIONS: usize = 1024;
 
-/// Close every session no call holds (the map's own reference is the only one).
-fn evict_idle(sessions: &mut HashMap<Key, Slot>) {
+/// A session unused this long is closed when another one is started (a caller gone, an
+/// OAuth token renewed, a secret rotated).
+const IDLE_SESSION: Duration = Duration::from_secs(600);
+
+/// A kept session and when a call last took it.
+struct Entry {
+    slot: Slot,
+    used: std::time::Instant,
+}
+
+/// Close the sessions no call holds (the map's own reference is the only one) that have been
+/// idle for [`IDLE_SESSION`], and, when the map is still at [`MAX_SESSIONS`], every one no call
+/// holds.
+fn evict_idle(sessions: &mut HashMap<Key, Entry>, now: std::time::Instant) {
     let before = sessions.len();
-    sessions.retain(|_, slot| Arc::strong_count(slot) > 1);
-    tracing::info!(
-        closed = before - sessions.len(),
-        kept = sessions.len(),
-        "MCP sessions at their bound ({MAX_SESSIONS}): idle ones closed"
-    );
+    let idle = |e: &Entry| Arc::strong_count(&e.slot) == 1;
+    sessions.retain(|_, e| !idle(e) || now.saturating_duration_since(e.used) < IDLE_SESSION);
+    if sessions.len() >= MAX_SESSIONS {
+        sessions.retain(|_, e| !idle(e));
+        tracing::info!(
+            kept = sessions.len(),
+            "MCP sessions at their bound ({MAX_SESSIONS}): every idle one closed"
+        );
+    }
+    if sessions.len() < before {
+        tracing::debug!(closed = before - sessions.len(), "idle MCP sessions closed");
+    }
 }
 
 /// The live session for `url` with `headers`, started if there is none.
 async fn session(url: &str, headers: &Headers) -> Result<InUse, Error> {
-    static SESSIONS: LazyLock<Mutex<HashMap<Key, Slot>>> = LazyLock::new(Default::default);
+    static SESSIONS: LazyLock<Mutex<HashMap<Key, Entry>>> = LazyLock::new(Default::default);
     static GENERATION: AtomicU64 = AtomicU64::new(0);
-    let mut key = Key {
+    let key = Key {
         url: url.to_string(),
-        headers: Vec::new(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.expose().to_string()))
+            .collect(),
     };
-    let mut authorization = None;
-    for (name, value) in headers {
-        if name.eq_ignore_ascii_case("authorization") {
-            authorization = Some(value.expose().to_string());
-        } else {
-            key.headers
-                .push((name.to_ascii_lowercase(), value.expose().to_string()));
-        }
-    }
     let slot = {
+        let now = std::time::Instant::now();
         let mut sessions = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
-        if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(&key) {
-            evict_idle(&mut sessions);
+        if !sessions.contains_key(&key) {
+            evict_idle(&mut sessions, now);
         }
-        Arc::clone(sessions.entry(key).or_default())
+        let entry = sessions.entry(key).or_insert_with(|| Entry {
+            slot: Slot::default(),
+            used: now,
+        });
+        entry.used = now;
+        Arc::clone(&entry.slot)
     };
     let mut live = slot.lock().await;
     if let Some(l) = live.as_ref()
-        && l.authorization == authorization
         && !l.session.peer().is_transport_closed()
     {
         return Ok(InUse {
@@ -180,13 +197,12 @@ async fn session(url: &str, headers: &Headers) -> Result<InUse, Error> {
             slot: Arc::clone(&slot),
         });
     }
-    // Another token, or the session ended: it is closed (dropped) and a new one started.
+    // None yet, or the session ended: a new one is started.
     *live = None;
     let (session, upstream) = connect(url, headers).await?;
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     let peer = session.peer().clone();
     *live = Some(Live {
-        authorization,
         generation,
         session,
         upstream: upstream.clone(),
@@ -407,16 +423,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn at_the_bound_idle_sessions_are_closed_and_held_ones_kept() {
+    fn idle_sessions_are_closed_and_held_ones_kept() {
         let key = |i: usize| Key {
             url: "http://127.0.0.1:9/mcp".into(),
             headers: vec![("x-api-key".into(), format!("key-{i}"))],
         };
-        let mut sessions: HashMap<Key, Slot> = (0..5).map(|i| (key(i), Slot::default())).collect();
-        let held = Arc::clone(&sessions[&key(3)]);
-        evict_idle(&mut sessions);
+        let t0 = std::time::Instant::now();
+        let later = t0 + IDLE_SESSION + Duration::from_secs(1);
+        let entry = |used| Entry {
+            slot: Slot::default(),
+            used,
+        };
+        // Idle long enough: closed unless a call holds it; recently used: kept.
+        let mut sessions: HashMap<Key, Entry> = HashMap::new();
+        sessions.insert(key(0), entry(t0));
+        sessions.insert(key(1), entry(t0));
+        sessions.insert(key(2), entry(later));
+        let held = Arc::clone(&sessions[&key(1)].slot);
+        evict_idle(&mut sessions, later);
+        let mut kept: Vec<_> = sessions.keys().map(|k| k.headers[0].1.clone()).collect();
+        kept.sort();
+        assert_eq!(kept, ["key-1", "key-2"]);
+        // At the bound every session no call holds goes, however recent.
+        let mut sessions: HashMap<Key, Entry> =
+            (0..MAX_SESSIONS).map(|i| (key(i), entry(t0))).collect();
+        let held = [held, Arc::clone(&sessions[&key(7)].slot)];
+        evict_idle(&mut sessions, t0);
         assert_eq!(sessions.len(), 1);
-        assert!(Arc::ptr_eq(&sessions[&key(3)], &held));
+        assert!(Arc::ptr_eq(&sessions[&key(7)].slot, &held[1]));
     }
 
     #[test]

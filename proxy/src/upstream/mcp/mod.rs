@@ -10,11 +10,12 @@
 //!   `command` and `pid`). The child gets `transport.env` on top of a minimal inherited
 //!   environment (PATH, HOME, LANG, LC_ALL, TMPDIR, USER) — not the runtime's whole
 //!   environment, which may hold secrets.
-//! - `streamable-http` (`http.rs`): one rmcp session per source (URL and header fields), reused
-//!   by every call; the source's header fields (static ones, resolved `headerSecrets`, the
-//!   OAuth `Authorization`) go on every request. rmcp re-initialises a session the server
-//!   answers 404 for (stale session). A new `Authorization` value (a renewed token) replaces
-//!   the session; a failed one is dropped so the next call starts afresh.
+//! - `streamable-http` (`http.rs`): one rmcp session per source and set of header values
+//!   (static ones, resolved `headerSecrets`, the OAuth `Authorization`), reused by every call
+//!   that sends the same values: a caller with values of its own (`byPrincipal`) has a session
+//!   of its own, and a renewed token starts a new session (unused ones are closed after 10
+//!   minutes). rmcp re-initialises a session the server answers 404 for (stale session); a
+//!   failed one is dropped so the next call starts afresh.
 //! - `sse` (2024-11-05 HTTP+SSE, `sse.rs`): rmcp 3.x has no client for this transport, so the
 //!   own code of before is kept for it alone: one short session per operation.
 //!
