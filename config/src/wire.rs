@@ -263,6 +263,11 @@ pub struct RuntimeInfo {
     /// Version of the runtime build (the reference never sends one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The build's identity (an extension): a hash of the runtime's sources and locked
+    /// dependencies, equal for every binary built from the same tree. Replicas that report the
+    /// same value render and tag the catalog alike (its `ETag`s include it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
     pub capabilities: Vec<String>,
     pub instance_id: String,
     pub url: String,

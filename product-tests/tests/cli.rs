@@ -617,6 +617,17 @@ fn the_catalog_is_revalidated_with_etags_and_served_offline() {
     let config = fx.path().join(".cli.json");
     let replica = Runtime::start(&config);
     assert_eq!(revalidate(&replica.url, &etag), 304, "a replica");
+    // Both report the same build, the part of the tag that tells builds apart.
+    let build = |rt: &Runtime| {
+        let info: Value = rt.get("/v1/runtime/info").json().unwrap();
+        info["build"].as_str().unwrap_or_default().to_string()
+    };
+    let ours = build(&rt);
+    assert!(
+        ours.len() == 16 && ours.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{ours}"
+    );
+    assert_eq!(build(&replica), ours);
     drop(replica);
     // A rebuild that changes the catalog (the curated view loses a tool) makes a new tag:
     // the CLI takes the new view (the mark is gone).

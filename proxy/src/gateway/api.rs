@@ -505,6 +505,7 @@ fn runtime_info(state: &RuntimeState, _: &Request<'_>, caller: &Caller) -> Resul
     let info = RuntimeInfo {
         contract_version: CONTRACT_VERSION.into(),
         version: Some(env!("CARGO_PKG_VERSION").into()),
+        build: Some(env!("OPEN_CLI_BUILD_ID").into()),
         capabilities: CAPABILITIES.iter().map(|s| s.to_string()).collect(),
         instance_id: state.instance.id.clone(),
         url: state.url.clone(),
