@@ -9,20 +9,13 @@ cd "$(dirname "$0")/.."
 secs=${1:-5}
 conns=${2:-16}
 scripts/deps
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+need_tools wrk
 cargo build --release --locked -p open-cli-proxy >/dev/null 2>&1 || cargo build --release --locked -p open-cli-proxy
-bin="$PWD/target/release/open-cli-toolbox"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/open-cli-toolbox"
 
-oport=$(free_port)
-(cd product-tests/oidc && exec env PORT=$oport SCOPES="bundle:demo" AUDIENCE=urn:open-cli:runtime node server.mjs > "$work/oidc.log" 2>&1) &
-pids+=($!)
-for _ in $(seq 200); do grep -q "listening on" "$work/oidc.log" 2>/dev/null && break; sleep 0.05; done
-issuer="http://127.0.0.1:$oport"
+start_provider bundle:demo
 
 cp config/examples/demo-api.openapi.yaml "$work/demo.openapi.yaml"
 base='"cli": "1", "mode": {"default": "discover"}, "sources": {"demo": {"type": "openapi", "uri": "demo.openapi.yaml"}}, "services": {"demo": {"source": "demo"}}'
@@ -41,7 +34,7 @@ start off
 start on
 off=$(url_of off)
 on=$(url_of on)
-token=$(curl -s -u agent-1:agent-1-secret -d grant_type=client_credentials -d scope=bundle:demo "$issuer/token" | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])")
+token=$(provider_token bundle:demo)
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$on/v1/catalog/effective")
 [ "$code" = 200 ] || { echo "FAIL: the token was not accepted ($code)" >&2; cat "$work/on.log" >&2; exit 1; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$on/v1/catalog/effective")" = 401 ] || { echo "FAIL: auth is not on" >&2; exit 1; }

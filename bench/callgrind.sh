@@ -39,21 +39,9 @@ bare_bin="$target_dir/release/open-cli-bench-bare-pingora"
 # ---- the upstream and the provider ---------------------------------------------------------
 start_hello_upstream
 
-oport=$(free_port)
-issuer="http://127.0.0.1:$oport"
-(cd product-tests/oidc && exec env PORT=$oport SCOPES="bundle:bench" AUDIENCE=urn:open-cli:runtime node server.mjs > "$work/oidc.log" 2>&1) &
-pids+=($!)
-wait_http "$issuer/.well-known/openid-configuration" 20 || { cat "$work/oidc.log" >&2; echo "FAIL: the provider did not start" >&2; exit 1; }
-token=$(curl -s -u agent-1:agent-1-secret -d grant_type=client_credentials -d scope=bundle:bench "$issuer/token" \
-  | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])")
-sed "s/UPSTREAM_PORT/$up_port/" bench/proxy.openapi.yaml > "$work/proxy.openapi.yaml"
-cat > "$work/bench.cli.json" <<JSON
-{"cli": "1", "mode": {"default": "discover"},
- "sources": {"bench": {"type": "openapi", "uri": "proxy.openapi.yaml"}},
- "services": {"bench": {"source": "bench", "alias": "bench"}},
- "secrets": {"bench.apiKey": {"type": "literal", "value": "bench-key"}},
- "runtime": {"server": {"auth": {"validationProfile": "oidc_jwks", "issuer": "$issuer", "audience": "urn:open-cli:runtime"}}}}
-JSON
+start_provider bundle:bench
+token=$(provider_token bundle:bench)
+write_bench_config
 
 # ---- one measurement: a proxy under callgrind, sent N requests ------------------------------
 # send URL N [HEADER]: N GETs on one keep-alive connection; fails unless every answer is 200.

@@ -56,14 +56,8 @@ for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$ev_port") 2>/dev/null && b
 ev_url="http://127.0.0.1:$ev_port/mcp"
 
 # An OpenID provider for the runtime's tokens.
-oport=$(free_port)
-(cd product-tests/oidc && exec env PORT=$oport SCOPES="bundle:bench bundle:everything bundle:stdio bundle:big" AUDIENCE=urn:open-cli:runtime node server.mjs > "$work/oidc.log" 2>&1) &
-pids+=($!)
-for _ in $(seq 200); do grep -q "listening on" "$work/oidc.log" 2>/dev/null && break; sleep 0.05; done
-issuer="http://127.0.0.1:$oport"
-token=$(curl -s -u agent-1:agent-1-secret -d grant_type=client_credentials -d "scope=bundle:bench bundle:everything bundle:stdio bundle:big" "$issuer/token" \
-  | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])") \
-  || { cat "$work/oidc.log" >&2; echo "FAIL: no token" >&2; exit 1; }
+start_provider "bundle:bench bundle:everything bundle:stdio bundle:big"
+token=$(provider_token "bundle:bench bundle:everything bundle:stdio bundle:big")
 
 sed "s/UPSTREAM_PORT/$up_port/" bench/proxy.openapi.yaml > "$work/proxy.openapi.yaml"
 python3 - "$work" "$up_port" <<'PY'

@@ -120,24 +120,6 @@ fail() { echo "FAIL: $*" >&2; failed+=("$*"); }
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # ---- nginx: upstream and proxy, each with its own prefix dir, pid and error log ----------
-user_line=""
-if [ "$(id -u)" -eq 0 ]; then user_line="user $(id -un) $(id -gn);"; fi
-nginx_conf() { # name workers server-block
-  local d="$work/nginx-$1"
-  mkdir -p "$d"
-  cat > "$d/nginx.conf" <<EOF
-$user_line
-worker_processes $2;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
-http {
-$(nginx_http_common "$d")
-  keepalive_requests 1000000;
-  $3
-}
-EOF
-}
 start_nginx() { # name -> master pid in $work/pid-<name>
   local d="$work/nginx-$1"
   "$nginx_bin" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" -g 'daemon off;' 2>> "$d/error.log" &
@@ -223,19 +205,8 @@ if want k; then
   for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break; sleep 0.05; done
 fi
 if want d || want e || want f || want g || want i || want j || want k; then
-  oport=$(free_port)
-  (cd product-tests/oidc && exec env PORT=$oport SCOPES="bundle:bench" AUDIENCE=urn:open-cli:runtime node server.mjs > "$work/oidc.log" 2>&1) &
-  pids+=($!)
-  for _ in $(seq 200); do grep -q "listening on" "$work/oidc.log" 2>/dev/null && break; sleep 0.05; done
-  issuer="http://127.0.0.1:$oport"
-  sed "s/UPSTREAM_PORT/$up_port/" bench/proxy.openapi.yaml > "$work/proxy.openapi.yaml"
-  cat > "$work/bench.cli.json" <<JSON
-{"cli": "1", "mode": {"default": "discover"},
- "sources": {"bench": {"type": "openapi", "uri": "proxy.openapi.yaml"}},
- "services": {"bench": {"source": "bench", "alias": "bench"}},
- "secrets": {"bench.apiKey": {"type": "literal", "value": "bench-key"}},
- "runtime": {"server": {"auth": {"validationProfile": "oidc_jwks", "issuer": "$issuer", "audience": "urn:open-cli:runtime"}}}}
-JSON
+  start_provider bundle:bench
+  write_bench_config
   python3 - "$work" "${redis_port:-0}" <<'PY'
 import json, sys
 w, redis_port = sys.argv[1], sys.argv[2]
@@ -255,8 +226,7 @@ c["secrets"]["bench.apiKey"] = {"type": "byPrincipal",
     "principals": {"agent-1": {"type": "literal", "value": "bench-key"}}}
 json.dump(c, open(f"{w}/bench-percaller.cli.json", "w"))
 PY
-  token=$(curl -s -u agent-1:agent-1-secret -d grant_type=client_credentials -d scope=bundle:bench "$issuer/token" | python3 -c "import json,sys; print(json.load(sys.stdin)['access_token'])") \
-    || { cat "$work/oidc.log" >&2; echo "FAIL: no token from the OpenID provider" >&2; exit 1; }
+  token=$(provider_token bundle:bench)
   # One runtime per variant, so each peak RSS is its own run's.
   for v in d e f g i j k l; do
     want $v || continue
