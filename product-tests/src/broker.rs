@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::oidc::AUDIENCE;
-use crate::process::{Port, Proc, START_DEADLINE, repo_root, spawn_on_free_port};
+use crate::process::{Port, Proc, START_DEADLINE, repo_root, spawn_listening, spawn_on_free_port};
 
 /// Where the example lives (its `node_modules` installed by `scripts/deps`).
 pub fn broker_dir() -> PathBuf {
@@ -111,24 +111,14 @@ impl DemoApi {
     /// `api_keys`: `{"<key>": "<owner>"}`.
     pub fn start(broker: &Broker, api_keys: &Value) -> Self {
         let keys = api_keys.to_string();
-        let (proc, url) = spawn_on_free_port(
-            "demo-api",
-            Port::Ephemeral,
-            START_DEADLINE,
-            |port| {
-                let mut cmd = node("demo-api.mjs");
-                cmd.env("PORT", port.to_string())
-                    .env("ISSUER", &broker.issuer)
-                    .env("AUDIENCE", "urn:demo-api")
-                    .env("API_KEYS", &keys);
-                cmd
-            },
-            |proc, _| {
-                proc.stdout_after("listening on ")
-                    .map(|u| u.trim().to_string())
-            },
-        )
-        .unwrap_or_else(|e| panic!("the demo API did not start: {e}"));
+        let (proc, url) = spawn_listening("the demo API", |port| {
+            let mut cmd = node("demo-api.mjs");
+            cmd.env("PORT", port.to_string())
+                .env("ISSUER", &broker.issuer)
+                .env("AUDIENCE", "urn:demo-api")
+                .env("API_KEYS", &keys);
+            cmd
+        });
         Self { proc, url }
     }
 }

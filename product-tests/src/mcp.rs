@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-use crate::process::{Port, Proc, START_DEADLINE, port_open, repo_root, spawn_on_free_port};
+use crate::process::{
+    Port, Proc, START_DEADLINE, port_open, repo_root, spawn_listening, spawn_on_free_port,
+};
 
 /// `@modelcontextprotocol/server-everything` (installed by `scripts/deps` under
 /// `product-tests/mcp`), a real MCP server not written by us.
@@ -75,24 +77,14 @@ impl KeyedMcp {
             "the TypeScript MCP SDK is missing: run scripts/deps"
         );
         let keys = keys.to_string();
-        let (proc, url) = spawn_on_free_port(
-            "keyed MCP server",
-            Port::Ephemeral,
-            START_DEADLINE,
-            |port| {
-                let mut cmd = Command::new("node");
-                cmd.arg(dir.join("keyed-server.mjs"))
-                    .current_dir(&dir)
-                    .env("PORT", port.to_string())
-                    .env("KEYS", &keys);
-                cmd
-            },
-            |proc, _| {
-                proc.stdout_after("listening on ")
-                    .map(|u| u.trim().to_string())
-            },
-        )
-        .unwrap_or_else(|e| panic!("the keyed MCP server did not start: {e}"));
+        let (proc, url) = spawn_listening("the keyed MCP server", |port| {
+            let mut cmd = Command::new("node");
+            cmd.arg(dir.join("keyed-server.mjs"))
+                .current_dir(&dir)
+                .env("PORT", port.to_string())
+                .env("KEYS", &keys);
+            cmd
+        });
         Self { proc, url }
     }
 

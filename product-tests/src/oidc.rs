@@ -7,7 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::process::{Port, Proc, START_DEADLINE, http, repo_root, spawn_on_free_port};
+use crate::process::{
+    Port, Proc, START_DEADLINE, http, repo_root, spawn_listening, spawn_on_free_port,
+};
 
 /// A real OpenID provider (npm `oidc-provider`, `product-tests/oidc/server.mjs`).
 #[derive(Debug)]
@@ -113,25 +115,15 @@ impl BearerGate {
         let script = repo_root().join("product-tests/oidc/bearer-gate.mjs");
         // scheme://host:port of the target URL
         let origin = target.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
-        let (proc, url) = spawn_on_free_port(
-            "bearer-gate",
-            Port::Ephemeral,
-            START_DEADLINE,
-            |port| {
-                let mut cmd = Command::new("node");
-                cmd.arg(&script)
-                    .env("PORT", port.to_string())
-                    .env("ISSUER", &oidc.issuer)
-                    .env("AUDIENCE", AUDIENCE)
-                    .env("TARGET", &origin);
-                cmd
-            },
-            |proc, _| {
-                proc.stdout_after("listening on ")
-                    .map(|u| u.trim().to_string())
-            },
-        )
-        .unwrap_or_else(|e| panic!("the bearer gate did not start: {e}"));
+        let (proc, url) = spawn_listening("the bearer gate", |port| {
+            let mut cmd = Command::new("node");
+            cmd.arg(&script)
+                .env("PORT", port.to_string())
+                .env("ISSUER", &oidc.issuer)
+                .env("AUDIENCE", AUDIENCE)
+                .env("TARGET", &origin);
+            cmd
+        });
         Self { proc, url }
     }
 

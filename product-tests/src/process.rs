@@ -215,6 +215,17 @@ impl Port {
     }
 }
 
+/// Start a server that binds port 0 itself and prints `listening on <URL>` once it serves (the
+/// test counterparts written for these tests, and the demo API): the process and that URL.
+/// Panics, naming `name` and the cause, when it does not start.
+pub fn spawn_listening(name: &str, command: impl FnMut(u16) -> Command) -> (Proc, String) {
+    spawn_on_free_port(name, Port::Ephemeral, START_DEADLINE, command, |proc, _| {
+        proc.stdout_after("listening on ")
+            .map(|u| u.trim().to_string())
+    })
+    .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+}
+
 /// Start the server `name` and wait until it is ready: `command(port)` builds its command
 /// line for the port chosen by `port` (0 for [`Port::Ephemeral`]); `ready(&proc, port)` is
 /// polled until it returns `Some`, for at most `deadline` per attempt. An attempt fails when

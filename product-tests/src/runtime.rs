@@ -108,7 +108,13 @@ pub fn visible_tool_ids(rt: &Runtime, token: &str) -> Vec<String> {
         .expect("effective catalog")
         .json()
         .expect("effective catalog JSON");
-    let mut ids: Vec<String> = v["view"]["tools"]
+    view_tool_ids(&v)
+}
+
+/// The tool IDs of an effective view (`GET /v1/catalog/effective`, `catalog list --format
+/// json`), sorted.
+pub fn view_tool_ids(view: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = view["view"]["tools"]
         .as_array()
         .expect("view.tools")
         .iter()

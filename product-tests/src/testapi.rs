@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::process::{Port, Proc, START_DEADLINE, bin, spawn_on_free_port};
+use crate::process::{Proc, bin, spawn_listening};
 
 /// The demo upstream (`open-cli-testapi`) on an ephemeral port.
 #[derive(Debug)]
@@ -125,19 +125,12 @@ impl TestApi {
     }
 
     fn start_with(extra: &[&str]) -> Self {
-        let (proc, url) = spawn_on_free_port(
-            "testapi",
-            Port::Ephemeral,
-            START_DEADLINE,
-            |port| {
-                let mut cmd = Command::new(bin("open-cli-testapi"));
-                cmd.args(["--addr", &format!("127.0.0.1:{port}")])
-                    .args(extra);
-                cmd
-            },
-            |proc, _| proc.stdout_after("listening on "),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let (proc, url) = spawn_listening("testapi", |port| {
+            let mut cmd = Command::new(bin("open-cli-testapi"));
+            cmd.args(["--addr", &format!("127.0.0.1:{port}")])
+                .args(extra);
+            cmd
+        });
         Self {
             proc,
             url,

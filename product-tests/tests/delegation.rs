@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use open_cli_product_tests::{
     Broker, DemoApi, Fixture, KeyedMcp, Runtime, audit_rows, cli_at, http, json_out, jwt_claims,
-    text, visible_tool_ids, wait_for,
+    text, view_tool_ids, visible_tool_ids, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -429,12 +429,7 @@ fn an_agent_with_delegation_enabled_sends_children() {
         json_out(&open_cli_product_tests::cli(&all, &env))
     };
     let listed = run(&["catalog", "list", "--format", "json"]);
-    let ids: Vec<&str> = listed["view"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
+    let ids = view_tool_ids(&listed);
     assert_eq!(ids, [KEYED], "the child's scopes, not the parent's");
     assert_eq!(
         run(&["demo", "keyed", "keyed-whoami"]),

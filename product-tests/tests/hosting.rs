@@ -8,7 +8,9 @@ use std::process::{Command, Output};
 
 use std::time::Duration;
 
-use open_cli_product_tests::{bin, http, json_out, jwt_claims, repo_root, text, wait_for};
+use open_cli_product_tests::{
+    bin, http, json_out, jwt_claims, repo_root, text, view_tool_ids, wait_for,
+};
 use serde_json::{Value, json};
 
 /// An example brought up by `deploy/examples/<name>/run.sh up <dir>`; brought down (by the
@@ -189,12 +191,7 @@ fn brokered_enterprise() {
     let out = ex.cli(&["demo", "whoami", "whoami"], &sub);
     assert!(!out.status.success(), "the child was not given whoami");
     let listed = ex.json(&["catalog", "list", "--format", "json"], &sub);
-    let ids: Vec<&str> = listed["view"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
+    let ids = view_tool_ids(&listed);
     assert_eq!(ids, ["demo:keyedWhoami"]);
 
     // The audit writer commits in batches: wait for both lines.
